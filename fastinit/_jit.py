@@ -1,0 +1,51 @@
+"""The one jit policy every fastinit kernel goes through.
+
+Why these flags:
+
+* ``cache=True`` -- compiled kernels are written next to the sources, so only the
+  first run on a machine pays the compile cost (the sweep warms the cache before
+  dispatching work to its workers).
+* ``nogil=True`` -- kernels release the GIL, so threads and Dask workers overlap.
+* ``error_model="numpy"`` -- ``1/0`` gives ``inf`` instead of raising: inf and NaN
+  inside a studied network are data, never crashes.
+* never ``fastmath`` -- it licenses LLVM to assume no inf/NaN, which would make
+  the non-finite counts we record meaningless.  ``tests/test_jit_policy.py`` fails
+  if any module passes ``fastmath`` to numba.
+"""
+
+from __future__ import annotations
+
+import numba
+
+__all__ = ["jit", "JIT_OPTIONS"]
+
+JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+def jit(function=None, *, parallel: bool = False, inline: bool = False):
+    """Compile ``function`` with the project's jit policy.
+
+    Parameters
+    ----------
+    function : callable, optional
+        The Python function to compile.  When omitted, a decorator is returned,
+        so both ``@jit`` and ``@jit(parallel=True)`` work.
+    parallel : bool, default False
+        Let numba run ``prange`` loops on its thread pool.  Kernels that use it
+        must write each iteration to its own slice (no shared accumulators).
+    inline : bool, default False
+        Inline the function into its callers at numba-IR level
+        (``inline="always"``).  Use it for small helpers called from loops that
+        should vectorise: LLVM cannot vectorise across an opaque call.
+
+    Returns
+    -------
+    numba.core.registry.CPUDispatcher or callable
+        The compiled function, or a decorator producing one.
+    """
+    def decorate(func):
+        return numba.njit(func, parallel=parallel, inline="always" if inline else "never", **JIT_OPTIONS)
+
+    if function is None:
+        return decorate
+    return decorate(function)

@@ -1,0 +1,162 @@
+"""Boundary validation: every public function checks its inputs here, kernels never do.
+
+Each helper raises ``ValueError`` or ``TypeError`` whose message names the parameter,
+the value received and what is allowed, e.g.
+``depth must be an integer >= 1, got 0``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+import operator
+from collections.abc import Iterable
+
+import numpy as np
+
+__all__ = [
+    "check_choice",
+    "check_dtype",
+    "check_int",
+    "check_real",
+    "check_seed",
+    "check_no_extra",
+    "did_you_mean",
+]
+
+SUPPORTED_DTYPES = ("float32", "float64")
+MAX_SEED = 2**64 - 1
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_choice(name: str, value, choices: Iterable[str]) -> str:
+    """Check that ``value`` is one of ``choices`` and return it.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the error message.
+    value : object
+        The value received.
+    choices : iterable of str
+        The allowed values.
+
+    Returns
+    -------
+    str
+        ``value`` unchanged.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not one of ``choices``; the message suggests the closest one.
+    """
+    choices = list(choices)
+    if not isinstance(value, str) or value not in choices:
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}{hint}")
+    return value
+
+
+def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Check that ``value`` is an integer in ``[minimum, maximum]`` and return it as ``int``.
+
+    Booleans and floats (even ``3.0``) are rejected: a float where an integer belongs
+    is usually a bug upstream.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If ``value`` is out of range.
+    """
+    bounds = _describe_bounds(minimum, maximum)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer{bounds}, got {value!r} ({type(value).__name__})")
+    value = operator.index(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an integer{bounds}, got {value}")
+    return value
+
+
+def check_real(
+    name: str,
+    value,
+    *,
+    minimum: float | None = None,
+    exclusive_minimum: bool = False,
+    maximum: float | None = None,
+) -> float:
+    """Check that ``value`` is a finite real number in range and return it as ``float``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number.
+    ValueError
+        If it is not finite or out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    below = minimum is not None and (value <= minimum if exclusive_minimum else value < minimum)
+    above = maximum is not None and value > maximum
+    if not np.isfinite(value) or below or above:
+        parts = []
+        if minimum is not None:
+            parts.append(f"{'>' if exclusive_minimum else '>='} {minimum:g}")
+        if maximum is not None:
+            parts.append(f"<= {maximum:g}")
+        rule = " and ".join(["finite", *parts])
+        raise ValueError(f"{name} must be a {rule} real number, got {value!r}")
+    return value
+
+
+def check_seed(value) -> int:
+    """Check a root seed: an integer in ``[0, 2**64 - 1]``."""
+    return check_int("seed", value, minimum=0, maximum=MAX_SEED)
+
+
+def check_dtype(value) -> np.dtype:
+    """Check a floating dtype (``"float32"`` or ``"float64"``, or the NumPy types) and return it."""
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.name not in SUPPORTED_DTYPES:
+        allowed = ", ".join(repr(d) for d in SUPPORTED_DTYPES)
+        raise ValueError(f"dtype must be one of {allowed}, got {value!r}")
+    return dtype
+
+
+def check_no_extra(where: str, extra: dict, allowed: Iterable[str]) -> None:
+    """Reject unknown keyword parameters, naming them and the allowed ones.
+
+    Raises
+    ------
+    TypeError
+        If ``extra`` has any key.
+    """
+    if extra:
+        allowed = sorted(allowed)
+        key = sorted(extra)[0]
+        hint = did_you_mean(key, allowed)
+        allowed_text = ", ".join(allowed) if allowed else "none"
+        raise TypeError(f"{where} got an unknown parameter {key!r}{hint}; allowed parameters: {allowed_text}")
+
+
+def _describe_bounds(minimum, maximum) -> str:
+    if minimum is not None and maximum is not None:
+        return f" in [{minimum}, {maximum}]"
+    if minimum is not None:
+        return f" >= {minimum}"
+    if maximum is not None:
+        return f" <= {maximum}"
+    return ""

@@ -1,0 +1,350 @@
+"""The activation registry: one place for every nonlinearity, its derivative and its traits.
+
+Kernels are specialised by an **integer code**, not by passing Python functions.  A numba
+kernel that receives a function as an argument is recompiled for every function passed, and
+those specialisations do not survive in the on-disk cache (``cache=True``); an integer is an
+ordinary argument, so one compiled, cached kernel serves every activation and switching
+activation costs no compilation.  The branch on ``code`` is cheap next to the ``exp``/``erf`` it selects.
+
+Three layers describe each activation:
+
+* jitted scalars :func:`phi`, :func:`dphi` and :func:`phi_and_dphi` (float64 in and out),
+  used inside kernels; :func:`apply` maps them over an array;
+* :class:`Activation` entries in :data:`ACTIVATIONS` carrying the traits the theory layer
+  needs and vectorised NumPy twins (:meth:`Activation.phi_np`, :meth:`Activation.dphi_np`);
+* :func:`get_activation`, the validated way in from user input.
+
+Numerical contract: no overflow at large ``|x|``, the mathematical limits at ``+-inf``,
+NaN in gives NaN out, and PyTorch's subgradients at kinks (``relu'(0) = 0``,
+``leaky_relu'(0) = slope``, ``elu'(0) = alpha``, ``selu'(0) = lambda * alpha``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from fastinit._jit import jit
+from fastinit._validation import check_choice, check_no_extra, check_real
+
+__all__ = [
+    "ACTIVATIONS", "ALIASES", "Activation", "apply", "dphi", "get_activation", "phi",
+    "phi_and_dphi", "LINEAR", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "GELU", "SILU",
+    "ELU", "SELU", "SOFTPLUS", "ERF", "SELU_LAMBDA", "SELU_ALPHA",
+]
+
+LINEAR, RELU, LEAKY_RELU, TANH, SIGMOID, GELU, SILU, ELU, SELU, SOFTPLUS, ERF = range(11)
+
+SELU_LAMBDA = 1.0507009873554805
+SELU_ALPHA = 1.6732632423543772
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+# Beyond |x| = 40 every Gaussian factor exp(-x**2/2) underflows to 0 anyway; clipping there
+# keeps x*x from overflowing (a NumPy warning) for huge finite x.
+_GAUSS_CLIP = 40.0
+
+
+# ----------------------------------------------------------------------------- jitted scalars
+@jit
+def phi_and_dphi(code, x, param):
+    """Return ``(phi(x), phi'(x))`` for the activation ``code``, sharing the work.
+
+    Parameters
+    ----------
+    code : int
+        One of the module constants (``RELU``, ``GELU``, ...).
+    x : float
+        The pre-activation.
+    param : float
+        The slope of ``leaky_relu`` or the alpha of ``elu``; ignored otherwise.  Kernels
+        never validate: use :meth:`Activation.resolve_param` at the boundary.
+
+    Returns
+    -------
+    tuple of float
+        The value and the derivative; ``(nan, nan)`` for NaN input or an unknown code.
+    """
+    if math.isnan(x):
+        return math.nan, math.nan
+    if code == LINEAR:
+        return x, 1.0
+    if code == RELU:
+        return (x, 1.0) if x > 0.0 else (0.0, 0.0)
+    if code == LEAKY_RELU:
+        if x > 0.0:
+            return x, 1.0
+        # slope 0 at x = -inf would give 0 * inf = NaN; the limit is 0.
+        return (param * x if param != 0.0 else 0.0), param
+    if code == TANH:
+        # sech^2 from exp(-2|x|): never overflows and, unlike 1 - tanh^2, keeps its
+        # relative accuracy in the tails.
+        e = math.exp(-2.0 * abs(x))
+        return math.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e))
+    if code == SIGMOID or code == SILU or code == SOFTPLUS:
+        e = math.exp(-abs(x))  # in (0, 1]: the only exp these three need, never overflows
+        s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+        if code == SIGMOID:
+            return s, e / ((1.0 + e) * (1.0 + e))
+        if code == SOFTPLUS:
+            return max(x, 0.0) + math.log1p(e), s
+        if math.isinf(x):  # x * s and x * (1 - s) are inf * 0 there; use the limits
+            return (x, 1.0) if x > 0.0 else (0.0, 0.0)
+        one_minus_s = e / (1.0 + e) if x >= 0.0 else 1.0 / (1.0 + e)
+        return x * s, s * (1.0 + x * one_minus_s)
+    if code == GELU:
+        if math.isinf(x):
+            return (x, 1.0) if x > 0.0 else (0.0, 0.0)
+        cdf = 0.5 * math.erfc(-x * _SQRT_HALF)  # erfc, not 1 + erf: accurate for x << 0
+        return x * cdf, cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)
+    if code == ELU or code == SELU:
+        alpha = param if code == ELU else SELU_ALPHA
+        scale = 1.0 if code == ELU else SELU_LAMBDA
+        if x > 0.0:
+            return scale * x, scale
+        return scale * alpha * math.expm1(x), scale * alpha * math.exp(x)
+    if code == ERF:
+        return math.erf(x), _TWO_OVER_SQRT_PI * math.exp(-x * x)
+    return math.nan, math.nan
+
+
+@jit
+def phi(code, x, param):
+    """Return ``phi(x)`` for the activation ``code``; see :func:`phi_and_dphi`."""
+    # One if/elif chain (in phi_and_dphi) is the single source of truth; LLVM inlines it
+    # and drops the unused derivative.
+    return phi_and_dphi(code, x, param)[0]
+
+
+@jit
+def dphi(code, x, param):
+    """Return ``phi'(x)`` for the activation ``code``; see :func:`phi_and_dphi`."""
+    return phi_and_dphi(code, x, param)[1]
+
+
+@jit
+def apply(code, x, param, out_phi, out_dphi):
+    """Fill ``out_phi`` and ``out_dphi`` with ``phi`` and ``phi'`` of the 1-D array ``x``.
+
+    Parameters
+    ----------
+    code : int
+        Activation code.
+    x : numpy.ndarray
+        1-D float64 input.
+    param : float
+        Activation parameter (see :func:`phi_and_dphi`).
+    out_phi, out_dphi : numpy.ndarray
+        Preallocated 1-D float64 arrays of ``x``'s length, written in place.
+    """
+    for i in range(x.shape[0]):
+        out_phi[i], out_dphi[i] = phi_and_dphi(code, x[i], param)
+
+
+# ----------------------------------------------------------------------------- NumPy twins
+# Each twin is (phi, dphi) over a float64 array without NaN (the Activation methods mask NaN
+# around them).  Branches are evaluated on clamped inputs so np.where never sees an overflow.
+def _gauss(x):
+    return np.exp(-0.5 * np.square(np.clip(x, -_GAUSS_CLIP, _GAUSS_CLIP)))
+
+
+def _with_limits(x, formula):
+    # gelu and silu give inf * 0 at +-inf; their limits there are relu's value and slope.
+    infinite = np.isinf(x)
+    value, slope = formula(np.where(infinite, 0.0, x))
+    return (np.where(infinite, np.maximum(x, 0.0), value),
+            np.where(infinite, (x > 0.0).astype(np.float64), slope))
+
+
+def _elu(x, alpha):
+    neg = np.minimum(x, 0.0)
+    return (np.where(x > 0.0, x, alpha * np.expm1(neg)),
+            np.where(x > 0.0, 1.0, alpha * np.exp(neg)))
+
+
+def _leaky(x, slope):
+    neg = slope * np.minimum(x, 0.0) if slope != 0.0 else np.zeros_like(x)
+    return np.where(x > 0.0, x, neg), np.where(x > 0.0, 1.0, slope)
+
+
+def _tanh(x, _):
+    e = np.exp(-2.0 * np.abs(x))
+    return np.tanh(x), 4.0 * e / (1.0 + e) ** 2
+
+
+_TWINS = {
+    LINEAR: lambda x, _: (x.copy(), np.ones_like(x)),
+    RELU: lambda x, _: (np.maximum(x, 0.0), (x > 0.0).astype(np.float64)),
+    LEAKY_RELU: _leaky,
+    TANH: _tanh,
+    SIGMOID: lambda x, _: (special.expit(x), special.expit(x) * special.expit(-x)),
+    GELU: lambda x, _: _with_limits(x, lambda v: (
+        v * special.ndtr(v), special.ndtr(v) + v * _INV_SQRT_2PI * _gauss(v))),
+    SILU: lambda x, _: _with_limits(x, lambda v: (
+        v * special.expit(v), special.expit(v) * (1.0 + v * special.expit(-v)))),
+    ELU: _elu,
+    SELU: lambda x, _: tuple(SELU_LAMBDA * part for part in _elu(x, SELU_ALPHA)),
+    SOFTPLUS: lambda x, _: (np.logaddexp(0.0, x), special.expit(x)),
+    ERF: lambda x, _: (special.erf(x), _TWO_OVER_SQRT_PI * _gauss(x) ** 2),
+}
+
+# How each parameter is validated: keyword arguments of check_real.
+_PARAM_RULES = {"slope": {}, "alpha": {"minimum": 0.0, "exclusive_minimum": True}}
+
+
+# ----------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class Activation:
+    """One registry entry: an activation's code, parameter and traits.
+
+    Attributes
+    ----------
+    name : str
+        Canonical name, the key in :data:`ACTIVATIONS`.
+    code : int
+        Integer passed to the jitted kernels.
+    param_name : str or None
+        Name of the tunable parameter (``"slope"``, ``"alpha"``) or None.
+    default_param : float
+        Value used when the parameter is not given (0.0 when there is none).
+    homogeneous : bool
+        Positively homogeneous, ``phi(c x) = c phi(x)`` for ``c > 0``.
+    bounded : bool
+        ``phi`` is bounded on the real line.
+    has_dead_zone : bool
+        ``phi'`` is exactly 0 on a half-line (units can die).
+    torch_name : str or None
+        Name accepted by ``torch.nn.init.calculate_gain``, None where PyTorch has no gain.
+    description : str
+        One line with the formula.
+    smooth : bool
+        ``phi`` is infinitely differentiable; False means a kink at 0, where Gaussian
+        quadrature should split the integral and finite differences are meaningless.
+    """
+
+    name: str
+    code: int
+    param_name: str | None
+    default_param: float
+    homogeneous: bool
+    bounded: bool
+    has_dead_zone: bool
+    torch_name: str | None
+    description: str
+    smooth: bool
+
+    def resolve_param(self, **params) -> float:
+        """Validate the activation's parameter and return it (or the default) as a float.
+
+        Parameters
+        ----------
+        **params
+            At most the activation's own parameter, e.g. ``slope=0.2`` for ``leaky_relu``.
+
+        Returns
+        -------
+        float
+            The value to pass to the kernels.
+
+        Raises
+        ------
+        TypeError
+            For an unknown keyword or a non-real value.
+        ValueError
+            For a value out of range (non-finite slope, ``alpha <= 0``).
+        """
+        allowed = [self.param_name] if self.param_name else []
+        value = params.pop(self.param_name, None) if self.param_name else None
+        check_no_extra(f"activation {self.name!r}", params, allowed)
+        if value is None:
+            return self.default_param
+        return check_real(self.param_name, value, **_PARAM_RULES[self.param_name])
+
+    def _evaluate(self, x, param, which: int) -> np.ndarray:
+        if param is not None and self.param_name:
+            param = self.resolve_param(**{self.param_name: param})
+        else:
+            param = self.default_param
+        x = np.asarray(x, dtype=np.float64)
+        nan = np.isnan(x)
+        out = _TWINS[self.code](np.where(nan, 0.0, x), param)[which]
+        return np.where(nan, np.nan, out)
+
+    def phi_np(self, x, param: float | None = None) -> np.ndarray:
+        """Vectorised NumPy ``phi(x)``, the reference twin of :func:`phi`.
+
+        Parameters
+        ----------
+        x : array_like
+            Input, converted to float64.
+        param : float, optional
+            The activation's parameter (validated); default :attr:`default_param`.
+            Ignored by activations without a parameter.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 array of ``x``'s shape.
+        """
+        return self._evaluate(x, param, 0)
+
+    def dphi_np(self, x, param: float | None = None) -> np.ndarray:
+        """Vectorised NumPy ``phi'(x)``, the reference twin of :func:`dphi`.
+
+        Parameters and return value as for :meth:`phi_np`.
+        """
+        return self._evaluate(x, param, 1)
+
+
+def _entry(name, code, description, *, param_name=None, default_param=0.0, homogeneous=False,
+           bounded=False, has_dead_zone=False, torch_name=None, smooth=True):
+    return Activation(name, code, param_name, default_param, homogeneous, bounded,
+                      has_dead_zone, torch_name, description, smooth)
+
+
+ACTIVATIONS: dict[str, Activation] = {a.name: a for a in (
+    _entry("linear", LINEAR, "phi(x) = x", homogeneous=True, torch_name="linear"),
+    _entry("relu", RELU, "phi(x) = max(x, 0)", homogeneous=True, has_dead_zone=True,
+           torch_name="relu", smooth=False),
+    _entry("leaky_relu", LEAKY_RELU, "phi(x) = x if x > 0 else slope * x",
+           param_name="slope", default_param=0.01, homogeneous=True,
+           torch_name="leaky_relu", smooth=False),
+    _entry("tanh", TANH, "phi(x) = tanh(x)", bounded=True, torch_name="tanh"),
+    _entry("sigmoid", SIGMOID, "phi(x) = 1 / (1 + exp(-x))", bounded=True,
+           torch_name="sigmoid"),
+    _entry("gelu", GELU, "phi(x) = x * Phi(x), Phi the standard normal CDF (exact erf form)"),
+    _entry("silu", SILU, "phi(x) = x * sigmoid(x) (also called swish)"),
+    _entry("elu", ELU, "phi(x) = x if x > 0 else alpha * (exp(x) - 1)",
+           param_name="alpha", default_param=1.0, smooth=False),
+    _entry("selu", SELU, f"phi(x) = {SELU_LAMBDA} * elu(x, alpha={SELU_ALPHA})",
+           torch_name="selu", smooth=False),
+    _entry("softplus", SOFTPLUS, "phi(x) = log(1 + exp(x))"),
+    _entry("erf", ERF, "phi(x) = erf(x)", bounded=True),
+)}
+
+ALIASES: dict[str, str] = {"swish": "silu"}
+
+
+def get_activation(name: str) -> Activation:
+    """Look up an activation by name or alias.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`ACTIVATIONS` or :data:`ALIASES`.
+
+    Returns
+    -------
+    Activation
+        The registry entry.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message suggests the closest one.
+    """
+    name = ALIASES.get(name, name) if isinstance(name, str) else name
+    return ACTIVATIONS[check_choice("activation", name, [*ACTIVATIONS, *ALIASES])]

@@ -1,0 +1,527 @@
+"""The initializer registry: fans, variance rules, gains, presets and :func:`sample`.
+
+Weight layout is PyTorch's, ``(fan_out, fan_in, *receptive_field)``.  Every entry of
+:data:`INITIALIZERS` declares
+
+* its parameters (defaults and validation),
+* a *draw*: which distribution to sample and how to scale it, given the fans --
+  the propagation kernel re-draws weights from the same description, and
+* its *variance rule* as a function of the fans, written as the textbook formula
+  (not derived from the draw), so that tests can hold one against the other and the
+  theory layer can read the rule.
+
+Facts users trip on, each stated where it applies below: PyTorch's ``nn.Linear``
+default is U[+-1/sqrt(fan_in)] (variance 1/(3 fan_in), not He); "normal" is
+untruncated here, as in PyTorch and JAX, while Keras/Flax ``*_normal`` are truncated
+and corrected (use ``variance_scaling`` or the presets); ``gain`` multiplies the
+std (PyTorch), ``scale`` the variance (Keras/JAX).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+from scipy import integrate, special, stats
+
+from fastinit import rng
+from fastinit._validation import (
+    check_choice,
+    check_dtype,
+    check_int,
+    check_no_extra,
+    check_real,
+    check_seed,
+)
+from fastinit.activations import ACTIVATIONS, get_activation
+
+__all__ = ["Draw", "Initializer", "INITIALIZERS", "fans", "gain", "sample", "get_initializer", "CONV_NAMES"]
+
+CONSTANT = 3
+ORTHOGONAL = 4
+# The std of N(0, 1) truncated to [-2, 2]; Keras/JAX divide by it so that
+# "truncated_normal" variance scaling has exactly the requested variance.
+TRUNCATED_STD_AT_2 = 0.87962566103423978
+# Names PyTorch's calculate_gain accepts with gain 1 besides "linear".
+CONV_NAMES = ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+
+
+@dataclass(frozen=True)
+class Draw:
+    """How to draw one weight tensor: ``kind`` and two numbers.
+
+    ``kind`` is ``rng.KIND_NORMAL`` (std ``a``), ``rng.KIND_UNIFORM`` (``U[a, b)``),
+    ``rng.KIND_TRUNCATED`` (std ``a`` before truncation at ``+-b`` stds),
+    ``CONSTANT`` (every entry ``a``) or ``ORTHOGONAL`` (gain ``a``).
+    """
+
+    kind: int
+    a: float
+    b: float = 0.0
+
+    def distribution(self):
+        """The declared distribution as a frozen ``scipy.stats`` object (None for orthogonal)."""
+        if self.kind == rng.KIND_NORMAL:
+            return stats.norm(0.0, self.a)
+        if self.kind == rng.KIND_UNIFORM:
+            return stats.uniform(self.a, self.b - self.a)
+        if self.kind == rng.KIND_TRUNCATED:
+            return stats.truncnorm(-self.b, self.b, scale=self.a)
+        if self.kind == CONSTANT:
+            return stats.randint(0, 1, loc=self.a) if float(self.a).is_integer() else None
+        return None
+
+
+# ------------------------------------------------------------------ parameters
+
+
+@dataclass(frozen=True)
+class Param:
+    """A declared parameter: its default and the check that cleans a given value."""
+
+    default: object
+    check: Callable[[str, object], object]
+    doc: str = ""
+
+
+def _real(name, value):
+    return check_real(name, value)
+
+
+def _nonnegative(name, value):
+    return check_real(name, value, minimum=0.0)
+
+
+def _positive(name, value):
+    return check_real(name, value, minimum=0.0, exclusive_minimum=True)
+
+
+def _choice(*choices):
+    return lambda name, value: check_choice(name, value, choices)
+
+
+def _nonlinearity(name, value):
+    return check_choice(name, value, [*ACTIVATIONS, *CONV_NAMES])
+
+
+_MODE = Param("fan_in", _choice("fan_in", "fan_out"), "which fan normalises the variance")
+_GAIN = Param(1.0, _nonnegative, "multiplies the std")
+_KAIMING = {
+    "mode": _MODE,
+    "nonlinearity": Param("leaky_relu", _nonlinearity, "activation whose gain scales the std"),
+    "a": Param(0.0, _real, "negative slope when nonlinearity='leaky_relu'"),
+}
+
+
+# ------------------------------------------------------------------ registry
+
+
+@dataclass(frozen=True)
+class Initializer:
+    """One initialization scheme.
+
+    Attributes
+    ----------
+    name : str
+        Registry key.
+    description : str
+        One line: distribution and variance.
+    params : Mapping[str, Param]
+        Declared parameters with defaults.
+    draw : callable
+        ``draw(fan_in, fan_out, **params) -> Draw``.
+    variance : callable
+        ``variance(fan_in, fan_out, **params) -> float``, the textbook rule.
+    needs_fans : bool
+        Whether the shape must have at least 2 dimensions.
+    """
+
+    name: str
+    description: str
+    params: Mapping[str, Param]
+    draw: Callable[..., Draw]
+    variance: Callable[..., float]
+    needs_fans: bool = True
+    aliases: tuple[str, ...] = field(default=())
+
+    def resolve(self, **params) -> dict:
+        """Validate ``params`` against the declaration and fill in defaults.
+
+        Raises
+        ------
+        TypeError
+            For an unknown parameter.
+        ValueError
+            For a bad value; the message names the parameter and what is allowed.
+        """
+        check_no_extra(f"initializer {self.name!r}", {k: v for k, v in params.items() if k not in self.params}, self.params)
+        resolved = {}
+        for key, spec in self.params.items():
+            value = params.get(key, spec.default)
+            if value is _REQUIRED:
+                raise TypeError(f"initializer {self.name!r} needs the parameter {key!r} ({spec.doc})")
+            resolved[key] = spec.check(key, value)
+        return resolved
+
+
+_REQUIRED = object()
+
+
+def _kaiming_gain(nonlinearity, a):
+    return gain(nonlinearity, a if nonlinearity == "leaky_relu" else None)
+
+
+def _fan(mode, fan_in, fan_out):
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def _scaling_n(mode, fan_in, fan_out):
+    return {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
+
+
+def _variance_scaling_draw(fan_in, fan_out, scale, mode, distribution):
+    variance = scale / _scaling_n(mode, fan_in, fan_out)
+    if distribution == "uniform":
+        limit = math.sqrt(3.0 * variance)
+        return Draw(rng.KIND_UNIFORM, -limit, limit)
+    if distribution == "truncated_normal":
+        return Draw(rng.KIND_TRUNCATED, math.sqrt(variance) / TRUNCATED_STD_AT_2, 2.0)
+    return Draw(rng.KIND_NORMAL, math.sqrt(variance))
+
+
+def _truncated_variance(bound):
+    """Variance of N(0, 1) conditioned on |z| <= bound (closed form)."""
+    mass = special.erf(bound / math.sqrt(2.0))
+    return 1.0 - 2.0 * bound * stats.norm.pdf(bound) / mass
+
+
+def _symmetric_uniform(bound):
+    return Draw(rng.KIND_UNIFORM, -bound, bound)
+
+
+_VARIANCE_SCALING = {
+    "scale": Param(1.0, _positive, "multiplies the variance"),
+    "mode": Param("fan_in", _choice("fan_in", "fan_out", "fan_avg"), "n in scale / n"),
+    "distribution": Param(
+        "truncated_normal", _choice("normal", "truncated_normal", "uniform"), "'normal' is untruncated (JAX semantics)"
+    ),
+}
+
+_ENTRIES = [
+    Initializer(
+        "uniform",
+        "U[-1/sqrt(fan_in), 1/sqrt(fan_in)], variance 1/(3 fan_in): PyTorch's nn.Linear default, not He",
+        {},
+        lambda fi, fo: _symmetric_uniform(1.0 / math.sqrt(fi)),
+        lambda fi, fo: 1.0 / (3.0 * fi),
+    ),
+    Initializer(
+        "xavier_normal",
+        "N(0, gain^2 2/(fan_in+fan_out)), untruncated (PyTorch xavier_normal_)",
+        {"gain": _GAIN},
+        lambda fi, fo, gain: Draw(rng.KIND_NORMAL, gain * math.sqrt(2.0 / (fi + fo))),
+        lambda fi, fo, gain: gain**2 * 2.0 / (fi + fo),
+    ),
+    Initializer(
+        "xavier_uniform",
+        "U[+-gain sqrt(6/(fan_in+fan_out))], variance gain^2 2/(fan_in+fan_out) (Glorot & Bengio 2010)",
+        {"gain": _GAIN},
+        lambda fi, fo, gain: _symmetric_uniform(gain * math.sqrt(6.0 / (fi + fo))),
+        lambda fi, fo, gain: gain**2 * 2.0 / (fi + fo),
+    ),
+    Initializer(
+        "he_normal",
+        "N(0, gain^2/fan_mode), untruncated (PyTorch kaiming_normal_); relu gain sqrt(2) gives 2/fan_in",
+        _KAIMING,
+        lambda fi, fo, mode, nonlinearity, a: Draw(
+            rng.KIND_NORMAL, _kaiming_gain(nonlinearity, a) / math.sqrt(_fan(mode, fi, fo))
+        ),
+        lambda fi, fo, mode, nonlinearity, a: _kaiming_gain(nonlinearity, a) ** 2 / _fan(mode, fi, fo),
+    ),
+    Initializer(
+        "he_uniform",
+        "U[+-gain sqrt(3/fan_mode)] (PyTorch kaiming_uniform_), variance gain^2/fan_mode",
+        _KAIMING,
+        lambda fi, fo, mode, nonlinearity, a: _symmetric_uniform(
+            _kaiming_gain(nonlinearity, a) * math.sqrt(3.0 / _fan(mode, fi, fo))
+        ),
+        lambda fi, fo, mode, nonlinearity, a: _kaiming_gain(nonlinearity, a) ** 2 / _fan(mode, fi, fo),
+    ),
+    Initializer(
+        "lecun_normal",
+        "N(0, 1/fan_in), untruncated (Keras/JAX lecun_normal is truncated: see flax_default)",
+        {},
+        lambda fi, fo: Draw(rng.KIND_NORMAL, 1.0 / math.sqrt(fi)),
+        lambda fi, fo: 1.0 / fi,
+    ),
+    Initializer(
+        "lecun_uniform",
+        "U[+-sqrt(3/fan_in)], variance 1/fan_in",
+        {},
+        lambda fi, fo: _symmetric_uniform(math.sqrt(3.0 / fi)),
+        lambda fi, fo: 1.0 / fi,
+    ),
+    Initializer(
+        "orthogonal",
+        "gain * Q of the QR of a Gaussian matrix, Q sign-corrected (Saxe et al. 2013); variance gain^2/max(rows, cols)",
+        {"gain": _GAIN},
+        lambda fi, fo, gain: Draw(ORTHOGONAL, gain),
+        # rows = fan_out / rf, cols = fan_in * rf: filled in by _orthogonal_variance.
+        lambda fi, fo, gain: gain**2 / max(fi, fo),
+    ),
+    Initializer(
+        "normal",
+        "N(0, std^2), untruncated (PyTorch normal_ default std 1)",
+        {"std": Param(1.0, _nonnegative, "standard deviation")},
+        lambda fi, fo, std: Draw(rng.KIND_NORMAL, std),
+        lambda fi, fo, std: std**2,
+        needs_fans=False,
+    ),
+    Initializer(
+        "truncated_normal",
+        "N(0, std^2) cut at +-bound*std; std is the parent's (before truncation), "
+        "variance std^2 (1 - 2 b pdf(b)/(2 cdf(b)-1)); PyTorch trunc_normal_ bounds are absolute",
+        {"std": Param(1.0, _nonnegative, "std before truncation"), "bound": Param(2.0, _positive, "cut in stds")},
+        lambda fi, fo, std, bound: Draw(rng.KIND_TRUNCATED, std, bound),
+        lambda fi, fo, std, bound: std**2 * _truncated_variance(bound),
+        needs_fans=False,
+    ),
+    Initializer(
+        "variance_scaling",
+        "Keras/JAX VarianceScaling: variance scale/n; truncated_normal corrected by 0.8796; uniform limit sqrt(3 scale/n)",
+        _VARIANCE_SCALING,
+        _variance_scaling_draw,
+        lambda fi, fo, scale, mode, distribution: scale / _scaling_n(mode, fi, fo),
+    ),
+    Initializer(
+        "zeros",
+        "every weight 0: no symmetry breaking, no signal",
+        {},
+        lambda fi, fo: Draw(CONSTANT, 0.0),
+        lambda fi, fo: 0.0,
+        needs_fans=False,
+    ),
+    Initializer(
+        "constant",
+        "every weight `value`: units of a layer stay identical (symmetry is never broken)",
+        {"value": Param(_REQUIRED, _real, "the constant")},
+        lambda fi, fo, value: Draw(CONSTANT, value),
+        lambda fi, fo, value: 0.0,
+        needs_fans=False,
+    ),
+    Initializer(
+        "torch_default",
+        "PyTorch nn.Linear/Conv weight default: kaiming_uniform_(a=sqrt(5)) = U[+-1/sqrt(fan_in)]",
+        {},
+        lambda fi, fo: _symmetric_uniform(math.sqrt(2.0 / 6.0) * math.sqrt(3.0 / fi)),
+        lambda fi, fo: 1.0 / (3.0 * fi),
+    ),
+    Initializer(
+        "keras_default",
+        "Keras Dense/Conv kernel default: glorot_uniform, U[+-sqrt(6/(fan_in+fan_out))]",
+        {},
+        lambda fi, fo: _symmetric_uniform(math.sqrt(6.0 / (fi + fo))),
+        lambda fi, fo: 2.0 / (fi + fo),
+    ),
+    Initializer(
+        "flax_default",
+        "Flax nn.Dense kernel default: lecun_normal = variance_scaling(1, fan_in, truncated_normal)",
+        {},
+        lambda fi, fo: _variance_scaling_draw(fi, fo, 1.0, "fan_in", "truncated_normal"),
+        lambda fi, fo: 1.0 / fi,
+    ),
+]
+
+INITIALIZERS: dict[str, Initializer] = {entry.name: entry for entry in _ENTRIES}
+"""Every initialization scheme by name; the single source of truth for CLI, theory, tests."""
+
+
+def get_initializer(name: str) -> Initializer:
+    """Look up an initializer by name.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, suggesting the closest one.
+    """
+    return INITIALIZERS[check_choice("init", name, INITIALIZERS)]
+
+
+# ------------------------------------------------------------------ fans and gains
+
+
+def fans(shape) -> tuple[int, int]:
+    """Return ``(fan_in, fan_out)`` of a weight of PyTorch layout.
+
+    For ``shape = (fan_out_units, fan_in_units, *receptive_field)`` the receptive
+    field size ``rf = prod(shape[2:])`` multiplies both: ``fan_in = shape[1] * rf``,
+    ``fan_out = shape[0] * rf`` (PyTorch's ``_calculate_fan_in_and_fan_out``).  Keras
+    kernels are ``(in, out)``: port their shapes by swapping the first two axes.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        At least two positive sizes.
+
+    Returns
+    -------
+    tuple of int
+        ``(fan_in, fan_out)``.
+
+    Raises
+    ------
+    ValueError
+        If ``shape`` has fewer than 2 dimensions or a size < 1.
+    """
+    shape = _check_shape(shape)
+    if len(shape) < 2:
+        raise ValueError(f"shape must have at least 2 dimensions (fan_out, fan_in, ...) to define fans, got {shape}")
+    receptive_field = math.prod(shape[2:])
+    return shape[1] * receptive_field, shape[0] * receptive_field
+
+
+_TORCH_GAINS = {
+    "linear": 1.0,
+    "sigmoid": 1.0,
+    "tanh": 5.0 / 3.0,
+    "relu": math.sqrt(2.0),
+    "selu": 3.0 / 4.0,
+}
+
+
+def gain(activation: str, param: float | None = None) -> float:
+    """The recommended gain (std multiplier) for weights feeding ``activation``.
+
+    Where PyTorch's ``torch.nn.init.calculate_gain`` defines one, the same value:
+    linear, conv*, sigmoid 1; tanh 5/3; relu sqrt(2); leaky_relu
+    sqrt(2 / (1 + slope^2)) with slope ``param`` (default 0.01); selu 3/4.
+    For the others (gelu, silu, elu, softplus, erf) the *second-moment preserving*
+    gain ``1 / sqrt(E[phi(z)^2])``, ``z ~ N(0, 1)``, computed by adaptive quadrature:
+    with ``Var(W) = gain^2 / fan_in``, a unit-variance pre-activation maps to a
+    unit-variance pre-activation in the next layer.  (For relu that criterion also
+    gives sqrt(2).)
+
+    Parameters
+    ----------
+    activation : str
+        A name from ``ACTIVATIONS`` or PyTorch's conv names.
+    param : float, optional
+        The activation's parameter (leaky_relu slope, elu alpha).
+
+    Returns
+    -------
+    float
+    """
+    if activation in CONV_NAMES:
+        return 1.0
+    spec = get_activation(activation)
+    value = spec.resolve_param(**({spec.param_name: param} if spec.param_name and param is not None else {}))
+    if spec.name == "leaky_relu":
+        return math.sqrt(2.0 / (1.0 + value**2))
+    if spec.name in _TORCH_GAINS:
+        return _TORCH_GAINS[spec.name]
+    return _second_moment_gain(spec.name, value)
+
+
+@functools.lru_cache(maxsize=None)
+def _second_moment_gain(name: str, param: float) -> float:
+    spec = ACTIVATIONS[name]
+    integrand = lambda z: float(spec.phi_np(np.array([z]), param)[0]) ** 2 * stats.norm.pdf(z)  # noqa: E731
+    # Split at 0, where the piecewise activations have their kink.
+    second_moment = sum(integrate.quad(integrand, lo, hi, epsabs=1e-13, epsrel=1e-12)[0] for lo, hi in ((-np.inf, 0.0), (0.0, np.inf)))
+    return 1.0 / math.sqrt(second_moment)
+
+
+# ------------------------------------------------------------------ sampling
+
+
+def sample(init: str, shape, *, seed: int = 0, dtype="float32", **params) -> np.ndarray:
+    """Draw a weight tensor from an initializer of :data:`INITIALIZERS`.
+
+    Parameters
+    ----------
+    init : str
+        Scheme name, e.g. ``"he_normal"``.
+    shape : int or tuple of int
+        Weight shape in PyTorch layout ``(fan_out, fan_in, *receptive_field)``;
+        schemes whose scale depends on the fans need at least 2 dimensions.
+    seed : int, default 0
+        Root seed in ``[0, 2**64 - 1]``; the same seed gives the same array on any
+        thread count.
+    dtype : {"float32", "float64"}, default "float32"
+    **params
+        The scheme's parameters (see ``INITIALIZERS[init].params``), e.g.
+        ``mode="fan_out"``, ``nonlinearity="relu"``, ``gain=2.0``, ``std=0.01``.
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    ValueError, TypeError
+        For an unknown scheme or parameter, a bad shape, seed or dtype; the message
+        names the parameter, the value and what is allowed.
+
+    Examples
+    --------
+    >>> w = sample("he_normal", (256, 128), seed=1, nonlinearity="relu")
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    """
+    entry = get_initializer(init)
+    shape = _check_shape(shape)
+    if entry.needs_fans:
+        fan_in, fan_out = fans(shape)
+    else:
+        fan_in = fan_out = 1
+    resolved = entry.resolve(**params)
+    seed = check_seed(seed)
+    dtype = check_dtype(dtype)
+    out = np.empty(shape, dtype=dtype)
+    fill(out, entry.draw(fan_in, fan_out, **resolved), seed=seed, stream=0, substream=0)
+    return out
+
+
+def fill(out: np.ndarray, draw: Draw, *, seed: int, stream: int, substream: int) -> None:
+    """Fill ``out`` (C-contiguous) from ``draw`` on the stream ``(seed, stream, substream)``.
+
+    Internal: arguments are not validated.  Orthogonal draws flatten ``out`` to
+    ``(shape[0], rest)`` as PyTorch does.
+    """
+    if draw.kind == CONSTANT:
+        out.fill(draw.a)
+    elif draw.kind == ORTHOGONAL:
+        out[...] = _orthogonal(out.shape, draw.a, out.dtype, seed, stream, substream)
+    else:
+        rng.fill(out, draw.kind, draw.a, draw.b, seed, stream, substream)
+
+
+def _orthogonal(shape, gain_value, dtype, seed, stream, substream):
+    rows = shape[0]
+    cols = math.prod(shape[1:]) if len(shape) > 1 else 1
+    gaussian = np.empty((rows, cols), dtype=np.float64)
+    rng.fill(gaussian, rng.KIND_NORMAL, 1.0, 0.0, seed, stream, substream)
+    if rows < cols:
+        gaussian = gaussian.T
+    q, r = np.linalg.qr(gaussian)
+    # Multiplying by sign(diag(R)) makes Q Haar-distributed (Mezzadri 2007).
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return (gain_value * q).reshape(shape).astype(dtype)
+
+
+def _check_shape(shape) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"shape must be an int or a tuple of ints, got {shape!r}") from None
+    if not shape:
+        raise ValueError("shape must have at least 1 dimension, got ()")
+    return tuple(check_int("shape", size, minimum=1) for size in shape)
