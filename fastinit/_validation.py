@@ -20,6 +20,7 @@ __all__ = [
     "check_int",
     "check_real",
     "check_seed",
+    "check_shape",
     "check_no_extra",
     "did_you_mean",
 ]
@@ -119,6 +120,27 @@ def check_real(
     return value
 
 
+def check_shape(value, name: str = "shape") -> tuple[int, ...]:
+    """Check an array shape: an int or a non-empty tuple of integers >= 1.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an int or an iterable of ints.
+    ValueError
+        If it is empty or has a size < 1.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        shape = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {value!r}") from None
+    if not shape:
+        raise ValueError(f"{name} must have at least 1 dimension, got ()")
+    return tuple(check_int(name, size, minimum=1) for size in shape)
+
+
 def check_seed(value) -> int:
     """Check a root seed: an integer in ``[0, 2**64 - 1]``."""
     return check_int("seed", value, minimum=0, maximum=MAX_SEED)
@@ -160,3 +182,52 @@ def _describe_bounds(minimum, maximum) -> str:
     if maximum is not None:
         return f" <= {maximum}"
     return ""
+
+
+# --------------------------------------------------------------- declared constraints
+# Parameters declare one of these; the same object validates user input and, in the
+# tests, generates the invalid inputs that must be rejected (sklearn's approach).
+
+
+class Real:
+    """A finite real number, optionally bounded below (inclusive or exclusive)."""
+
+    def __init__(self, minimum: float | None = None, *, exclusive: bool = False):
+        self.minimum = minimum
+        self.exclusive = exclusive
+
+    def check(self, name: str, value) -> float:
+        """Return ``value`` as float or raise naming ``name``."""
+        return check_real(name, value, minimum=self.minimum, exclusive_minimum=self.exclusive)
+
+    def invalid_examples(self) -> list:
+        """Values this constraint must reject."""
+        examples = ["text", float("nan"), float("inf")]
+        if self.minimum is not None:
+            examples.append(self.minimum - 1.0)
+            if self.exclusive:
+                examples.append(self.minimum)
+        return examples
+
+    def __repr__(self):
+        if self.minimum is None:
+            return "Real()"
+        return f"Real({'>' if self.exclusive else '>='} {self.minimum:g})"
+
+
+class Choice:
+    """One of a fixed set of strings."""
+
+    def __init__(self, options: Iterable[str]):
+        self.options = tuple(options)
+
+    def check(self, name: str, value) -> str:
+        """Return ``value`` or raise naming ``name`` with a did-you-mean hint."""
+        return check_choice(name, value, self.options)
+
+    def invalid_examples(self) -> list:
+        """Values this constraint must reject."""
+        return ["bogus", 3]
+
+    def __repr__(self):
+        return f"Choice({', '.join(self.options)})"

@@ -29,12 +29,14 @@ from scipy import integrate, special, stats
 
 from fastinit import rng
 from fastinit._validation import (
+    Choice,
+    Real,
     check_choice,
     check_dtype,
     check_int,
     check_no_extra,
-    check_real,
     check_seed,
+    check_shape,
 )
 from fastinit.activations import ACTIVATIONS, get_activation
 
@@ -80,39 +82,19 @@ class Draw:
 
 @dataclass(frozen=True)
 class Param:
-    """A declared parameter: its default and the check that cleans a given value."""
+    """A declared parameter: its default, its constraint and what it means."""
 
     default: object
-    check: Callable[[str, object], object]
+    constraint: Real | Choice
     doc: str = ""
 
 
-def _real(name, value):
-    return check_real(name, value)
-
-
-def _nonnegative(name, value):
-    return check_real(name, value, minimum=0.0)
-
-
-def _positive(name, value):
-    return check_real(name, value, minimum=0.0, exclusive_minimum=True)
-
-
-def _choice(*choices):
-    return lambda name, value: check_choice(name, value, choices)
-
-
-def _nonlinearity(name, value):
-    return check_choice(name, value, [*ACTIVATIONS, *CONV_NAMES])
-
-
-_MODE = Param("fan_in", _choice("fan_in", "fan_out"), "which fan normalises the variance")
-_GAIN = Param(1.0, _nonnegative, "multiplies the std")
+_MODE = Param("fan_in", Choice(("fan_in", "fan_out")), "which fan normalises the variance")
+_GAIN = Param(1.0, Real(0.0), "multiplies the std")
 _KAIMING = {
     "mode": _MODE,
-    "nonlinearity": Param("leaky_relu", _nonlinearity, "activation whose gain scales the std"),
-    "a": Param(0.0, _real, "negative slope when nonlinearity='leaky_relu'"),
+    "nonlinearity": Param("leaky_relu", Choice((*ACTIVATIONS, *CONV_NAMES)), "activation whose gain scales the std"),
+    "a": Param(0.0, Real(), "negative slope when nonlinearity='leaky_relu'"),
 }
 
 
@@ -163,7 +145,7 @@ class Initializer:
             value = params.get(key, spec.default)
             if value is _REQUIRED:
                 raise TypeError(f"initializer {self.name!r} needs the parameter {key!r} ({spec.doc})")
-            resolved[key] = spec.check(key, value)
+            resolved[key] = spec.constraint.check(key, value)
         return resolved
 
 
@@ -203,10 +185,10 @@ def _symmetric_uniform(bound):
 
 
 _VARIANCE_SCALING = {
-    "scale": Param(1.0, _positive, "multiplies the variance"),
-    "mode": Param("fan_in", _choice("fan_in", "fan_out", "fan_avg"), "n in scale / n"),
+    "scale": Param(1.0, Real(0.0, exclusive=True), "multiplies the variance"),
+    "mode": Param("fan_in", Choice(("fan_in", "fan_out", "fan_avg")), "n in scale / n"),
     "distribution": Param(
-        "truncated_normal", _choice("normal", "truncated_normal", "uniform"), "'normal' is untruncated (JAX semantics)"
+        "truncated_normal", Choice(("normal", "truncated_normal", "uniform")), "'normal' is untruncated (JAX semantics)"
     ),
 }
 
@@ -275,7 +257,7 @@ _ENTRIES = [
     Initializer(
         "normal",
         "N(0, std^2), untruncated (PyTorch normal_ default std 1)",
-        {"std": Param(1.0, _nonnegative, "standard deviation")},
+        {"std": Param(1.0, Real(0.0), "standard deviation")},
         lambda fi, fo, std: Draw(rng.KIND_NORMAL, std),
         lambda fi, fo, std: std**2,
         needs_fans=False,
@@ -284,7 +266,7 @@ _ENTRIES = [
         "truncated_normal",
         "N(0, std^2) cut at +-bound*std; std is the parent's (before truncation), "
         "variance std^2 (1 - 2 b pdf(b)/(2 cdf(b)-1)); PyTorch trunc_normal_ bounds are absolute",
-        {"std": Param(1.0, _nonnegative, "std before truncation"), "bound": Param(2.0, _positive, "cut in stds")},
+        {"std": Param(1.0, Real(0.0), "std before truncation"), "bound": Param(2.0, Real(0.0, exclusive=True), "cut in stds")},
         lambda fi, fo, std, bound: Draw(rng.KIND_TRUNCATED, std, bound),
         lambda fi, fo, std, bound: std**2 * _truncated_variance(bound),
         needs_fans=False,
@@ -307,7 +289,7 @@ _ENTRIES = [
     Initializer(
         "constant",
         "every weight `value`: units of a layer stay identical (symmetry is never broken)",
-        {"value": Param(_REQUIRED, _real, "the constant")},
+        {"value": Param(_REQUIRED, Real(), "the constant")},
         lambda fi, fo, value: Draw(CONSTANT, value),
         lambda fi, fo, value: 0.0,
         needs_fans=False,
@@ -341,6 +323,15 @@ INITIALIZERS: dict[str, Initializer] = {entry.name: entry for entry in _ENTRIES}
 
 def get_initializer(name: str) -> Initializer:
     """Look up an initializer by name.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`INITIALIZERS`.
+
+    Returns
+    -------
+    Initializer
 
     Raises
     ------
@@ -376,7 +367,7 @@ def fans(shape) -> tuple[int, int]:
     ValueError
         If ``shape`` has fewer than 2 dimensions or a size < 1.
     """
-    shape = _check_shape(shape)
+    shape = check_shape(shape)
     if len(shape) < 2:
         raise ValueError(f"shape must have at least 2 dimensions (fan_out, fan_in, ...) to define fans, got {shape}")
     receptive_field = math.prod(shape[2:])
@@ -473,7 +464,7 @@ def sample(init: str, shape, *, seed: int = 0, dtype="float32", **params) -> np.
     ((256, 128), dtype('float32'))
     """
     entry = get_initializer(init)
-    shape = _check_shape(shape)
+    shape = check_shape(shape)
     if entry.needs_fans:
         fan_in, fan_out = fans(shape)
     else:
@@ -513,15 +504,3 @@ def _orthogonal(shape, gain_value, dtype, seed, stream, substream):
     if rows < cols:
         q = q.T
     return (gain_value * q).reshape(shape).astype(dtype)
-
-
-def _check_shape(shape) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-        shape = (shape,)
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f"shape must be an int or a tuple of ints, got {shape!r}") from None
-    if not shape:
-        raise ValueError("shape must have at least 1 dimension, got ()")
-    return tuple(check_int("shape", size, minimum=1) for size in shape)

@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from fastinit._jit import jit
-from fastinit._validation import check_dtype, check_int, check_real, check_seed
+from fastinit._validation import check_dtype, check_int, check_real, check_seed, check_shape
 
 __all__ = [
     "philox4x32",
@@ -385,9 +385,7 @@ def _draw(kind, a, b, seed, size, stream, substream, dtype):
     stream = check_int("stream", stream, minimum=0, maximum=2**64 - 1)
     substream = check_int("substream", substream, minimum=0, maximum=MAX_SUBSTREAM)
     dtype = check_dtype(dtype)
-    shape = (size,) if isinstance(size, (int, np.integer)) and not isinstance(size, bool) else tuple(size)
-    shape = tuple(check_int("size", s, minimum=0) for s in shape)
-    out = np.empty(shape, dtype=dtype)
+    out = np.empty(check_shape(size, "size"), dtype=dtype)
     if out.size > MAX_DRAW:
         raise ValueError(f"size must hold at most {MAX_DRAW} numbers per stream, got {out.size}; split the draw over substreams")
     fill(out, kind, a, b, seed, stream, substream)

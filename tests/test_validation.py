@@ -1,0 +1,85 @@
+"""Bad input: every parameter of every public function, generated from declared constraints.
+
+Each case must raise ValueError or TypeError whose message names the parameter and
+the offending value.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import fastinit
+from fastinit import ACTIVATIONS, INITIALIZERS, fans, gain, get_activation, get_initializer, rng, sample
+
+
+def _cases():
+    good = ("he_normal", (4, 4))
+    yield "init-unknown", lambda: sample("he_nomal", (4, 4)), ["init", "he_nomal", "did you mean 'he_normal'"]
+    yield "init-type", lambda: sample(3, (4, 4)), ["init", "3"]
+    yield "shape-1d", lambda: sample("he_normal", (4,)), ["shape", "2 dimensions"]
+    yield "shape-empty", lambda: sample("normal", ()), ["shape"]
+    yield "shape-zero", lambda: sample(*good[:1], (4, 0)), ["shape", "0"]
+    yield "shape-negative", lambda: sample(*good[:1], (-2, 4)), ["shape", "-2"]
+    yield "shape-float", lambda: sample(*good[:1], (4.0, 4)), ["shape", "4.0"]
+    yield "shape-type", lambda: sample(*good[:1], None), ["shape", "None"]
+    yield "seed-negative", lambda: sample(*good, seed=-1), ["seed", "-1"]
+    yield "seed-float", lambda: sample(*good, seed=1.5), ["seed", "1.5"]
+    yield "seed-too-big", lambda: sample(*good, seed=2**64), ["seed", str(2**64)]
+    yield "seed-string", lambda: sample(*good, seed="1"), ["seed", "'1'"]
+    yield "dtype", lambda: sample(*good, dtype="int32"), ["dtype", "int32"]
+    yield "unknown-param", lambda: sample(*good, stdd=1.0), ["stdd", "mode"]
+    yield "missing-required", lambda: sample("constant", (4, 4)), ["value"]
+    # Every declared parameter of every scheme, with the invalid values its constraint names.
+    for name, entry in INITIALIZERS.items():
+        for key, param in entry.params.items():
+            for bad in param.constraint.invalid_examples():
+                base = {"value": 0.5} if name == "constant" and key != "value" else {}
+                yield (
+                    f"{name}-{key}-{bad!r}",
+                    lambda name=name, key=key, bad=bad, base=base: sample(name, (4, 4), **base, **{key: bad}),
+                    [key, repr(bad) if isinstance(bad, str) else str(bad)],
+                )
+    yield "fans-1d", lambda: fans((5,)), ["shape", "2 dimensions"]
+    yield "fans-zero", lambda: fans((5, 0)), ["shape", "0"]
+    yield "gain-unknown", lambda: gain("relux"), ["activation", "relux", "did you mean 'relu'"]
+    yield "gain-param", lambda: gain("elu", -1.0), ["alpha", "-1.0"]
+    yield "get_initializer", lambda: get_initializer("xavier"), ["init", "xavier"]
+    yield "get_activation", lambda: get_activation("tanhh"), ["activation", "tanhh", "did you mean 'tanh'"]
+    for name, activation in ACTIVATIONS.items():
+        yield f"{name}-unknown-param", lambda a=activation: a.resolve_param(beta=1.0), ["beta"]
+        if activation.param_name:
+            yield f"{name}-param-type", lambda a=activation: a.resolve_param(**{a.param_name: "x"}), [activation.param_name]
+    # Random streams.
+    yield "rng-seed", lambda: rng.standard_normal(-1, 3), ["seed", "-1"]
+    yield "rng-size", lambda: rng.standard_normal(0, -3), ["size", "-3"]
+    yield "rng-size-zero", lambda: rng.standard_normal(0, (3, 0)), ["size", "0"]
+    yield "rng-size-type", lambda: rng.standard_normal(0, 2.5), ["size"]
+    yield "rng-stream", lambda: rng.standard_normal(0, 3, stream=-1), ["stream", "-1"]
+    yield "rng-substream", lambda: rng.standard_normal(0, 3, substream=2**31), ["substream", str(2**31)]
+    yield "rng-dtype", lambda: rng.standard_normal(0, 3, dtype="float16"), ["dtype", "float16"]
+    yield "rng-low-high", lambda: rng.uniform(0, 3, low=1.0, high=1.0), ["high", "low"]
+    yield "rng-low-nan", lambda: rng.uniform(0, 3, low=float("nan")), ["low", "nan"]
+    yield "rng-bound", lambda: rng.truncated_normal(0, 3, bound=0.0), ["bound", "0.0"]
+    yield "philox-words", lambda: rng.philox4x32([0, 0, 0], [0, 0]), ["counter", "key"]
+
+
+CASES = list(_cases())
+
+
+@pytest.mark.parametrize(("call", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_named(call, fragments):
+    with pytest.raises((ValueError, TypeError)) as excinfo:
+        call()
+    message = str(excinfo.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_public_api_has_docstrings():
+    import inspect
+
+    public = [getattr(fastinit, name) for name in fastinit.__all__] + [rng.standard_normal, rng.uniform, rng.truncated_normal, rng.stream_id, rng.philox4x32]
+    for obj in public:
+        if callable(obj):
+            doc = inspect.getdoc(obj) or ""
+            assert "Parameters" in doc or "Returns" in doc or obj in (rng.uniform, rng.truncated_normal), obj
