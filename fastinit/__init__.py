@@ -10,6 +10,7 @@ Functions: :func:`sample`, :func:`fans`, :func:`gain`.
 
 from fastinit.activations import ACTIVATIONS, get_activation
 from fastinit.initializers import INITIALIZERS, fans, gain, get_initializer, sample
+from fastinit.propagate import propagate
 
-__all__ = ["ACTIVATIONS", "INITIALIZERS", "fans", "gain", "get_activation", "get_initializer", "sample"]
+__all__ = ["ACTIVATIONS", "INITIALIZERS", "fans", "gain", "get_activation", "get_initializer", "propagate", "sample"]
 __version__ = "0.1.0"

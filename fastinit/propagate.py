@@ -1,0 +1,229 @@
+"""``fastinit.propagate``: per-layer statistics of a deep dense net, forward and backward.
+
+Layer ``l`` computes ``z_l = h_{l-1} W_l^T (+ b_l)`` and ``h_l = phi(z_l)``; ``h_0`` is an
+i.i.d. N(0, input_std^2) batch and the backward pass starts from an i.i.d. N(0, 1)
+readout gradient dL/dh_L (a random linear readout), through the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from fastinit import _propagate_kernels as K
+from fastinit import rng
+from fastinit._validation import Choice, check_dtype, check_int, check_no_extra, check_real, check_seed
+from fastinit.activations import get_activation
+from fastinit.initializers import get_initializer
+
+__all__ = ["propagate", "COLUMNS", "DEFAULT_MEMORY_BUDGET"]
+
+COLUMNS = [
+    "layer", "width", "fwd_mean", "fwd_var", "log10_fwd_var", "act_second_moment", "log10_act_second_moment",
+    "grad_var", "log10_grad_var", "wgrad_var", "log10_wgrad_var", "dead_frac", "saturated_frac", "nonfinite", "corr",
+]
+# Bytes the stored segment (inputs, pre-activations, derivatives, weights) may use;
+# deeper nets are recomputed from checkpoints in the backward pass.
+DEFAULT_MEMORY_BUDGET = 640 * 2**20
+_NUMERICS = Choice(("rescaled", "raw"))
+_OPTIONS = ("residual", "batchnorm", "input_std", "input_corr", "numerics", "init_params", "activation_params",
+            "stream", "memory_budget")
+_LOG10_E = 1.0 / math.log(10.0)
+
+
+def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float32", bias_std=0.0, **options) -> pd.DataFrame:
+    """Run a batch forward and a gradient backward through a deep dense net; one row per layer.
+
+    Parameters
+    ----------
+    init : str
+        Initializer name from ``fastinit.INITIALIZERS`` (parameters via ``init_params``).
+    activation : str
+        Activation name from ``fastinit.ACTIVATIONS`` (parameter via ``activation_params``).
+    depth : int
+        Number of layers, >= 1.
+    width : int or list of int
+        Units per layer, or a list of ``depth`` widths (layer ``l`` maps
+        ``width[l-2]`` to ``width[l-1]`` units; the input has ``width[0]`` units).
+    batch : int, default 256
+        Examples in the batch (>= 2: variances are over batch and units).
+    seed : int, default 0
+        Root seed; with ``stream`` it fixes every number drawn.
+    dtype : {"float32", "float64"}, default "float32"
+        The network's dtype; statistics accumulate in float64 regardless.
+    bias_std : float, default 0.0
+        Biases are i.i.d. N(0, bias_std^2); 0 means no bias.
+    **options
+        residual : float, optional
+            Branch scale ``alpha``: ``h_l = h_{l-1} + alpha phi(z_l)`` (equal widths only).
+        batchnorm : bool, default False
+            Normalise each unit's pre-activation over the batch (gamma 1, beta 0, eps 1e-5).
+        input_std : float, default 1.0
+            Std of the input batch.
+        input_corr : float, optional
+            Correlate the input rows in pairs (0, 1), (2, 3), ... with this
+            correlation in [-1, 1]; the ``corr`` column (mean cosine of the pairs) then
+            traces the correlation map.
+        numerics : {"rescaled", "raw"}, default "rescaled"
+            ``"rescaled"`` carries a log scale so that ``log10_*`` columns stay exact at
+            any depth: always for the backward pass, and for the forward pass when the
+            activation is positively homogeneous (linear, relu, leaky_relu) or batch
+            norm precedes it; other activations run forward as the hardware would (their
+            overflow is recorded in ``nonfinite``), and ``attrs["forward_rescaled"]``
+            says which.  ``"raw"`` runs both passes as the hardware would.
+        init_params, activation_params : dict, optional
+            Parameters of the initializer (e.g. ``{"std": 0.01}``) and activation
+            (e.g. ``{"slope": 0.2}``).
+        stream : int, default 0
+            64-bit stream id (the sweep derives one per cell).
+        memory_budget : int, default 640 MiB
+            Bytes for stored layers; deeper nets are recomputed from checkpoints.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``layer, width, fwd_mean, fwd_var, log10_fwd_var`` (statistics of z_l over
+        batch and units), ``act_second_moment`` (E[h_l^2]) and its log10, ``grad_var``
+        and ``log10_grad_var`` (of dL/dz_l), ``wgrad_var`` and ``log10_wgrad_var`` (of
+        dL/dW_l), ``dead_frac`` (units with phi'(z) = 0 for every example),
+        ``saturated_frac`` (entries with |phi'(z)| < 1e-3, bounded activations),
+        ``nonfinite`` (non-finite entries of z_l and dL/dz_l) and ``corr``.  Plain
+        variance columns may be 0 or inf where float64 cannot hold them; ``log10_*``
+        are exact.  ``attrs`` records the first layer whose forward statistics
+        overflow or underflow float64 (``None`` if none).
+
+    Examples
+    --------
+    >>> df = propagate("he_normal", "relu", depth=50, width=128, batch=64, init_params={"nonlinearity": "relu"})
+    >>> bool(abs(df.log10_fwd_var.iloc[-1] - df.log10_fwd_var.iloc[0]) < 0.5)
+    True
+    """
+    plan = _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
+    h0, grad_top = _inputs(plan)
+    stats = np.zeros((plan["depth"], K.N_STATS))
+    K.run(plan["widths"], plan["batch"], plan["spec"], np.uint64(plan["seed"]), np.uint64(plan["stream"]),
+          plan["dtype"] == np.float64, h0, grad_top, plan["seg_len"], stats)
+    return _frame(stats, plan)
+
+
+def _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options) -> dict:
+    """Validate everything at the boundary; the kernels never validate."""
+    check_no_extra("propagate()", {k: v for k, v in options.items() if k not in _OPTIONS}, _OPTIONS)
+    entry = get_initializer(init)
+    act = get_activation(activation)
+    init_params = entry.resolve(**dict(options.get("init_params") or {}))
+    param = act.resolve_param(**dict(options.get("activation_params") or {}))
+    depth = check_int("depth", depth, minimum=1)
+    if isinstance(width, (list, tuple, np.ndarray)):
+        if len(width) != depth:
+            raise ValueError(f"width must be an int or a list of depth={depth} widths, got a list of {len(width)}")
+        widths = [check_int("width", w, minimum=1) for w in width]
+    else:
+        widths = [check_int("width", width, minimum=1)] * depth
+    widths = np.array([widths[0], *widths], dtype=np.int64)  # the input has widths[0] units
+    batch = check_int("batch", batch, minimum=2)
+    seed = check_seed(seed)
+    dtype = check_dtype(dtype)
+    bias_std = check_real("bias_std", bias_std, minimum=0.0)
+    residual = options.get("residual")
+    if residual is not None:
+        residual = check_real("residual", residual, minimum=0.0, exclusive_minimum=True)
+        if len(set(widths.tolist())) != 1:
+            raise ValueError("residual connections need equal widths; got a width list with different values "
+                             "(use an int width or drop residual)")
+    batchnorm = options.get("batchnorm", False)
+    if not isinstance(batchnorm, (bool, np.bool_)):
+        raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
+    input_std = check_real("input_std", options.get("input_std", 1.0), minimum=0.0, exclusive_minimum=True)
+    input_corr = options.get("input_corr")
+    if input_corr is not None:
+        input_corr = check_real("input_corr", input_corr, minimum=-1.0, maximum=1.0)
+    numerics = _NUMERICS.check("numerics", options.get("numerics", "rescaled"))
+    stream = check_int("stream", options.get("stream", 0), minimum=0, maximum=2**64 - 1)
+    budget = check_int("memory_budget", options.get("memory_budget", DEFAULT_MEMORY_BUDGET), minimum=1)
+    forward_rescaled = numerics == "rescaled" and act.homogeneous
+    widest = int(widths.max())
+    per_layer = (3 * batch * widest + widest * widest) * dtype.itemsize
+    seg_len = int(max(1, min(depth, budget // per_layer)))
+    draws = [entry.draw(int(widths[l - 1]), int(widths[l]), **init_params) for l in range(1, depth + 1)]
+    if len({(d.kind, d.a, d.b) for d in draws}) != 1:
+        raise ValueError("width lists whose layers need different draw scales are not supported yet; "
+                         "use equal widths or an initializer whose scale does not depend on the fans")
+    draw = draws[0]
+    spec = np.array([draw.kind, draw.a, draw.b, bias_std, act.code, param, residual is not None, residual or 0.0,
+                     bool(batchnorm), forward_rescaled, act.bounded], dtype=np.float64)
+    return {
+        "init": entry.name, "activation": act.name, "depth": depth, "widths": widths, "batch": batch,
+        "seed": seed, "dtype": dtype, "stream": stream, "spec": spec, "seg_len": seg_len,
+        "input_std": input_std, "input_corr": input_corr, "forward_rescaled": forward_rescaled,
+        "numerics": numerics, "has_dead_zone": act.has_dead_zone,
+    }
+
+
+def _inputs(plan):
+    """Input batch and readout gradient from the cell's stream (substreams 0, 1, 2)."""
+    batch, n_in, n_out = plan["batch"], int(plan["widths"][0]), int(plan["widths"][-1])
+    seed, stream, dtype = plan["seed"], plan["stream"], plan["dtype"]
+    h0 = rng.standard_normal(seed, (batch, n_in), stream=stream, substream=K.SUB_INPUT, dtype="float64")
+    if plan["input_corr"] is not None:
+        c = plan["input_corr"]
+        noise = rng.standard_normal(seed, (batch, n_in), stream=stream, substream=K.SUB_INPUT_PAIR, dtype="float64")
+        h0[1::2] = c * h0[0:2 * (batch // 2):2] + math.sqrt(1.0 - c * c) * noise[1::2][: batch // 2]
+    h0 = (plan["input_std"] * h0).astype(dtype)
+    grad_top = rng.standard_normal(seed, (batch, n_out), stream=stream, substream=K.SUB_READOUT, dtype=dtype.name)
+    return h0, grad_top
+
+
+def _moments(total, total_sq, log_scale, count):
+    """Mean, variance and log10 variance of scaled sums; exact in log space whatever the scale."""
+    mean = total / count
+    var = np.maximum(total_sq / count - mean**2, 0.0)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        log10_var = np.log10(var) + 2.0 * log_scale * _LOG10_E
+        scale = np.exp(log_scale)
+        return mean * scale, var * scale**2, log10_var
+
+
+def _frame(stats, plan) -> pd.DataFrame:
+    widths = plan["widths"]
+    batch = plan["batch"]
+    n_out = widths[1:].astype(np.float64)
+    n_in = widths[:-1].astype(np.float64)
+    fwd_mean, fwd_var, log10_fwd = _moments(stats[:, K.FWD_SUM], stats[:, K.FWD_SUMSQ], stats[:, K.FWD_LOG_SCALE], batch * n_out)
+    act_sq = stats[:, K.ACT_SUMSQ] / (batch * n_out)
+    _, grad_var, log10_grad = _moments(stats[:, K.GRAD_SUM], stats[:, K.GRAD_SUMSQ], stats[:, K.GRAD_LOG_SCALE], batch * n_out)
+    _, wgrad_var, log10_wgrad = _moments(stats[:, K.WGRAD_SUM], stats[:, K.WGRAD_SUMSQ], stats[:, K.WGRAD_LOG_SCALE], n_out * n_in)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        log10_act = np.log10(act_sq) + 2.0 * stats[:, K.ACT_LOG_SCALE] * _LOG10_E
+        act_second_moment = act_sq * np.exp(2.0 * stats[:, K.ACT_LOG_SCALE])
+    frame = pd.DataFrame({
+        "layer": np.arange(1, plan["depth"] + 1),
+        "width": widths[1:],
+        "fwd_mean": fwd_mean,
+        "fwd_var": fwd_var,
+        "log10_fwd_var": log10_fwd,
+        "act_second_moment": act_second_moment,
+        "log10_act_second_moment": log10_act,
+        "grad_var": grad_var,
+        "log10_grad_var": log10_grad,
+        "wgrad_var": wgrad_var,
+        "log10_wgrad_var": log10_wgrad,
+        "dead_frac": stats[:, K.DEAD_UNITS] / n_out,
+        "saturated_frac": stats[:, K.SATURATED] / (batch * n_out),
+        "nonfinite": stats[:, K.NONFINITE].astype(np.int64),
+        "corr": stats[:, K.CORR_SUM],
+    })
+    frame.attrs.update({
+        "init": plan["init"], "activation": plan["activation"], "numerics": plan["numerics"],
+        "forward_rescaled": plan["forward_rescaled"], "segment_layers": plan["seg_len"],
+        "first_overflow_layer": _first(~np.isfinite(fwd_var) | (frame.nonfinite.to_numpy() > 0)),
+        "first_underflow_layer": _first((fwd_var == 0.0) | ((fwd_var > 0) & (fwd_var < np.finfo(np.float64).tiny))),
+    })
+    return frame
+
+
+def _first(mask):
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) + 1 if hits.size else None
