@@ -226,15 +226,17 @@ def _view(flat, rows, cols):
 
 
 @jit
-def forward_layer(layer, h_in, log_s_in, w, z, u, h_out, dphi, bias, partial, spec, wide, seed, stream, stats_row):
+def forward_layer(layer, h_in, log_s_in, w, z, u, h_out, dphi, bias, partial, spec, draw_ab, wide, seed, stream, stats_row):
     """One layer forward from scaled ``h_in`` (true = exp(log_s_in) h_in); returns log scale of ``h_out``.
 
-    ``spec`` = (kind, a, b, bias_std, code, param, residual, alpha, batchnorm,
-    rescale_forward, bounded) as float64.  Draws the layer's weights and bias, fills
+    ``spec`` = (kind, unused, unused, bias_std, code, param, residual, alpha, batchnorm,
+    rescale_forward, bounded) as float64; ``draw_ab[layer - 1]`` holds the layer's
+    draw parameters (they depend on its fans).  Draws the layer's weights and bias, fills
     ``z``, ``h_out``, ``dphi`` (and ``u = BN(z)`` with batch norm), and the forward
     columns of ``stats_row``.
     """
-    kind, a, b, bias_std = int(spec[0]), spec[1], spec[2], spec[3]
+    kind, bias_std = int(spec[0]), spec[3]
+    a, b = draw_ab[layer - 1, 0], draw_ab[layer - 1, 1]
     code, param, residual, alpha = int(spec[4]), spec[5], spec[6] > 0.0, spec[7]
     batchnorm, rescale_forward, bounded = spec[8] > 0.0, spec[9] > 0.0, spec[10] > 0.0
     substream = weight_substream(layer)
@@ -312,7 +314,7 @@ def backward_layer(grad_out, log_g, h_in, log_s_in, w, z, dphi, grad_act, grad_z
 
 
 @jit
-def run(widths, batch, spec, seed, stream, wide, h0, grad_top, seg_len, stats):
+def run(widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_len, stats):
     """Forward and backward through ``len(widths) - 1`` layers; fills ``stats`` (layers x N_STATS).
 
     Keeps the inputs, pre-activations, derivatives and weights of ``seg_len`` layers
@@ -349,7 +351,7 @@ def run(widths, batch, spec, seed, stream, wide, h0, grad_top, seg_len, stats):
         log_scales[layer] = forward_layer(
             layer, h_in, log_scales[layer - 1], _view(seg_w[slot], n_out, n_in), _view(seg_z[slot], batch, n_out),
             _view(u, batch, n_out), _view(h_out, batch, n_out), _view(seg_dphi[slot], batch, n_out), bias[:n_out],
-            partial, spec, wide, seed, stream, stats[layer - 1],
+            partial, spec, draw_ab, wide, seed, stream, stats[layer - 1],
         )
         if layer < depth:
             _view(seg_h[layer % seg_len], batch, n_out)[:, :] = _view(h_out, batch, n_out)
@@ -373,7 +375,7 @@ def run(widths, batch, spec, seed, stream, wide, h0, grad_top, seg_len, stats):
                 forward_layer(
                     layer, _view(seg_h[slot], batch, n_in), log_scales[layer - 1], _view(seg_w[slot], n_out, n_in),
                     _view(seg_z[slot], batch, n_out), _view(u, batch, n_out), _view(h_out, batch, n_out),
-                    _view(seg_dphi[slot], batch, n_out), bias[:n_out], partial, spec, wide, seed, stream, scratch,
+                    _view(seg_dphi[slot], batch, n_out), bias[:n_out], partial, spec, draw_ab, wide, seed, stream, scratch,
                 )
                 if layer < last:
                     _view(seg_h[slot + 1], batch, n_out)[:, :] = _view(h_out, batch, n_out)

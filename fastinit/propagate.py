@@ -103,7 +103,7 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     plan = _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
     h0, grad_top = _inputs(plan)
     stats = np.zeros((plan["depth"], K.N_STATS))
-    K.run(plan["widths"], plan["batch"], plan["spec"], np.uint64(plan["seed"]), np.uint64(plan["stream"]),
+    K.run(plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"], np.uint64(plan["seed"]), np.uint64(plan["stream"]),
           plan["dtype"] == np.float64, h0, grad_top, plan["seg_len"], stats)
     return _frame(stats, plan)
 
@@ -148,17 +148,15 @@ def _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
     per_layer = (3 * batch * widest + widest * widest) * dtype.itemsize
     seg_len = int(max(1, min(depth, budget // per_layer)))
     draws = [entry.draw(int(widths[l - 1]), int(widths[l]), **init_params) for l in range(1, depth + 1)]
-    if len({(d.kind, d.a, d.b) for d in draws}) != 1:
-        raise ValueError("width lists whose layers need different draw scales are not supported yet; "
-                         "use equal widths or an initializer whose scale does not depend on the fans")
-    draw = draws[0]
-    spec = np.array([draw.kind, draw.a, draw.b, bias_std, act.code, param, residual is not None, residual or 0.0,
+    draw_ab = np.array([(d.a, d.b) for d in draws], dtype=np.float64)
+    spec = np.array([draws[0].kind, 0.0, 0.0, bias_std, act.code, param, residual is not None, residual or 0.0,
                      bool(batchnorm), forward_rescaled, act.bounded], dtype=np.float64)
     return {
         "init": entry.name, "activation": act.name, "depth": depth, "widths": widths, "batch": batch,
         "seed": seed, "dtype": dtype, "stream": stream, "spec": spec, "seg_len": seg_len,
         "input_std": input_std, "input_corr": input_corr, "forward_rescaled": forward_rescaled,
-        "numerics": numerics, "has_dead_zone": act.has_dead_zone,
+        "numerics": numerics, "draw_ab": draw_ab, "draws": draws, "init_params": init_params, "param": param,
+        "bias_std": bias_std, "residual": residual, "batchnorm": bool(batchnorm), "code": act.code,
     }
 
 

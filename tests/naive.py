@@ -132,3 +132,75 @@ def fill(n, kind, a, b, seed, stream, substream, dtype):
                     z = zig.sample(w, chain)
         out[j] = a * z
     return out.astype(dtype)
+
+
+# ------------------------------------------------------------------ propagation twin
+
+BN_EPS = 1e-5
+
+
+def propagate(plan, h0, grad_top):
+    """Float64 twin of ``fastinit.propagate`` in true units (no rescaling), same weights.
+
+    Weights and biases are drawn from the same streams as the kernel (the samplers are
+    tested on their own); everything else is plain NumPy, written from the definitions.
+    Returns a dict of per-layer arrays named as the DataFrame columns.
+    """
+    from fastinit import ACTIVATIONS
+    from fastinit import _propagate_kernels as K
+    from fastinit.initializers import fill as fill_weights
+
+    act = next(a for a in ACTIVATIONS.values() if a.code == plan["code"])
+    phi = lambda x: act.phi_np(x, plan["param"])  # noqa: E731
+    dphi = lambda x: act.dphi_np(x, plan["param"])  # noqa: E731
+    widths, depth = plan["widths"], plan["depth"]
+    alpha = plan["residual"]
+    branch = alpha if alpha is not None else 1.0
+    h = h0.astype(np.float64)
+    cols = {k: [] for k in ("fwd_mean", "fwd_var", "act_second_moment", "dead_frac", "saturated_frac", "corr", "nonfinite")}
+    saved = []
+    for layer in range(1, depth + 1):
+        w = np.empty((widths[layer], widths[layer - 1]), dtype=plan["dtype"])
+        fill_weights(w, plan["draws"][layer - 1], seed=plan["seed"], stream=plan["stream"], substream=K.weight_substream(layer))
+        w = w.astype(np.float64)
+        z = h @ w.T
+        if plan["bias_std"] > 0:
+            b = np.empty(widths[layer], dtype=plan["dtype"])
+            rng_fill = __import__("fastinit.rng", fromlist=["fill"]).fill
+            rng_fill(b, 0, plan["bias_std"], 0.0, plan["seed"], plan["stream"], K.weight_substream(layer) + 1)
+            z = z + b.astype(np.float64)
+        if plan["batchnorm"]:
+            a = (z - z.mean(0)) / np.sqrt(z.var(0) + BN_EPS)
+        else:
+            a = z
+        h_new = branch * phi(a) + (h if alpha is not None else 0.0)
+        d = dphi(a)
+        cols["fwd_mean"].append(z.mean())
+        cols["fwd_var"].append(z.var())
+        cols["act_second_moment"].append(np.mean(h_new**2))
+        cols["dead_frac"].append(np.mean(np.all(d == 0.0, axis=0)))
+        cols["saturated_frac"].append(np.mean(np.abs(d) < 1e-3) if act.bounded else 0.0)
+        pairs = h_new[0 : 2 * (len(h_new) // 2)].reshape(-1, 2, h_new.shape[1])
+        cos = np.sum(pairs[:, 0] * pairs[:, 1], 1) / np.sqrt(np.sum(pairs[:, 0] ** 2, 1) * np.sum(pairs[:, 1] ** 2, 1))
+        cols["corr"].append(cos.mean())
+        cols["nonfinite"].append(np.count_nonzero(~np.isfinite(z)))
+        saved.append((h, w, z, a, d))
+        h = h_new
+    grad = grad_top.astype(np.float64)
+    grad_var = np.empty(depth)
+    wgrad_var = np.empty(depth)
+    for layer in range(depth, 0, -1):
+        h_in, w, z, a, d = saved[layer - 1]
+        g_a = grad * branch * d
+        if plan["batchnorm"]:
+            std = np.sqrt(z.var(0) + BN_EPS)
+            xhat = (z - z.mean(0)) / std
+            g_z = (g_a - g_a.mean(0) - xhat * (g_a * xhat).mean(0)) / std
+        else:
+            g_z = g_a
+        grad_var[layer - 1] = g_z.var()
+        wgrad_var[layer - 1] = (g_z.T @ h_in).var()
+        grad = g_z @ w + (grad if alpha is not None else 0.0)
+    out = {k: np.array(v, dtype=np.float64) for k, v in cols.items()}
+    out["grad_var"], out["wgrad_var"] = grad_var, wgrad_var
+    return out
