@@ -3,6 +3,7 @@
 Run as a plain script (PyTorch optional; its rows are skipped without it)::
 
     python asv_bench/peers.py sampling      # he_normal float32 (4096, 4096)
+    python asv_bench/peers.py propagate     # deep sweeps vs PyTorch autograd, NumPy, GEMM floor
 
 Timings on a shared 2-core machine are noisy, so every number is the median of
 ``--repeat`` runs, and comparisons are ratios measured in the same process.
@@ -55,6 +56,113 @@ def bench_sampling(repeat: int) -> list[tuple[str, float]]:
     return rows
 
 
+HEADLINE_SHAPES = [(64, 1000), (256, 500), (1024, 100)]  # (width, depth), batch 256
+
+
+def torch_sweep(torch, activation, width, depth, batch):
+    """The PyTorch loop a researcher writes: init, forward with retain_grad, backward, statistics."""
+    f = getattr(torch, activation)
+    h = torch.randn(batch, width)
+    weights, pre = [], []
+    for _ in range(depth):
+        w = torch.empty(width, width)
+        torch.nn.init.kaiming_normal_(w, nonlinearity="relu")
+        w.requires_grad_(True)
+        z = h @ w.T
+        z.retain_grad()
+        h = f(z)
+        weights.append(w)
+        pre.append(z)
+    (h * torch.randn(batch, width)).sum().backward()
+    with torch.no_grad():
+        return [(z.var().item(), z.grad.var().item(), w.grad.var().item(), (f(z) ** 2).mean().item())
+                for z, w in zip(pre, weights)]
+
+
+def numpy_sweep(activation, width, depth, batch, generator):
+    """The same sweep in plain NumPy float32, manual backward."""
+    std = np.float32(np.sqrt(2.0 / width))
+    h = generator.standard_normal((batch, width), dtype=np.float32)
+    saved = []
+    for _ in range(depth):
+        w = generator.standard_normal((width, width), dtype=np.float32) * std
+        z = h @ w.T
+        h_next = np.maximum(z, 0) if activation == "relu" else np.tanh(z)
+        saved.append((h, w, z))
+        h = h_next
+    grad = generator.standard_normal((batch, width), dtype=np.float32)
+    stats = []
+    for h_in, w, z in reversed(saved):
+        g_z = grad * ((z > 0) if activation == "relu" else (1 - np.tanh(z) ** 2))
+        stats.append((z.var(dtype=np.float64), g_z.var(dtype=np.float64), (g_z.T @ h_in).var(dtype=np.float64)))
+        grad = g_z @ w
+    return stats
+
+
+def gemm_floor(width, depth, batch, generator):
+    """Only the three GEMMs per layer on pre-made float32 operands: the floor any sweep pays."""
+    h = generator.standard_normal((batch, width), dtype=np.float32)
+    w = generator.standard_normal((width, width), dtype=np.float32)
+    z = np.empty((batch, width), dtype=np.float32)
+    wg = np.empty((width, width), dtype=np.float32)
+    g = np.empty((batch, width), dtype=np.float32)
+
+    def run():
+        for _ in range(depth):
+            np.dot(h, w.T, out=z)
+        for _ in range(depth):
+            np.dot(z.T, h, out=wg)
+            np.dot(z, w, out=g)
+    return run
+
+
+def peak_sgemm_gflops(repeat: int, n: int = 2048) -> float:
+    """This machine's sgemm rate on large square matrices (GFLOP/s)."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    out = np.empty_like(a)
+    return 2 * n**3 / median_seconds(lambda: np.dot(a, a, out=out), repeat) / 1e9
+
+
+def bench_propagate(repeat: int):
+    """Rows of (shape, activation, implementation, seconds, GFLOP/s) for the headline shapes."""
+    import fastinit
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    generator = np.random.default_rng(0)
+    rows = []
+    for width, depth in HEADLINE_SHAPES:
+        batch = 256
+        flops = 6.0 * batch * width**2 * depth
+        floor = median_seconds(gemm_floor(width, depth, batch, generator), repeat)
+        for activation in ("relu", "tanh"):
+            entries = [("fastinit", median_seconds(lambda: fastinit.propagate(
+                "he_normal", activation, depth=depth, width=width, batch=batch, init_params={"nonlinearity": "relu"}), repeat))]
+            if torch is not None:
+                entries.append(("pytorch autograd", median_seconds(lambda: torch_sweep(torch, activation, width, depth, batch), repeat)))
+            entries.append(("numpy", median_seconds(lambda: numpy_sweep(activation, width, depth, batch, generator), max(3, repeat // 3))))
+            entries.append(("3 GEMMs/layer floor", floor))
+            for label, seconds in entries:
+                rows.append((f"({width}, {depth})", activation, label, seconds, flops / seconds / 1e9))
+    return rows
+
+
+def print_propagate(rows, peak: float) -> None:
+    """Markdown table of the propagate comparison."""
+    print("\n### Propagation: batch 256, He normal, float32, forward + backward with statistics\n")
+    print(f"peak sgemm (2048^3, numpy/OpenBLAS, all cores): {peak:.0f} GFLOP/s; "
+          "effective GFLOP/s = 6 batch width^2 depth / seconds\n")
+    print("| (width, depth) | activation | implementation | median s | fastinit speed-up | GFLOP/s | % of peak |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    base = {}
+    for shape, activation, label, seconds, gflops in rows:
+        base.setdefault((shape, activation), seconds)
+        ratio = seconds / base[(shape, activation)]
+        print(f"| {shape} | {activation} | {label} | {seconds:.3f} | {ratio:.2f}x | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
+
+
 def print_table(title: str, rows: list[tuple[str, float]]) -> None:
     """Print rows as a Markdown table with each row's speed relative to the first."""
     base = rows[0][1]
@@ -71,11 +179,13 @@ def main(argv=None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python asv_bench/peers.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sampling"], help="which comparison to run")
+    parser.add_argument("what", choices=["sampling", "propagate"], help="which comparison to run")
     parser.add_argument("--repeat", type=int, default=15, help="timed repetitions per row (median reported)")
     args = parser.parse_args(argv)
     if args.what == "sampling":
         print_table("Sampling: he_normal float32 (4096, 4096)", bench_sampling(args.repeat))
+    if args.what == "propagate":
+        print_propagate(bench_propagate(args.repeat), peak_sgemm_gflops(args.repeat))
 
 
 if __name__ == "__main__":

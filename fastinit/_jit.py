@@ -15,7 +15,15 @@ Why these flags:
 
 from __future__ import annotations
 
-import numba
+import os
+
+# numba's OpenMP workers spin after each parallel region by default; between them the
+# kernels call BLAS, whose own threads then fight the spinners for the cores (measured
+# 40x slower propagation on 2 cores).  libgomp reads this when numba first starts its
+# pool, which is lazily, so setting it here works even if numba was imported before.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
 
 __all__ = ["jit", "JIT_OPTIONS"]
 

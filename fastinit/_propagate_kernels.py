@@ -70,8 +70,7 @@ def draw_weights(w, kind, a, b, wide, seed, stream, substream):
     rng.fill_kernel(w.reshape(-1), wide, kind, a, b, seed, stream, substream)
 
 
-@jit(parallel=True)
-def activate(z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, partial):
+def _activate(z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, partial):
     """``h_out = branch_scale * phi(z)`` (plus ``h_in`` when ``residual``), ``dphi = phi'(z)``.
 
     Fills ``partial[row] = (sum z, sum z^2, sum h^2, saturated, nonfinite)``; the
@@ -105,6 +104,20 @@ def activate(z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded,
         partial[i, 2] = h2
         partial[i, 3] = saturated
         partial[i, 4] = nonfinite
+
+
+_activate_parallel = jit(_activate, parallel=True)
+_activate_serial = jit(_activate)
+PARALLEL_MIN_ENTRIES = 1 << 16
+
+
+@jit
+def activate(z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, partial):
+    """:func:`_activate`, on the thread pool only when the layer is large enough to pay for it."""
+    if z.size >= PARALLEL_MIN_ENTRIES:
+        _activate_parallel(z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, partial)
+    else:
+        _activate_serial(z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, partial)
 
 
 @jit
@@ -170,19 +183,49 @@ def batchnorm_backward(z, grad_u, grad_z, eps):
 
 @jit
 def sum_and_sumsq(x):
-    """Float64 sum and sum of squares of the finite entries of ``x``, and the non-finite count."""
-    s = 0.0
-    s2 = 0.0
-    bad = 0
+    """Float64 sum and sum of squares of the finite entries of ``x``, and the non-finite count.
+
+    Four independent accumulators let the CPU overlap additions (strict IEEE order
+    forbids SIMD reductions without fastmath); the branchy pass that skips non-finite
+    entries runs only when the fast one meets one.
+    """
     flat = x.reshape(-1)
-    for k in range(flat.size):
+    n = flat.size
+    s0 = s1 = s2 = s3 = 0.0
+    q0 = q1 = q2 = q3 = 0.0
+    quads = n // 4
+    for k in range(quads):
+        a = np.float64(flat[4 * k])
+        b = np.float64(flat[4 * k + 1])
+        c = np.float64(flat[4 * k + 2])
+        d = np.float64(flat[4 * k + 3])
+        s0 += a
+        s1 += b
+        s2 += c
+        s3 += d
+        q0 += a * a
+        q1 += b * b
+        q2 += c * c
+        q3 += d * d
+    for k in range(4 * quads, n):
+        v = np.float64(flat[k])
+        s0 += v
+        q0 += v * v
+    total = (s0 + s1) + (s2 + s3)
+    total_sq = (q0 + q1) + (q2 + q3)
+    if math.isfinite(total) and math.isfinite(total_sq):
+        return total, total_sq, 0
+    total = 0.0
+    total_sq = 0.0
+    bad = 0
+    for k in range(n):
         v = np.float64(flat[k])
         if math.isfinite(v):
-            s += v
-            s2 += v * v
+            total += v
+            total_sq += v * v
         else:
             bad += 1
-    return s, s2, bad
+    return total, total_sq, bad
 
 
 @jit

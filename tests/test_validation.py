@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 import fastinit
-from fastinit import ACTIVATIONS, INITIALIZERS, fans, gain, get_activation, get_initializer, rng, sample
+from fastinit import ACTIVATIONS, INITIALIZERS, fans, gain, get_activation, get_initializer, propagate, rng, sample
 
 
 def _cases():
@@ -60,6 +60,29 @@ def _cases():
     yield "rng-low-high", lambda: rng.uniform(0, 3, low=1.0, high=1.0), ["high", "low"]
     yield "rng-low-nan", lambda: rng.uniform(0, 3, low=float("nan")), ["low", "nan"]
     yield "rng-bound", lambda: rng.truncated_normal(0, 3, bound=0.0), ["bound", "0.0"]
+    # propagate: every argument and option.
+    prop = lambda **kw: propagate(**{"init": "he_normal", "activation": "relu", "depth": 3, "width": 8, "batch": 4, **kw})  # noqa: E731
+    yield "prop-init", lambda: prop(init="he_norml"), ["init", "he_norml", "did you mean"]
+    yield "prop-activation", lambda: prop(activation="rleu"), ["activation", "rleu", "did you mean 'relu'"]
+    yield "prop-depth-zero", lambda: prop(depth=0), ["depth", "0"]
+    yield "prop-depth-float", lambda: prop(depth=2.0), ["depth", "2.0"]
+    yield "prop-width-zero", lambda: prop(width=0), ["width", "0"]
+    yield "prop-width-list", lambda: prop(width=[8, 8]), ["width", "depth=3", "2"]
+    yield "prop-batch", lambda: prop(batch=1), ["batch", "1"]
+    yield "prop-seed", lambda: prop(seed=-2), ["seed", "-2"]
+    yield "prop-dtype", lambda: prop(dtype="float16"), ["dtype", "float16"]
+    yield "prop-bias", lambda: prop(bias_std=-0.1), ["bias_std", "-0.1"]
+    yield "prop-residual", lambda: prop(residual=-1.0), ["residual", "-1.0"]
+    yield "prop-residual-widths", lambda: prop(width=[8, 16, 8], residual=0.5), ["residual", "equal widths"]
+    yield "prop-batchnorm", lambda: prop(batchnorm="yes"), ["batchnorm", "'yes'"]
+    yield "prop-input-std", lambda: prop(input_std=0.0), ["input_std", "0.0"]
+    yield "prop-input-corr", lambda: prop(input_corr=1.5), ["input_corr", "1.5"]
+    yield "prop-numerics", lambda: prop(numerics="exact"), ["numerics", "exact"]
+    yield "prop-init-params", lambda: prop(init_params={"std": 1.0}), ["std"]
+    yield "prop-activation-params", lambda: prop(activation="leaky_relu", activation_params={"alpha": 1.0}), ["alpha", "slope"]
+    yield "prop-stream", lambda: prop(stream=-1), ["stream", "-1"]
+    yield "prop-budget", lambda: prop(memory_budget=0), ["memory_budget", "0"]
+    yield "prop-unknown-option", lambda: prop(residul=0.5), ["residul", "did you mean 'residual'"]
     yield "philox-words", lambda: rng.philox4x32([0, 0, 0], [0, 0]), ["counter", "key"]
 
 
