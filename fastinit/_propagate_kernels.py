@@ -137,20 +137,26 @@ def dead_units(dphi):
 
 
 @jit
+def _column_standardizer(z, j, eps):
+    """Mean of column ``j`` of ``z`` over the batch and ``1 / sqrt(var + eps)`` (biased var, as PyTorch)."""
+    rows = z.shape[0]
+    mean = 0.0
+    for i in range(rows):
+        mean += z[i, j]
+    mean /= rows
+    var = 0.0
+    for i in range(rows):
+        d = z[i, j] - mean
+        var += d * d
+    return mean, 1.0 / math.sqrt(var / rows + eps)
+
+
+@jit
 def batchnorm_forward(z, out, eps):
     """Per-unit batch normalisation (gamma 1, beta 0); returns nothing, fills ``out``."""
     rows, cols = z.shape
     for j in range(cols):
-        mean = 0.0
-        for i in range(rows):
-            mean += z[i, j]
-        mean /= rows
-        var = 0.0
-        for i in range(rows):
-            d = z[i, j] - mean
-            var += d * d
-        var /= rows
-        inv = 1.0 / math.sqrt(var + eps)
+        mean, inv = _column_standardizer(z, j, eps)
         for i in range(rows):
             out[i, j] = (z[i, j] - mean) * inv
 
@@ -160,16 +166,7 @@ def batchnorm_backward(z, grad_u, grad_z, eps):
     """Gradient through batch normalisation: ``grad_z`` from ``grad_u`` (``u = BN(z)``)."""
     rows, cols = z.shape
     for j in range(cols):
-        mean = 0.0
-        for i in range(rows):
-            mean += z[i, j]
-        mean /= rows
-        var = 0.0
-        for i in range(rows):
-            d = z[i, j] - mean
-            var += d * d
-        var /= rows
-        inv = 1.0 / math.sqrt(var + eps)
+        mean, inv = _column_standardizer(z, j, eps)
         g_mean = 0.0
         gu_mean = 0.0
         for i in range(rows):

@@ -26,7 +26,7 @@ COLUMNS = [
 ]
 # Bytes the stored segment (inputs, pre-activations, derivatives, weights) may use;
 # deeper nets are recomputed from checkpoints in the backward pass.
-DEFAULT_MEMORY_BUDGET = 640 * 2**20
+DEFAULT_MEMORY_BUDGET = 384 * 2**20
 _NUMERICS = Choice(("rescaled", "raw"))
 _OPTIONS = ("residual", "batchnorm", "input_std", "input_corr", "numerics", "init_params", "activation_params",
             "stream", "memory_budget")
@@ -78,7 +78,7 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
             (e.g. ``{"slope": 0.2}``).
         stream : int, default 0
             64-bit stream id (the sweep derives one per cell).
-        memory_budget : int, default 640 MiB
+        memory_budget : int, default 384 MiB
             Bytes for stored layers; deeper nets are recomputed from checkpoints.
 
     Returns
