@@ -65,15 +65,13 @@ class Draw:
     b: float = 0.0
 
     def distribution(self):
-        """The declared distribution as a frozen ``scipy.stats`` object (None for orthogonal)."""
+        """The declared distribution as a frozen ``scipy.stats`` object (None for constant and orthogonal)."""
         if self.kind == rng.KIND_NORMAL:
             return stats.norm(0.0, self.a)
         if self.kind == rng.KIND_UNIFORM:
             return stats.uniform(self.a, self.b - self.a)
         if self.kind == rng.KIND_TRUNCATED:
             return stats.truncnorm(-self.b, self.b, scale=self.a)
-        if self.kind == CONSTANT:
-            return stats.randint(0, 1, loc=self.a) if float(self.a).is_integer() else None
         return None
 
 

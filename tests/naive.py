@@ -149,6 +149,7 @@ def propagate(plan, h0, grad_top):
     from fastinit import ACTIVATIONS
     from fastinit import _propagate_kernels as K
     from fastinit.initializers import fill as fill_weights
+    from fastinit.rng import fill as fill_stream
 
     act = next(a for a in ACTIVATIONS.values() if a.code == plan["code"])
     phi = lambda x: act.phi_np(x, plan["param"])  # noqa: E731
@@ -166,8 +167,7 @@ def propagate(plan, h0, grad_top):
         z = h @ w.T
         if plan["bias_std"] > 0:
             b = np.empty(widths[layer], dtype=plan["dtype"])
-            rng_fill = __import__("fastinit.rng", fromlist=["fill"]).fill
-            rng_fill(b, 0, plan["bias_std"], 0.0, plan["seed"], plan["stream"], K.weight_substream(layer) + 1)
+            fill_stream(b, 0, plan["bias_std"], 0.0, plan["seed"], plan["stream"], K.weight_substream(layer) + 1)
             z = z + b.astype(np.float64)
         if plan["batchnorm"]:
             a = (z - z.mean(0)) / np.sqrt(z.var(0) + BN_EPS)

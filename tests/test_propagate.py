@@ -10,7 +10,6 @@ import pytest
 import naive
 from conftest import Z_TOL, run_python
 from fastinit import propagate
-from fastinit import propagate as propagate_module  # noqa: F401  (module attribute access below)
 from fastinit.propagate import _inputs, _plan
 
 COMPARED = ["fwd_mean", "fwd_var", "act_second_moment", "grad_var", "wgrad_var", "dead_frac", "saturated_frac", "corr", "nonfinite"]
