@@ -1,0 +1,172 @@
+"""``python -m fastinit.sweep``: run a study of initializers x activations x shapes x seeds.
+
+With no arguments it runs the default study (``fastinit/sweep/studies/default.toml``)
+into ``results/default``.  Exit codes: 0 done, 1 finished with failed cells (listed),
+2 bad input (one line naming the parameter, the value and the fix), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from fastinit._validation import check_int
+from fastinit.sweep import store
+from fastinit.sweep.cells import estimate, expand
+from fastinit.sweep.executors import EXECUTORS, ExecutorError, default_workers
+from fastinit.sweep.runner import run_study
+from fastinit.sweep.spec import AXES, PRESETS, StudyError, build_study, read_toml
+from fastinit.sweep.summary import flattest
+
+PROG = "python -m fastinit.sweep"
+log = logging.getLogger("fastinit.sweep")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags exit 2 with one line, like every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                     epilog="Axis flags take one or more values and replace that axis of the study file. "
+                            "Example: python -m fastinit.sweep --init he_normal normal:std=0.01 "
+                            "--activation relu tanh --depth 50 200 --seeds 5 --out results/mine")
+    parser.add_argument("study", nargs="?", default="default",
+                        help=f"a study TOML file or a preset ({', '.join(PRESETS)})")
+    axes = parser.add_argument_group("axes (each a list)")
+    for axis in AXES:
+        axes.add_argument(f"--{axis.replace('_', '-')}", dest=axis, nargs="+", metavar="VALUE",
+                          help=_AXIS_HELP[axis])
+    axes.add_argument("--seeds", help="replicates per grid point")
+    axes.add_argument("--root-seed", dest="root_seed", help="root of every cell's random stream")
+    axes.add_argument("--name", help="study name (default: the study file's)")
+    run = parser.add_argument_group("running")
+    run.add_argument("--out", help="results directory (default: results/NAME)")
+    run.add_argument("--executor", default="local", help=f"one of {', '.join(EXECUTORS)}")
+    run.add_argument("--workers", default=None, help="worker processes (default: one per core)")
+    run.add_argument("--scheduler", help="address of a running Dask scheduler (with --executor dask)")
+    run.add_argument("--dry-run", action="store_true", help="print the cells and an estimate, run nothing")
+    run.add_argument("--no-resume", action="store_true", help="recompute cells already in --out")
+    run.add_argument("--no-report", action="store_true", help="skip the analysis report at the end")
+    noise = run.add_mutually_exclusive_group()
+    noise.add_argument("-v", "--verbose", action="store_true", help="log each step")
+    noise.add_argument("-q", "--quiet", action="store_true", help="only errors and the exit status")
+    return parser
+
+
+_AXIS_HELP = {
+    "init": "initializers, e.g. he_normal normal:std=0.01 he_normal:mode=fan_out",
+    "activation": "activations, e.g. relu tanh leaky_relu:slope=0.2",
+    "depth": "layers",
+    "width": "units per layer",
+    "batch": "examples per batch",
+    "bias_std": "bias std (0: no bias)",
+    "dtype": "float32 and/or float64",
+    "numerics": "rescaled (exact log10 columns) and/or raw",
+    "residual": "residual branch scale alpha (0: none)",
+    "batchnorm": "true and/or false",
+}
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING)
+    try:
+        study = build_study(read_toml(args.study), {key: getattr(args, key) for key in
+                                                     [*AXES, "seeds", "root_seed", "name"]})
+        workers = None if args.workers is None else check_int("workers", _int(args.workers), minimum=1)
+        if args.executor not in EXECUTORS:
+            raise ExecutorError(f"executor must be one of {', '.join(EXECUTORS)}, got {args.executor!r}")
+    except (StudyError, ExecutorError, TypeError, ValueError) as error:
+        return _bad_input(error)
+    out = Path(args.out) if args.out else Path("results") / study.name
+    cells = expand(study)
+    if args.dry_run:
+        _print_dry_run(study, cells, out, args.executor, workers or default_workers())
+        return 0
+    try:
+        outcome = run_study(study, out, executor=args.executor, workers=workers, scheduler=args.scheduler,
+                            resume=not args.no_resume, progress=None if not args.quiet else False)
+    except (store.ResultsError, ExecutorError) as error:
+        return _bad_input(error)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; finished cells are kept in {out}, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    if not args.quiet:
+        _print_summary(out, outcome)
+    if not args.no_report:
+        _write_report(out)
+    if outcome.failed:
+        print(f"{PROG}: {len(outcome.failed)} of {outcome.cells} cells failed (tracebacks in {out / store.FAILED}); "
+              "rerun to retry them:", file=sys.stderr)
+        for failure in outcome.failed:
+            print(f"  {failure['key']}  {failure['init']} {failure['activation']} depth={failure['depth']} "
+                  f"width={failure['width']} seed={failure['seed']}: {failure['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _int(text):
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _bad_input(error) -> int:
+    print(f"{PROG}: error: {error}", file=sys.stderr)
+    return 2
+
+
+def _print_dry_run(study, cells, out, executor, workers):
+    threads = max(1, default_workers() // workers) if executor != "serial" else default_workers()
+    print(f"study {study.name!r}: {len(cells)} cells -> {out}")
+    for axis, values in study.axes.items():
+        shown = [getattr(v, "label", v) for v in values]
+        print(f"  {axis:<10} {len(shown):>3} x  {', '.join(map(str, shown))}")
+    print(f"  {'seeds':<10} {study.seeds:>3} x  (root seed {study.root_seed})")
+    finished = store.finished_keys(out) if (out / store.MANIFEST).is_file() else set()
+    remaining = [cell for cell in cells if cell.key not in finished]
+    seconds, peak = estimate(remaining, 1 if executor == "serial" else workers, threads)
+    print(f"{len(finished & {c.key for c in cells})} finished in {out}, {len(remaining)} to run")
+    print(f"estimate: about {seconds:.0f} s of compute on {executor} ({workers} workers x {threads} threads) "
+          f"and {peak / 2**30:.1f} GiB peak memory, plus up to a minute of JIT compilation on a cold cache")
+
+
+def _print_summary(out, outcome):
+    print(f"{outcome.done} cells run, {outcome.skipped} skipped, {len(outcome.failed)} failed "
+          f"in {outcome.seconds:.1f} s on {outcome.pool['executor']} ({outcome.pool['workers']} workers); "
+          f"results in {out}")
+    try:
+        table = flattest(store.load(out))
+    except store.ResultsError:
+        return
+    if table.empty:
+        return
+    print("\nFlattest initializer per activation (per-layer variance factors: 1 = flat, <1 vanishes, >1 explodes)")
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+
+
+def _write_report(out):
+    """The analysis report of the results, when the analysis layer is installed."""
+    try:
+        from analysis.report import build_report
+    except ImportError:
+        log.info("analysis.report is not available; skipping the report")
+        return
+    report_dir = out / "report"
+    build_report(out, report_dir)
+    print(f"report: {report_dir / 'index.md'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

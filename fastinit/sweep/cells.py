@@ -1,0 +1,127 @@
+"""Cells: one network configuration and replicate of a study, with a stable identity.
+
+A cell's key and random stream are a hash of its own parameters (design section 5),
+never of its position in the grid: adding a value to an axis adds cells and leaves
+every existing cell's key, stream and numbers unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+
+from fastinit import rng
+from fastinit.propagate import DEFAULT_MEMORY_BUDGET
+from fastinit.sweep.spec import AXES, Choice, Study
+
+__all__ = ["Cell", "expand", "estimate"]
+
+# Effective rate of one worker thread on the 3 GEMMs per layer, measured on the
+# project machine (about a third of a core's peak sgemm); only used for estimates.
+_ESTIMATE_FLOPS_PER_THREAD = 35e9
+_ESTIMATE_SECONDS_PER_CELL = 0.02  # Parquet write, scheduling
+_PROCESS_BYTES = 450 * 2**20  # resident size of a worker that has imported fastinit
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One configuration and replicate.  Field names are the result columns."""
+
+    init: Choice
+    activation: Choice
+    depth: int
+    width: int
+    batch: int
+    bias_std: float
+    dtype: str
+    numerics: str
+    residual: float
+    batchnorm: bool
+    seed: int  # replicate index, 0 .. seeds - 1
+
+    def identity(self) -> str:
+        """Canonical JSON of every parameter that changes the cell's numbers."""
+        fields = dataclasses.asdict(self)
+        fields["init"] = [self.init.name, dict(self.init.params)]
+        fields["activation"] = [self.activation.name, dict(self.activation.params)]
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def stream(self) -> int:
+        """The cell's 64-bit random stream (with the study's root seed, it fixes every number)."""
+        return rng.stream_id("fastinit.sweep.cell", self.identity())
+
+    @property
+    def key(self) -> str:
+        """File-name-safe key: the stream in hex."""
+        return f"{self.stream:016x}"
+
+    def propagate_arguments(self, root_seed: int) -> dict:
+        """Keyword arguments of :func:`fastinit.propagate` that reproduce this cell alone."""
+        options = {}
+        if self.residual > 0:
+            options["residual"] = self.residual
+        if self.batchnorm:
+            options["batchnorm"] = True
+        return {
+            "init": self.init.name, "activation": self.activation.name, "depth": self.depth, "width": self.width,
+            "batch": self.batch, "seed": root_seed, "dtype": self.dtype, "bias_std": self.bias_std,
+            "numerics": self.numerics, "stream": self.stream, "init_params": self.init.as_dict(),
+            "activation_params": self.activation.as_dict(), **options,
+        }
+
+    def columns(self) -> dict:
+        """Parameter columns written beside the statistics (labels for init and activation)."""
+        return {
+            "key": self.key, "init": self.init.label, "activation": self.activation.label,
+            "init_name": self.init.name, "init_params": json.dumps(self.init.as_dict(), sort_keys=True),
+            "activation_name": self.activation.name,
+            "activation_params": json.dumps(self.activation.as_dict(), sort_keys=True),
+            "depth": self.depth, "width": self.width, "batch": self.batch, "bias_std": self.bias_std,
+            "dtype": self.dtype, "numerics": self.numerics, "residual": self.residual,
+            "batchnorm": self.batchnorm, "seed": self.seed,
+        }
+
+
+def expand(study: Study) -> list[Cell]:
+    """Every cell of the grid (axes in :data:`AXES` order, replicates innermost).
+
+    Parameters
+    ----------
+    study : Study
+
+    Returns
+    -------
+    list of Cell
+
+    Raises
+    ------
+    fastinit.sweep.spec.StudyError
+        If a combination is impossible (none is, for the axes offered today).
+    """
+    grid = itertools.product(*(study.axes[axis] for axis in AXES), range(study.seeds))
+    return [Cell(*values) for values in grid]
+
+
+def estimate(cells: list[Cell], workers: int, threads_per_worker: int) -> tuple[float, int]:
+    """Rough wall time (s) and peak memory (bytes) of running ``cells``.
+
+    The time counts the three GEMMs per layer (forward, two backward) at
+    about 35 GFLOP/s per thread plus a fixed cost per cell; memory is the
+    stored segment (capped by the propagation memory budget) per worker plus
+    the process itself.  Good to a factor of about two.
+
+    Returns
+    -------
+    seconds : float
+    peak_bytes : int
+    """
+    if not cells:
+        return 0.0, 0
+    rate = _ESTIMATE_FLOPS_PER_THREAD * threads_per_worker
+    work = sum(6.0 * c.batch * c.width**2 * c.depth / rate + _ESTIMATE_SECONDS_PER_CELL for c in cells)
+    itemsize = {"float32": 4, "float64": 8}
+    largest = max(min(DEFAULT_MEMORY_BUDGET, (3 * c.batch * c.width + c.width**2) * itemsize[c.dtype] * c.depth)
+                  for c in cells)
+    return work / max(1, min(workers, len(cells))), workers * (largest + _PROCESS_BYTES)

@@ -1,0 +1,155 @@
+"""Executors behind one ``concurrent.futures.Executor`` interface: serial, local, dask.
+
+Thread settings follow design section 6: many small cells run best with one numba and
+one BLAS thread per worker and as many workers as cores, so a pool of ``W`` workers
+gets ``cores // W`` threads each; the serial executor gives its one cell every core.
+The JIT cache is warmed in this process before any worker starts, so workers load
+compiled kernels from disk instead of compiling them side by side.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import os
+
+from fastinit.sweep.worker import THREAD_VARIABLES, warm_up
+
+__all__ = ["EXECUTORS", "ExecutorError", "Pool", "open_executor", "default_workers"]
+
+EXECUTORS = ("serial", "local", "dask")
+_CONNECT_TIMEOUT = "10s"
+log = logging.getLogger("fastinit.sweep")
+
+
+class ExecutorError(ValueError):
+    """An executor that cannot be used as asked (unknown name, missing extra, unreachable scheduler)."""
+
+
+@dataclasses.dataclass
+class Pool:
+    """An open executor with the facts the runner and the manifest need."""
+
+    executor: concurrent.futures.Executor
+    kind: str
+    workers: int
+    threads: int  # numba/BLAS threads per worker
+    address: str | None = None
+
+    def describe(self) -> dict:
+        """Executor, workers, threads per worker (and scheduler address) for the manifest."""
+        return {"executor": self.kind, "workers": self.workers, "threads_per_worker": self.threads,
+                "scheduler": self.address}
+
+
+class SerialExecutor(concurrent.futures.Executor):
+    """Runs each task in this process when it is submitted (for debugging and tests)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Run ``fn(*args, **kwargs)`` now; return a finished future."""
+        future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # noqa: BLE001 -- delivered through the future, like a pool
+            future.set_exception(error)
+        return future
+
+
+def default_workers() -> int:
+    """One worker per core."""
+    return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _thread_environment(threads: int):
+    """Thread-pool sizes inherited by processes started inside the block."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    try:
+        yield {name: str(threads) for name in THREAD_VARIABLES}
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def open_executor(kind: str, workers: int | None = None, scheduler: str | None = None, dtypes=("float32",)):
+    """Open an executor; yields a :class:`Pool` and shuts it down on exit.
+
+    Parameters
+    ----------
+    kind : {"serial", "local", "dask"}
+    workers : int, optional
+        Worker processes (default: one per core; ignored with a running scheduler).
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``); without it the
+        dask executor starts a ``LocalCluster`` on this machine.
+    dtypes : iterable of str
+        Network dtypes of the study, to warm the JIT cache for.
+
+    Raises
+    ------
+    ExecutorError
+        For an unknown kind, a missing dask extra or an unreachable scheduler.
+    """
+    if kind not in EXECUTORS:
+        from fastinit._validation import did_you_mean
+
+        raise ExecutorError(f"executor must be one of {', '.join(EXECUTORS)}, got {kind!r}{did_you_mean(kind, EXECUTORS)}")
+    if scheduler is not None and kind != "dask":
+        raise ExecutorError(f"scheduler {scheduler!r} needs --executor dask, got --executor {kind}")
+    cores = default_workers()
+    workers = workers or cores
+    threads = max(1, cores // workers)
+    if kind == "dask":
+        with _dask_pool(workers, threads, scheduler, dtypes) as pool:
+            yield pool
+        return
+    seconds = warm_up(dtypes)
+    log.info("JIT kernels ready in %.1f s", seconds)
+    if kind == "serial":
+        yield Pool(SerialExecutor(), "serial", 1, cores)
+        return
+    with _thread_environment(threads):
+        context = multiprocessing.get_context("spawn")
+        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=warm_up,
+                                                          initargs=(tuple(dtypes),))
+    try:
+        yield Pool(executor, "local", workers, threads)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _dask_pool(workers, threads, scheduler, dtypes):
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ExecutorError("executor 'dask' needs the dask extra: pip install 'fastinit[dask]'") from None
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            warm_up(dtypes)  # the local workers then load the kernels from the on-disk cache
+            with _thread_environment(threads) as environment:
+                cluster = stack.enter_context(LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                    env=environment, silence_logs=logging.ERROR))
+            address = cluster.scheduler_address
+        else:
+            address = scheduler
+            threads = 1
+        try:
+            client = stack.enter_context(Client(address, timeout=_CONNECT_TIMEOUT))
+        except (OSError, TimeoutError, ValueError) as error:
+            raise ExecutorError(f"scheduler {address!r} is unreachable ({error}); start one with "
+                                "'dask scheduler' and 'dask worker ADDRESS', or omit --scheduler") from None
+        # Compiles on workers without this machine's cache; loads it on those with it.
+        client.run(warm_up, tuple(dtypes))
+        workers = len(client.scheduler_info(n_workers=-1)["workers"]) or workers
+        executor = client.get_executor(pure=False, retries=2)
+        yield Pool(executor, "dask", workers, threads, address)

@@ -1,0 +1,157 @@
+"""Run a study: skip finished cells, dispatch the rest, show progress, compact at the end."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from fastinit.sweep import store
+from fastinit.sweep.cells import expand
+from fastinit.sweep.executors import open_executor
+from fastinit.sweep.spec import Study
+from fastinit.sweep.worker import run_cell
+
+__all__ = ["Outcome", "run_study"]
+
+log = logging.getLogger("fastinit.sweep")
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a sweep did.
+
+    Attributes
+    ----------
+    cells : int
+        Cells in the study.
+    done, skipped : int
+        Cells run now, and cells found finished on disk.
+    failed : list of dict
+        Failed cells: ``key``, ``init``, ``activation``, ... and ``error``.
+    seconds : float
+        Wall time of the dispatch (after the executor started).
+    cell_seconds : float
+        Sum of the cells' own run times (wall time minus this, over cells, is the
+        executor's per-cell overhead).
+    pool : dict
+        Executor, workers and threads per worker.
+    """
+
+    cells: int
+    done: int = 0
+    skipped: int = 0
+    failed: list = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    cell_seconds: float = 0.0
+    pool: dict = dataclasses.field(default_factory=dict)
+
+
+def run_study(study: Study, directory, *, executor: str = "local", workers: int | None = None,
+              scheduler: str | None = None, resume: bool = True, progress: bool | None = None) -> Outcome:
+    """Run every unfinished cell of ``study`` into ``directory``.
+
+    Parameters
+    ----------
+    study : Study
+    directory : str or path-like
+        Results directory: new, empty, or holding this study (same name and root
+        seed; extending an axis reuses every finished cell).
+    executor : {"serial", "local", "dask"}, default "local"
+    workers : int, optional
+        Worker processes (default one per core).
+    scheduler : str, optional
+        A running Dask scheduler's address (with ``executor="dask"``).
+    resume : bool, default True
+        Skip cells already on disk; ``False`` recomputes and replaces them.
+    progress : bool, optional
+        Show a progress bar; ``None`` shows it only on a terminal.
+
+    Returns
+    -------
+    Outcome
+
+    Raises
+    ------
+    fastinit.sweep.store.ResultsError, fastinit.sweep.executors.ExecutorError
+        Before anything is written, for a directory holding something else or an
+        executor that cannot start.
+    """
+    directory = Path(directory)
+    cells = expand(study)
+    store.check_directory(directory, study.to_json())
+    dtypes = tuple(dict.fromkeys(cell.dtype for cell in cells))
+    outcome = Outcome(cells=len(cells))
+    with open_executor(executor, workers, scheduler, dtypes) as pool:
+        outcome.pool = pool.describe()
+        store.write_manifest(directory, study.to_json(), outcome.pool)
+        removed = store.remove_temporaries(directory)
+        if removed:
+            log.info("removed %d partial files of an interrupted run", removed)
+        finished = store.finished_keys(directory) if resume else set()
+        todo = [cell for cell in cells if cell.key not in finished]
+        outcome.skipped = len(cells) - len(todo)
+        log.info("%d cells: %d finished earlier, %d to run on %s (%d workers x %d threads)", len(cells),
+                 outcome.skipped, len(todo), pool.kind, pool.workers, pool.threads)
+        start = time.perf_counter()
+        with tqdm(total=len(cells), initial=outcome.skipped, unit="cell", disable=None if progress is None else not progress,
+                  desc=study.name, dynamic_ncols=True) as bar:
+            for cell, summary in _dispatch(pool, todo, study.root_seed, str(directory)):
+                outcome.cell_seconds += summary.get("seconds", 0.0)
+                if summary["status"] == "done":
+                    outcome.done += 1
+                else:
+                    outcome.failed.append({**cell.columns(), "error": summary["error"]})
+                    if summary.get("lost"):  # the worker died before it could record the failure
+                        store.write_failure(directory, cell.key, outcome.failed[-1])
+                    log.warning("cell %s (%s, %s) failed: %s", cell.key, cell.init.label, cell.activation.label,
+                                summary["error"])
+                bar.update()
+                bar.set_postfix(done=outcome.done, skipped=outcome.skipped, failed=len(outcome.failed), refresh=False)
+        outcome.seconds = time.perf_counter() - start
+    store.compact(directory)
+    return outcome
+
+
+def _dispatch(pool, cells, root_seed, directory):
+    """Yield ``(cell, summary)`` as cells finish, keeping a bounded number in flight.
+
+    A bounded window keeps memory flat for studies of any size and lets the serial
+    executor report progress cell by cell.  A lost worker process (a broken local
+    pool) fails the cells in flight and those not yet started; a rerun resumes them.
+    """
+    window = max(4, 2 * pool.workers)
+    pending = {}
+    queue = iter(cells)
+    broken = None
+    while True:
+        while broken is None and len(pending) < window:
+            cell = next(queue, None)
+            if cell is None:
+                break
+            try:
+                pending[pool.executor.submit(run_cell, cell, root_seed, directory, pool.threads)] = cell
+            except concurrent.futures.BrokenExecutor as error:
+                broken = error
+                yield cell, _lost(error)
+        if not pending:
+            break
+        finished, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+        for future in finished:
+            cell = pending.pop(future)
+            try:
+                yield cell, future.result()
+            except Exception as error:  # noqa: BLE001 -- a lost worker, not an error inside the cell
+                broken = broken or (error if isinstance(error, concurrent.futures.BrokenExecutor) else None)
+                yield cell, _lost(error)
+    if broken is not None:
+        for cell in queue:
+            yield cell, _lost(broken)
+
+
+def _lost(error) -> dict:
+    return {"status": "failed", "error": f"worker lost: {type(error).__name__}: {error}", "seconds": 0.0, "lost": True}

@@ -1,0 +1,311 @@
+"""Study specifications: axes from TOML files and command-line flags, validated once.
+
+A study is a name, a root seed, a replicate count (``seeds``) and one list per axis.
+Every value is checked here, at the boundary, against the same registries and checks
+that :func:`fastinit.propagate` uses, so that a sweep never starts with a cell that
+cannot run.  Errors are :class:`StudyError` with one line naming the parameter, the
+value and the fix.
+
+Initializer and activation values are strings ``name`` or ``name:key=value,...``
+(``normal:std=0.01``, ``he_normal:mode=fan_out``, ``leaky_relu:slope=0.2``), or in TOML
+inline tables ``{name = "normal", std = 0.01}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import tomllib
+from pathlib import Path
+
+from fastinit._validation import check_choice, check_dtype, check_int, check_real, check_seed, did_you_mean
+from fastinit.activations import get_activation
+from fastinit.initializers import get_initializer
+
+__all__ = ["Study", "StudyError", "Choice", "PRESETS", "preset", "read_toml", "build_study", "AXES"]
+
+# Axes in the order they vary in the grid (the last varies fastest) and their defaults.
+AXES = {
+    "init": ["he_normal"],
+    "activation": ["relu"],
+    "depth": [100],
+    "width": [256],
+    "batch": [256],
+    "bias_std": [0.0],
+    "dtype": ["float32"],
+    "numerics": ["rescaled"],
+    "residual": [0.0],
+    "batchnorm": [False],
+}
+PRESETS = ("default", "paper")
+_TOP_LEVEL_KEYS = ("name", "root_seed", "seeds", "axes")
+
+
+class StudyError(ValueError):
+    """Bad study input: the message names the parameter, the value and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """An initializer or activation with its resolved parameters.
+
+    ``params`` holds every parameter with defaults filled in, so ``he_normal`` and
+    ``he_normal:mode=fan_in`` are the same choice (equal, same cell); ``label`` names
+    the parameters as given and is what tables and figures show.
+    """
+
+    name: str
+    params: tuple  # sorted (key, value) pairs, defaults filled in
+    label: str = dataclasses.field(compare=False)
+
+    def as_dict(self) -> dict:
+        """The parameters as a dict."""
+        return dict(self.params)
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """A validated study: what to run, not how.
+
+    Attributes
+    ----------
+    name : str
+        Names the output directory (``results/<name>``) and the manifest entry.
+    root_seed : int
+        Root of every cell's random stream.
+    seeds : int
+        Replicates per grid point.
+    axes : dict
+        Axis name -> tuple of validated values (``Choice`` for init and activation).
+    """
+
+    name: str
+    root_seed: int
+    seeds: int
+    axes: dict
+
+    def to_json(self) -> dict:
+        """A JSON-able description (labels for init and activation), as stored in the manifest."""
+        axes = {key: [v.label if isinstance(v, Choice) else v for v in values] for key, values in self.axes.items()}
+        return {"name": self.name, "root_seed": self.root_seed, "seeds": self.seeds, "axes": axes}
+
+
+# ------------------------------------------------------------------ reading
+
+
+def preset(name: str) -> dict:
+    """The raw (unvalidated) mapping of a preset study shipped in ``fastinit/sweep/studies``.
+
+    Parameters
+    ----------
+    name : {"default", "paper"}
+
+    Returns
+    -------
+    dict
+    """
+    check_choice("study", name, PRESETS)
+    text = importlib.resources.files("fastinit.sweep").joinpath("studies", f"{name}.toml").read_text()
+    return tomllib.loads(text)
+
+
+def read_toml(path) -> dict:
+    """Read a study file; a missing or malformed file is a :class:`StudyError`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A TOML file, or the name of a preset.
+
+    Returns
+    -------
+    dict
+        The raw mapping, validated by :func:`build_study`.
+    """
+    if str(path) in PRESETS:
+        return preset(str(path))
+    path = Path(path)
+    if not path.is_file():
+        hint = f"; presets are {', '.join(PRESETS)}" if not path.suffix else ""
+        raise StudyError(f"study file {str(path)!r} does not exist (give a TOML file{hint})")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise StudyError(f"study file {str(path)!r} is not valid TOML: {error}") from None
+
+
+def build_study(raw: dict, overrides: dict | None = None) -> Study:
+    """Validate a raw study mapping, with ``overrides`` (from flags) taking precedence.
+
+    Parameters
+    ----------
+    raw : dict
+        ``{"name", "root_seed", "seeds", "axes": {axis: list}}`` as read from TOML; any
+        key may be missing (defaults: name "study", root seed 0, 1 seed, :data:`AXES`).
+    overrides : dict, optional
+        The same keys at the top level (``{"depth": ["10", "20"], "seeds": "3"}``);
+        strings are parsed as the axis needs.
+
+    Returns
+    -------
+    Study
+
+    Raises
+    ------
+    StudyError
+        For unknown keys, empty axes or any invalid value.
+    """
+    _reject_unknown("study file", raw, _TOP_LEVEL_KEYS)
+    axes_raw = raw.get("axes", {})
+    if not isinstance(axes_raw, dict):
+        raise StudyError(f"axes must be a table of lists, got {axes_raw!r}")
+    _reject_unknown("[axes]", axes_raw, [*AXES, "seeds"])
+    merged = {key: axes_raw.get(key, default) for key, default in AXES.items()}
+    name, root_seed = raw.get("name", "study"), raw.get("root_seed", 0)
+    seeds = axes_raw.get("seeds", raw.get("seeds", 1))
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key == "name":
+            name = value
+        elif key == "root_seed":
+            root_seed = value
+        elif key == "seeds":
+            seeds = value
+        else:
+            merged[key] = value
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise StudyError(f"name must be a non-empty string without '/' that does not start with '.', got {name!r}")
+    axes = {key: _check_axis(key, values) for key, values in merged.items()}
+    return Study(name=name, root_seed=_guard("root_seed", check_seed, _parse_int(root_seed)),
+                 seeds=_guard("seeds", lambda v: check_int("seeds", v, minimum=1), _parse_int(seeds)), axes=axes)
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _reject_unknown(where, mapping, allowed):
+    if not isinstance(mapping, dict):
+        raise StudyError(f"{where} must be a table, got {mapping!r}")
+    for key in mapping:
+        if key not in allowed:
+            raise StudyError(f"{where} has an unknown key {key!r}{did_you_mean(key, allowed)}; "
+                             f"allowed keys: {', '.join(allowed)}")
+
+
+def _guard(name, check, value):
+    """Run a ``fastinit._validation`` check, turning its error into a StudyError."""
+    try:
+        return check(value)
+    except (TypeError, ValueError) as error:
+        message = str(error)
+        raise StudyError(message if message.startswith(name) else f"{name}: {message}") from None
+
+
+def _check_axis(key, values):
+    if not isinstance(values, (list, tuple)):
+        values = [values]
+    if not values:
+        raise StudyError(f"{key} is an empty axis; give at least one value (default {AXES[key]})")
+    checked = [_guard(key, _CHECKS[key], value) for value in values]
+    unique = list(dict.fromkeys(checked))  # duplicates would be the same cell twice
+    return tuple(unique)
+
+
+def _parse_int(value):
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return value  # check_int names it
+    return value
+
+
+def _parse_real(value):
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _parse_bool(value, name):
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        return value.lower() in ("true", "1", "yes", "on")
+    if isinstance(value, bool):
+        return value
+    raise StudyError(f"{name} must be true or false, got {value!r}")
+
+
+def _parse_scalar(text):
+    """A parameter value from ``key=value`` text: int, float, bool or string."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def _split_choice(axis, value):
+    """``"name:key=value,key=value"`` or ``{name = ..., key = value}`` -> (name, params)."""
+    if isinstance(value, dict):
+        params = dict(value)
+        name = params.pop("name", None)
+        if not isinstance(name, str):
+            raise StudyError(f"{axis} table {value!r} needs a name, e.g. {{name = \"normal\", std = 0.01}}")
+        return name, params
+    if not isinstance(value, str):
+        raise StudyError(f"{axis} must be a name or 'name:key=value', got {value!r}")
+    name, _, rest = value.partition(":")
+    params = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise StudyError(f"{axis} parameter {item!r} in {value!r} must look like key=value, e.g. 'normal:std=0.01'")
+        params[key.strip()] = _parse_scalar(text.strip())
+    return name.strip(), params
+
+
+def _label(name, resolved, given):
+    """``name:key=value,...`` for the parameters given, in canonical form (``std=0.01``)."""
+    shown = [f"{key}={resolved[key]:g}" if isinstance(resolved[key], float) else f"{key}={resolved[key]}"
+             for key in sorted(given)]
+    return f"{name}:{','.join(shown)}" if shown else name
+
+
+def _check_init(value):
+    name, params = _split_choice("init", value)
+    entry = get_initializer(name)
+    resolved = entry.resolve(**params)
+    return Choice(entry.name, tuple(sorted(resolved.items())), _label(entry.name, resolved, params))
+
+
+def _check_activation(value):
+    name, params = _split_choice("activation", value)
+    act = get_activation(name)
+    param = act.resolve_param(**params)
+    resolved = {act.param_name: param} if act.param_name else {}
+    return Choice(act.name, tuple(resolved.items()), _label(act.name, resolved, params))
+
+
+def _check_residual(value):
+    # 0 means "no residual branch", so that the axis can mix plain and residual nets.
+    return check_real("residual", _parse_real(value), minimum=0.0)
+
+
+_CHECKS = {
+    "init": _check_init,
+    "activation": _check_activation,
+    "depth": lambda v: check_int("depth", _parse_int(v), minimum=1),
+    "width": lambda v: check_int("width", _parse_int(v), minimum=1),
+    "batch": lambda v: check_int("batch", _parse_int(v), minimum=2),
+    "bias_std": lambda v: check_real("bias_std", _parse_real(v), minimum=0.0),
+    "dtype": lambda v: check_dtype(v).name,
+    "numerics": lambda v: check_choice("numerics", v, ("rescaled", "raw")),
+    "residual": _check_residual,
+    "batchnorm": lambda v: _parse_bool(v, "batchnorm"),
+}

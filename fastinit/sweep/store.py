@@ -1,0 +1,280 @@
+"""Results on disk: one Parquet file per finished cell, written atomically, and a manifest.
+
+Layout of a results directory::
+
+    manifest.json        format, study, root seed, versions, machine, threading
+    cells/<key>.parquet  one per finished cell (the rows of fastinit.propagate + parameters)
+    rows.parquet         compacted cells (written at the end of a sweep)
+    failed/<key>.json    a cell that raised, with its traceback (removed once it succeeds)
+
+Every file is written under a dot-prefixed temporary name and ``os.replace``d into
+place, so a sweep killed at any moment leaves only whole files; readers ignore
+dot-files and a rerun deletes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["FORMAT", "ResultsError", "check_directory", "write_manifest", "read_manifest", "write_cell",
+           "write_failure", "clear_failure", "finished_keys", "failures", "remove_temporaries", "compact", "load"]
+
+FORMAT = "fastinit-sweep/1"
+MANIFEST = "manifest.json"
+CELLS = "cells"
+FAILED = "failed"
+COMPACTED = "rows.parquet"
+# Sort order of loaded rows: the study's axes, replicate, then layer.
+_ORDER = ["init", "activation", "depth", "width", "batch", "bias_std", "dtype", "numerics", "residual",
+          "batchnorm", "seed", "layer"]
+
+
+class ResultsError(ValueError):
+    """A directory that is not (or not this study's) fastinit sweep results."""
+
+
+# ------------------------------------------------------------------ atomic writes
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(file)`` on a dot-prefixed temporary beside ``path``, then rename it into place."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+def _write_json(path: Path, data: dict) -> None:
+    _atomic_write(path, lambda handle: handle.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode()))
+
+
+# ------------------------------------------------------------------ manifest
+
+
+def read_manifest(directory) -> dict:
+    """The manifest of a results directory.
+
+    Raises
+    ------
+    ResultsError
+        If the directory does not exist, holds no manifest, or one of another format.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ResultsError(f"results directory {str(directory)!r} does not exist (run python -m fastinit.sweep first)")
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise ResultsError(f"results directory {str(directory)!r} holds no {MANIFEST}: it is not a fastinit sweep "
+                           "(point to the --out directory of a sweep)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ResultsError(f"{str(path)!r} is not valid JSON ({error}); it is not a fastinit sweep manifest") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ResultsError(f"results directory {str(directory)!r} holds format {found!r}, this fastinit reads "
+                           f"{FORMAT!r} (use another --out directory)")
+    return manifest
+
+
+def check_directory(directory, study_json: dict) -> None:
+    """Check that ``directory`` is new, empty, or holds this study's results.
+
+    Parameters
+    ----------
+    directory : path-like
+    study_json : dict
+        ``Study.to_json()`` of the study about to run.
+
+    Raises
+    ------
+    ResultsError
+        If the directory holds other files, another format, or another study (a
+        different name or root seed): nothing in it is touched.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ResultsError(f"out {str(directory)!r} is a file, not a directory (choose another --out)")
+    if not directory.exists() or not any(directory.iterdir()):
+        return
+    manifest = read_manifest(directory)
+    held = manifest.get("study", {})
+    for key in ("name", "root_seed"):
+        if held.get(key) != study_json[key]:
+            raise ResultsError(f"out {str(directory)!r} holds study {held.get('name')!r} with root seed "
+                               f"{held.get('root_seed')}, not {study_json['name']!r} with root seed "
+                               f"{study_json['root_seed']} (choose another --out or the same study)")
+
+
+def write_manifest(directory, study_json: dict, threading: dict) -> None:
+    """Create or update the manifest (the study, versions, machine and threading of this run).
+
+    Parameters
+    ----------
+    directory : path-like
+    study_json : dict
+        The study description; an extended study replaces the stored one.
+    threading : dict
+        Executor, workers and threads per worker.
+    """
+    directory = Path(directory)
+    for sub in (CELLS, FAILED):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    previous = {}
+    with contextlib.suppress(ResultsError):
+        previous = read_manifest(directory)
+    import numba
+    import numpy
+
+    from fastinit import __version__
+
+    _write_json(directory / MANIFEST, {
+        "format": FORMAT,
+        "study": study_json,
+        "created": previous.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": {"fastinit": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+                     "numba": numba.__version__, "pandas": pd.__version__, "pyarrow": pa.__version__},
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
+                    "python": sys.executable},
+        "threading": threading,
+    })
+
+
+# ------------------------------------------------------------------ cells
+
+
+def write_cell(directory, key: str, frame: pd.DataFrame) -> Path:
+    """Write one finished cell's rows atomically; returns the file's path."""
+    path = Path(directory) / CELLS / f"{key}.parquet"
+    _atomic_write(path, lambda handle: frame.to_parquet(handle, index=False))
+    return path
+
+
+def write_failure(directory, key: str, record: dict) -> None:
+    """Record a failed cell (its parameters, error and traceback)."""
+    _write_json(Path(directory) / FAILED / f"{key}.json", record)
+
+
+def clear_failure(directory, key: str) -> None:
+    """Forget an earlier failure of a cell that has now finished."""
+    with contextlib.suppress(FileNotFoundError):
+        (Path(directory) / FAILED / f"{key}.json").unlink()
+
+
+def _cell_files(directory: Path) -> list[Path]:
+    return sorted(p for p in (directory / CELLS).glob("*.parquet") if not p.name.startswith("."))
+
+
+def finished_keys(directory) -> set[str]:
+    """Keys of every cell with rows on disk (in cell files or the compacted file)."""
+    directory = Path(directory)
+    keys = {path.stem for path in _cell_files(directory)} if (directory / CELLS).is_dir() else set()
+    if (directory / COMPACTED).is_file():
+        keys.update(pq.read_table(directory / COMPACTED, columns=["key"]).column("key").unique().to_pylist())
+    return keys
+
+
+def failures(directory) -> list[dict]:
+    """The recorded failures of a results directory (empty when every cell finished)."""
+    folder = Path(directory) / FAILED
+    if not folder.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]
+
+
+def remove_temporaries(directory) -> int:
+    """Delete the dot-prefixed leftovers of a killed run; returns how many."""
+    directory = Path(directory)
+    leftovers = [p for folder in (directory, directory / CELLS, directory / FAILED) if folder.is_dir()
+                 for p in folder.glob(".*.tmp")]
+    for path in leftovers:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return len(leftovers)
+
+
+def _read_tables(directory: Path) -> list[pa.Table]:
+    """Cell files first: a cell recomputed after compaction (``--no-resume``) wins over its old rows."""
+    paths = _cell_files(directory) + ([directory / COMPACTED] if (directory / COMPACTED).is_file() else [])
+    return [pq.read_table(path) for path in paths]
+
+
+def compact(directory) -> int:
+    """Merge every cell file into ``rows.parquet`` and remove the cell files.
+
+    Crash-safe: the merged file replaces the old one atomically before any cell file
+    is removed, and readers drop duplicate rows, so a kill at any point loses nothing.
+
+    Returns
+    -------
+    int
+        The number of cells in the compacted file.
+    """
+    directory = Path(directory)
+    merged_files = _cell_files(directory)
+    if not merged_files:
+        return len(finished_keys(directory))
+    frame = _deduplicated(_read_tables(directory))
+    _atomic_write(directory / COMPACTED, lambda handle: frame.to_parquet(handle, index=False))
+    for path in merged_files:
+        path.unlink()
+    return frame["key"].nunique()
+
+
+def _deduplicated(tables: list[pa.Table]) -> pd.DataFrame:
+    frame = pa.concat_tables(tables, promote_options="default").to_pandas()
+    return frame.drop_duplicates(subset=["key", "layer"], keep="first").reset_index(drop=True)
+
+
+def load(directory) -> pd.DataFrame:
+    """All per-layer rows of a sweep: one column per cell parameter beside the statistics.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        The ``--out`` directory of ``python -m fastinit.sweep``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (cell, layer).  Parameter columns: ``key`` (the cell's stable key),
+        ``init`` and ``activation`` (labels such as ``normal:std=0.01``), ``init_name``,
+        ``init_params``, ``activation_name``, ``activation_params`` (JSON),
+        ``depth, width, batch, bias_std, dtype, numerics, residual, batchnorm`` and
+        ``seed`` (the replicate index; the root seed is in ``attrs["manifest"]``), then
+        the statistics columns of :func:`fastinit.propagate` and the per-cell
+        ``forward_rescaled``, ``first_overflow_layer``, ``first_underflow_layer`` (-1: none).
+        Sorted by the study's axes, replicate and layer.
+
+    Raises
+    ------
+    ResultsError
+        If ``directory`` is missing, not a sweep, of another format, or holds no finished cell.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    tables = _read_tables(directory)
+    if not tables:
+        raise ResultsError(f"results directory {str(directory)!r} holds no finished cell yet "
+                           "(run or resume the sweep first)")
+    frame = _deduplicated(tables)
+    frame = frame.sort_values(_ORDER, kind="stable").reset_index(drop=True)
+    frame.attrs["manifest"] = manifest
+    return frame

@@ -1,0 +1,87 @@
+"""The end-of-sweep summary: for each activation, which initializer keeps variance flattest.
+
+The per-layer factor comes from the least-squares slope of the mean (over replicates)
+of ``log10`` variance against layer: forward, ``10**slope`` of the pre-activation
+variance (what one layer multiplies it by on the way up); backward, ``10**-slope`` of
+the dL/dz variance (what one layer multiplies the gradient by on its way down to the
+input).  So in both directions 1 is flat, < 1 vanishes and > 1 explodes; 0 means the
+signal vanished entirely (zero variance, e.g. zero init).  The analysis layer fits the same slopes with
+confidence intervals; this is the quick look printed when a sweep finishes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["layer_factors", "flattest"]
+
+_GROUP = ["activation", "init", "depth", "width", "batch", "bias_std", "dtype", "numerics", "residual", "batchnorm"]
+
+
+def _factor(layers: np.ndarray, log10_values: np.ndarray, direction: float) -> float:
+    """``10**(direction * slope)``; ``direction`` is +1 forward, -1 backward."""
+    if np.all(np.isneginf(log10_values)):
+        return 0.0
+    finite = np.isfinite(log10_values)
+    if finite.sum() < 2:
+        return float("nan")
+    slope = np.polyfit(layers[finite], log10_values[finite], 1)[0]
+    return float(10.0 ** (direction * slope))
+
+
+def layer_factors(rows: pd.DataFrame) -> pd.DataFrame:
+    """Fitted per-layer forward and backward factors of every cell group.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Rows of :func:`fastinit.sweep.load`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group of replicates: the group's parameters, ``forward`` and
+        ``backward`` (per-layer factors) and ``flatness`` (``|log10 forward| +
+        |log10 backward|``; 0 is perfectly flat, inf when a signal vanished).
+    """
+    group = [column for column in _GROUP if column in rows.columns]
+    mean = rows.groupby([*group, "layer"], sort=True, dropna=False)[["log10_fwd_var", "log10_grad_var"]].mean()
+    records = []
+    for keys, frame in mean.groupby(level=group, sort=True, dropna=False):
+        layers = frame.index.get_level_values("layer").to_numpy(dtype=np.float64)
+        forward = _factor(layers, frame["log10_fwd_var"].to_numpy(), +1.0)
+        backward = _factor(layers, frame["log10_grad_var"].to_numpy(), -1.0)
+        with np.errstate(divide="ignore"):
+            flatness = abs(np.log10(forward)) + abs(np.log10(backward))
+        records.append({**dict(zip(group, keys)), "forward": forward, "backward": backward, "flatness": flatness})
+    return pd.DataFrame.from_records(records)
+
+
+def flattest(rows: pd.DataFrame) -> pd.DataFrame:
+    """For each activation (and network shape), the initializer whose variance stays flattest.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Rows of :func:`fastinit.sweep.load`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``activation`` (and any other axis with more than one value), ``best``,
+        ``forward`` and ``backward`` (its per-layer factors), ``runner_up``.
+    """
+    factors = layer_factors(rows)
+    varying = [c for c in _GROUP[2:] if c in factors.columns and factors[c].nunique() > 1]
+    records = []
+    for keys, frame in factors.groupby(["activation", *varying], sort=True, dropna=False):
+        ranked = frame.dropna(subset=["flatness"]).sort_values("flatness", kind="stable")
+        if ranked.empty:
+            continue
+        best = ranked.iloc[0]
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        records.append({**dict(zip(["activation", *varying], keys)), "best": best["init"],
+                        "forward": best["forward"], "backward": best["backward"],
+                        "runner_up": ranked.iloc[1]["init"] if len(ranked) > 1 else ""})
+    return pd.DataFrame.from_records(records)

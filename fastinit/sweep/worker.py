@@ -1,0 +1,90 @@
+"""What runs on a worker: one cell in, one Parquet file written, a small summary out.
+
+Workers write their own rows (design section 6) so that results never travel through
+the scheduler and a worker lost mid-task costs that one cell.  A cell that raises is
+recorded with its traceback and reported as failed; it does not stop the sweep.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+
+import numba
+
+from fastinit.propagate import propagate
+from fastinit.sweep import store
+from fastinit.sweep.cells import Cell
+
+__all__ = ["run_cell", "warm_up", "THREAD_VARIABLES"]
+
+# Environment variables that size the thread pools of numba and the BLAS libraries.
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def warm_up(dtypes=("float32",), width: int = 256, batch: int = 256) -> float:
+    """Compile (or load from the on-disk cache) every kernel a cell can reach.
+
+    Both the serial and the parallel variants are reached: small arrays take the
+    serial kernels and ``width * batch >= 65536`` the parallel ones.
+
+    Parameters
+    ----------
+    dtypes : iterable of str
+        Network dtypes of the study.
+    width, batch : int
+        A cell shape large enough to reach the parallel kernels.
+
+    Returns
+    -------
+    float
+        Seconds spent.
+    """
+    start = time.perf_counter()
+    for dtype in dtypes:
+        for shape in ((4, 4), (width, batch)):
+            propagate("he_normal", "relu", depth=2, width=shape[0], batch=shape[1], dtype=dtype)
+    return time.perf_counter() - start
+
+
+def run_cell(cell: Cell, root_seed: int, directory: str, threads: int) -> dict:
+    """Run one cell and write its rows; never raises for an error inside the cell.
+
+    Parameters
+    ----------
+    cell : Cell
+    root_seed : int
+    directory : str
+        The results directory (shared storage when workers are on other machines).
+    threads : int
+        Numba threads for this cell's kernels.
+
+    Returns
+    -------
+    dict
+        ``key``, ``status`` ("done" or "failed"), ``seconds``, ``worker`` (pid) and,
+        when failed, ``error``.
+    """
+    start = time.perf_counter()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    summary = {"key": cell.key, "worker": os.getpid()}
+    try:
+        frame = propagate(**cell.propagate_arguments(root_seed))
+        for name, value in reversed(cell.columns().items()):
+            if name in frame.columns:
+                frame = frame.drop(columns=name)
+            frame.insert(0, name, value)
+        frame["forward_rescaled"] = bool(frame.attrs["forward_rescaled"])
+        for name in ("first_overflow_layer", "first_underflow_layer"):
+            frame[name] = frame.attrs[name] if frame.attrs[name] is not None else -1
+        frame.attrs.clear()
+        store.write_cell(directory, cell.key, frame)
+        store.clear_failure(directory, cell.key)
+        summary["status"] = "done"
+    except Exception as error:  # noqa: BLE001 -- a failed cell is data, the sweep goes on
+        summary.update(status="failed", error=f"{type(error).__name__}: {error}")
+        store.write_failure(directory, cell.key, {**cell.columns(), "error": summary["error"],
+                                                  "traceback": traceback.format_exc()})
+    summary["seconds"] = time.perf_counter() - start
+    return summary
