@@ -76,9 +76,14 @@ _AXIS_HELP = {
 
 def main(argv=None) -> int:
     """Run the command line; returns the exit code."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a bad flag already reported in one line
+        return done.code
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING)
+    # Dask logs its cluster's start and shutdown chatter at INFO on its own handlers.
+    logging.getLogger("distributed").setLevel(logging.INFO if args.verbose else logging.ERROR)
     try:
         study = build_study(read_toml(args.study), {key: getattr(args, key) for key in
                                                      [*AXES, "seeds", "root_seed", "name"]})

@@ -1,8 +1,10 @@
 """Executors behind one ``concurrent.futures.Executor`` interface: serial, local, dask.
 
-Thread settings follow design section 6: many small cells run best with one numba and
-one BLAS thread per worker and as many workers as cores, so a pool of ``W`` workers
-gets ``cores // W`` threads each; the serial executor gives its one cell every core.
+Thread settings follow design section 6: many small cells run best with one thread per
+worker and as many workers as cores, so a pool of ``W`` workers gets ``cores // W``
+numba threads each and the serial executor gives its one cell every core.  BLAS runs
+on one thread everywhere (see :data:`fastinit.sweep.worker.BLAS_THREADS`): that is
+what makes every executor's results identical bit for bit.
 The JIT cache is warmed in this process before any worker starts, so workers load
 compiled kernels from disk instead of compiling them side by side.
 """
@@ -16,12 +18,12 @@ import logging
 import multiprocessing
 import os
 
-from fastinit.sweep.worker import THREAD_VARIABLES, warm_up
+from fastinit.sweep.worker import BLAS_THREADS, BLAS_VARIABLES, warm_up
 
 __all__ = ["EXECUTORS", "ExecutorError", "Pool", "open_executor", "default_workers"]
 
 EXECUTORS = ("serial", "local", "dask")
-_CONNECT_TIMEOUT = "10s"
+_CONNECT_TIMEOUT = "5s"
 log = logging.getLogger("fastinit.sweep")
 
 
@@ -41,8 +43,8 @@ class Pool:
 
     def describe(self) -> dict:
         """Executor, workers, threads per worker (and scheduler address) for the manifest."""
-        return {"executor": self.kind, "workers": self.workers, "threads_per_worker": self.threads,
-                "scheduler": self.address}
+        return {"executor": self.kind, "workers": self.workers, "numba_threads_per_worker": self.threads,
+                "blas_threads_per_worker": BLAS_THREADS, "scheduler": self.address}
 
 
 class SerialExecutor(concurrent.futures.Executor):
@@ -66,10 +68,11 @@ def default_workers() -> int:
 @contextlib.contextmanager
 def _thread_environment(threads: int):
     """Thread-pool sizes inherited by processes started inside the block."""
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    environment = {"NUMBA_NUM_THREADS": str(threads), **{name: str(BLAS_THREADS) for name in BLAS_VARIABLES}}
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
     try:
-        yield {name: str(threads) for name in THREAD_VARIABLES}
+        yield environment
     finally:
         for name, value in saved.items():
             if value is None:

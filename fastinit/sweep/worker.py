@@ -12,15 +12,22 @@ import time
 import traceback
 
 import numba
+from threadpoolctl import threadpool_limits
 
 from fastinit.propagate import propagate
 from fastinit.sweep import store
 from fastinit.sweep.cells import Cell
 
-__all__ = ["run_cell", "warm_up", "THREAD_VARIABLES"]
+__all__ = ["run_cell", "warm_up", "BLAS_THREADS", "BLAS_VARIABLES"]
 
-# Environment variables that size the thread pools of numba and the BLAS libraries.
-THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# OpenBLAS's sgemm gives different last bits on 1 and 2 threads (it blocks the product
+# differently), while fastinit's own kernels are thread-count invariant.  Every cell
+# therefore runs its GEMMs on one BLAS thread, whatever the executor, so that serial,
+# local and dask sweeps agree bit for bit; parallelism comes from the workers and
+# numba's threads.
+BLAS_THREADS = 1
+# Environment variables that size BLAS and OpenMP pools in processes we start.
+BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def warm_up(dtypes=("float32",), width: int = 256, batch: int = 256) -> float:
@@ -58,7 +65,7 @@ def run_cell(cell: Cell, root_seed: int, directory: str, threads: int) -> dict:
     directory : str
         The results directory (shared storage when workers are on other machines).
     threads : int
-        Numba threads for this cell's kernels.
+        Numba threads for this cell's kernels (BLAS always gets :data:`BLAS_THREADS`).
 
     Returns
     -------
@@ -70,7 +77,8 @@ def run_cell(cell: Cell, root_seed: int, directory: str, threads: int) -> dict:
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     summary = {"key": cell.key, "worker": os.getpid()}
     try:
-        frame = propagate(**cell.propagate_arguments(root_seed))
+        with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+            frame = propagate(**cell.propagate_arguments(root_seed))
         for name, value in reversed(cell.columns().items()):
             if name in frame.columns:
                 frame = frame.drop(columns=name)

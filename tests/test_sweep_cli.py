@@ -1,0 +1,129 @@
+"""``python -m fastinit.sweep``: exit codes, one-line errors, nothing in --out touched on bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastinit.sweep import load, store
+from fastinit.sweep.__main__ import main
+
+TINY = ["--init", "he_normal", "--activation", "relu", "--depth", "3", "--width", "4", "--batch", "2", "--seeds", "1"]
+
+
+def snapshot(directory: Path) -> dict:
+    """Every file under ``directory`` with a hash of its bytes."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def finished(tmp_path):
+    """A results directory holding a finished tiny study named 'mine'."""
+    out = tmp_path / "mine"
+    assert main([*TINY, "--name", "mine", "--out", str(out), "--executor", "serial", "-q", "--no-report"]) == 0
+    return out
+
+
+def bad_toml(tmp_path, text):
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return str(path)
+
+
+BAD_INPUTS = {
+    "unknown init": (lambda t: ["--init", "he_nromal"], "init", "'he_nromal'"),
+    "unknown activation": (lambda t: ["--activation", "rleu"], "activation", "'rleu'"),
+    "unknown init parameter": (lambda t: ["--init", "normal:stdev=0.1"], "stdev", "normal"),
+    "bad parameter value": (lambda t: ["--init", "normal:std=-1"], "std", "-1"),
+    "missing toml": (lambda t: [str(t / "nope.toml")], "nope.toml", "does not exist"),
+    "malformed toml": (lambda t: [bad_toml(t, "[axes\n")], "study.toml", "not valid TOML"),
+    "unknown toml key": (lambda t: [bad_toml(t, "[axes]\nwidht = [3]\n")], "widht", "did you mean 'width'"),
+    "empty axis in toml": (lambda t: [bad_toml(t, "[axes]\nbias_std = []\n")], "bias_std", "empty axis"),
+    "empty axis flag": (lambda t: ["--depth"], "--depth", "expected at least one argument"),
+    "depth < 1": (lambda t: ["--depth", "0"], "depth", "got 0"),
+    "width not an integer": (lambda t: ["--width", "12.5"], "width", "'12.5'"),
+    "batch < 2": (lambda t: ["--batch", "1"], "batch", "got 1"),
+    "seeds < 1": (lambda t: ["--seeds", "0"], "seeds", "got 0"),
+    "seeds not an integer": (lambda t: ["--seeds", "two"], "seeds", "'two'"),
+    "workers < 1": (lambda t: ["--workers", "0"], "workers", "got 0"),
+    "unknown executor": (lambda t: ["--executor", "slurm"], "executor", "'slurm'"),
+    "scheduler without dask": (lambda t: ["--scheduler", "tcp://127.0.0.1:9"], "scheduler", "--executor dask"),
+    "unreachable scheduler": (lambda t: ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"],
+                              "scheduler", "tcp://127.0.0.1:9"),
+    "out holds another study": (lambda t: ["--name", "other"], "other", "mine"),
+    "out holds another root seed": (lambda t: ["--name", "mine", "--root-seed", "5"], "root seed", "5"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_exits_2_with_one_line_and_touches_nothing(case, finished, tmp_path, capsys):
+    make_args, *fragments = BAD_INPUTS[case]
+    before = snapshot(finished)
+    code = main([*TINY, "--name", "mine", "--executor", "serial", *make_args(tmp_path), "--out", str(finished),
+                 "--no-report"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m fastinit.sweep: error:"), err
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert snapshot(finished) == before
+
+
+@pytest.mark.parametrize("content", ["not a sweep", "format"])
+def test_out_directory_of_another_format(tmp_path, capsys, content):
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    if content == "format":
+        (out / store.MANIFEST).write_text(json.dumps({"format": "someone-else/3"}))
+    else:
+        (out / "notes.txt").write_text("my thesis")
+    before = snapshot(out)
+    assert main([*TINY, "--out", str(out), "--executor", "serial"]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and ("not a fastinit sweep" in err or "'someone-else/3'" in err)
+    assert snapshot(out) == before
+
+
+def test_a_bad_input_run_from_the_shell_prints_no_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fastinit.sweep", "--init", "he_nromal", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "did you mean 'he_normal'" in done.stderr
+    assert done.stdout == ""
+
+
+def test_dry_run_prints_cells_and_estimate_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "dry"
+    assert main(["default", "--dry-run", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "168 cells" in text and "estimate" in text and "GiB" in text
+    assert not out.exists()
+
+
+def test_failed_cells_exit_1_and_are_listed(tmp_path, capsys, monkeypatch):
+    from fastinit.sweep import worker
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(worker, "propagate", broken)
+    monkeypatch.setattr(worker, "warm_up", lambda *a, **k: 0.0)
+    monkeypatch.setattr("fastinit.sweep.executors.warm_up", lambda *a, **k: 0.0)
+    code = main([*TINY, "--out", str(tmp_path / "f"), "--executor", "serial", "--no-report"])
+    err = capsys.readouterr().err
+    assert code == 1 and "1 of 1 cells failed" in err and "RuntimeError: boom" in err
+    assert len(store.failures(tmp_path / "f")) == 1
+
+
+def test_finished_run_prints_the_flatness_summary(finished, capsys):
+    assert main([*TINY, "--name", "mine", "--out", str(finished), "--executor", "serial", "--no-report"]) == 0
+    text = capsys.readouterr().out
+    assert "0 cells run, 1 skipped" in text and "he_normal" in text
+    assert len(load(finished)) == 3
