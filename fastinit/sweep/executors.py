@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import time
 
 from fastinit.sweep.worker import BLAS_THREADS, BLAS_VARIABLES, warm_up
 
@@ -119,14 +120,40 @@ def open_executor(kind: str, workers: int | None = None, scheduler: str | None =
     if kind == "serial":
         yield Pool(SerialExecutor(), "serial", 1, cores)
         return
+    context = multiprocessing.get_context("spawn")
+    ready = context.Value("i", 0)
     with _thread_environment(threads):
-        context = multiprocessing.get_context("spawn")
-        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=warm_up,
-                                                          initargs=(tuple(dtypes),))
+        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                                          initargs=(tuple(dtypes), ready))
+        try:
+            _wait_for_workers(executor, workers, ready)
+        except BaseException:
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
     try:
         yield Pool(executor, "local", workers, threads)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_worker(dtypes, ready):
+    """Pool initializer: load the JIT kernels, then count this worker as ready."""
+    warm_up(dtypes)
+    with ready.get_lock():
+        ready.value += 1
+
+
+def _wait_for_workers(executor, workers, ready, timeout=300.0):
+    """Start every worker now, so that dispatch (and the ETA) times cells, not start-up.
+
+    A process pool spawns a worker per submission while none is idle, so ``workers``
+    no-op submissions start them all; each counts itself ready once its kernels load.
+    """
+    for future in [executor.submit(os.getpid) for _ in range(workers)]:
+        future.result(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while ready.value < workers and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager
