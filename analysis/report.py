@@ -1,0 +1,359 @@
+"""``python -m analysis.report RESULTS_DIR --out DIR``: figures and tables of a study, against theory.
+
+Reads a sweep's results (``fastinit.sweep.load``), fits per-layer gains with
+confidence intervals (:mod:`analysis.fit`), computes the mean-field predictions
+(:mod:`analysis.theory`) and writes, for a paper:
+
+1. forward variance against layer, a panel per activation, theory dashed;
+2. the same for gradients;
+3. fitted gains against theory, with intervals;
+4. the finite-width spread of log variance against depth/width (ReLU + He);
+5. the tanh (sigma_w^2, sigma_b^2) phase diagram with the studied initializers;
+6. a heatmap of the gradient variance reaching layer 1, initializer x activation;
+
+each as PDF, SVG and PNG (300 dpi), the fit table as CSV, Markdown and LaTeX, and an
+``index.md`` / ``index.html`` with a one-line reading under every figure.  Output is
+byte-stable: the same results give the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis import figures, fit, theory  # noqa: E402
+from fastinit.initializers import get_initializer  # noqa: E402
+from fastinit.sweep.store import ResultsError, load  # noqa: E402
+
+__all__ = ["build_report", "theory_curves", "main"]
+
+FORMATS = ("pdf", "svg", "png")
+_SHAPE = ["depth", "width", "batch", "bias_std", "dtype", "numerics", "residual", "batchnorm"]
+# Metadata that would make files differ from run to run (dates), removed per format.
+_STABLE_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {"Software": None}}
+log = logging.getLogger("analysis.report")
+
+
+# ------------------------------------------------------------------ statistics for the figures
+
+
+def theory_curves(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean-field forward and backward curves of every cell group in ``rows``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The group columns, ``seed`` = 0, ``layer``, ``log10_fwd_var`` and
+        ``log10_grad_var`` (shaped like sweep rows, so :mod:`analysis.fit` reads it).
+    """
+    columns = ["init", "activation", "init_name", "init_params", "activation_name", "activation_params", *_SHAPE]
+    groups = rows[columns].drop_duplicates()
+    frames = []
+    for group in groups.itertuples(index=False):
+        cell = group._asdict()
+        curve = theory.predict(
+            cell["init_name"], cell["activation_name"], int(cell["depth"]), int(cell["width"]),
+            batch=int(cell["batch"]), bias_std=float(cell["bias_std"]), init_params=json.loads(cell["init_params"]),
+            activation_params=json.loads(cell["activation_params"]),
+            residual=float(cell["residual"]) if cell["residual"] > 0 else None)
+        frames.append(curve[["layer", "log10_fwd_var", "log10_grad_var"]].assign(**cell, seed=0))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _theory_gains(curves: pd.DataFrame) -> dict:
+    """Theory's per-layer gain of a group: the same least-squares slope, fitted to its curve."""
+    per_group = fit.slopes(curves)
+    gains = {}
+    for row in per_group.itertuples(index=False):
+        key = tuple(getattr(row, c) for c in fit.GROUP_COLUMNS if hasattr(row, c))
+        gains[(key, "forward")] = 10.0 ** row.forward_slope
+        gains[(key, "backward")] = 10.0 ** -row.backward_slope
+    return gains
+
+
+def _studied_points(rows: pd.DataFrame) -> pd.DataFrame:
+    """Where each initializer sits in the mean-field plane: sigma_w^2 = fan_in Var(W), sigma_b^2 = bias_std^2."""
+    records = []
+    for group in rows[["init", "init_name", "init_params", "width", "bias_std"]].drop_duplicates().itertuples():
+        entry = get_initializer(group.init_name)
+        variance = entry.variance(int(group.width), int(group.width), **json.loads(group.init_params))
+        records.append({"init": group.init, "sigma_w2": variance * group.width, "sigma_b2": group.bias_std**2})
+    return pd.DataFrame.from_records(records).drop_duplicates()
+
+
+def _in_study_order(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows ordered as the study lists initializers and activations (panels and legends follow)."""
+    axes = rows.attrs.get("manifest", {}).get("study", {}).get("axes", {})
+    ordered = rows.copy()
+    for column in ("init", "activation"):
+        listed = [v for v in axes.get(column, []) if v in set(rows[column])]
+        categories = listed + sorted(set(rows[column]) - set(listed))
+        ordered[f"_{column}_rank"] = ordered[column].map({v: i for i, v in enumerate(categories)})
+    ordered = ordered.sort_values(["_activation_rank", "_init_rank", "seed", "layer"], kind="stable")
+    ordered = ordered.drop(columns=["_init_rank", "_activation_rank"]).reset_index(drop=True)
+    ordered.attrs = rows.attrs
+    return ordered
+
+
+def _shape_label(shape: dict) -> str:
+    extras = [f"{k}={shape[k]}" for k in ("bias_std", "residual") if shape.get(k)]
+    extras += ["batchnorm"] if shape.get("batchnorm") else []
+    extras += [shape["dtype"]] if shape.get("dtype") != "float32" else []
+    extras += [f"{shape['numerics']} numerics"] if shape.get("numerics") != "rescaled" else []
+    return ", ".join([f"depth {shape['depth']}", f"width {shape['width']}", f"batch {shape['batch']}", *extras])
+
+
+def _shape_slug(shape: dict) -> str:
+    return f"d{shape['depth']}_w{shape['width']}_b{shape['batch']}" + "".join(
+        f"_{k}{shape[k]:g}" for k in ("bias_std", "residual") if shape.get(k)) + (
+        "_bn" if shape.get("batchnorm") else "") + ("" if shape.get("dtype") == "float32" else "_f64") + (
+        "" if shape.get("numerics") == "rescaled" else "_raw")
+
+
+# ------------------------------------------------------------------ writing
+
+
+def _save(figure, directory: Path, name: str, formats) -> list[str]:
+    paths = []
+    for extension in formats:
+        path = directory / f"{name}.{extension}"
+        figure.savefig(path, format=extension, metadata=_STABLE_METADATA[extension])
+        paths.append(path.name)
+    plt.close(figure)
+    return paths
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (pandas' ``to_markdown`` needs the optional tabulate)."""
+    cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns) + "|"
+    return "\n".join([header, rule, *("| " + " | ".join(row) + " |" for row in cells)]) + "\n"
+
+
+def _write_tables(compared: pd.DataFrame, directory: Path) -> list[str]:
+    columns = ["init", "activation", *[c for c in _SHAPE if compared[c].nunique() > 1], "direction", "seeds", "gain",
+               "gain_low", "gain_high", "theory", "deviation"]
+    table = compared[columns].sort_values(["activation", "init", "direction"], kind="stable")
+    table.to_csv(directory / "gains.csv", index=False, float_format="%.6g")
+    (directory / "gains.md").write_text(_markdown(table))
+    (directory / "gains.tex").write_text(table.to_latex(index=False, float_format="%.4g", escape=True))
+    return ["gains.csv", "gains.md", "gains.tex"]
+
+
+def _gain_text(row) -> str:
+    half = (row.gain_high - row.gain_low) / 2
+    return f"{row.gain:.3f} ± {half:.3f}, theory {row.theory:.3f}"
+
+
+def _variance_reading(compared: pd.DataFrame, direction: str) -> str:
+    """Which initializer keeps each activation flattest, with its fitted gain and theory's."""
+    data = compared[(compared.direction == direction) & (compared.gain > 0)]
+    if data.empty:
+        return "No signal survived in this direction."
+    parts = []
+    for activation, frame in data.groupby("activation", sort=False):
+        best = frame.iloc[np.argmin(np.abs(np.log10(frame.gain.to_numpy())))]
+        parts.append(f"{activation}: {best.init} ({_gain_text(best)})")
+    name = "Forward" if direction == "forward" else "Backward"
+    return f"{name} gain per layer of the flattest initializer — " + "; ".join(parts) + "."
+
+
+def _gain_reading(compared: pd.DataFrame) -> str:
+    data = compared[np.isfinite(compared.deviation) & (compared.theory > 0)]
+    if data.empty:
+        return "No fitted gain has a theoretical counterpart."
+    inside = int((data.deviation.abs() <= 1).sum())
+    worst = data.iloc[int(np.argmax(data.deviation.abs().to_numpy()))]
+    return (f"{inside} of {len(data)} fitted gains have theory inside their 95 % interval; the largest miss is "
+            f"{worst.init} + {worst.activation} {worst.direction} ({_gain_text(worst)}; "
+            f"{worst.deviation:+.1f} half-widths).")
+
+
+def build_report(results, out, *, formats=FORMATS) -> Path:
+    """Write every figure, table and the index of a study's report.
+
+    Parameters
+    ----------
+    results : str or path-like
+        A sweep's results directory.
+    out : str or path-like
+        Where the report goes (created; existing report files are replaced).
+    formats : iterable of {"pdf", "svg", "png"}
+        Figure formats.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``index.md`` written.
+
+    Raises
+    ------
+    fastinit.sweep.ResultsError
+        If ``results`` is not a sweep's results directory or holds no finished cell.
+    ValueError
+        For an unknown format.
+    """
+    formats = tuple(formats)
+    for extension in formats:
+        if extension not in FORMATS:
+            raise ValueError(f"format must be a comma-separated subset of {','.join(FORMATS)}, got {extension!r}")
+    start = time.perf_counter()
+    rows = _in_study_order(load(results))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures.apply_style()
+    curves = theory_curves(rows)
+    gains = _theory_gains(curves)
+    fits = fit.fit_gains(rows)
+    compared = fit.compare(fits, lambda row: gains.get(
+        (tuple(getattr(row, c) for c in fit.GROUP_COLUMNS if hasattr(row, c)), row.direction), math.nan))
+    sections = []
+    shapes = rows[_SHAPE].drop_duplicates().to_dict("records")
+    for shape in shapes:
+        mask = np.logical_and.reduce([rows[k] == v for k, v in shape.items()])
+        theory_mask = np.logical_and.reduce([curves[k] == v for k, v in shape.items()])
+        compared_mask = np.logical_and.reduce([compared[k] == v for k, v in shape.items()])
+        for number, direction in ((1, "forward"), (2, "backward")):
+            name = f"fig{number}_{direction}_{_shape_slug(shape)}"
+            figure = figures.variance_figure(rows[mask], direction=direction, theory=curves[theory_mask])
+            figure.suptitle(f"{'Forward' if direction == 'forward' else 'Gradient'} variance, {_shape_label(shape)}")
+            sections.append((name, _save(figure, out, name, formats),
+                             _variance_reading(compared[compared_mask], direction)))
+    sections.append(("fig3_gain_vs_theory", _save(figures.gain_figure(compared), out, "fig3_gain_vs_theory", formats),
+                     _gain_reading(compared)))
+    sections.append(_spread_section(rows, out, formats))
+    sections.append(_phase_section(rows, out, formats))
+    sections.append(_heatmap_section(rows, shapes[0], out, formats))
+    tables = _write_tables(compared, out)
+    index = _write_index(out, results, rows, sections, tables)
+    log.info("report of %s written to %s in %.1f s", results, out, time.perf_counter() - start)
+    return index
+
+
+def _spread_section(rows, out, formats):
+    name = "fig4_finite_width_spread"
+    relu_he = rows[(rows.activation_name == "relu") & rows.init_name.isin(["he_normal", "he_uniform"])]
+    if relu_he.empty or relu_he.seed.nunique() < 2:
+        return name, [], "Not drawn: the study has no ReLU + He cells with two or more seeds."
+    measured = fit.spread(relu_he)
+    depth = int(relu_he.depth.max())
+    width = int(relu_he.width.min())
+    predicted = theory.log_variance_spread(depth, width, activation="relu")
+    predicted = predicted.assign(depth_over_width=predicted.beta)
+    figure = figures.spread_figure(measured, predicted, title="ReLU + He: finite-width fluctuations")
+    last = measured[measured.layer == measured.layer.max()].iloc[0]
+    expected = float(np.interp(last.depth_over_width, predicted.depth_over_width, predicted.var_ln))
+    reading = (f"At depth/width {last.depth_over_width:.2f}, ln Var(z) varies across {int(last.seeds)} seeds with "
+               f"variance {last.var_ln:.3f}; the one-input theory 5·depth/width gives {expected:.3f} "
+               f"(a batch of {int(relu_he.batch.iloc[0])} shares the weights, so it fluctuates less).")
+    return name, _save(figure, out, name, formats), reading
+
+
+def _phase_section(rows, out, formats):
+    name = "fig5_tanh_phase_diagram"
+    sigma_w2 = np.linspace(0.25, 4.0, 200)
+    sigma_b2 = np.linspace(0.0, 0.25, 200)
+    chi = theory.chi1("tanh", sigma_w2[None, :], sigma_b2[:, None])
+    critical = theory.critical_sigma_w2("tanh", sigma_b2)
+    studied = _studied_points(rows)
+    figure = figures.phase_figure(sigma_w2, sigma_b2, chi, critical, studied,
+                                  title=r"tanh: $\chi_1$ over ($\sigma_w^2$, $\sigma_b^2$)")
+    inside = studied[(studied.sigma_w2 >= sigma_w2[0]) & (studied.sigma_w2 <= sigma_w2[-1])]
+    phases = []
+    for point in inside.itertuples(index=False):
+        value = float(theory.chi1("tanh", point.sigma_w2, point.sigma_b2))
+        state = "critical" if abs(value - 1) < 1e-3 else ("ordered" if value < 1 else "chaotic")
+        phases.append(f"{point.init} (σw² = {point.sigma_w2:.2f}, χ1 = {value:.2f}, {state})")
+    reading = (f"The critical line starts at σw² = {critical[0]:.2f} for σb² = 0 and reaches "
+               f"{critical[-1]:.2f} at σb² = {sigma_b2[-1]:.2f}. Studied: " + ("; ".join(phases) or "none in range")
+               + ".")
+    return name, _save(figure, out, name, formats), reading
+
+
+def _heatmap_section(rows, shape, out, formats):
+    name = "fig6_gradient_heatmap"
+    mask = np.logical_and.reduce([rows[k] == v for k, v in shape.items()])
+    first = rows[mask & (rows.layer == 1)]
+    table = first.groupby(["init", "activation"], sort=False)["log10_grad_var"].mean().unstack("activation")
+    table = table.reindex(index=list(dict.fromkeys(first.init)), columns=list(dict.fromkeys(first.activation)))
+    figure = figures.heatmap_figure(table, title=f"Gradient variance reaching layer 1 ({_shape_label(shape)})")
+    finite = table.stack()
+    finite = finite[np.isfinite(finite)]
+    low, high = finite.idxmin(), finite.idxmax()
+    reading = (f"After backpropagating through {shape['depth']} layers the gradient variance at layer 1 spans "
+               f"10^{finite.min():.0f} ({low[0]} + {low[1]}) to 10^{finite.max():.0f} ({high[0]} + {high[1]}).")
+    return name, _save(figure, out, name, formats), reading
+
+
+def _write_index(out: Path, results, rows, sections, tables) -> Path:
+    manifest = rows.attrs.get("manifest", {})
+    study = manifest.get("study", {})
+    title = f"Report: study {study.get('name', '?')!r}"
+    summary = (f"{rows.key.nunique()} cells ({rows.init.nunique()} initializers × {rows.activation.nunique()} "
+               f"activations × {rows.seed.nunique()} seeds), root seed {study.get('root_seed')}, from `{results}`.")
+    markdown = [f"# {title}", "", summary, ""]
+    page = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>",
+            f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"]
+    for name, files, reading in sections:
+        markdown += [f"## {name}", "", reading, ""]
+        page.append(f"<h2>{html.escape(name)}</h2><p>{html.escape(reading)}</p>")
+        png = next((f for f in files if f.endswith(".png")), None)
+        if png:
+            markdown += [f"![{name}]({png})", ""]
+            page.append(f"<img src='{png}' alt='{html.escape(name)}' style='max-width:100%'>")
+        if files:
+            markdown += ["Files: " + ", ".join(f"[{f}]({f})" for f in files), ""]
+    markdown += ["## Tables", "", "Fitted per-layer gains with 95 % intervals and theory: "
+                 + ", ".join(f"[{t}]({t})" for t in tables), ""]
+    page.append("<h2>Tables</h2><p>" + ", ".join(f"<a href='{t}'>{t}</a>" for t in tables) + "</p></body></html>")
+    (out / "index.md").write_text("\n".join(markdown))
+    (out / "index.html").write_text("\n".join(page) + "\n")
+    return out / "index.md"
+
+
+# ------------------------------------------------------------------ command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"python -m analysis.report: error: {message} (see --help)\n")
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit code (0 done, 2 bad input)."""
+    parser = _Parser(prog="python -m analysis.report", description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("results", help="a results directory written by python -m fastinit.sweep")
+    parser.add_argument("--out", help="report directory (default: RESULTS/report)")
+    parser.add_argument("--format", default=",".join(FORMATS), help="figure formats, comma-separated")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:
+        return done.code
+    try:
+        index = build_report(args.results, args.out or Path(args.results) / "report",
+                             formats=[f.strip() for f in args.format.split(",") if f.strip()])
+    except (ResultsError, ValueError) as error:
+        print(f"python -m analysis.report: error: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
