@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from fastinit.sweep.summary import log_slope
+
 __all__ = ["GROUP_COLUMNS", "slopes", "fit_gains", "compare", "spread"]
 
 # Parameters that define a cell group (all but the replicate).
@@ -70,20 +72,9 @@ def slopes(rows: pd.DataFrame, *, first_layer: int = 1) -> pd.DataFrame:
         record = dict(zip([*group, "seed"], keys))
         layers = frame["layer"].to_numpy(dtype=np.float64)
         for direction, (column, _) in DIRECTIONS.items():
-            record[f"{direction}_slope"] = _slope(layers, frame[column].to_numpy(dtype=np.float64))
+            record[f"{direction}_slope"] = log_slope(layers, frame[column].to_numpy(dtype=np.float64))
         records.append(record)
     return pd.DataFrame.from_records(records)
-
-
-def _slope(layers, values):
-    if values.size and np.all(np.isneginf(values)):
-        return -math.inf
-    finite = np.isfinite(values)
-    if finite.sum() < 2:
-        return math.nan
-    x, y = layers[finite], values[finite]
-    x_centred = x - x.mean()
-    return float(np.dot(x_centred, y - y.mean()) / np.dot(x_centred, x_centred))
 
 
 def _interval(values: np.ndarray, level: float, method: str, seed: int) -> tuple[float, float, float]:
@@ -148,7 +139,10 @@ def fit_gains(rows: pd.DataFrame, *, level: float = 0.95, method: str = "auto", 
         keys = keys if isinstance(keys, tuple) else (keys,)
         for direction, (_, sign) in DIRECTIONS.items():
             mean, low, high = _interval(frame[f"{direction}_slope"].to_numpy(), level, method, seed)
-            log10_gain, log10_low, log10_high = sign * mean, *sorted((sign * low, sign * high))
+            if mean == -math.inf:  # the signal vanished: gain 0 in either direction
+                log10_gain = log10_low = log10_high = -math.inf
+            else:
+                log10_gain, log10_low, log10_high = sign * mean, *sorted((sign * low, sign * high))
             records.append({**dict(zip(group, keys)), "direction": direction, "seeds": len(frame),
                             "log10_gain": log10_gain, "log10_gain_low": log10_low, "log10_gain_high": log10_high,
                             "gain": 10.0**log10_gain, "gain_low": 10.0**log10_low, "gain_high": 10.0**log10_high})

@@ -60,6 +60,8 @@ def test_vanished_signal_is_a_zero_gain_not_an_error():
     fits = fit_gains(rows).set_index("direction")
     assert fits.loc["forward", "gain"] == 0.0 and np.isneginf(fits.loc["forward", "log10_gain"])
     assert fits.loc["backward", "gain"] > 0
+    rows["log10_grad_var"] = -np.inf  # a vanished gradient is a zero gain too, not an infinite one
+    assert fit_gains(rows).set_index("direction").loc["backward", "gain"] == 0.0
 
 
 def test_first_layer_skips_a_transient():

@@ -11,23 +11,44 @@ confidence intervals; this is the quick look printed when a sweep finishes.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["layer_factors", "flattest"]
+__all__ = ["layer_factors", "flattest", "log_slope"]
 
 _GROUP = ["activation", "init", "depth", "width", "batch", "bias_std", "dtype", "numerics", "residual", "batchnorm"]
 
 
-def _factor(layers: np.ndarray, log10_values: np.ndarray, direction: float) -> float:
-    """``10**(direction * slope)``; ``direction`` is +1 forward, -1 backward."""
-    if np.all(np.isneginf(log10_values)):
-        return 0.0
+def log_slope(layers: np.ndarray, log10_values: np.ndarray) -> float:
+    """Least-squares slope of ``log10_values`` against ``layers`` over the finite values.
+
+    Parameters
+    ----------
+    layers, log10_values : numpy.ndarray
+        Layer indices and a ``log10_*`` column of the same length.
+
+    Returns
+    -------
+    float
+        The slope per layer; ``-inf`` when every value is ``-inf`` (the signal
+        vanished entirely), NaN when fewer than two values are finite.
+    """
+    if log10_values.size and np.all(np.isneginf(log10_values)):
+        return -math.inf
     finite = np.isfinite(log10_values)
     if finite.sum() < 2:
-        return float("nan")
-    slope = np.polyfit(layers[finite], log10_values[finite], 1)[0]
-    return float(10.0 ** (direction * slope))
+        return math.nan
+    x = layers[finite] - layers[finite].mean()
+    y = log10_values[finite]
+    return float(np.dot(x, y - y.mean()) / np.dot(x, x))
+
+
+def _factor(layers: np.ndarray, log10_values: np.ndarray, direction: float) -> float:
+    """``10**(direction * slope)``; ``direction`` is +1 forward, -1 backward; 0 if the signal vanished."""
+    slope = log_slope(layers, log10_values)
+    return 0.0 if slope == -math.inf else float(10.0 ** (direction * slope))
 
 
 def layer_factors(rows: pd.DataFrame) -> pd.DataFrame:
