@@ -1,7 +1,7 @@
 """Theory of signal propagation at initialization: rule-of-thumb factors, mean field, predictions.
 
-What this module computes (docs/theory.md sections 2-5), for every activation of
-``fastinit.ACTIVATIONS`` and every initializer of ``fastinit.INITIALIZERS``:
+What this module computes (theory.md, the project's theory notes, sections 2-5), for every
+activation of ``fastinit.ACTIVATIONS`` and every initializer of ``fastinit.INITIALIZERS``:
 
 * Gaussian moments E[phi(sqrt(q) z)^k], E[phi'(sqrt(q) z)^k] (:func:`gaussian_moment`), by
   the quadrature of :mod:`analysis._gauss`, or closed forms for the piecewise-linear family
@@ -692,8 +692,10 @@ def predict(init, activation, depth, width, *, batch=256, bias_std=0.0, input_st
     Examples
     --------
     >>> df = predict("he_normal", "relu", 1000, 256, init_params={"nonlinearity": "relu"})
-    >>> float(df.log10_fwd_var.iloc[-1]), float(df.log10_grad_var.iloc[0])
-    (0.0, 0.0)
+    >>> df.log10_fwd_var.round(9).unique().tolist()   # flat at Var(z) = 2: h_0 ~ N(0, 1) has no relu
+    [0.301029996]
+    >>> round(float(predict("xavier_normal", "relu", 10_000, 64).log10_fwd_var.iloc[-1]), 3)
+    -3009.999
     """
     rule = _weight_rule(init, init_params, "init")
     act = _act(activation, activation_params)

@@ -8,13 +8,14 @@ tolerance follows from its sample size.
 
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
 import pytest
 from scipy import integrate, optimize, special
 
-from analysis import theory as T
+from analysis import _finite_width, _gauss, theory as T
 from analysis._gauss import half_line_rule
 from conftest import Z_TOL
 from fastinit.activations import ACTIVATIONS, SELU_ALPHA, SELU_LAMBDA
@@ -534,3 +535,8 @@ def test_non_numeric_input_raises_type_error():
         T.fixed_point("tanh", "big")
     with pytest.raises(TypeError, match="slope"):
         T.gaussian_moment("relu", 1.0, activation_params={"slope": 0.1})
+
+
+def test_docstring_examples():
+    for module in (T, _finite_width, _gauss):
+        assert doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0, module.__name__
