@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     if not args.quiet:
         _print_summary(out, outcome)
     if not args.no_report:
-        _write_report(out)
+        _write_report(out, quiet=args.quiet)
     if outcome.failed:
         print(f"{PROG}: {len(outcome.failed)} of {outcome.cells} cells failed (tracebacks in {out / store.FAILED}); "
               "rerun to retry them:", file=sys.stderr)
@@ -161,16 +161,17 @@ def _print_summary(out, outcome):
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
 
 
-def _write_report(out):
-    """The analysis report of the results, when the analysis layer is installed."""
+def _write_report(out, quiet=False):
+    """The analysis report of the results (``analysis`` is the layer above; imported only here)."""
+    from analysis.report import build_report
+
     try:
-        from analysis.report import build_report
-    except ImportError:
-        log.info("analysis.report is not available; skipping the report")
+        index = build_report(out, out / "report")
+    except store.ResultsError as error:  # e.g. every cell failed: nothing to report
+        log.warning("no report: %s", error)
         return
-    report_dir = out / "report"
-    build_report(out, report_dir)
-    print(f"report: {report_dir / 'index.md'}")
+    if not quiet:
+        print(f"report: {index}")
 
 
 if __name__ == "__main__":
