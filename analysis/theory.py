@@ -33,8 +33,8 @@ import pandas as pd
 
 from analysis._finite_width import SpectrumMoments, finite_width_drift, jacobian_spectrum, log_variance_spread
 from analysis._moments import (
-    Q_HUGE, Q_TINY, Act, act as _act, as_array as _array, as_params as _params, check_method as _method, cross,
-    moments,
+    Q_TINY, Act, act as _act, as_array as _array, as_params as _params, check_method as _method, cross, moments,
+    moments_at,
 )
 from analysis._solvers import solve_fixed_point
 from fastinit._validation import check_choice, check_int, check_real, did_you_mean
@@ -281,12 +281,6 @@ def fixed_point(activation, sigma_w2, sigma_b2=0.0, *, q0=1.0, activation_params
     return solve_fixed_point(act, sw.ravel(), sb.ravel(), q0.ravel()).reshape(sw.shape)
 
 
-def _at(act: Act, q, which) -> list[np.ndarray]:
-    """Moments at q* where q* = 0 and q* = inf mean the limits q -> 0+ and q -> inf."""
-    q = np.where(q == 0.0, Q_TINY, np.where(np.isinf(q), Q_HUGE, q))
-    return moments(act, np.nan_to_num(q, nan=1.0), which)
-
-
 def chi1(activation, sigma_w2, sigma_b2=0.0, *, q=None, activation_params=None) -> np.ndarray:
     """chi_1 = sigma_w2 E[phi'(sqrt(q*) z)^2], the per-layer gradient-variance factor at q*.
 
@@ -322,7 +316,7 @@ def chi1(activation, sigma_w2, sigma_b2=0.0, *, q=None, activation_params=None) 
         q = solve_fixed_point(act, sw.ravel(), sb.ravel(), np.ones(sw.size)).reshape(sw.shape)
     else:
         q = _array("q", q, minimum=0.0)
-    slope2 = _at(act, q, ("dphi2",))[0]
+    slope2 = moments_at(act, q, ("dphi2",))[0]
     return np.where(np.isnan(q), np.nan, sw * slope2)
 
 
@@ -403,7 +397,7 @@ def correlation_fixed_point(activation, sigma_w2, sigma_b2=0.0, *, activation_pa
 def _fixed_points(act: Act, sw, sb):
     """(q*, c*) for flat validated arrays; c* by bisection where the phase is chaotic."""
     q = solve_fixed_point(act, sw, sb, np.ones(sw.size))
-    slope2 = _at(act, q, ("dphi2",))[0]
+    slope2 = moments_at(act, q, ("dphi2",))[0]
     c_star = np.where(np.isfinite(q), 1.0, np.nan)
     chaotic = np.flatnonzero(np.isfinite(q) & (q > 0.0) & (sw * slope2 > 1.0))
     if chaotic.size:
@@ -460,7 +454,7 @@ def depth_scales(activation, sigma_w2, sigma_b2=0.0, *, activation_params=None) 
     floor = _Q_SLOPE_MIN if act.point("phi") != 0.0 else 0.0
     q_eval = np.where(finite & (q > 0.0), np.maximum(q, floor), 1.0)
     d_length = sw * moments(act, q_eval, ("slope",))[0] / q_eval
-    chi = sw * _at(act, q, ("dphi2",))[0]
+    chi = sw * moments_at(act, q, ("dphi2",))[0]
     d_length = np.where(q == 0.0, chi, d_length)
     # Ordered phase: c* = 1 and chi_c = chi1 exactly (the 1-D moment, not the 2-D rule).
     ordered = c_star == 1.0
