@@ -8,13 +8,16 @@ tolerance follows from its sample size.
 
 from __future__ import annotations
 
+import ast
 import doctest
 import math
+import pathlib
 
 import numpy as np
 import pytest
 from scipy import integrate, optimize, special
 
+import analysis
 from analysis import _finite_width, _gauss, theory as T
 from analysis._gauss import half_line_rule
 from conftest import Z_TOL
@@ -540,3 +543,12 @@ def test_non_numeric_input_raises_type_error():
 def test_docstring_examples():
     for module in (T, _finite_width, _gauss):
         assert doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0, module.__name__
+
+
+def test_analysis_modules_never_import_the_kernels():
+    # The analysis layer reads registries; it must not depend on propagation (design section 2).
+    for path in pathlib.Path(analysis.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not {n for n in names if "propagate" in n or n.startswith("numba")}, path.name
