@@ -18,7 +18,7 @@ import pytest
 from scipy import integrate, optimize, special
 
 import analysis
-from analysis import _finite_width, _gauss, theory as T
+from analysis import _finite_width, _gauss, _predict, theory as T
 from analysis._gauss import half_line_rule
 from conftest import Z_TOL
 from fastinit.activations import ACTIVATIONS, SELU_ALPHA, SELU_LAMBDA
@@ -144,7 +144,8 @@ def test_closed_forms_match_formulas_and_quadrature():
             np.testing.assert_allclose(closed, value, rtol=CLOSED_RTOL, atol=1e-300)
             np.testing.assert_allclose(T.gaussian_moment(name, q, moment, method="quadrature"), value,
                                        rtol=CLOSED_RTOL, atol=1e-15)
-    erf = {"phi2": 2.0 / math.pi * np.arcsin(2.0 * q / (1.0 + 2.0 * q)), "dphi2": 4.0 / math.pi / np.sqrt(1.0 + 4.0 * q)}
+    erf = {"phi2": 2.0 / math.pi * np.arcsin(2.0 * q / (1.0 + 2.0 * q)),
+           "dphi2": 4.0 / math.pi / np.sqrt(1.0 + 4.0 * q)}
     for moment, value in erf.items():
         np.testing.assert_allclose(T.gaussian_moment("erf", q, moment, method="closed_form"), value, rtol=CLOSED_RTOL)
         np.testing.assert_allclose(T.gaussian_moment("erf", q, moment, method="quadrature"), value, rtol=1e-13)
@@ -541,7 +542,7 @@ def test_non_numeric_input_raises_type_error():
 
 
 def test_docstring_examples():
-    for module in (T, _finite_width, _gauss):
+    for module in (T, _finite_width, _gauss, _predict):
         assert doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0, module.__name__
 
 
