@@ -44,8 +44,8 @@ from fastinit._validation import check_choice
 
 __all__ = [
     "MOMENTS", "RULES", "LayerFactors", "DepthScales", "SpectrumMoments", "gaussian_moment", "layer_factors",
-    "length_map", "fixed_point", "chi1", "correlation_map", "correlation_fixed_point", "depth_scales", "critical_sigma_w2",
-    "critical_line", "predict", "log_variance_spread", "finite_width_drift", "jacobian_spectrum",
+    "length_map", "fixed_point", "chi1", "correlation_map", "correlation_fixed_point", "depth_scales",
+    "critical_sigma_w2", "critical_line", "predict", "log_variance_spread", "finite_width_drift", "jacobian_spectrum",
 ]
 
 MOMENTS = ("phi", "phi2", "dphi2", "phi4", "dphi4")
