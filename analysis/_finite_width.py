@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from analysis._moments import Q_HUGE, Q_TINY, act as _act, as_array, moments
+from analysis._moments import act as _act, as_array, moments, moments_at
 from analysis._solvers import solve_fixed_point
 from fastinit._validation import check_choice, check_int
 
@@ -162,9 +162,7 @@ def jacobian_spectrum(activation, depth, sigma_w2, sigma_b2=0.0, *, weights="gau
     sb = as_array("sigma_b2", sigma_b2, minimum=0.0)
     sw, sb = np.broadcast_arrays(sw, sb)
     q = solve_fixed_point(a, sw.ravel(), sb.ravel(), np.ones(sw.size)).reshape(sw.shape)
-    # q* = 0 or inf: the limits q -> 0+ and q -> inf.
-    q_eval = np.where(q == 0.0, Q_TINY, np.where(np.isinf(q), Q_HUGE, q))
-    mu1, mu2 = moments(a, q_eval, ("dphi2", "dphi4"))
+    mu1, mu2 = moments_at(a, q, ("dphi2", "dphi4"))  # q* = 0 or inf: the limits
     s1 = -1.0 if weights == "gaussian" else 0.0
     mean = (sw * mu1) ** depth
     variance = mean**2 * depth * (mu2 / mu1**2 - 1.0 - s1)

@@ -4,11 +4,12 @@ Why not plain Gauss-Hermite (``numpy.polynomial.hermite_e.hermegauss``)?  Two re
 measured against ``scipy.integrate.quad``:
 
 * kinks -- every non-smooth activation of the registry (``Activation.smooth`` False) has its
-  kink at 0; across a kink Gauss-Hermite converges only algebraically;
+  kink at 0; across a kink Gauss-Hermite converges only algebraically: with ``hermegauss``
+  nodes E[relu(z)] is off by 2e-2 with 20 nodes, 4e-3 with 100, 2e-3 with 200 (~1/n);
 * scale -- at large ``q`` a smooth activation changes within ``|z| < 1/sqrt(q)``
   (``tanh'(sqrt(q) z)^2`` is a spike of that width), which Gauss-Hermite nodes, spaced
-  ~``pi / sqrt(2 n)`` near 0, step over: with 96 half-range Hermite nodes E[tanh'^2] is off
-  by 4e-5 at q = 1e3 and by 2e-2 at q = 1e4.
+  ~``pi / sqrt(2 n)`` near 0, step over: even split at 0, with 96 half-range Hermite nodes
+  per half line, E[tanh'^2] is off by 4e-5 at q = 1e3 and by 2e-2 at q = 1e4.
 
 So each expectation is split at 0 into two half lines, and each half line ``[0, Z_END]``
 (``Z_END = 10``: the Gaussian mass beyond is 8e-24) is cut into geometrically graded panels

@@ -152,7 +152,6 @@ def _search(h, x0):
             down = down[~found & ~gone]
         if not (up.size or down.size):
             break
-    decided[h0 == 0.0] = np.nan
     # Newton inside the bracket; a step that leaves it is replaced by bisection.
     active = np.flatnonzero(np.isnan(decided) & (h0 != 0.0))
     x[active] = np.where(np.isfinite(x_lo[active]) & np.isfinite(x_hi[active]),

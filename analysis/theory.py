@@ -14,7 +14,12 @@ activation of ``fastinit.ACTIVATIONS`` and every initializer of ``fastinit.INITI
 * expected per-layer variance curves of a given net (:func:`predict`), the mean-field twin of
   ``fastinit.propagate``;
 * finite-width fluctuations (:func:`log_variance_spread`, :func:`finite_width_drift`) and
-  Jacobian spectra (:func:`jacobian_spectrum`), in :mod:`analysis._finite_width`.
+  Jacobian spectra (:func:`jacobian_spectrum`).
+
+The public names live here; the work is split by concern into private modules:
+:mod:`analysis._gauss` (quadrature), :mod:`analysis._moments` (activation moments, closed
+forms, validation), :mod:`analysis._rules` (Var(W) rules), :mod:`analysis._solvers` (root
+searches), :mod:`analysis._predict` and :mod:`analysis._finite_width`.
 
 Every numeric argument broadcasts (NumPy rules) and results are float64 arrays of the
 broadcast shape (0-d for scalars).  Conventions: weights have ``Var(W) = sigma_w2 / fan_in``,
@@ -24,37 +29,27 @@ module reads the registries and never runs the kernels.
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from analysis._finite_width import SpectrumMoments, finite_width_drift, jacobian_spectrum, log_variance_spread
 from analysis._moments import (
-    Q_HUGE, Q_TINY, Act, act as _act, as_array as _array, as_params as _params, check_method as _method, cross,
-    moments,
+    Q_TINY, Act, act as _act, as_array as _array, check_method as _method, cross, moments, moments_at,
 )
+from analysis._predict import predict
+from analysis._rules import RULES, rule_variance, weight_rule
 from analysis._solvers import solve_fixed_point
-from fastinit._validation import check_choice, check_int, check_real, did_you_mean
-from fastinit.initializers import INITIALIZERS
+from fastinit._validation import check_choice
 
 __all__ = [
-    "MOMENTS", "RULES", "LayerFactors", "DepthScales", "SpectrumMoments", "gaussian_moment", "layer_factors", "length_map",
-    "fixed_point", "chi1", "correlation_map", "correlation_fixed_point", "depth_scales", "critical_sigma_w2",
-    "critical_line", "predict", "log_variance_spread", "finite_width_drift", "jacobian_spectrum",
+    "MOMENTS", "RULES", "LayerFactors", "DepthScales", "SpectrumMoments", "gaussian_moment", "layer_factors",
+    "length_map", "fixed_point", "chi1", "correlation_map", "correlation_fixed_point", "depth_scales",
+    "critical_sigma_w2", "critical_line", "predict", "log_variance_spread", "finite_width_drift", "jacobian_spectrum",
 ]
 
 MOMENTS = ("phi", "phi2", "dphi2", "phi4", "dphi4")
 """Moments :func:`gaussian_moment` computes: E[phi], E[phi^2], E[phi'^2], E[phi^4], E[phi'^4]."""
-
-RULES = {
-    "1/fan_in": lambda fan_in, fan_out: 1.0 / fan_in,
-    "2/fan_in": lambda fan_in, fan_out: 2.0 / fan_in,
-    "2/(fan_in+fan_out)": lambda fan_in, fan_out: 2.0 / (fan_in + fan_out),
-}
-"""The seed notes' Var(W) rules (LeCun, He, Glorot) by their formula, spaces ignored."""
 
 # d/dq E[phi^2] = E[phi phi' z] / sqrt(q) cancels phi(0) phi'(0) E[z] = 0 in rounding:
 # evaluating slopes no closer to 0 than this keeps the error ~1e-16 / sqrt(1e-8).
@@ -110,38 +105,6 @@ class LayerFactors(NamedTuple):
     backward: np.ndarray
 
 
-def _weight_rule(weight_variance, init_params, name="weight_variance"):
-    """A callable ``(fan_in, fan_out) -> Var(W)`` from a rule, an initializer name or a number."""
-    if isinstance(weight_variance, str):
-        compact = weight_variance.replace(" ", "")
-        if compact in RULES:
-            if init_params:
-                raise TypeError(f"init_params apply to initializer names, not to the rule {weight_variance!r}")
-            return RULES[compact]
-        if compact in INITIALIZERS:
-            entry = INITIALIZERS[compact]
-            resolved = entry.resolve(**_params("init_params", init_params))
-            return lambda fan_in, fan_out: entry.variance(fan_in, fan_out, **resolved)
-        choices = [*RULES, *INITIALIZERS]
-        raise ValueError(f"{name} must be an initializer of fastinit.INITIALIZERS, one of the rules "
-                         f"{', '.join(map(repr, RULES))} or a variance, got {weight_variance!r}"
-                         f"{did_you_mean(compact, choices)}")
-    if init_params:
-        raise TypeError(f"init_params apply to initializer names, not to the raw variance {weight_variance!r}")
-    variance = _array(name, weight_variance, minimum=0.0)
-    return lambda fan_in, fan_out: variance
-
-
-def _rule_variance(rule, fan_in, fan_out) -> np.ndarray:
-    # Registry rules are scalar Python (orthogonal uses max()); the fans are few, so map
-    # them elementwise over the broadcast fans.
-    fan_in, fan_out = np.broadcast_arrays(fan_in, fan_out)
-    try:
-        return np.asarray(rule(fan_in, fan_out), dtype=np.float64) + np.zeros(fan_in.shape)
-    except (TypeError, ValueError):
-        return np.vectorize(lambda a, b: float(rule(int(a), int(b))), otypes=[np.float64])(fan_in, fan_out)
-
-
 def _fans(name, value) -> np.ndarray:
     arr = _array(name, value, minimum=1.0)
     if (arr != np.round(arr)).any():
@@ -192,11 +155,11 @@ def layer_factors(weight_variance, activation, fan_in, fan_out, *, q=1.0, init_p
     >>> float(f.forward), float(f.backward)
     (0.4, 1.6)
     """
-    rule = _weight_rule(weight_variance, init_params)
+    rule = weight_rule(weight_variance, init_params)
     act = _act(activation, activation_params)
     fan_in, fan_out = _fans("fan_in", fan_in), _fans("fan_out", fan_out)
     q = _array("q", q, minimum=0.0, exclusive=True)
-    variance = _rule_variance(rule, fan_in, fan_out)
+    variance = rule_variance(rule, fan_in, fan_out)
     second, slope2 = moments(act, q, ("phi2", "dphi2"), _method(method))
     return LayerFactors(fan_in * variance * second / q, fan_out * variance * slope2)
 
@@ -281,12 +244,6 @@ def fixed_point(activation, sigma_w2, sigma_b2=0.0, *, q0=1.0, activation_params
     return solve_fixed_point(act, sw.ravel(), sb.ravel(), q0.ravel()).reshape(sw.shape)
 
 
-def _at(act: Act, q, which) -> list[np.ndarray]:
-    """Moments at q* where q* = 0 and q* = inf mean the limits q -> 0+ and q -> inf."""
-    q = np.where(q == 0.0, Q_TINY, np.where(np.isinf(q), Q_HUGE, q))
-    return moments(act, np.nan_to_num(q, nan=1.0), which)
-
-
 def chi1(activation, sigma_w2, sigma_b2=0.0, *, q=None, activation_params=None) -> np.ndarray:
     """chi_1 = sigma_w2 E[phi'(sqrt(q*) z)^2], the per-layer gradient-variance factor at q*.
 
@@ -322,7 +279,7 @@ def chi1(activation, sigma_w2, sigma_b2=0.0, *, q=None, activation_params=None) 
         q = solve_fixed_point(act, sw.ravel(), sb.ravel(), np.ones(sw.size)).reshape(sw.shape)
     else:
         q = _array("q", q, minimum=0.0)
-    slope2 = _at(act, q, ("dphi2",))[0]
+    slope2 = moments_at(act, q, ("dphi2",))[0]
     return np.where(np.isnan(q), np.nan, sw * slope2)
 
 
@@ -403,7 +360,7 @@ def correlation_fixed_point(activation, sigma_w2, sigma_b2=0.0, *, activation_pa
 def _fixed_points(act: Act, sw, sb):
     """(q*, c*) for flat validated arrays; c* by bisection where the phase is chaotic."""
     q = solve_fixed_point(act, sw, sb, np.ones(sw.size))
-    slope2 = _at(act, q, ("dphi2",))[0]
+    slope2 = moments_at(act, q, ("dphi2",))[0]
     c_star = np.where(np.isfinite(q), 1.0, np.nan)
     chaotic = np.flatnonzero(np.isfinite(q) & (q > 0.0) & (sw * slope2 > 1.0))
     if chaotic.size:
@@ -460,7 +417,7 @@ def depth_scales(activation, sigma_w2, sigma_b2=0.0, *, activation_params=None) 
     floor = _Q_SLOPE_MIN if act.point("phi") != 0.0 else 0.0
     q_eval = np.where(finite & (q > 0.0), np.maximum(q, floor), 1.0)
     d_length = sw * moments(act, q_eval, ("slope",))[0] / q_eval
-    chi = sw * _at(act, q, ("dphi2",))[0]
+    chi = sw * moments_at(act, q, ("dphi2",))[0]
     d_length = np.where(q == 0.0, chi, d_length)
     # Ordered phase: c* = 1 and chi_c = chi1 exactly (the 1-D moment, not the 2-D rule).
     ordered = c_star == 1.0
@@ -569,180 +526,3 @@ def critical_sigma_w2(activation, sigma_b2=0.0, *, activation_params=None) -> np
     ok = np.isfinite(q_star)
     sigma_w2[ok] = 1.0 / moments(act, q_star[ok], ("dphi2",))[0]
     return sigma_w2.reshape(target.shape)
-
-
-# ----------------------------------------------------------------------------- predict
-_LN10 = math.log(10.0)
-
-
-def _log(x: float) -> float:
-    return math.log(x) if x > 0.0 else -math.inf
-
-
-def _logaddexp(a: float, b: float) -> float:
-    if a < b:
-        a, b = b, a
-    return a if b == -math.inf else a + math.log1p(math.exp(b - a))
-
-
-# Inside [1e-200, 1e200] the moments come from quadrature; outside, from power laws
-# E ~ q^p fitted at the edge, where the asymptotic regime holds to ~1e-100.
-_LOG_Q_EDGES = (math.log(1e-200), math.log(1e200))
-
-
-@functools.cache
-def _tails(a: Act):
-    """(ln q_edge, ln E[phi^2], p, ln E[phi'^2], p') at the low and the high edge."""
-    out = []
-    for log_edge, inward in zip(_LOG_Q_EDGES, (2.0, -2.0)):
-        q = np.exp([log_edge, log_edge + inward])
-        second, slope2 = np.log(moments(a, q, ("phi2", "dphi2")))
-        out.append((log_edge, second[0], (second[0] - second[1]) / -inward,
-                    slope2[0], (slope2[0] - slope2[1]) / -inward))
-    return tuple(out)
-
-
-def _log_second(a: Act, log_q: float) -> float:
-    """ln E[phi(sqrt(q) z)^2] at q = exp(log_q), for any log_q including -inf (q = 0)."""
-    if log_q == -math.inf:
-        return _log(a.point("phi2"))
-    if a.homogeneous:
-        return math.log(a.unit_moments[0]) + log_q
-    (lo_edge, lo_v, lo_p, _, _), (hi_edge, hi_v, hi_p, _, _) = _tails(a)
-    if log_q < lo_edge:
-        return lo_v + lo_p * (log_q - lo_edge)
-    if log_q > hi_edge:
-        return hi_v + hi_p * (log_q - hi_edge)
-    return _log(float(moments(a, np.array(math.exp(log_q)), ("phi2",))[0]))
-
-
-def _log_slope2(a: Act, log_q: np.ndarray) -> np.ndarray:
-    """ln E[phi'(sqrt(q) z)^2] for an array of ln q (vectorised; -inf means q = 0)."""
-    if a.homogeneous:
-        out = np.full(log_q.shape, math.log(a.unit_moments[1]))
-    else:
-        (lo_edge, _, _, lo_d, lo_p), (hi_edge, _, _, hi_d, hi_p) = _tails(a)
-        inside = (log_q >= lo_edge) & (log_q <= hi_edge)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.where(log_q < lo_edge, lo_d + lo_p * (log_q - lo_edge), hi_d + hi_p * (log_q - hi_edge))
-            out[inside] = np.log(moments(a, np.exp(log_q[inside]), ("dphi2",))[0])
-    return np.where(log_q == -math.inf, _log(a.point("dphi2")), out)
-
-
-def _widths(depth, width) -> np.ndarray:
-    if isinstance(width, (list, tuple, np.ndarray)):
-        if len(width) != depth:
-            raise ValueError(f"width must be an int or a list of depth={depth} widths, got a list of {len(width)}")
-        widths = [check_int("width", int(w) if isinstance(w, np.integer) else w, minimum=1) for w in width]
-    else:
-        widths = [check_int("width", width, minimum=1)] * depth
-    return np.array([widths[0], *widths], dtype=np.int64)  # the input has width[0] units
-
-
-def predict(init, activation, depth, width, *, batch=256, bias_std=0.0, input_std=1.0, init_params=None,
-            activation_params=None, residual=None) -> pd.DataFrame:
-    """Mean-field forward and backward variance curves of the net ``fastinit.propagate`` runs.
-
-    Layer ``l`` computes ``z_l = h_{l-1} W_l^T + b_l`` and ``h_l = phi(z_l)`` (or
-    ``h_l = h_{l-1} + alpha phi(z_l)`` with ``residual=alpha``); ``h_0 ~ N(0, input_std^2)``;
-    the backward pass starts from ``dL/dh_L ~ N(0, 1)``.  With ``Var(W_l)`` from the
-    initializer's registered variance rule at layer l's fans ``(n_{l-1}, n_l)``:
-
-    * forward: ``q_l = n_{l-1} Var(W_l) m_{l-1} + bias_std^2`` with ``m_0 = input_std^2`` and
-      ``m_l = E[phi(sqrt(q_l) z)^2]`` (residual: ``m_l = m_{l-1} + alpha^2 E[phi^2]``);
-    * backward: ``g_L = 1``, ``Var(dL/dz_l) = E[phi'^2](q_l) g_l`` (times ``alpha^2``),
-      ``g_{l-1} = n_l Var(W_l) Var(dL/dz_l)`` (residual: ``g_l (1 + alpha^2 n_l Var(W_l) E[phi'^2])``),
-
-    the infinite-width limit, with the usual gradient-independence assumption backward.
-    Everything is carried in log space, so curves stay exact at any depth (relu + Xavier
-    at depth 10,000 is 10^-3010): homogeneous activations use their closed forms, the others
-    quadrature at each layer (power-law tails beyond 1e+-200, exact there to ~1e-100).
-
-    Parameters
-    ----------
-    init : str or float
-        A name of ``fastinit.INITIALIZERS`` (parameters in ``init_params``), one of
-        :data:`RULES`, or Var(W) itself.
-    activation : str
-        A name of ``fastinit.ACTIVATIONS``.
-    depth : int
-        Number of layers (>= 1).
-    width : int or list of int
-        Units per layer, or ``depth`` widths (layer ``l`` maps ``width[l-2]`` to
-        ``width[l-1]`` units; the input has ``width[0]`` units), as ``fastinit.propagate``.
-    batch : int, default 256
-        Accepted so a cell's parameters pass straight through; the infinite-width,
-        infinite-batch prediction does not depend on it.
-    bias_std, input_std : float
-        Bias std (>= 0) and input std (> 0).
-    init_params, activation_params : dict, optional
-        Parameters of the initializer and activation.
-    residual : float, optional
-        Branch scale ``alpha`` (> 0); needs equal widths.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per layer: ``layer``, ``width``, ``log10_fwd_var`` (Var z_l),
-        ``log10_act_second_moment`` (E[h_l^2]), ``log10_grad_var`` (Var dL/dz_l).
-        Zero-variance initializers (``zeros``, and ``constant``, whose registered variance is
-        0) give ``-inf`` where no variance survives: mean field describes random weights,
-        while a constant weight makes every unit of a layer identical, not zero.
-
-    Examples
-    --------
-    >>> df = predict("he_normal", "relu", 1000, 256, init_params={"nonlinearity": "relu"})
-    >>> df.log10_fwd_var.round(9).unique().tolist()   # flat at Var(z) = 2: h_0 ~ N(0, 1) has no relu
-    [0.301029996]
-    >>> round(float(predict("xavier_normal", "relu", 10_000, 64).log10_fwd_var.iloc[-1]), 3)
-    -3009.999
-    """
-    rule = _weight_rule(init, init_params, "init")
-    act = _act(activation, activation_params)
-    depth = check_int("depth", depth, minimum=1)
-    widths = _widths(depth, width)
-    check_int("batch", batch, minimum=2)
-    bias_std = check_real("bias_std", bias_std, minimum=0.0)
-    input_std = check_real("input_std", input_std, minimum=0.0, exclusive_minimum=True)
-    if residual is not None:
-        residual = check_real("residual", residual, minimum=0.0, exclusive_minimum=True)
-        if len(set(widths.tolist())) != 1:
-            raise ValueError("residual connections need equal widths; got a width list with different values "
-                             "(use an int width or drop residual)")
-    fan_in, fan_out = widths[:-1].astype(np.float64), widths[1:].astype(np.float64)
-    variance = _rule_variance(rule, fan_in, fan_out)
-    with np.errstate(divide="ignore"):
-        log_fwd_gain = np.log(fan_in * variance)
-        log_bwd_gain = np.log(fan_out * variance)
-        log_bias = math.log(bias_std**2) if bias_std > 0 else -math.inf
-    log_alpha2 = 2.0 * math.log(residual) if residual is not None else 0.0
-    log_q, log_m = np.empty(depth), np.empty(depth)
-    gains = log_fwd_gain.tolist()
-    same_layers = len(set(gains)) == 1 and residual is None
-    m = 2.0 * math.log(input_std)  # ln E[h_0^2]
-    previous = math.nan
-    for layer, gain in enumerate(gains):
-        q = _logaddexp(gain + m, log_bias)
-        if same_layers and q == previous:
-            # Converged: with equal layers every later layer repeats this one exactly.
-            log_q[layer:], log_m[layer:] = q, m
-            break
-        log_v = _log_second(act, q)
-        m = _logaddexp(m, log_alpha2 + log_v) if residual is not None else log_v
-        log_q[layer], log_m[layer], previous = q, m, q
-    log_d = _log_slope2(act, log_q)
-    # Backward from the top: ln Var(dL/dz_l) = ln g_l + ln E[phi'^2] (+ ln alpha^2).
-    if residual is None:
-        step = log_bwd_gain + log_d  # ln(g_{l-1} / g_l)
-    else:
-        step = np.logaddexp(0.0, log_alpha2 + log_bwd_gain + log_d)
-    log_g = np.concatenate([np.cumsum(step[:0:-1])[::-1], [0.0]])  # ln g_l, l = 1..L
-    with np.errstate(invalid="ignore"):
-        log_grad = log_g + log_d + log_alpha2
-    return pd.DataFrame({
-        "layer": np.arange(1, depth + 1),
-        "width": widths[1:],
-        "log10_fwd_var": log_q / _LN10,
-        "log10_act_second_moment": log_m / _LN10,
-        "log10_grad_var": log_grad / _LN10,
-    })

@@ -8,14 +8,17 @@ tolerance follows from its sample size.
 
 from __future__ import annotations
 
+import ast
 import doctest
 import math
+import pathlib
 
 import numpy as np
 import pytest
 from scipy import integrate, optimize, special
 
-from analysis import _finite_width, _gauss, theory as T
+import analysis
+from analysis import _finite_width, _gauss, _predict, theory as T
 from analysis._gauss import half_line_rule
 from conftest import Z_TOL
 from fastinit.activations import ACTIVATIONS, SELU_ALPHA, SELU_LAMBDA
@@ -141,7 +144,8 @@ def test_closed_forms_match_formulas_and_quadrature():
             np.testing.assert_allclose(closed, value, rtol=CLOSED_RTOL, atol=1e-300)
             np.testing.assert_allclose(T.gaussian_moment(name, q, moment, method="quadrature"), value,
                                        rtol=CLOSED_RTOL, atol=1e-15)
-    erf = {"phi2": 2.0 / math.pi * np.arcsin(2.0 * q / (1.0 + 2.0 * q)), "dphi2": 4.0 / math.pi / np.sqrt(1.0 + 4.0 * q)}
+    erf = {"phi2": 2.0 / math.pi * np.arcsin(2.0 * q / (1.0 + 2.0 * q)),
+           "dphi2": 4.0 / math.pi / np.sqrt(1.0 + 4.0 * q)}
     for moment, value in erf.items():
         np.testing.assert_allclose(T.gaussian_moment("erf", q, moment, method="closed_form"), value, rtol=CLOSED_RTOL)
         np.testing.assert_allclose(T.gaussian_moment("erf", q, moment, method="quadrature"), value, rtol=1e-13)
@@ -538,5 +542,14 @@ def test_non_numeric_input_raises_type_error():
 
 
 def test_docstring_examples():
-    for module in (T, _finite_width, _gauss):
+    for module in (T, _finite_width, _gauss, _predict):
         assert doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0, module.__name__
+
+
+def test_analysis_modules_never_import_the_kernels():
+    # The analysis layer reads registries; it must not depend on propagation (design section 2).
+    for path in pathlib.Path(analysis.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not {n for n in names if "propagate" in n or n.startswith("numba")}, path.name
