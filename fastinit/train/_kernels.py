@@ -108,6 +108,35 @@ def sumsq(x):
     return (q0 + q1) + (q2 + q3)
 
 
+@jit
+def matmul_loops(a, b, c):
+    """``c = a @ b`` by plain loops, every entry summed in the same k order with the same ops.
+
+    Slow next to BLAS, but *position-uniform*: equal inputs give bitwise-equal outputs in
+    every row and column.  OpenBLAS's sgemm is not (its micro-kernel rounds columns 8-15
+    of each 16-column tile differently, 1 ulp), which breaks the exact symmetry of
+    constant-initialised units in float32; see ``gemm="loops"`` in ``run``.
+    """
+    rows, inner = a.shape
+    cols = b.shape[1]
+    for i in range(rows):
+        for j in range(cols):
+            c[i, j] = 0.0
+        for k in range(inner):
+            x = a[i, k]
+            for j in range(cols):
+                c[i, j] += x * b[k, j]
+
+
+@jit
+def gemm(a, b, c, loops):
+    """``c = a @ b`` through BLAS, or :func:`matmul_loops` when ``loops``."""
+    if loops:
+        matmul_loops(a, b, c)
+    else:
+        np.dot(a, b, c)
+
+
 # ------------------------------------------------------------------ loss
 
 
@@ -168,7 +197,7 @@ def loss_and_grad(out, labels, targets, loss_kind, grad, want_grad):
 
 
 @jit
-def forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, Z, U, D, H, zero_bias):
+def forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops, Z, U, D, H, zero_bias):
     """Forward ``m`` examples from ``H[0]``: fills ``Z`` (pre-activations, with bias when
     batch norm needs it), ``U`` (batch-normalised), ``D`` (phi') and ``H[k + 1]``; the
     readout's output (logits) is ``H[L]``.
@@ -180,7 +209,7 @@ def forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, Z, U, 
         w = _view(W[w_off[k]:], n_out, n_in)
         b = B[b_off[k]: b_off[k] + n_out]
         z = _view(Z[k], m, n_out)
-        np.dot(h_in, w.T, z)
+        gemm(h_in, w.T, z, loops)
         if k == n_layers - 1:
             add_bias(z, b)
             _view(H[k + 1], m, n_out)[:, :] = z
@@ -194,7 +223,7 @@ def forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, Z, U, 
 
 
 @jit
-def backward(m, W, w_off, b_off, widths, alpha, batchnorm, Z, D, H, gW, gB, g_top, G_h, G_a, G_z, G_in):
+def backward(m, W, w_off, b_off, widths, alpha, batchnorm, loops, Z, D, H, gW, gB, g_top, G_h, G_a, G_z, G_in):
     """Backward from ``g_top`` = dL/d(logits) (m, n_out); fills ``gW`` and ``gB``.
 
     ``G_h, G_a, G_z, G_in`` are flat scratch buffers of ``m * max(widths)`` entries.
@@ -218,11 +247,11 @@ def backward(m, W, w_off, b_off, widths, alpha, batchnorm, Z, D, H, gW, gB, g_to
             else:
                 gz = ga
         h_in = _view(H[k], m, n_in)
-        np.dot(gz.T, h_in, _view(gW[w_off[k]:], n_out, n_in))
+        gemm(gz.T, h_in, _view(gW[w_off[k]:], n_out, n_in), loops)
         column_sums(gz, gB[b_off[k]: b_off[k] + n_out])
         if k > 0:
             g_in = _view(G_in, m, n_in)
-            np.dot(gz, _view(W[w_off[k]:], n_out, n_in), g_in)
+            gemm(gz, _view(W[w_off[k]:], n_out, n_in), g_in, loops)
             if k < n_layers - 1 and alpha[k] != 0.0:
                 g_in += _view(G_h, m, n_out)
             _view(G_h, m, n_in)[:, :] = g_in
@@ -246,13 +275,13 @@ def gather(X, labels, targets, perm, start, m, H0, lab_b, tgt_b):
 def forward_backward(m, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, lab_b, tgt_b, bufs):
     """Loss (summed over the batch) and gradients of the mean loss for the batch in ``H[0]``."""
     Z, U, D, H, G_top, G_h, G_a, G_z, G_in, zero_bias = bufs
-    code, param, batchnorm, loss_kind = int(cfg[0]), cfg[1], cfg[2] > 0.0, int(cfg[3])
-    forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, Z, U, D, H, zero_bias)
+    code, param, batchnorm, loss_kind, loops = int(cfg[0]), cfg[1], cfg[2] > 0.0, int(cfg[3]), cfg[4] > 0.0
+    forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops, Z, U, D, H, zero_bias)
     n_layers = widths.size - 1
     n_out = widths[n_layers]
     g_top = _view(G_top, m, n_out)
     loss, _, _ = loss_and_grad(_view(H[n_layers], m, n_out), lab_b, tgt_b, loss_kind, g_top, True)
-    backward(m, W, w_off, b_off, widths, alpha, batchnorm, Z, D, H, gW, gB, g_top, G_h, G_a, G_z, G_in)
+    backward(m, W, w_off, b_off, widths, alpha, batchnorm, loops, Z, D, H, gW, gB, g_top, G_h, G_a, G_z, G_in)
     return loss
 
 
@@ -399,7 +428,7 @@ def evaluate(X, labels, targets, W, B, w_off, b_off, widths, alpha, cfg, batch, 
     """Loss, accuracy and R^2 over the whole training set, forward only, in chunks of ``batch``
     in data-set order (batch norm uses each chunk's statistics, training mode)."""
     Z, U, D, H, G_top, _, _, _, _, zero_bias = bufs
-    code, param, batchnorm, loss_kind = int(cfg[0]), cfg[1], cfg[2] > 0.0, int(cfg[3])
+    code, param, batchnorm, loss_kind, loops = int(cfg[0]), cfg[1], cfg[2] > 0.0, int(cfg[3]), cfg[4] > 0.0
     n = X.shape[0]
     n_layers = widths.size - 1
     n_out = widths[n_layers]
@@ -409,7 +438,7 @@ def evaluate(X, labels, targets, W, B, w_off, b_off, widths, alpha, cfg, batch, 
     for start in range(0, n, batch):
         m = min(batch, n - start)
         _view(H[0], m, X.shape[1])[:, :] = X[start:start + m]
-        forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, Z, U, D, H, zero_bias)
+        forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops, Z, U, D, H, zero_bias)
         t, c, s = loss_and_grad(_view(H[n_layers], m, n_out), labels[start:start + m], targets[start:start + m],
                                 loss_kind, _view(G_top, m, n_out), False)
         total += t

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fastinit import _propagate_kernels as PK
-from fastinit._validation import check_dtype, check_int, check_no_extra, check_real, check_seed
+from fastinit._validation import Choice, check_dtype, check_int, check_no_extra, check_real, check_seed
 from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
 from fastinit.train import _kernels as K
@@ -28,8 +28,9 @@ __all__ = ["run", "COLUMNS", "OPTIONS", "DISTINCT_RTOL", "Network", "build_netwo
 # independently differ by O(1) of the scale.  1e-4 sits between with margin both ways.
 DISTINCT_RTOL = 1e-4
 
+_GEMM = Choice(("blas", "loops"))
 OPTIONS = ("momentum", "clip_norm", "batchnorm", "residual", "init_params", "activation_params", "task_params",
-           "stream", "dtype", "distinct_rtol")
+           "stream", "dtype", "distinct_rtol", "gemm")
 
 COLUMNS = [
     "epoch", "layer", "kind", "fan_in", "fan_out",
@@ -153,6 +154,13 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
             The network's dtype; losses and norms accumulate in float64.
         distinct_rtol : float, default 1e-4
             Relative tolerance of ``distinct_units`` (see :data:`DISTINCT_RTOL`).
+        gemm : {"blas", "loops"}, default "blas"
+            Matrix products through BLAS (fast), or plain jitted loops that round every
+            output position the same way (slow).  Use "loops" to study exact symmetry
+            (zero/constant init) in float32: OpenBLAS's sgemm rounds some column
+            positions of its tiles differently (1 ulp), which breaks identical units at
+            the 1e-7 level, and unstable dynamics (e.g. tanh) can grow that to O(1).
+            float64 BLAS (dgemm) keeps identical units identical.
 
     Returns
     -------
@@ -245,6 +253,7 @@ def _plan(init, activation, depth, width, task, epochs, lr, batch, seed, options
         residual = check_real("residual", residual, minimum=0.0, exclusive_minimum=True)
     stream = check_int("stream", options.get("stream", 0), minimum=0, maximum=2**64 - 1)
     distinct_rtol = check_real("distinct_rtol", options.get("distinct_rtol", DISTINCT_RTOL), minimum=0.0)
+    gemm = _GEMM.check("gemm", options.get("gemm", "blas"))
     data = make_task(task_entry.name, seed=seed, dtype=dtype, **task_params)
     widths = np.array([data.n_inputs] + [width] * depth + [data.n_outputs], dtype=np.int64)
     draws = [entry.draw(int(widths[k]), int(widths[k + 1]), **init_params) for k in range(depth + 1)]
@@ -252,7 +261,7 @@ def _plan(init, activation, depth, width, task, epochs, lr, batch, seed, options
         "init": entry.name, "activation": act.name, "task": task_entry.name, "depth": depth, "width": width,
         "epochs": epochs, "lr": lr, "batch": batch, "seed": seed, "dtype": dtype, "momentum": momentum,
         "clip_norm": clip_norm, "batchnorm": bool(batchnorm), "residual": residual, "stream": stream,
-        "distinct_rtol": distinct_rtol, "init_params": init_params, "activation_param": param,
+        "distinct_rtol": distinct_rtol, "gemm": gemm, "init_params": init_params, "activation_param": param,
         "task_params": task_params, "data": data, "widths": widths, "draws": draws, "code": act.code,
     }
 
@@ -284,7 +293,8 @@ def build_network(plan) -> Network:
             if widths[k] == widths[k + 1]:
                 alpha[k] = plan["residual"]
     loss_kind = K.CROSS_ENTROPY if plan["data"].loss == CROSS_ENTROPY else K.MSE
-    cfg = np.array([plan["code"], plan["activation_param"], plan["batchnorm"], loss_kind], dtype=np.float64)
+    cfg = np.array([plan["code"], plan["activation_param"], plan["batchnorm"], loss_kind, plan["gemm"] == "loops"],
+                   dtype=np.float64)
     return Network(widths, w_off, b_off, W, B, alpha, cfg)
 
 
@@ -317,7 +327,7 @@ def _frame(plan, net, epoch_rec, layer_rec, last) -> pd.DataFrame:
         "diverged": diverged_epoch is not None, "diverged_epoch": diverged_epoch,
         "steps_per_epoch": -(-plan["data"].x.shape[0] // plan["batch"]),
         **{key: plan[key] for key in ("init", "activation", "task", "depth", "width", "epochs", "lr", "batch", "seed",
-                                      "momentum", "clip_norm", "batchnorm", "residual", "stream", "distinct_rtol")},
+                                      "momentum", "clip_norm", "batchnorm", "residual", "stream", "distinct_rtol", "gemm")},
         "dtype": plan["dtype"].name, "init_params": dict(plan["init_params"]), "task_params": dict(plan["task_params"]),
         "activation_param": plan["activation_param"],
     })
