@@ -11,7 +11,7 @@ import pytest
 import naive_train
 from fastinit.train import COLUMNS, TASKS, make_task, run
 from fastinit.train import _kernels as K
-from fastinit.train.worked_example import worked_example
+from fastinit.train import worked_example
 
 HE = {"nonlinearity": "relu"}
 SMALL = dict(depth=3, width=16, task="gaussians", epochs=3, lr=0.05, batch=32, task_params={"n_train": 128})

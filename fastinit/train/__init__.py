@@ -10,5 +10,7 @@ Modules: ``tasks`` (data), ``_kernels`` (jitted forward, backward, update, epoch
 
 from fastinit.train.run import COLUMNS, DISTINCT_RTOL, Network, build_network, run
 from fastinit.train.tasks import TASKS, Dataset, make_task
+from fastinit.train.worked_example import scalar_chain, worked_example
 
-__all__ = ["COLUMNS", "DISTINCT_RTOL", "Dataset", "Network", "TASKS", "build_network", "make_task", "run"]
+__all__ = ["COLUMNS", "DISTINCT_RTOL", "Dataset", "Network", "TASKS", "build_network", "make_task", "run",
+           "scalar_chain", "worked_example"]

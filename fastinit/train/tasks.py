@@ -31,7 +31,7 @@ Tasks
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
@@ -97,8 +97,7 @@ class Task:
     name: str
     description: str
     params: Mapping[str, tuple]  # name -> (default, constraint)
-    generate: Callable[..., tuple]  # (seed, dtype, **params) -> (x, y, loss, n_outputs)
-    stream: int = field(default=0)
+    generate: Callable[..., tuple]  # (seed, data stream, **params) -> (x, y, loss, n_outputs)
 
     def resolve(self, **params) -> dict:
         """Validate ``params`` against the declaration and fill in defaults."""
