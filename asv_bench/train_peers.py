@@ -1,0 +1,182 @@
+"""fastinit.train against the same training loop in PyTorch (CPU), in one process.
+
+Run as a plain script (PyTorch optional; its rows are skipped without it)::
+
+    python asv_bench/train_peers.py [--repeat 5] [--epochs 3] [--threads 1] [--width 256] [--batch 256]
+
+The workload: a 20 x 256 ReLU MLP (He-normal weights, identical in both), the
+``gaussians`` task with 4096 examples (8 inputs, 4 classes), batch 256 (16 steps per
+epoch), SGD lr 0.01 momentum 0.9.  Per epoch both loops do the same work: the steps, then
+one forward pass over the training set for loss/accuracy and the per-layer gradient and
+weight norms.  ``torch (steps only)`` drops the evaluation, and ``GEMM floor`` times only
+the matrix products an epoch must do -- 3 per layer per step (``z = h W^T``,
+``dW = dz^T h``, ``dh = dz W``) plus 1 per layer per evaluation chunk -- through numba's
+``np.dot`` (scipy's OpenBLAS, what fastinit calls) and through ``torch.mm``.
+
+Every number is the median of ``--repeat`` timed runs after a warm-up run, all in this
+process; BLAS, numba and torch are limited to ``--threads`` threads.  The machine is
+shared: compare the ratios, which are measured side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+DEPTH, WIDTH, BATCH, N_TRAIN, LR, MOMENTUM = 20, 256, 256, 4096, 0.01, 0.9
+TASK = dict(task="gaussians", task_params={"n_train": N_TRAIN})
+
+
+def median_seconds(function, repeat: int) -> float:
+    """Median wall time of ``function()`` over ``repeat`` calls, after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def fastinit_epoch(epochs):
+    from fastinit.train import run
+
+    return lambda: run("he_normal", "relu", depth=DEPTH, width=WIDTH, epochs=epochs, lr=LR, batch=BATCH, seed=0,
+                       momentum=MOMENTUM, init_params={"nonlinearity": "relu"}, **TASK)
+
+
+def gemm_floor_numba(epochs):
+    """The products of ``epochs`` epochs through numba's np.dot (the kernels' own BLAS)."""
+    from fastinit._jit import jit
+
+    @jit
+    def products(h, w, z, dz, dw, dh, steps, chunks, layers):
+        for _ in range(steps):
+            for _ in range(layers):
+                np.dot(h, w.T, z)
+                np.dot(dz.T, h, dw)
+                np.dot(dz, w, dh)
+        for _ in range(chunks):
+            for _ in range(layers):
+                np.dot(h, w.T, z)
+
+    rng = np.random.default_rng(0)
+    h, w, dz = (rng.standard_normal((n, WIDTH)).astype(np.float32) for n in (BATCH, WIDTH, BATCH))
+    z, dh, dw = np.empty_like(h), np.empty_like(h), np.empty_like(w)
+    steps, chunks = epochs * N_TRAIN // BATCH, epochs * N_TRAIN // BATCH
+    return lambda: products(h, w, z, dz, dw, dh, steps, chunks, DEPTH - 1)
+
+
+def torch_loop(torch, epochs, evaluate=True):
+    """The loop a researcher writes: nn.Linear stack, CrossEntropyLoss, optim.SGD, same data and weights."""
+    from fastinit.train import build_network
+    from fastinit.train.run import _plan
+
+    plan = _plan("he_normal", "relu", DEPTH, WIDTH, TASK["task"], 1, LR, BATCH, 0, {"task_params": TASK["task_params"]})
+    net = build_network(plan)
+    layers = []
+    for l in range(1, net.n_layers + 1):
+        w = net.weight(l)
+        lin = torch.nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w))
+            lin.bias.zero_()
+        layers += [lin, torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    x = torch.from_numpy(plan["data"].x)
+    y = torch.from_numpy(plan["data"].y)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(0)
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+
+    def train():
+        for _ in range(epochs):
+            order = torch.randperm(N_TRAIN, generator=generator)
+            for start in range(0, N_TRAIN, BATCH):
+                idx = order[start:start + BATCH]
+                optimizer.zero_grad()
+                loss = loss_fn(model(x[idx]), y[idx])
+                loss.backward()
+                optimizer.step()
+            if evaluate:
+                with torch.no_grad():
+                    total, correct = 0.0, 0
+                    for start in range(0, N_TRAIN, BATCH):
+                        out = model(x[start:start + BATCH])
+                        total += loss_fn(out, y[start:start + BATCH]).item() * out.shape[0]
+                        correct += (out.argmax(1) == y[start:start + BATCH]).sum().item()
+                    [(m.weight.grad.norm().item(), m.weight.norm().item()) for m in linears]
+
+    return train
+
+
+def gemm_floor_torch(torch, epochs):
+    h, w, dz = (torch.randn(n, WIDTH) for n in (BATCH, WIDTH, BATCH))
+    steps = epochs * N_TRAIN // BATCH
+
+    def products():
+        for _ in range(steps):
+            for _ in range(DEPTH - 1):
+                torch.mm(h, w.T)
+                torch.mm(dz.T, h)
+                torch.mm(dz, w)
+        for _ in range(steps):
+            for _ in range(DEPTH - 1):
+                torch.mm(h, w.T)
+
+    return products
+
+
+def main(argv=None):
+    global WIDTH, BATCH
+    parser = argparse.ArgumentParser(prog="python asv_bench/train_peers.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="epochs per timed run (fastinit's run also records epoch 0: one extra evaluation)")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS / numba / torch threads")
+    parser.add_argument("--width", type=int, default=WIDTH)
+    parser.add_argument("--batch", type=int, default=BATCH)
+    args = parser.parse_args(argv)
+    WIDTH, BATCH = args.width, args.batch
+
+    import numba
+    import scipy.linalg.cython_blas  # noqa: F401  load numba's BLAS now, so that threadpool_limits sees it
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    flop_epoch = 2.0 * BATCH * WIDTH * WIDTH * (DEPTH - 1) * (N_TRAIN // BATCH) * 4  # 3 per step + 1 eval
+    rows = []
+    with threadpool_limits(args.threads):
+        rows.append(("fastinit.train.run (jitted epoch loop)", median_seconds(fastinit_epoch(args.epochs), args.repeat)))
+        rows.append(("GEMM floor, numba np.dot (scipy OpenBLAS)", median_seconds(gemm_floor_numba(args.epochs), args.repeat)))
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        if torch is not None:
+            torch.set_num_threads(args.threads)
+            rows.append((f"torch {torch.__version__} loop (same measures)", median_seconds(torch_loop(torch, args.epochs), args.repeat)))
+            rows.append(("torch loop (steps only, no evaluation)",
+                         median_seconds(torch_loop(torch, args.epochs, evaluate=False), args.repeat)))
+            rows.append(("GEMM floor, torch.mm", median_seconds(gemm_floor_torch(torch, args.epochs), args.repeat)))
+        blas = sorted({(i["internal_api"], i.get("architecture"), i["num_threads"]) for i in threadpool_info()
+                       if i["user_api"] == "blas"})
+    ours = rows[0][1]
+    print(f"\n{DEPTH} x {WIDTH} ReLU MLP, batch {BATCH}, {N_TRAIN} examples ({N_TRAIN // BATCH} steps/epoch), "
+          f"{args.threads} thread(s), median of {args.repeat}; {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs; BLAS libraries (api, arch, threads) {blas}\n")
+    print("| implementation | s / epoch | epochs / s | GFLOP/s (GEMM work) | fastinit speed-up |")
+    print("|---|---:|---:|---:|---:|")
+    for label, seconds in rows:
+        per_epoch = seconds / args.epochs
+        print(f"| {label} | {per_epoch:.3f} | {1 / per_epoch:.2f} | {flop_epoch / per_epoch / 1e9:.1f} | {seconds / ours:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

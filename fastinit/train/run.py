@@ -1,0 +1,334 @@
+"""``fastinit.train.run``: train a deep MLP with mini-batch SGD, recording per-epoch measures.
+
+The public wrapper: it validates every input at the boundary, draws the weights from the
+registries' streams, generates the task and hands preallocated arrays to the jitted
+epoch loop in :mod:`fastinit.train._kernels` (no Python per step).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fastinit import _propagate_kernels as PK
+from fastinit._validation import Choice, check_dtype, check_int, check_no_extra, check_real, check_seed
+from fastinit.activations import get_activation
+from fastinit.initializers import get_initializer
+from fastinit.train import _kernels as K
+from fastinit.train.tasks import CROSS_ENTROPY, ORDER_STREAM, get_task, make_task
+
+__all__ = ["run", "COLUMNS", "OPTIONS", "DISTINCT_RTOL", "Network", "build_network"]
+
+# Two rows of [W_l | b_l] count as one unit when no entry differs by more than this
+# times the layer's largest |entry|.  Units kept identical by symmetry differ at most by
+# float32 rounding in BLAS (~1e-7 relative; a few such roundings per step); rows drawn
+# independently differ by O(1) of the scale.  1e-4 sits between with margin both ways.
+DISTINCT_RTOL = 1e-4
+
+_GEMM = Choice(("blas", "loops"))
+OPTIONS = ("momentum", "clip_norm", "batchnorm", "residual", "init_params", "activation_params", "task_params",
+           "stream", "dtype", "distinct_rtol", "gemm")
+
+COLUMNS = [
+    "epoch", "layer", "kind", "fan_in", "fan_out",
+    "loss", "accuracy", "r2", "batch_loss", "clipped_steps", "global_grad_norm", "diverged",
+    "grad_norm", "grad_norm_mean", "bias_grad_norm", "weight_norm", "bias_norm", "update_norm", "distinct_units",
+]
+
+
+@dataclass
+class Network:
+    """A net's parameters in the kernels' flat layout (weights drawn, biases zero).
+
+    ``W[w_off[k]:w_off[k] + widths[k+1] * widths[k]]`` is layer ``k + 1``'s weight matrix
+    (row-major, PyTorch ``(fan_out, fan_in)``); :meth:`weight` and :meth:`bias` return views.
+    """
+
+    widths: np.ndarray
+    w_off: np.ndarray
+    b_off: np.ndarray
+    W: np.ndarray
+    B: np.ndarray
+    alpha: np.ndarray
+    cfg: np.ndarray
+
+    def weight(self, layer: int) -> np.ndarray:
+        """View of layer ``layer``'s weights (1-based; ``depth + 1`` is the readout)."""
+        k = layer - 1
+        n_in, n_out = int(self.widths[k]), int(self.widths[k + 1])
+        return self.W[self.w_off[k]: self.w_off[k] + n_in * n_out].reshape(n_out, n_in)
+
+    def bias(self, layer: int) -> np.ndarray:
+        """View of layer ``layer``'s bias (1-based)."""
+        k = layer - 1
+        return self.B[self.b_off[k]: self.b_off[k] + int(self.widths[k + 1])]
+
+    @property
+    def n_layers(self) -> int:
+        """Linear layers, readout included."""
+        return self.widths.size - 1
+
+    def gradients(self, x, labels=None, targets=None):
+        """Mean-loss gradients on one batch ``x`` (a test and analysis hook).
+
+        Returns ``(loss, gW, gB)`` with ``gW``, ``gB`` in the flat layout.
+        """
+        labels, targets = _targets(x.shape[0], labels, targets, self.W.dtype)
+        gW, gB = np.empty_like(self.W), np.empty_like(self.B)
+        loss = K.batch_gradients(np.ascontiguousarray(x, dtype=self.W.dtype), labels, targets, self.W, self.B, gW, gB,
+                                 self.w_off, self.b_off, self.widths, self.alpha, self.cfg)
+        return loss, gW, gB
+
+    def step(self, x, labels=None, targets=None, *, lr, momentum=0.0, clip_norm=None, velocity=None):
+        """One SGD step on batch ``x`` in place; returns ``(loss, norm before clipping, velocity)``."""
+        loss, gW, gB = self.gradients(x, labels, targets)
+        VW, VB = velocity if velocity is not None else (np.zeros_like(self.W), np.zeros_like(self.B))
+        norm, _ = K.sgd_step(self.W, self.B, gW, gB, VW, VB, float(lr), float(momentum), float(clip_norm or 0.0))
+        return loss, norm, (VW, VB)
+
+
+def _targets(n, labels, targets, dtype):
+    labels = np.zeros(n, dtype=np.int64) if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
+    targets = np.zeros((n, 1), dtype=dtype) if targets is None else np.ascontiguousarray(targets, dtype=dtype)
+    return labels, targets
+
+
+def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, batch=64, seed=0, **options) -> pd.DataFrame:
+    """Train a deep MLP on a built-in task with mini-batch SGD; one row per (epoch, layer).
+
+    The net: the task's inputs -> ``depth`` hidden layers of ``width`` units
+    (``z = h W^T + b``, optional batch norm, ``h = phi(z)``, optional residual) -> a
+    linear readout to the task's outputs.  Every weight matrix, readout included, is
+    drawn with ``init`` from the cell's stream (layer ``l`` on substream
+    ``weight_substream(l) = 2 l + 2``, exactly as :func:`fastinit.propagate` draws
+    it); biases start at zero and are trained.  Mini-batch SGD with momentum, PyTorch
+    semantics (``v = momentum v + g``, ``w -= lr v``), optional clipping of the
+    global gradient norm (``torch.nn.utils.clip_grad_norm_``: scale all gradients by
+    ``clip_norm / (norm + 1e-6)`` when that is < 1).  The data and each epoch's
+    mini-batch order come from ``seed`` alone (not ``stream``), so initializers
+    compared at one seed see the same batches; the last mini-batch of an epoch may be
+    smaller (PyTorch ``drop_last=False``).
+
+    Parameters
+    ----------
+    init : str
+        Initializer from ``fastinit.INITIALIZERS`` (parameters via ``init_params``).
+    activation : str
+        Activation from ``fastinit.ACTIVATIONS`` (parameter via ``activation_params``).
+    depth : int
+        Hidden layers, >= 1.
+    width : int
+        Units per hidden layer, >= 1.
+    task : {"teacher", "spirals", "gaussians"}, default "spirals"
+        Built-in task (see :mod:`fastinit.train.tasks`); parameters via ``task_params``.
+    epochs : int, default 10
+        Passes over the training set, >= 1.
+    lr : float, default 0.01
+        Learning rate, > 0.
+    batch : int, default 64
+        Mini-batch size, >= 1 (>= 2 with batch norm).
+    seed : int, default 0
+        Root seed of the data, the mini-batch order and (with ``stream``) the weights.
+    **options
+        momentum : float, default 0.9
+            SGD momentum in [0, 1).
+        clip_norm : float, optional
+            Clip the global gradient norm to this (> 0); default no clipping.
+        batchnorm : bool, default False
+            Normalise each hidden unit's pre-activation over the mini-batch before the
+            activation (no affine parameters, biased variance, eps 1e-5; training-mode
+            statistics everywhere, also when evaluating).
+        residual : float, optional
+            Branch scale ``alpha``: ``h_l = h_{l-1} + alpha phi(z_l)`` on every hidden
+            layer whose fan-in equals its fan-out (all but the first unless the task's
+            input dimension equals ``width``).
+        init_params, activation_params, task_params : dict, optional
+            Parameters of the initializer (``{"std": 2.0}``), activation
+            (``{"slope": 0.2}``) and task (``{"n_train": 1024}``).
+        stream : int, default 0
+            64-bit stream id of the weights (the sweep derives one per cell).
+        dtype : {"float32", "float64"}, default "float32"
+            The network's dtype; losses and norms accumulate in float64.
+        distinct_rtol : float, default 1e-4
+            Relative tolerance of ``distinct_units`` (see :data:`DISTINCT_RTOL`).
+        gemm : {"blas", "loops"}, default "blas"
+            Matrix products through BLAS (fast), or plain jitted loops that round every
+            output position the same way (slow).  Use "loops" to study exact symmetry
+            (zero/constant init) in float32: OpenBLAS's sgemm rounds some column
+            positions of its tiles differently (1 ulp), which breaks identical units at
+            the 1e-7 level, and unstable dynamics (e.g. tanh) can grow that to O(1).
+            float64 BLAS (dgemm) keeps identical units identical.
+
+    Returns
+    -------
+    pandas.DataFrame
+        **Long format**: ``(epochs + 1) * (depth + 1)`` rows, one per epoch
+        ``0 .. epochs`` (0 = at initialisation, before any update) and layer
+        ``1 .. depth + 1`` (``kind`` "hidden" or "readout"), epoch-level columns repeated
+        on each layer's row.  Every measure describes the state *after* the epoch:
+
+        * ``loss`` -- mean training loss over the whole training set, forward only, in
+          chunks of ``batch`` in data-set order; ``accuracy`` (classification, else NaN)
+          and ``r2`` = 1 - SSE/SST over all outputs (regression, else NaN);
+        * ``batch_loss`` -- mean of the mini-batch losses seen during the epoch (NaN at 0);
+        * ``grad_norm`` (||dL/dW_l||_F), ``bias_grad_norm``, ``global_grad_norm`` (all
+          parameters) -- the gradient at the epoch's final weights on the next epoch's
+          first mini-batch, i.e. the gradient the next step uses, before clipping
+          (epoch 0: the first step's gradient);
+        * ``grad_norm_mean`` -- mean over the epoch's steps of ||dL/dW_l||_F before
+          clipping (NaN at 0); ``clipped_steps`` -- steps whose gradient was scaled down;
+        * ``weight_norm`` (||W_l||_F), ``bias_norm``, ``update_norm``
+          (||W_l(epoch) - W_l(epoch - 1)||_F, NaN at 0);
+        * ``distinct_units`` -- rows of ``[W_l | b_l]`` differing by more than
+          ``distinct_rtol`` times the layer's largest |entry| (1 for a layer whose units
+          are all identical, ``width`` when symmetry is fully broken; NaN if non-finite);
+        * ``diverged`` -- True from the first epoch whose training loss or weights are not
+          finite; training stops there and later epochs' measures are NaN.
+
+        ``attrs``: ``diverged`` (bool), ``diverged_epoch`` (int or None), ``steps_per_epoch``
+        and the resolved parameters.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For any bad input; the one-line message names the parameter, the value and the fix.
+
+    Examples
+    --------
+    >>> df = run("he_normal", "relu", depth=4, width=32, task="gaussians", epochs=3, lr=0.05, batch=64,
+    ...          init_params={"nonlinearity": "relu"})
+    >>> df.groupby("epoch").loss.first().is_monotonic_decreasing
+    True
+    """
+    plan = _plan(init, activation, depth, width, task, epochs, lr, batch, seed, options)
+    data = plan["data"]
+    net = build_network(plan)
+    n_layers = net.n_layers
+    epoch_rec = np.full((plan["epochs"] + 1, K.N_EPOCH_COLS), np.nan)
+    layer_rec = np.full((plan["epochs"] + 1, n_layers, K.N_LAYER_COLS), np.nan)
+    labels, targets = _task_arrays(data, plan["dtype"])
+    sst = float(((targets.astype(np.float64) - targets.mean(axis=0, dtype=np.float64)) ** 2).sum()) or 1.0
+    last = K.train(data.x, labels, targets, net.W, net.B, net.w_off, net.b_off, net.widths, net.alpha, net.cfg,
+                   plan["lr"], plan["momentum"], plan["clip_norm"] or 0.0, plan["batch"], plan["epochs"],
+                   np.uint64(plan["seed"]), np.uint64(ORDER_STREAM), sst, plan["distinct_rtol"], epoch_rec, layer_rec)
+    return _frame(plan, net, epoch_rec, layer_rec, last)
+
+
+def _task_arrays(data, dtype):
+    if data.classification:
+        return data.y, np.zeros((data.y.shape[0], 1), dtype=dtype)
+    return np.zeros(data.y.shape[0], dtype=np.int64), data.y
+
+
+def _plan(init, activation, depth, width, task, epochs, lr, batch, seed, options) -> dict:
+    """Validate everything at the boundary; the kernels never validate."""
+    check_no_extra("train.run()", {k: v for k, v in options.items() if k not in OPTIONS}, OPTIONS)
+    entry = get_initializer(init)
+    act = get_activation(activation)
+    task_entry = get_task(task)
+    init_params = entry.resolve(**_mapping("init_params", options.get("init_params")))
+    param = act.resolve_param(**_mapping("activation_params", options.get("activation_params")))
+    task_params = task_entry.resolve(**_mapping("task_params", options.get("task_params")))
+    depth = check_int("depth", depth, minimum=1)
+    width = check_int("width", width, minimum=1)
+    epochs = check_int("epochs", epochs, minimum=1, maximum=2**31 - 3)
+    lr = check_real("lr", lr, minimum=0.0, exclusive_minimum=True)
+    seed = check_seed(seed)
+    dtype = check_dtype(options.get("dtype", "float32"))
+    momentum = check_real("momentum", options.get("momentum", 0.9), minimum=0.0)
+    if momentum >= 1.0:
+        raise ValueError(f"momentum must be a real number in [0, 1), got {momentum!r}; use e.g. 0.9, or 0 for plain SGD")
+    clip_norm = options.get("clip_norm")
+    if clip_norm is not None:
+        clip_norm = check_real("clip_norm", clip_norm, minimum=0.0, exclusive_minimum=True)
+    batchnorm = options.get("batchnorm", False)
+    if not isinstance(batchnorm, (bool, np.bool_)):
+        raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
+    batch = check_int("batch", batch, minimum=2 if batchnorm else 1)
+    residual = options.get("residual")
+    if residual is not None:
+        residual = check_real("residual", residual, minimum=0.0, exclusive_minimum=True)
+    stream = check_int("stream", options.get("stream", 0), minimum=0, maximum=2**64 - 1)
+    distinct_rtol = check_real("distinct_rtol", options.get("distinct_rtol", DISTINCT_RTOL), minimum=0.0)
+    gemm = _GEMM.check("gemm", options.get("gemm", "blas"))
+    data = make_task(task_entry.name, seed=seed, dtype=dtype, **task_params)
+    widths = np.array([data.n_inputs] + [width] * depth + [data.n_outputs], dtype=np.int64)
+    draws = [entry.draw(int(widths[k]), int(widths[k + 1]), **init_params) for k in range(depth + 1)]
+    return {
+        "init": entry.name, "activation": act.name, "task": task_entry.name, "depth": depth, "width": width,
+        "epochs": epochs, "lr": lr, "batch": batch, "seed": seed, "dtype": dtype, "momentum": momentum,
+        "clip_norm": clip_norm, "batchnorm": bool(batchnorm), "residual": residual, "stream": stream,
+        "distinct_rtol": distinct_rtol, "gemm": gemm, "init_params": init_params, "activation_param": param,
+        "task_params": task_params, "data": data, "widths": widths, "draws": draws, "code": act.code,
+    }
+
+
+def _mapping(name, value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a dict of parameters, got {value!r}; e.g. {name}={{}}")
+    return dict(value)
+
+
+def build_network(plan) -> Network:
+    """Allocate the flat parameter arrays and draw every layer's weights from its substream."""
+    widths, dtype = plan["widths"], plan["dtype"]
+    n_layers = widths.size - 1
+    sizes = widths[1:] * widths[:-1]
+    w_off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    b_off = np.concatenate([[0], np.cumsum(widths[1:])]).astype(np.int64)
+    W = np.empty(int(w_off[-1]), dtype=dtype)
+    B = np.zeros(int(b_off[-1]), dtype=dtype)
+    for k, draw in enumerate(plan["draws"]):
+        view = W[w_off[k]: w_off[k + 1]].reshape(int(widths[k + 1]), int(widths[k]))
+        PK.draw_weights(view, draw.kind, float(draw.a), float(draw.b), dtype == np.float64, np.uint64(plan["seed"]),
+                        np.uint64(plan["stream"]), np.uint64(PK.weight_substream(k + 1)))
+    alpha = np.zeros(n_layers)
+    if plan["residual"] is not None:
+        for k in range(n_layers - 1):
+            if widths[k] == widths[k + 1]:
+                alpha[k] = plan["residual"]
+    loss_kind = K.CROSS_ENTROPY if plan["data"].loss == CROSS_ENTROPY else K.MSE
+    cfg = np.array([plan["code"], plan["activation_param"], plan["batchnorm"], loss_kind, plan["gemm"] == "loops"],
+                   dtype=np.float64)
+    return Network(widths, w_off, b_off, W, B, alpha, cfg)
+
+
+def _frame(plan, net, epoch_rec, layer_rec, last) -> pd.DataFrame:
+    n_epochs, n_layers = layer_rec.shape[0], layer_rec.shape[1]
+    diverged_epoch = None
+    if not (math.isfinite(epoch_rec[last, K.LOSS]) and np.isfinite(layer_rec[last, :, K.WEIGHT_NORM]).all()):
+        diverged_epoch = int(last)
+    epoch = np.repeat(np.arange(n_epochs), n_layers)
+    widths = net.widths
+    per_epoch = {name: np.repeat(epoch_rec[:, col], n_layers) for name, col in (
+        ("loss", K.LOSS), ("accuracy", K.ACCURACY), ("r2", K.R2), ("batch_loss", K.BATCH_LOSS),
+        ("clipped_steps", K.CLIPPED_STEPS), ("global_grad_norm", K.GLOBAL_GRAD_NORM))}
+    per_layer = {name: layer_rec[:, :, col].reshape(-1) for name, col in (
+        ("grad_norm", K.GRAD_NORM), ("grad_norm_mean", K.GRAD_NORM_MEAN), ("bias_grad_norm", K.BIAS_GRAD_NORM),
+        ("weight_norm", K.WEIGHT_NORM), ("bias_norm", K.BIAS_NORM), ("update_norm", K.UPDATE_NORM),
+        ("distinct_units", K.DISTINCT))}
+    layer = np.tile(np.arange(1, n_layers + 1), n_epochs)
+    frame = pd.DataFrame({
+        "epoch": epoch,
+        "layer": layer,
+        "kind": np.where(layer == n_layers, "readout", "hidden"),
+        "fan_in": widths[layer - 1],
+        "fan_out": widths[layer],
+        **per_epoch,
+        "diverged": (epoch >= diverged_epoch) if diverged_epoch is not None else np.zeros(epoch.size, dtype=bool),
+        **per_layer,
+    })[COLUMNS]
+    frame.attrs.update({
+        "diverged": diverged_epoch is not None, "diverged_epoch": diverged_epoch,
+        "steps_per_epoch": -(-plan["data"].x.shape[0] // plan["batch"]),
+        **{key: plan[key] for key in ("init", "activation", "task", "depth", "width", "epochs", "lr", "batch", "seed",
+                                      "momentum", "clip_norm", "batchnorm", "residual", "stream", "distinct_rtol", "gemm")},
+        "dtype": plan["dtype"].name, "init_params": dict(plan["init_params"]), "task_params": dict(plan["task_params"]),
+        "activation_param": plan["activation_param"],
+    })
+    return frame

@@ -1,0 +1,98 @@
+"""Plain-NumPy twins of fastinit.train's kernels: manual backprop, torch's SGD and clipping.
+
+Written from the textbook formulas in float64, never by calling the code under test:
+whole-array NumPy where the kernels loop, explicit per-layer lists where they use flat buffers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastinit import get_activation
+
+BN_EPS = 1e-5
+
+
+def mlp_gradients(weights, biases, x, *, activation, param=None, labels=None, targets=None, batchnorm=False, alphas=None):
+    """Mean loss and its gradients for an MLP: hidden layers phi(BN(x W^T + b)) (+ residual), linear readout.
+
+    ``alphas[k]`` is layer ``k``'s residual branch scale (0 for none).  Cross-entropy
+    when ``labels`` is given, else MSE against ``targets`` (means as torch).
+    """
+    act = get_activation(activation)
+    n_layers = len(weights)
+    alphas = np.zeros(n_layers) if alphas is None else alphas
+    h = [np.asarray(x, dtype=np.float64)]
+    cache = []
+    for k in range(n_layers):
+        z = h[-1] @ weights[k].T + biases[k]
+        if k == n_layers - 1:
+            h.append(z)
+            break
+        if batchnorm:
+            mean = z.mean(axis=0)
+            inv = 1.0 / np.sqrt(z.var(axis=0) + BN_EPS)
+            u = (z - mean) * inv
+        else:
+            u, inv = z, None
+        phi, dphi = act.phi_np(u, param), act.dphi_np(u, param)
+        h.append(h[-1] + alphas[k] * phi if alphas[k] else phi)
+        cache.append((u, inv, dphi))
+    out = h[-1]
+    m = out.shape[0]
+    if labels is not None:
+        top = out.max(axis=1, keepdims=True)
+        lse = top[:, 0] + np.log(np.exp(out - top).sum(axis=1))
+        loss = np.mean(lse - out[np.arange(m), labels])
+        g = np.exp(out - lse[:, None])
+        g[np.arange(m), labels] -= 1.0
+        g /= m
+    else:
+        r = out - targets
+        loss = np.mean(r**2)
+        g = 2.0 * r / r.size
+    grads_w, grads_b = [None] * n_layers, [None] * n_layers
+    g_h = None  # dL/dh[k + 1]
+    for k in range(n_layers - 1, -1, -1):
+        if k < n_layers - 1:
+            u, inv, dphi = cache[k]
+            g_u = g_h * dphi * (alphas[k] if alphas[k] else 1.0)
+            # d/dz of (z - mean) * inv through the batch statistics (Ioffe & Szegedy 2015).
+            g = inv * (g_u - g_u.mean(axis=0) - u * (g_u * u).mean(axis=0)) if batchnorm else g_u
+        grads_w[k] = g.T @ h[k]
+        grads_b[k] = g.sum(axis=0)
+        if k > 0:
+            g_prev = g @ weights[k]
+            if k < n_layers - 1 and alphas[k]:
+                g_prev = g_prev + g_h  # the identity path of the residual block
+            g_h = g_prev
+    return loss, grads_w, grads_b
+
+
+def clip_grad_norm(grads, max_norm):
+    """torch.nn.utils.clip_grad_norm_: scale every gradient by max_norm / (norm + 1e-6) if that is < 1."""
+    norm = np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+    coef = min(1.0, max_norm / (norm + 1e-6))
+    return [g * coef for g in grads], norm
+
+
+def sgd_step(params, grads, velocity, *, lr, momentum, clip_norm=None):
+    """torch.optim.SGD(momentum, dampening 0, no Nesterov) after optional clipping.
+
+    Returns new params and velocity (lists): v = momentum v + g (v = g on the first step), p - lr v.
+    """
+    if clip_norm is not None:
+        grads, _ = clip_grad_norm(grads, clip_norm)
+    velocity = [g.copy() if v is None else momentum * v + g for v, g in zip(velocity, grads)]
+    return [p - lr * v for p, v in zip(params, velocity)], velocity
+
+
+def distinct_units(w, b, rtol):
+    """Rows of [w | b] no entry of which is within rtol * max|entry| of an earlier kept row's (O(n^2))."""
+    rows = np.column_stack([w, b]).astype(np.float64)
+    tol = rtol * np.abs(rows).max()
+    kept = []
+    for row in rows:
+        if not any(np.abs(row - other).max() <= tol for other in kept):
+            kept.append(row)
+    return len(kept)
