@@ -127,3 +127,28 @@ def test_finished_run_prints_the_flatness_summary(finished, capsys):
     text = capsys.readouterr().out
     assert "0 cells run, 1 skipped" in text and "he_normal" in text
     assert len(load(finished)) == 3
+
+
+def test_training_sweep_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "train"
+    code = main(["--task", "spirals", "--epochs", "2", "--lr", "0.05", "--init", "he_normal", "zeros",
+                 "--activation", "relu", "--depth", "3", "--width", "8", "--batch", "32", "--seeds", "1",
+                 "--out", str(out), "--executor", "serial", "--no-report"])
+    text = capsys.readouterr().out
+    assert code == 0 and "Training: final loss" in text and "zeros" in text
+    rows = load(out)
+    assert set(rows.epoch) == {0, 1, 2} and set(rows.task) == {"spirals"}
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--task", "spiral"], "did you mean 'spirals'"),
+    (["--lr", "0"], "lr must be a finite and > 0 real number, got 0.0"),
+    (["--epochs", "0"], "epochs must be an integer >= 1"),
+    (["--momentum", "1"], "momentum must be in [0, 1)"),
+    (["--clip-norm", "-1"], "clip_norm must be"),
+])
+def test_bad_training_input_exits_2(flags, fragment, tmp_path, capsys):
+    assert main([*TINY, *flags, "--out", str(tmp_path / "t"), "--executor", "serial"]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()

@@ -141,3 +141,25 @@ def test_a_dask_worker_killed_mid_sweep_costs_a_retry(tmp_path):
             killer.join(timeout=60)
     assert outcome.failed == [] and outcome.done == len(expand(study))
     assert_same_rows(load(tmp_path / "dask"), load(tmp_path / "serial"))
+
+
+def test_training_cells_equal_train_run_alone(tmp_path):
+    from fastinit import train
+
+    study = tiny(task=["spirals"], epochs=[3], lr=[0.05], depth=[4], width=[16], batch=[32], seeds=1)
+    outcome = run_study(study, tmp_path, executor="serial", progress=False)
+    assert outcome.failed == [] and outcome.done == len(expand(study)) == 3 * 2
+    rows = load(tmp_path)
+    for cell in expand(study):
+        alone = train.run(**cell.train_arguments(study.root_seed))
+        mine = rows[rows.key == cell.key].sort_values(["epoch", "layer"])
+        for column in ("loss", "accuracy", "grad_norm", "weight_norm", "distinct_units"):
+            np.testing.assert_array_equal(mine[column].to_numpy(), alone[column].to_numpy(), err_msg=column)
+
+
+def test_training_axes_never_change_propagation_cells_and_vice_versa():
+    plain = {c.key for c in expand(tiny())}
+    assert {c.key for c in expand(tiny(lr=[0.1, 0.2], epochs=[3, 4]))} == plain
+    trained = {c.key for c in expand(tiny(task=["spirals"]))}
+    assert {c.key for c in expand(tiny(task=["spirals"], numerics=["raw", "rescaled"], bias_std=[0.0, 0.5]))} == trained
+    assert not trained & plain

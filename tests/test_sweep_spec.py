@@ -20,7 +20,14 @@ def small(**overrides):
     return build_study({"name": "t"}, {**base, **overrides})
 
 
-@pytest.mark.parametrize("name", PRESETS)
+def test_training_preset_compares_he_xavier_too_large_and_zero_with_and_without_clipping():
+    study = build_study(preset("training"))
+    assert {c.label for c in study.axes["init"]} == {"he_normal", "xavier_normal", "normal:std=0.5", "zeros"}
+    assert study.axes["task"] == ("spirals",) and set(study.axes["clip_norm"]) == {0.0, 1.0}
+    assert all(cell.trains for cell in expand(study))
+
+
+@pytest.mark.parametrize("name", ["default", "paper"])
 def test_presets_are_valid_studies(name):
     study = build_study(preset(name))
     assert study.name == name
@@ -140,4 +147,5 @@ def test_missing_file():
 
 def test_axes_cover_every_propagate_option_the_sweep_offers():
     assert set(AXES) == {"init", "activation", "depth", "width", "batch", "bias_std", "dtype", "numerics",
-                         "residual", "batchnorm"}
+                         "residual", "batchnorm", "task", "epochs", "lr", "momentum", "clip_norm"}
+    assert set(PRESETS) == {"default", "paper", "training"}

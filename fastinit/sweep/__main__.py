@@ -18,7 +18,7 @@ from fastinit.sweep.cells import estimate, expand
 from fastinit.sweep.executors import EXECUTORS, ExecutorError, default_workers
 from fastinit.sweep.runner import run_study
 from fastinit.sweep.spec import AXES, PRESETS, StudyError, build_study, read_toml
-from fastinit.sweep.summary import flattest
+from fastinit.sweep.summary import flattest, training_table
 
 PROG = "python -m fastinit.sweep"
 log = logging.getLogger("fastinit.sweep")
@@ -71,6 +71,11 @@ _AXIS_HELP = {
     "numerics": "rescaled (exact log10 columns) and/or raw",
     "residual": "residual branch scale alpha (0: none)",
     "batchnorm": "true and/or false",
+    "task": "none (propagation) or a training task: teacher, spirals, gaussians",
+    "epochs": "training epochs",
+    "lr": "SGD learning rate",
+    "momentum": "SGD momentum in [0, 1)",
+    "clip_norm": "clip the global gradient norm (0: no clipping)",
 }
 
 
@@ -152,13 +157,17 @@ def _print_summary(out, outcome):
           f"in {outcome.seconds:.1f} s on {outcome.pool['executor']} ({outcome.pool['workers']} workers); "
           f"results in {out}")
     try:
-        table = flattest(store.load(out))
+        rows = store.load(out)
     except store.ResultsError:
         return
-    if table.empty:
-        return
-    print("\nFlattest initializer per activation (per-layer variance factors: 1 = flat, <1 vanishes, >1 explodes)")
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    propagation = rows[rows["task"] == "none"] if "task" in rows.columns else rows
+    if not propagation.empty:
+        print("\nFlattest initializer per activation (per-layer variance factors: 1 = flat, <1 vanishes, >1 explodes)")
+        print(flattest(propagation).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    training = rows[rows["task"] != "none"] if "task" in rows.columns else rows.iloc[:0]
+    if not training.empty:
+        print("\nTraining: final loss (median over seeds), accuracy (mean) and diverged runs")
+        print(training_table(training).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
 
 
 def _write_report(out, quiet=False):

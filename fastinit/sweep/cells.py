@@ -13,7 +13,7 @@ import json
 
 from fastinit import rng
 from fastinit.propagate import DEFAULT_MEMORY_BUDGET
-from fastinit.sweep.spec import AXES, Choice, Study
+from fastinit.sweep.spec import AXES, PROPAGATION_AXES, TRAINING_AXES, Choice, Study
 
 __all__ = ["Cell", "expand", "estimate"]
 
@@ -22,6 +22,7 @@ __all__ = ["Cell", "expand", "estimate"]
 _ESTIMATE_FLOPS_PER_THREAD = 35e9
 _ESTIMATE_SECONDS_PER_CELL = 0.02  # Parquet write, scheduling
 _PROCESS_BYTES = 450 * 2**20  # resident size of a worker that has imported fastinit
+_TRAINING_EXAMPLES = 512  # the built-in tasks' default n_train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,13 +39,30 @@ class Cell:
     numerics: str
     residual: float
     batchnorm: bool
+    task: str
+    epochs: int
+    lr: float
+    momentum: float
+    clip_norm: float
     seed: int  # replicate index, 0 .. seeds - 1
 
+    @property
+    def trains(self) -> bool:
+        """A training cell (:func:`fastinit.train.run`) rather than a propagation cell."""
+        return self.task != "none"
+
     def identity(self) -> str:
-        """Canonical JSON of every parameter that changes the cell's numbers."""
+        """Canonical JSON of every parameter that changes the cell's numbers.
+
+        Axes the cell's kind ignores are left out, so a propagation cell's identity
+        (and key, and stream) is the same whatever the training axes say, and the other
+        way round.
+        """
         fields = dataclasses.asdict(self)
         fields["init"] = [self.init.name, dict(self.init.params)]
         fields["activation"] = [self.activation.name, dict(self.activation.params)]
+        for name in (PROPAGATION_AXES if self.trains else ("task", *TRAINING_AXES)):
+            del fields[name]
         return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
     @property
@@ -71,6 +89,16 @@ class Cell:
             "activation_params": self.activation.as_dict(), **options,
         }
 
+    def train_arguments(self, root_seed: int) -> dict:
+        """Keyword arguments of :func:`fastinit.train.run` that reproduce this training cell alone."""
+        return {
+            "init": self.init.name, "activation": self.activation.name, "depth": self.depth, "width": self.width,
+            "task": self.task, "epochs": self.epochs, "lr": self.lr, "batch": self.batch, "seed": root_seed,
+            "momentum": self.momentum, "clip_norm": self.clip_norm or None, "batchnorm": self.batchnorm,
+            "residual": self.residual or None, "dtype": self.dtype, "stream": self.stream,
+            "init_params": self.init.as_dict(), "activation_params": self.activation.as_dict(),
+        }
+
     def columns(self) -> dict:
         """Parameter columns written beside the statistics (labels for init and activation)."""
         return {
@@ -80,7 +108,8 @@ class Cell:
             "activation_params": json.dumps(self.activation.as_dict(), sort_keys=True),
             "depth": self.depth, "width": self.width, "batch": self.batch, "bias_std": self.bias_std,
             "dtype": self.dtype, "numerics": self.numerics, "residual": self.residual,
-            "batchnorm": self.batchnorm, "seed": self.seed,
+            "batchnorm": self.batchnorm, "task": self.task, "epochs": self.epochs, "lr": self.lr,
+            "momentum": self.momentum, "clip_norm": self.clip_norm, "seed": self.seed,
         }
 
 
@@ -101,7 +130,19 @@ def expand(study: Study) -> list[Cell]:
         If a combination is impossible (none is, for the axes offered today).
     """
     grid = itertools.product(*(study.axes[axis] for axis in AXES), range(study.seeds))
-    return [Cell(*values) for values in grid]
+    cells = {}
+    for values in grid:  # axes a cell's kind ignores would repeat it: keep the first
+        cell = Cell(*values)
+        cells.setdefault(cell.key, cell)
+    return list(cells.values())
+
+
+def _flops(cell: Cell) -> float:
+    """Floating-point work of a cell's GEMMs (2 flops per multiply-add)."""
+    if not cell.trains:
+        return 6.0 * cell.batch * cell.width**2 * cell.depth
+    # Per epoch: steps over n_train examples (3 GEMMs per layer) and one evaluation pass (1).
+    return 8.0 * _TRAINING_EXAMPLES * cell.width**2 * cell.depth * cell.epochs
 
 
 def estimate(cells: list[Cell], workers: int, threads_per_worker: int) -> tuple[float, int]:
@@ -120,7 +161,7 @@ def estimate(cells: list[Cell], workers: int, threads_per_worker: int) -> tuple[
     if not cells:
         return 0.0, 0
     rate = _ESTIMATE_FLOPS_PER_THREAD * threads_per_worker
-    work = sum(6.0 * c.batch * c.width**2 * c.depth / rate + _ESTIMATE_SECONDS_PER_CELL for c in cells)
+    work = sum(_flops(c) / rate + _ESTIMATE_SECONDS_PER_CELL for c in cells)
     itemsize = {"float32": 4, "float64": 8}
     largest = max(min(DEFAULT_MEMORY_BUDGET, (3 * c.batch * c.width + c.width**2) * itemsize[c.dtype] * c.depth)
                   for c in cells)

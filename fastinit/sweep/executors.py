@@ -83,7 +83,8 @@ def _thread_environment(threads: int):
 
 
 @contextlib.contextmanager
-def open_executor(kind: str, workers: int | None = None, scheduler: str | None = None, dtypes=("float32",)):
+def open_executor(kind: str, workers: int | None = None, scheduler: str | None = None, dtypes=("float32",),
+                  training: bool = False):
     """Open an executor; yields a :class:`Pool` and shuts it down on exit.
 
     Parameters
@@ -96,6 +97,8 @@ def open_executor(kind: str, workers: int | None = None, scheduler: str | None =
         dask executor starts a ``LocalCluster`` on this machine.
     dtypes : iterable of str
         Network dtypes of the study, to warm the JIT cache for.
+    training : bool, default False
+        Whether the study has training cells (their kernels are warmed too).
 
     Raises
     ------
@@ -112,10 +115,10 @@ def open_executor(kind: str, workers: int | None = None, scheduler: str | None =
     workers = workers or cores
     threads = max(1, cores // workers)
     if kind == "dask":
-        with _dask_pool(workers, threads, scheduler, dtypes) as pool:
+        with _dask_pool(workers, threads, scheduler, (tuple(dtypes), training)) as pool:
             yield pool
         return
-    seconds = warm_up(dtypes)
+    seconds = warm_up(dtypes, training)
     log.info("JIT kernels ready in %.1f s", seconds)
     if kind == "serial":
         yield Pool(SerialExecutor(), "serial", 1, cores)
@@ -124,7 +127,7 @@ def open_executor(kind: str, workers: int | None = None, scheduler: str | None =
     ready = context.Value("i", 0)
     with _thread_environment(threads):
         executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                                          initargs=(tuple(dtypes), ready))
+                                                          initargs=((tuple(dtypes), training), ready))
         try:
             _wait_for_workers(executor, workers, ready)
         except BaseException:
@@ -136,9 +139,9 @@ def open_executor(kind: str, workers: int | None = None, scheduler: str | None =
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _start_worker(dtypes, ready):
+def _start_worker(warm_arguments, ready):
     """Pool initializer: load the JIT kernels, then count this worker as ready."""
-    warm_up(dtypes)
+    warm_up(*warm_arguments)
     with ready.get_lock():
         ready.value += 1
 
@@ -157,14 +160,14 @@ def _wait_for_workers(executor, workers, ready, timeout=300.0):
 
 
 @contextlib.contextmanager
-def _dask_pool(workers, threads, scheduler, dtypes):
+def _dask_pool(workers, threads, scheduler, warm_arguments):
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise ExecutorError("executor 'dask' needs the dask extra: pip install 'fastinit[dask]'") from None
     with contextlib.ExitStack() as stack:
         if scheduler is None:
-            warm_up(dtypes)  # the local workers then load the kernels from the on-disk cache
+            warm_up(*warm_arguments)  # the local workers then load the kernels from the on-disk cache
             with _thread_environment(threads) as environment:
                 cluster = stack.enter_context(LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -179,7 +182,7 @@ def _dask_pool(workers, threads, scheduler, dtypes):
             raise ExecutorError(f"scheduler {address!r} is unreachable ({error}); start one with "
                                 "'dask scheduler' and 'dask worker ADDRESS', or omit --scheduler") from None
         # Compiles on workers without this machine's cache; loads it on those with it.
-        client.run(warm_up, tuple(dtypes))
+        client.run(warm_up, *warm_arguments)
         workers = len(client.scheduler_info(n_workers=-1)["workers"]) or workers
         executor = client.get_executor(pure=False, retries=2)
         yield Pool(executor, "dask", workers, threads, address)

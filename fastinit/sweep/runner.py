@@ -86,7 +86,7 @@ def run_study(study: Study, directory, *, executor: str = "local", workers: int 
     store.check_directory(directory, study.to_json())
     dtypes = tuple(dict.fromkeys(cell.dtype for cell in cells))
     outcome = Outcome(cells=len(cells))
-    with open_executor(executor, workers, scheduler, dtypes) as pool:
+    with open_executor(executor, workers, scheduler, dtypes, any(cell.trains for cell in cells)) as pool:
         outcome.pool = pool.describe()
         store.write_manifest(directory, study.to_json(), outcome.pool)
         removed = store.remove_temporaries(directory)

@@ -21,8 +21,10 @@ from pathlib import Path
 from fastinit._validation import check_choice, check_dtype, check_int, check_real, check_seed, did_you_mean
 from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
+from fastinit.train.tasks import TASKS
 
-__all__ = ["Study", "StudyError", "Choice", "PRESETS", "preset", "read_toml", "build_study", "AXES"]
+__all__ = ["Study", "StudyError", "Choice", "PRESETS", "preset", "read_toml", "build_study", "AXES", "TRAINING_AXES",
+           "PROPAGATION_AXES"]
 
 # Axes in the order they vary in the grid (the last varies fastest) and their defaults.
 AXES = {
@@ -36,8 +38,17 @@ AXES = {
     "numerics": ["rescaled"],
     "residual": [0.0],
     "batchnorm": [False],
+    # Training cells (fastinit.train) when task is not "none"; ignored otherwise.
+    "task": ["none"],
+    "epochs": [10],
+    "lr": [0.01],
+    "momentum": [0.9],
+    "clip_norm": [0.0],
 }
-PRESETS = ("default", "paper")
+# Axes that only training cells read, and those only propagation cells read.
+TRAINING_AXES = ("epochs", "lr", "momentum", "clip_norm")
+PROPAGATION_AXES = ("bias_std", "numerics")
+PRESETS = ("default", "paper", "training")
 _TOP_LEVEL_KEYS = ("name", "root_seed", "seeds", "axes")
 
 
@@ -308,4 +319,16 @@ _CHECKS = {
     "numerics": lambda v: check_choice("numerics", v, ("rescaled", "raw")),
     "residual": _check_residual,
     "batchnorm": lambda v: _parse_bool(v, "batchnorm"),
+    "task": lambda v: check_choice("task", v, ("none", *TASKS)),
+    "epochs": lambda v: check_int("epochs", _parse_int(v), minimum=1),
+    "lr": lambda v: check_real("lr", _parse_real(v), minimum=0.0, exclusive_minimum=True),
+    "momentum": lambda v: _check_momentum(_parse_real(v)),
+    "clip_norm": lambda v: check_real("clip_norm", _parse_real(v), minimum=0.0),  # 0: no clipping
 }
+
+
+def _check_momentum(value):
+    value = check_real("momentum", value, minimum=0.0)
+    if value >= 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {value!r}")
+    return value

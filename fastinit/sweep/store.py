@@ -35,8 +35,8 @@ CELLS = "cells"
 FAILED = "failed"
 COMPACTED = "rows.parquet"
 # Sort order of loaded rows: the study's axes, replicate, then layer.
-_ORDER = ["init", "activation", "depth", "width", "batch", "bias_std", "dtype", "numerics", "residual",
-          "batchnorm", "seed", "layer"]
+_ORDER = ["task", "init", "activation", "depth", "width", "batch", "bias_std", "dtype", "numerics", "residual",
+          "batchnorm", "epochs", "lr", "momentum", "clip_norm", "seed", "epoch", "layer"]
 
 
 class ResultsError(ValueError):
@@ -239,8 +239,10 @@ def compact(directory) -> int:
 
 
 def _deduplicated(tables: list[pa.Table]) -> pd.DataFrame:
+    """One frame of all rows; a cell present twice (a kill during compaction) keeps its first copy."""
     frame = pa.concat_tables(tables, promote_options="default").to_pandas()
-    return frame.drop_duplicates(subset=["key", "layer"], keep="first").reset_index(drop=True)
+    row_id = ["key", "epoch", "layer"] if "epoch" in frame.columns else ["key", "layer"]
+    return frame.drop_duplicates(subset=row_id, keep="first").reset_index(drop=True)
 
 
 def load(directory) -> pd.DataFrame:
@@ -275,6 +277,6 @@ def load(directory) -> pd.DataFrame:
         raise ResultsError(f"results directory {str(directory)!r} holds no finished cell yet "
                            "(run or resume the sweep first)")
     frame = _deduplicated(tables)
-    frame = frame.sort_values(_ORDER, kind="stable").reset_index(drop=True)
+    frame = frame.sort_values([c for c in _ORDER if c in frame.columns], kind="stable").reset_index(drop=True)
     frame.attrs["manifest"] = manifest
     return frame

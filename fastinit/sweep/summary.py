@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["layer_factors", "flattest", "log_slope"]
+__all__ = ["layer_factors", "flattest", "log_slope", "training_table"]
 
 _GROUP = ["activation", "init", "depth", "width", "batch", "bias_std", "dtype", "numerics", "residual", "batchnorm"]
 
@@ -105,4 +105,42 @@ def flattest(rows: pd.DataFrame) -> pd.DataFrame:
         records.append({**dict(zip(["activation", *varying], keys)), "best": best["init"],
                         "forward": best["forward"], "backward": best["backward"],
                         "runner_up": ranked.iloc[1]["init"] if len(ranked) > 1 else ""})
+    return pd.DataFrame.from_records(records)
+
+
+_TRAINING_GROUP = ["task", "activation", "init", "depth", "width", "batch", "batchnorm", "residual", "lr", "momentum",
+                   "clip_norm", "epochs"]
+
+
+def training_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """For each training configuration: final loss and accuracy over replicates, and divergence.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Rows of :func:`fastinit.sweep.load` from training cells (``task != "none"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The configuration columns that vary, ``seeds``, ``final_loss`` (median over
+        replicates of the last finite epoch's training loss), ``final_accuracy`` (mean)
+        and ``diverged`` (replicates whose loss became non-finite, as ``k/n``).
+    """
+    group = [c for c in _TRAINING_GROUP if c in rows.columns]
+    varying = [c for c in group if rows[c].nunique() > 1] or ["init"]
+    per_epoch = rows[rows["layer"] == 1]
+    records = []
+    for keys, frame in per_epoch.groupby(varying, sort=True, dropna=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        finals, accuracies, diverged = [], [], 0
+        for _, run in frame.groupby("seed"):
+            finite = run[np.isfinite(run["loss"])]
+            diverged += int(run["diverged"].fillna(False).astype(bool).any() or len(finite) < len(run))
+            finals.append(finite["loss"].iloc[-1] if len(finite) else math.nan)
+            accuracies.append(finite["accuracy"].iloc[-1] if len(finite) else math.nan)
+        seeds = frame["seed"].nunique()
+        records.append({**dict(zip(varying, keys)), "seeds": seeds, "final_loss": float(np.nanmedian(finals)),
+                        "final_accuracy": float(np.nanmean(accuracies)) if np.isfinite(accuracies).any() else math.nan,
+                        "diverged": f"{diverged}/{seeds}"})
     return pd.DataFrame.from_records(records)

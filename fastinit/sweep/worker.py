@@ -1,5 +1,7 @@
 """What runs on a worker: one cell in, one Parquet file written, a small summary out.
 
+A propagation cell runs :func:`fastinit.propagate`, a training cell :func:`fastinit.train.run`.
+
 Workers write their own rows (design section 6) so that results never travel through
 the scheduler and a worker lost mid-task costs that one cell.  A cell that raises is
 recorded with its traceback and reported as failed; it does not stop the sweep.
@@ -14,6 +16,7 @@ import traceback
 import numba
 from threadpoolctl import threadpool_limits
 
+from fastinit import train
 from fastinit.propagate import propagate
 from fastinit.sweep import store
 from fastinit.sweep.cells import Cell
@@ -30,7 +33,7 @@ BLAS_THREADS = 1
 BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def warm_up(dtypes=("float32",), width: int = 256, batch: int = 256) -> float:
+def warm_up(dtypes=("float32",), training: bool = False, width: int = 256, batch: int = 256) -> float:
     """Compile (or load from the on-disk cache) every kernel a cell can reach.
 
     Both the serial and the parallel variants are reached: small arrays take the
@@ -40,6 +43,8 @@ def warm_up(dtypes=("float32",), width: int = 256, batch: int = 256) -> float:
     ----------
     dtypes : iterable of str
         Network dtypes of the study.
+    training : bool, default False
+        Also the training kernels (a study with training cells).
     width, batch : int
         A cell shape large enough to reach the parallel kernels.
 
@@ -52,7 +57,24 @@ def warm_up(dtypes=("float32",), width: int = 256, batch: int = 256) -> float:
     for dtype in dtypes:
         for shape in ((4, 4), (width, batch)):
             propagate("he_normal", "relu", depth=2, width=shape[0], batch=shape[1], dtype=dtype)
+        if training:
+            train.run("he_normal", "relu", depth=2, width=4, task="spirals", epochs=1, batch=32, dtype=dtype,
+                      task_params={"n_train": 64})
     return time.perf_counter() - start
+
+
+def _propagate(cell: Cell, root_seed: int):
+    frame = propagate(**cell.propagate_arguments(root_seed))
+    frame["forward_rescaled"] = bool(frame.attrs["forward_rescaled"])
+    for name in ("first_overflow_layer", "first_underflow_layer"):
+        frame[name] = frame.attrs[name] if frame.attrs[name] is not None else -1
+    return frame
+
+
+def _train(cell: Cell, root_seed: int):
+    frame = train.run(**cell.train_arguments(root_seed))
+    frame["diverged_epoch"] = frame.attrs.get("diverged_epoch") if frame.attrs.get("diverged") else -1
+    return frame
 
 
 def run_cell(cell: Cell, root_seed: int, directory: str, threads: int) -> dict:
@@ -78,15 +100,12 @@ def run_cell(cell: Cell, root_seed: int, directory: str, threads: int) -> dict:
     summary = {"key": cell.key, "worker": os.getpid()}
     try:
         with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
-            frame = propagate(**cell.propagate_arguments(root_seed))
+            frame = _train(cell, root_seed) if cell.trains else _propagate(cell, root_seed)
+        frame.attrs.clear()
         for name, value in reversed(cell.columns().items()):
             if name in frame.columns:
                 frame = frame.drop(columns=name)
             frame.insert(0, name, value)
-        frame["forward_rescaled"] = bool(frame.attrs["forward_rescaled"])
-        for name in ("first_overflow_layer", "first_underflow_layer"):
-            frame[name] = frame.attrs[name] if frame.attrs[name] is not None else -1
-        frame.attrs.clear()
         store.write_cell(directory, cell.key, frame)
         store.clear_failure(directory, cell.key)
         summary["status"] = "done"
