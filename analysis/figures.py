@@ -20,6 +20,7 @@ import seaborn as sns
 __all__ = [
     "PAPER_STYLE", "apply_style", "style_map", "variance_curves", "variance_figure", "gain_scatter", "gain_figure",
     "spread_plot", "spread_figure", "phase_diagram", "phase_figure", "gradient_heatmap", "heatmap_figure",
+    "loss_curves", "training_figure", "epochs_plot", "divergence_map",
 ]
 
 # Byte-stable, TrueType-embedded output (style guide item 13).
@@ -341,3 +342,118 @@ def heatmap_figure(table: pd.DataFrame, *, title: str = ""):
     gradient_heatmap(ax, table)
     ax.set_title(title)
     return figure
+
+
+# ------------------------------------------------------------------ training studies
+
+
+def loss_curves(ax, rows: pd.DataFrame, *, styles: dict | None = None):
+    """Training loss against epoch, a line per initializer (median over seeds, band min-max).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    rows : pandas.DataFrame
+        Epoch-level rows of one activation and configuration (``epoch``, ``loss``, ``init``).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    inits = _order(rows["init"])
+    styles = styles or style_map(inits)
+    summary = rows.groupby(["init", "epoch"], sort=False)["loss"].agg(["median", "min", "max"]).reset_index()
+    for init in inits:
+        curve = summary[(summary["init"] == init) & np.isfinite(summary["median"]) & (summary["median"] > 0)]
+        if curve.empty:
+            continue
+        style = styles[init]
+        ax.plot(curve["epoch"], curve["median"], color=style["color"], linestyle=style["linestyle"], lw=1.2,
+                label=init)
+        ax.fill_between(curve["epoch"], curve["min"], curve["max"], color=style["color"], alpha=0.15, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    return ax
+
+
+def training_figure(rows: pd.DataFrame, *, panel: str = "activation", columns: int = 4):
+    """A panel per value of ``panel`` (activation by default) of :func:`loss_curves`, one legend.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    values = _order(rows[panel])
+    styles = style_map(_order(rows["init"]))
+    columns = min(columns, len(values))
+    lines = math.ceil(len(values) / columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(2.8 * columns, 2.3 * lines + 0.6), squeeze=False,
+                                constrained_layout=True)
+    for ax, value in zip(axes.flat, values):
+        loss_curves(ax, rows[rows[panel] == value], styles=styles)
+        ax.set_title(f"{value}")
+    for ax in list(axes.flat)[len(values):]:
+        ax.set_visible(False)
+    handles = [mpl.lines.Line2D([], [], color=s["color"], linestyle=s["linestyle"], label=init)
+               for init, s in styles.items()]
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), frameon=False)
+    return figure
+
+
+def epochs_plot(ax, table: pd.DataFrame, *, styles: dict | None = None):
+    """Epochs to the target loss with intervals, a marker per initializer, grouped by activation.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    table : pandas.DataFrame
+        :func:`analysis.fit.epochs_to_target` rows (``init``, ``activation``, ``epochs``,
+        ``epochs_low``, ``epochs_high``, ``reached``, ``seeds``).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    activations = _order(table["activation"])
+    inits = _order(table["init"])
+    styles = styles or style_map(inits)
+    offsets = np.linspace(-0.3, 0.3, len(inits)) if len(inits) > 1 else np.zeros(1)
+    for offset, init in zip(offsets, inits):
+        mine = table[(table["init"] == init) & (table["reached"] > 0)]
+        x = np.array([activations.index(a) for a in mine["activation"]]) + offset
+        y = mine["epochs"].to_numpy()
+        low = np.nan_to_num(y - mine["epochs_low"].to_numpy())
+        high = np.nan_to_num(mine["epochs_high"].to_numpy() - y)
+        ax.errorbar(x, y, yerr=np.vstack([low, high]), fmt=styles[init]["marker"], color=styles[init]["color"],
+                    ms=4, capsize=2, lw=0.8, label=init)
+        for xi, yi, reached, seeds in zip(x, y, mine["reached"], mine["seeds"]):
+            if reached < seeds:
+                ax.annotate(f"{reached}/{seeds}", (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=5)
+    ax.set_xticks(range(len(activations)), activations)
+    ax.set_ylabel("epochs to target loss")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(frameon=False, fontsize=6)
+    else:
+        ax.text(0.5, 0.5, "no run reached the target", transform=ax.transAxes, ha="center", fontsize=7)
+    return ax
+
+
+def divergence_map(ax, table: pd.DataFrame):
+    """Fraction of diverged runs over (initializer, learning rate).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    table : pandas.DataFrame
+        Index initializers, columns learning rates, values in [0, 1].
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    sns.heatmap(table, ax=ax, cmap="Reds", vmin=0.0, vmax=1.0, annot=True, fmt=".2f", annot_kws={"fontsize": 6},
+                linewidths=0.5, linecolor="white", cbar_kws={"label": "fraction of runs diverged"})
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("initializer")
+    return ax

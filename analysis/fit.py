@@ -6,14 +6,16 @@ against layer, fitted to each replicate separately; replicates are independent (
 random streams are), so the group's slope is the mean of theirs and its confidence
 interval comes from their spread:
 
-* ``method="t"``: Student's t interval of the mean slope.  Exact when the per-seed
+* ``method="t"`` (default): Student's t interval of the mean slope.  Exact when the per-seed
   slopes are normal, which they nearly are (sums of many small per-layer increments);
   on synthetic random-walk curves it covers 94.3-94.5 % at a nominal 95 % with 3, 5
   and 30 seeds (1,000 draws each, ``tests/test_fit.py``).
 * ``method="bootstrap"``: the BCa bootstrap over seeds (``scipy.stats.bootstrap``).
   It needs many seeds: on the same curves it covers 86 % with 5 seeds and 93 % with
   30 (300 draws each).
-* ``method="auto"`` (default): t below 20 seeds, bootstrap from 20.
+
+So ``method="t"`` is the default; the bootstrap is there for statistics whose
+sampling distribution is far from normal.
 
 Directions follow the sweep's summary: forward gain multiplies the pre-activation
 variance per layer on the way up (``10**slope``), backward gain multiplies the
@@ -31,14 +33,14 @@ from scipy import stats
 
 from fastinit.sweep.summary import log_slope
 
-__all__ = ["GROUP_COLUMNS", "slopes", "fit_gains", "compare", "spread"]
+__all__ = ["GROUP_COLUMNS", "TRAINING_GROUP", "slopes", "fit_gains", "compare", "spread", "default_target",
+           "epochs_to_target"]
 
 # Parameters that define a cell group (all but the replicate).
 GROUP_COLUMNS = ["init", "activation", "depth", "width", "batch", "bias_std", "dtype", "numerics", "residual",
                  "batchnorm"]
 DIRECTIONS = {"forward": ("log10_fwd_var", 1.0), "backward": ("log10_grad_var", -1.0)}
-_METHODS = ("auto", "t", "bootstrap")
-_BOOTSTRAP_FROM = 20
+_METHODS = ("t", "bootstrap")
 
 
 def _group_columns(rows: pd.DataFrame) -> list[str]:
@@ -87,8 +89,6 @@ def _interval(values: np.ndarray, level: float, method: str, seed: int) -> tuple
     mean = float(values.mean())
     if values.size < 2 or np.ptp(values) == 0.0:
         return mean, (mean if values.size >= 2 else math.nan), (mean if values.size >= 2 else math.nan)
-    if method == "auto":
-        method = "bootstrap" if values.size >= _BOOTSTRAP_FROM else "t"
     if method == "t":
         half = stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
         return mean, mean - half, mean + half
@@ -97,7 +97,7 @@ def _interval(values: np.ndarray, level: float, method: str, seed: int) -> tuple
     return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def fit_gains(rows: pd.DataFrame, *, level: float = 0.95, method: str = "auto", first_layer: int = 1,
+def fit_gains(rows: pd.DataFrame, *, level: float = 0.95, method: str = "t", first_layer: int = 1,
               seed: int = 0) -> pd.DataFrame:
     """Fitted per-layer forward and backward gains with confidence intervals over seeds.
 
@@ -107,7 +107,7 @@ def fit_gains(rows: pd.DataFrame, *, level: float = 0.95, method: str = "auto", 
         Per-layer rows of a sweep (:func:`fastinit.sweep.load`).
     level : float, default 0.95
         Confidence level of the intervals, in (0, 1).
-    method : {"auto", "t", "bootstrap"}, default "auto"
+    method : {"t", "bootstrap"}, default "t"
         How intervals are formed (module docstring).
     first_layer : int, default 1
         First layer of the fit.
@@ -143,7 +143,8 @@ def fit_gains(rows: pd.DataFrame, *, level: float = 0.95, method: str = "auto", 
                 log10_gain = log10_low = log10_high = -math.inf
             else:
                 log10_gain, log10_low, log10_high = sign * mean, *sorted((sign * low, sign * high))
-            records.append({**dict(zip(group, keys)), "direction": direction, "seeds": len(frame),
+            used = int(frame[f"{direction}_slope"].notna().sum())  # replicates with a slope
+            records.append({**dict(zip(group, keys)), "direction": direction, "seeds": used,
                             "log10_gain": log10_gain, "log10_gain_low": log10_low, "log10_gain_high": log10_high,
                             "gain": 10.0**log10_gain, "gain_low": 10.0**log10_low, "gain_high": 10.0**log10_high})
     return pd.DataFrame.from_records(records)
@@ -201,3 +202,64 @@ def spread(rows: pd.DataFrame, column: str = "log10_fwd_var") -> pd.DataFrame:
              .agg(seeds="count", mean_ln="mean", var_ln=lambda v: v.var(ddof=1)).reset_index())
     table["depth_over_width"] = table["layer"] / table["width"]
     return table
+
+
+TRAINING_GROUP = ["task", "init", "activation", "depth", "width", "batch", "batchnorm", "residual", "epochs", "lr",
+                  "momentum", "clip_norm"]
+
+
+# The default target loss, as a fraction of the median loss at initialization: 3/4 of
+# chance level (ln 2) on two spirals is 0.52, which good 20-layer nets reach in a few
+# epochs and poor ones do not.
+TARGET_FRACTION = 0.75
+
+
+def default_target(rows: pd.DataFrame) -> float:
+    """:data:`TARGET_FRACTION` of the median training loss at initialization (epoch 0) over the rows' runs."""
+    at_init = rows[(rows["epoch"] == 0) & (rows["layer"] == 1)]["loss"]
+    return float(TARGET_FRACTION * np.nanmedian(at_init.to_numpy(dtype=np.float64)))
+
+
+def epochs_to_target(rows: pd.DataFrame, target: float | None = None, *, level: float = 0.95) -> pd.DataFrame:
+    """Epochs each training configuration needs to bring its loss to ``target``, over seeds.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Training rows (``task != "none"``) of :func:`fastinit.sweep.load`.
+    target : float, optional
+        Training-loss target; default :func:`default_target`.
+    level : float, default 0.95
+        Confidence level of the interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per configuration: ``seeds``, ``reached`` (replicates that reached the target
+        within their epochs), ``epochs`` (mean over those that reached it) with a
+        Student-t interval ``epochs_low``/``epochs_high`` over them (NaN with fewer
+        than two), ``diverged`` (replicates whose loss became non-finite) and
+        ``target``.  Runs that never reach the target are counted, not averaged in:
+        read ``epochs`` together with ``reached``.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    target = default_target(rows) if target is None else float(target)
+    group = [c for c in TRAINING_GROUP if c in rows.columns]
+    per_epoch = rows[rows["layer"] == 1]
+    records = []
+    for keys, frame in per_epoch.groupby(group, sort=True, dropna=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        hits, diverged = [], 0
+        for _, run in frame.groupby("seed"):
+            loss = run.sort_values("epoch")["loss"].to_numpy(dtype=np.float64)
+            diverged += int(not np.isfinite(loss).all())
+            reached = np.flatnonzero(loss <= target)
+            if reached.size:
+                hits.append(float(run.sort_values("epoch")["epoch"].to_numpy()[reached[0]]))
+        hits = np.array(hits)
+        mean, low, high = (_interval(hits, level, "t", 0) if hits.size else (math.nan, math.nan, math.nan))
+        records.append({**dict(zip(group, keys)), "seeds": frame["seed"].nunique(), "reached": int(hits.size),
+                        "epochs": mean, "epochs_low": low, "epochs_high": high, "diverged": diverged,
+                        "target": target})
+    return pd.DataFrame.from_records(records)

@@ -11,6 +11,10 @@ confidence intervals (:mod:`analysis.fit`), computes the mean-field predictions
 5. the tanh (sigma_w^2, sigma_b^2) phase diagram with the studied initializers;
 6. a heatmap of the gradient variance reaching layer 1, initializer x activation;
 
+and for training cells (``fastinit.train``): 7. training loss against epoch; 8. epochs to
+the target loss with intervals over seeds; 9. the fraction of diverged runs over
+(initializer, learning rate), with and without gradient clipping;
+
 each as PDF, SVG and PNG (300 dpi), the fit table as CSV, Markdown and LaTeX, and an
 ``index.md`` / ``index.html`` with a one-line reading under every figure.  Output is
 byte-stable: the same results give the same files.
@@ -48,6 +52,10 @@ _STABLE_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png":
 log = logging.getLogger("analysis.report")
 
 
+class FormatError(ValueError):
+    """An unknown figure format."""
+
+
 # ------------------------------------------------------------------ statistics for the figures
 
 
@@ -80,8 +88,11 @@ def _theory_gains(curves: pd.DataFrame) -> dict:
     gains = {}
     for row in per_group.itertuples(index=False):
         key = tuple(getattr(row, c) for c in fit.GROUP_COLUMNS if hasattr(row, c))
-        gains[(key, "forward")] = 10.0 ** row.forward_slope
-        gains[(key, "backward")] = 10.0 ** -row.backward_slope
+        if row.batchnorm:
+            continue  # the mean-field prediction has no batch norm: no theory rather than a wrong one
+        for direction, (_, sign) in fit.DIRECTIONS.items():
+            slope = getattr(row, f"{direction}_slope")
+            gains[(key, direction)] = 0.0 if slope == -math.inf else 10.0 ** (sign * slope)
     return gains
 
 
@@ -103,7 +114,8 @@ def _in_study_order(rows: pd.DataFrame) -> pd.DataFrame:
         listed = [v for v in axes.get(column, []) if v in set(rows[column])]
         categories = listed + sorted(set(rows[column]) - set(listed))
         ordered[f"_{column}_rank"] = ordered[column].map({v: i for i, v in enumerate(categories)})
-    ordered = ordered.sort_values(["_activation_rank", "_init_rank", "seed", "layer"], kind="stable")
+    order = ["_activation_rank", "_init_rank", "seed", *(["epoch"] if "epoch" in ordered.columns else []), "layer"]
+    ordered = ordered.sort_values(order, kind="stable")
     ordered = ordered.drop(columns=["_init_rank", "_activation_rank"]).reset_index(drop=True)
     ordered.attrs = rows.attrs
     return ordered
@@ -156,8 +168,7 @@ def _write_tables(compared: pd.DataFrame, directory: Path) -> list[str]:
 
 
 def _gain_text(row) -> str:
-    half = (row.gain_high - row.gain_low) / 2
-    return f"{row.gain:.3f} ± {half:.3f}, theory {row.theory:.3f}"
+    return f"{row.gain:.3f} [{row.gain_low:.3f}, {row.gain_high:.3f}], theory {row.theory:.3f}"
 
 
 def _variance_reading(compared: pd.DataFrame, direction: str) -> str:
@@ -205,18 +216,37 @@ def build_report(results, out, *, formats=FORMATS) -> Path:
     ------
     fastinit.sweep.ResultsError
         If ``results`` is not a sweep's results directory or holds no finished cell.
-    ValueError
+    FormatError
         For an unknown format.
     """
     formats = tuple(formats)
     for extension in formats:
         if extension not in FORMATS:
-            raise ValueError(f"format must be a comma-separated subset of {','.join(FORMATS)}, got {extension!r}")
+            raise FormatError(f"format must be a comma-separated subset of {','.join(FORMATS)}, got {extension!r}")
     start = time.perf_counter()
     rows = _in_study_order(load(results))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     figures.apply_style()
+    trains = rows["task"] != "none" if "task" in rows.columns else np.zeros(len(rows), dtype=bool)
+    sections, tables = [], []
+    if not trains.all():
+        propagation = rows[~trains]
+        propagation.attrs = rows.attrs
+        more_sections, more_tables = _propagation_report(propagation, out, formats)
+        sections += more_sections
+        tables += more_tables
+    if trains.any():
+        more_sections, more_tables = _training_report(rows[trains], out, formats)
+        sections += more_sections
+        tables += more_tables
+    index = _write_index(out, results, rows, sections, tables)
+    log.info("report of %s written to %s in %.1f s", results, out, time.perf_counter() - start)
+    return index
+
+
+def _propagation_report(rows, out, formats):
+    """Figures 1-6 and the gain table of the propagation cells."""
     curves = theory_curves(rows)
     gains = _theory_gains(curves)
     fits = fit.fit_gains(rows)
@@ -239,15 +269,105 @@ def build_report(results, out, *, formats=FORMATS) -> Path:
     sections.append(_spread_section(rows, out, formats))
     sections.append(_phase_section(rows, out, formats))
     sections.append(_heatmap_section(rows, shapes[0], out, formats))
-    tables = _write_tables(compared, out)
-    index = _write_index(out, results, rows, sections, tables)
-    log.info("report of %s written to %s in %.1f s", results, out, time.perf_counter() - start)
-    return index
+    return sections, _write_tables(compared, out)
+
+
+_CONFIG = ["task", "depth", "width", "batch", "batchnorm", "residual", "epochs", "lr", "momentum", "clip_norm"]
+
+
+def _config_label(config: dict) -> str:
+    clip = f"clip {config['clip_norm']:g}" if config["clip_norm"] else "no clipping"
+    extras = (["batchnorm"] if config["batchnorm"] else []) + (
+        [f"residual {config['residual']:g}"] if config["residual"] else [])
+    return ", ".join([config["task"], f"{config['depth']}x{config['width']}", f"batch {config['batch']}",
+                      f"lr {config['lr']:g}", clip, *extras])
+
+
+def _training_report(rows, out, formats):
+    """Loss curves, epochs to target with intervals, and the divergence map of the training cells."""
+    sections = []
+    per_epoch = rows[rows["layer"] == 1]
+    configs = per_epoch[_CONFIG].drop_duplicates().to_dict("records")
+    target = fit.default_target(per_epoch)
+    table = fit.epochs_to_target(per_epoch, target)
+    for number, config in enumerate(configs, start=1):
+        mask = np.logical_and.reduce([per_epoch[k] == v for k, v in config.items()])
+        name = f"fig7_training_loss_{number}"
+        figure = figures.training_figure(per_epoch[mask])
+        figure.suptitle(f"Training loss, {_config_label(config)}")
+        sections.append((name, _save(figure, out, name, formats), _loss_reading(per_epoch[mask])))
+    figure, axes = plt.subplots(1, len(configs), figsize=(3.4 * len(configs), 3.0), squeeze=False,
+                                constrained_layout=True)
+    for ax, config in zip(axes.flat, configs):
+        mask = np.logical_and.reduce([table[k] == v for k, v in config.items()])
+        figures.epochs_plot(ax, table[mask])
+        ax.set_title(_config_label(config), fontsize=7)
+    figure.suptitle(f"Epochs until the training loss reaches {target:.3g} "
+                    f"({fit.TARGET_FRACTION:g} of its median initial value)")
+    sections.append(("fig8_epochs_to_target", _save(figure, out, "fig8_epochs_to_target", formats),
+                     _epochs_reading(table)))
+    sections.append(_divergence_section(per_epoch, out, formats))
+    table.to_csv(out / "epochs_to_target.csv", index=False, float_format="%.6g")
+    (out / "epochs_to_target.md").write_text(_markdown(table))
+    return sections, ["epochs_to_target.csv", "epochs_to_target.md"]
+
+
+def _loss_reading(per_epoch) -> str:
+    last = per_epoch[per_epoch["epoch"] == per_epoch["epoch"].max()]
+    parts = []
+    for activation, frame in last.groupby("activation", sort=False):
+        medians = frame.groupby("init", sort=False)["loss"].median()
+        finite = medians[np.isfinite(medians)]
+        if finite.empty:
+            parts.append(f"{activation}: every run diverged")
+            continue
+        parts.append(f"{activation}: lowest {finite.idxmin()} ({finite.min():.3g}), highest {finite.idxmax()} "
+                     f"({finite.max():.3g})" + (f", diverged: {', '.join(medians.index[~np.isfinite(medians)])}"
+                                                if (~np.isfinite(medians)).any() else ""))
+    return "Final training loss, median over seeds — " + "; ".join(parts) + "."
+
+
+def _epochs_reading(table) -> str:
+    reached = table[table["reached"] > 0]
+    if reached.empty:
+        return f"No run reached the target loss {table['target'].iloc[0]:.3g}."
+    parts = []
+    for (activation, lr, clip), frame in reached.groupby(["activation", "lr", "clip_norm"], sort=False):
+        best = frame.iloc[int(np.argmin(frame["epochs"].to_numpy()))]
+        half = (best.epochs_high - best.epochs_low) / 2 if np.isfinite(best.epochs_high) else math.nan
+        parts.append(f"{activation} at lr {lr:g}{' with clipping' if clip else ''}: {best.init} in "
+                     f"{best.epochs:.1f} ± {half:.1f} epochs ({best.reached}/{best.seeds} runs)")
+    never = table[table["reached"] == 0]
+    tail = f" Never reached: {len(never)} configurations." if len(never) else ""
+    return "Fastest to the target — " + "; ".join(parts) + "." + tail
+
+
+def _divergence_section(per_epoch, out, formats):
+    name = "fig9_divergence"
+    runs = per_epoch.groupby(["init", "lr", "clip_norm", "activation", "seed"], sort=False)["loss"].apply(
+        lambda loss: not np.isfinite(loss.to_numpy(dtype=np.float64)).all()).rename("diverged").reset_index()
+    clips = list(dict.fromkeys(runs["clip_norm"]))
+    # Room per panel for the initializer labels and the colour bar, plus a column per rate.
+    figure, axes = plt.subplots(1, len(clips), figsize=((3.2 + 0.8 * runs["lr"].nunique()) * len(clips),
+                                                        1.4 + 0.35 * runs["init"].nunique()),
+                                squeeze=False, constrained_layout=True)
+    readings = []
+    for ax, clip in zip(axes.flat, clips):
+        mine = runs[runs["clip_norm"] == clip]
+        table = mine.pivot_table(index="init", columns="lr", values="diverged", aggfunc="mean", sort=False)
+        figures.divergence_map(ax, table.astype(float))
+        ax.set_title(f"clip_norm {clip:g}" if clip else "no clipping")
+        readings.append(f"{'no clipping' if not clip else f'clip_norm {clip:g}'}: {int(mine.diverged.sum())} of "
+                        f"{len(mine)} runs diverged")
+    return name, _save(figure, out, name, formats), "Diverged runs (loss became NaN or inf) — " + "; ".join(
+        readings) + "."
 
 
 def _spread_section(rows, out, formats):
     name = "fig4_finite_width_spread"
-    relu_he = rows[(rows.activation_name == "relu") & rows.init_name.isin(["he_normal", "he_uniform"])]
+    plain = (rows.bias_std == 0) & (rows.residual == 0) & ~rows.batchnorm.astype(bool)
+    relu_he = rows[plain & (rows.activation_name == "relu") & rows.init_name.isin(["he_normal", "he_uniform"])]
+    relu_he = relu_he[relu_he.depth == relu_he.depth.max()] if not relu_he.empty else relu_he
     if relu_he.empty or relu_he.seed.nunique() < 2:
         return name, [], "Not drawn: the study has no ReLU + He cells with two or more seeds."
     measured = fit.spread(relu_he)
@@ -294,6 +414,9 @@ def _heatmap_section(rows, shape, out, formats):
     figure = figures.heatmap_figure(table, title=f"Gradient variance reaching layer 1 ({_shape_label(shape)})")
     finite = table.stack()
     finite = finite[np.isfinite(finite)]
+    if finite.empty:
+        plt.close(figure)
+        return name, [], "Not drawn: no gradient reaches layer 1 in any cell (every one vanished or overflowed)."
     low, high = finite.idxmin(), finite.idxmax()
     reading = (f"After backpropagating through {shape['depth']} layers the gradient variance at layer 1 spans "
                f"10^{finite.min():.0f} ({low[0]} + {low[1]}) to 10^{finite.max():.0f} ({high[0]} + {high[1]}).")
@@ -305,7 +428,8 @@ def _write_index(out: Path, results, rows, sections, tables) -> Path:
     study = manifest.get("study", {})
     title = f"Report: study {study.get('name', '?')!r}"
     summary = (f"{rows.key.nunique()} cells ({rows.init.nunique()} initializers × {rows.activation.nunique()} "
-               f"activations × {rows.seed.nunique()} seeds), root seed {study.get('root_seed')}, from `{results}`.")
+               f"activations × {rows.seed.nunique()} seeds, and the other axes of the study), root seed "
+               f"{study.get('root_seed')}, from `{results}`.")
     markdown = [f"# {title}", "", summary, ""]
     page = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>",
             f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"]
@@ -318,8 +442,8 @@ def _write_index(out: Path, results, rows, sections, tables) -> Path:
             page.append(f"<img src='{png}' alt='{html.escape(name)}' style='max-width:100%'>")
         if files:
             markdown += ["Files: " + ", ".join(f"[{f}]({f})" for f in files), ""]
-    markdown += ["## Tables", "", "Fitted per-layer gains with 95 % intervals and theory: "
-                 + ", ".join(f"[{t}]({t})" for t in tables), ""]
+    markdown += ["## Tables", "", "Fitted per-layer gains with 95 % intervals and theory (gains.*), epochs to "
+                 "the target loss (epochs_to_target.*): " + ", ".join(f"[{t}]({t})" for t in tables), ""]
     page.append("<h2>Tables</h2><p>" + ", ".join(f"<a href='{t}'>{t}</a>" for t in tables) + "</p></body></html>")
     (out / "index.md").write_text("\n".join(markdown))
     (out / "index.html").write_text("\n".join(page) + "\n")
@@ -348,7 +472,7 @@ def main(argv=None) -> int:
     try:
         index = build_report(args.results, args.out or Path(args.results) / "report",
                              formats=[f.strip() for f in args.format.split(",") if f.strip()])
-    except (ResultsError, ValueError) as error:
+    except (ResultsError, FormatError) as error:
         print(f"python -m analysis.report: error: {error}", file=sys.stderr)
         return 2
     print(f"report: {index}")

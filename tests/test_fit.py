@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import Z_TOL
 
-from analysis.fit import compare, fit_gains, slopes, spread
+from analysis.fit import compare, default_target, epochs_to_target, fit_gains, slopes, spread
 
 SLOPE, SIGMA, DEPTH = -0.01, 0.03, 50
 
@@ -106,3 +106,25 @@ def test_bad_arguments(kwargs, fragment):
     with pytest.raises(ValueError) as caught:
         fit_gains(synthetic(1, 3, seed=7), **kwargs)
     assert fragment in str(caught.value)
+
+
+def synthetic_training(seeds: int, *, rate: float, seed: int, diverge: bool = False) -> pd.DataFrame:
+    """Loss curves 1 * exp(-rate * epoch) with small noise; optionally one run turns NaN."""
+    noise = np.random.default_rng(seed).normal(0.0, 0.01, size=(seeds, 21))
+    loss = np.exp(-rate * np.arange(21))[None, :] * np.exp(noise)
+    if diverge:
+        loss[0, 5:] = np.nan
+    replicate, epoch = np.meshgrid(np.arange(seeds), np.arange(21), indexing="ij")
+    return pd.DataFrame({"task": "spirals", "init": f"rate{rate}", "activation": "relu", "depth": 20, "seed":
+                         replicate.ravel(), "epoch": epoch.ravel(), "layer": 1, "loss": loss.ravel()})
+
+
+def test_epochs_to_target_counts_the_first_epoch_below_target():
+    rows = pd.concat([synthetic_training(6, rate=0.5, seed=1), synthetic_training(6, rate=0.25, seed=2, diverge=True)])
+    table = epochs_to_target(rows, target=0.25).set_index("init")
+    # exp(-rate * e) <= 0.25  <=>  e >= ln 4 / rate: 2.77 -> epoch 3, 5.55 -> epoch 6; the
+    # neighbouring epochs miss the target by >= 10 %, far beyond the 1 % noise.
+    assert table.loc["rate0.5", "epochs"] == 3.0 and table.loc["rate0.5", "reached"] == 6
+    assert table.loc["rate0.25", "reached"] == 5 and table.loc["rate0.25", "diverged"] == 1
+    assert table.loc["rate0.25", "epochs"] == 6.0
+    assert default_target(rows) == pytest.approx(0.75, rel=0.02)  # three quarters of the initial loss of 1

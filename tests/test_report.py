@@ -116,3 +116,19 @@ def test_bad_results_directory_exits_2_with_one_line(case, tmp_path, capsys):
 def test_bad_format_exits_2(study_dir, tmp_path, capsys):
     assert main([str(study_dir), "--out", str(tmp_path / "r"), "--format", "png,jpeg"]) == 2
     assert "'jpeg'" in capsys.readouterr().err
+
+
+def test_training_study_report(tmp_path):
+    out = tmp_path / "training"
+    study = build_study({"name": "t", "root_seed": 1},
+                        {"init": ["he_normal", "xavier_normal", "normal:std=0.5"], "activation": ["relu"],
+                         "depth": [6], "width": [16], "batch": [32], "task": ["spirals"], "epochs": [6],
+                         "lr": [0.05], "clip_norm": [0.0, 1.0], "seeds": 2})
+    run_study(study, out, executor="serial", progress=False)
+    index = build_report(out, tmp_path / "report", formats=["png"])
+    text = index.read_text()
+    for name in ("fig7_training_loss_1", "fig7_training_loss_2", "fig8_epochs_to_target", "fig9_divergence"):
+        assert (tmp_path / "report" / f"{name}.png").is_file() and name in text
+    assert "Diverged runs" in text and "no clipping" in text
+    table = pd.read_csv(tmp_path / "report" / "epochs_to_target.csv")
+    assert set(table.init) == {"he_normal", "xavier_normal", "normal:std=0.5"} and (table.seeds == 2).all()

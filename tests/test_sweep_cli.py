@@ -152,3 +152,25 @@ def test_bad_training_input_exits_2(flags, fragment, tmp_path, capsys):
     err = capsys.readouterr().err
     assert fragment in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "t").exists()
+
+
+def test_out_under_a_file_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    assert main([*TINY, "--out", str(blocker / "sub"), "--executor", "serial"]) == 2
+    assert "cannot be created" in capsys.readouterr().err
+
+
+def test_a_kill_between_manifest_and_folders_still_resumes(tmp_path):
+    out = tmp_path / "early"
+    store.write_manifest(out, {"name": "mine", "root_seed": 0, "seeds": 1, "axes": {}}, {})
+    for sub in (store.CELLS, store.FAILED):
+        (out / sub).rmdir()
+    assert main([*TINY, "--name", "mine", "--out", str(out), "--executor", "serial", "-q", "--no-report"]) == 0
+
+
+def test_report_failure_does_not_change_the_sweep_exit_code(tmp_path, capsys):
+    # zeros everywhere: no gradient reaches layer 1, the heatmap has nothing to draw
+    code = main(["--init", "zeros", "--activation", "relu", "--depth", "4", "--width", "8", "--batch", "4",
+                 "--seeds", "2", "--out", str(tmp_path / "z"), "--executor", "serial", "-q"])
+    assert code == 0 and (tmp_path / "z" / "report" / "index.md").is_file()

@@ -99,6 +99,10 @@ def main(argv=None) -> int:
         return _bad_input(error)
     out = Path(args.out) if args.out else Path("results") / study.name
     cells = expand(study)
+    try:
+        store.check_directory(out, study.to_json())
+    except store.ResultsError as error:
+        return _bad_input(error)
     if args.dry_run:
         _print_dry_run(study, cells, out, args.executor, workers or default_workers())
         return 0
@@ -176,8 +180,9 @@ def _write_report(out, quiet=False):
 
     try:
         index = build_report(out, out / "report")
-    except store.ResultsError as error:  # e.g. every cell failed: nothing to report
-        log.warning("no report: %s", error)
+    except Exception as error:  # noqa: BLE001 -- the sweep's results stand; its exit code is the cells'
+        log.warning("no report (%s: %s); results are in %s, retry with python -m analysis.report %s",
+                    type(error).__name__, error, out, out, exc_info=not isinstance(error, store.ResultsError))
         return
     if not quiet:
         print(f"report: {index}")

@@ -56,14 +56,14 @@ class SerialExecutor(concurrent.futures.Executor):
         future = concurrent.futures.Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as error:  # noqa: BLE001 -- delivered through the future, like a pool
+        except Exception as error:  # noqa: BLE001 -- delivered through the future, like a pool; Ctrl-C propagates
             future.set_exception(error)
         return future
 
 
 def default_workers() -> int:
-    """One worker per core."""
-    return os.cpu_count() or 1
+    """One worker per core this process may use (CPU affinity, as under SLURM or in containers)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @contextlib.contextmanager
@@ -183,6 +183,12 @@ def _dask_pool(workers, threads, scheduler, warm_arguments):
                                 "'dask scheduler' and 'dask worker ADDRESS', or omit --scheduler") from None
         # Compiles on workers without this machine's cache; loads it on those with it.
         client.run(warm_up, *warm_arguments)
-        workers = len(client.scheduler_info(n_workers=-1)["workers"]) or workers
+        info = client.scheduler_info(n_workers=-1)["workers"]
+        if any(worker.get("nthreads", 1) > 1 for worker in info.values()):
+            # Concurrent cells in one process share BLAS's thread setting; results stay
+            # correct but may differ in the last bits from other executors.
+            log.warning("some Dask workers run several threads; start them with 'dask worker ADDRESS --nthreads 1' "
+                        "for results identical to the other executors")
+        workers = len(info) or workers
         executor = client.get_executor(pure=False, retries=2)
         yield Pool(executor, "dask", workers, threads, address)

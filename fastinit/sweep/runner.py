@@ -92,6 +92,7 @@ def run_study(study: Study, directory, *, executor: str = "local", workers: int 
         removed = store.remove_temporaries(directory)
         if removed:
             log.info("removed %d partial files of an interrupted run", removed)
+        store.clear_stale_failures(directory)
         finished = store.finished_keys(directory) if resume else set()
         todo = [cell for cell in cells if cell.key not in finished]
         outcome.skipped = len(cells) - len(todo)
@@ -100,7 +101,8 @@ def run_study(study: Study, directory, *, executor: str = "local", workers: int 
         start = time.perf_counter()
         with tqdm(total=len(cells), initial=outcome.skipped, unit="cell", disable=None if progress is None else not progress,
                   desc=study.name, dynamic_ncols=True) as bar:
-            for cell, summary in _dispatch(pool, todo, study.root_seed, str(directory)):
+            # Absolute: workers on other machines (Dask) share the storage, not our working directory.
+            for cell, summary in _dispatch(pool, todo, study.root_seed, str(directory.resolve())):
                 outcome.cell_seconds += summary.get("seconds", 0.0)
                 if summary["status"] == "done":
                     outcome.done += 1
@@ -120,11 +122,11 @@ def run_study(study: Study, directory, *, executor: str = "local", workers: int 
 def _dispatch(pool, cells, root_seed, directory):
     """Yield ``(cell, summary)`` as cells finish, keeping a bounded number in flight.
 
-    A bounded window keeps memory flat for studies of any size and lets the serial
-    executor report progress cell by cell.  A lost worker process (a broken local
+    A bounded window keeps memory flat for studies of any size; the serial executor
+    runs one cell per submission, so progress and Ctrl-C act cell by cell.  A lost worker process (a broken local
     pool) fails the cells in flight and those not yet started; a rerun resumes them.
     """
-    window = max(4, 2 * pool.workers)
+    window = 1 if pool.kind == "serial" else max(4, 2 * pool.workers)
     pending = {}
     queue = iter(cells)
     broken = None

@@ -62,7 +62,7 @@ class Choice:
 
     ``params`` holds every parameter with defaults filled in, so ``he_normal`` and
     ``he_normal:mode=fan_in`` are the same choice (equal, same cell); ``label`` names
-    the parameters as given and is what tables and figures show.
+    the parameters that differ from their defaults and is what tables and figures show.
     """
 
     name: str
@@ -281,10 +281,15 @@ def _split_choice(axis, value):
     return name.strip(), params
 
 
-def _label(name, resolved, given):
-    """``name:key=value,...`` for the parameters given, in canonical form (``std=0.01``)."""
-    shown = [f"{key}={resolved[key]:g}" if isinstance(resolved[key], float) else f"{key}={resolved[key]}"
-             for key in sorted(given)]
+def _label(name, resolved, defaults):
+    """``name:key=value,...`` for the parameters that differ from their defaults.
+
+    One label per cell whatever the spelling (``he_normal`` and ``he_normal:mode=fan_in``
+    are both ``he_normal``), and ``repr`` keeps every digit, so two different cells
+    never share a label.
+    """
+    shown = [f"{key}={resolved[key]!r}" if isinstance(resolved[key], float) else f"{key}={resolved[key]}"
+             for key in sorted(resolved) if key not in defaults or defaults[key] != resolved[key]]
     return f"{name}:{','.join(shown)}" if shown else name
 
 
@@ -292,7 +297,8 @@ def _check_init(value):
     name, params = _split_choice("init", value)
     entry = get_initializer(name)
     resolved = entry.resolve(**params)
-    return Choice(entry.name, tuple(sorted(resolved.items())), _label(entry.name, resolved, params))
+    defaults = {key: spec.default for key, spec in entry.params.items()}
+    return Choice(entry.name, tuple(sorted(resolved.items())), _label(entry.name, resolved, defaults))
 
 
 def _check_activation(value):
@@ -300,7 +306,7 @@ def _check_activation(value):
     act = get_activation(name)
     param = act.resolve_param(**params)
     resolved = {act.param_name: param} if act.param_name else {}
-    return Choice(act.name, tuple(resolved.items()), _label(act.name, resolved, params))
+    return Choice(act.name, tuple(resolved.items()), _label(act.name, resolved, {act.param_name: act.default_param}))
 
 
 def _check_residual(value):

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = ["FORMAT", "ResultsError", "check_directory", "write_manifest", "read_manifest", "write_cell",
-           "write_failure", "clear_failure", "finished_keys", "failures", "remove_temporaries", "compact", "load"]
+           "write_failure", "clear_failure", "clear_stale_failures", "finished_keys", "failures", "remove_temporaries",
+           "compact", "load"]
 
 FORMAT = "fastinit-sweep/1"
 MANIFEST = "manifest.json"
@@ -36,7 +38,7 @@ FAILED = "failed"
 COMPACTED = "rows.parquet"
 # Sort order of loaded rows: the study's axes, replicate, then layer.
 _ORDER = ["task", "init", "activation", "depth", "width", "batch", "bias_std", "dtype", "numerics", "residual",
-          "batchnorm", "epochs", "lr", "momentum", "clip_norm", "seed", "epoch", "layer"]
+          "batchnorm", "epochs", "lr", "momentum", "clip_norm", "seed", "key", "epoch", "layer"]
 
 
 class ResultsError(ValueError):
@@ -47,10 +49,15 @@ class ResultsError(ValueError):
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a dot-prefixed temporary beside ``path``, then rename it into place."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Call ``write(file)`` on a dot-prefixed temporary beside ``path``, then rename it into place.
+
+    The temporary's name is unique (``mkstemp``), so two writers of one cell (a Dask
+    retry racing a slow original) never share a file; the last rename wins whole.
+    """
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = Path(name)
     try:
-        with open(temporary, "wb") as handle:
+        with os.fdopen(descriptor, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -111,7 +118,15 @@ def check_directory(directory, study_json: dict) -> None:
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ResultsError(f"out {str(directory)!r} is a file, not a directory (choose another --out)")
-    if not directory.exists() or not any(directory.iterdir()):
+    if not directory.exists():
+        parent = next(p for p in directory.absolute().parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise ResultsError(f"out {str(directory)!r} cannot be created: {str(parent)!r} is not a writable "
+                               "directory (choose another --out)")
+        return
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ResultsError(f"out {str(directory)!r} is not writable (choose another --out)")
+    if not any(directory.iterdir()):
         return
     manifest = read_manifest(directory)
     held = manifest.get("study", {})
@@ -134,8 +149,7 @@ def write_manifest(directory, study_json: dict, threading: dict) -> None:
         Executor, workers and threads per worker.
     """
     directory = Path(directory)
-    for sub in (CELLS, FAILED):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     previous = {}
     with contextlib.suppress(ResultsError):
         previous = read_manifest(directory)
@@ -144,9 +158,11 @@ def write_manifest(directory, study_json: dict, threading: dict) -> None:
 
     from fastinit import __version__
 
+    # The manifest first, then the folders: a kill in between leaves a directory that
+    # a rerun recognises as this study's.
     _write_json(directory / MANIFEST, {
         "format": FORMAT,
-        "study": study_json,
+        "study": _merged_study(previous.get("study"), study_json),
         "created": previous.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": {"fastinit": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
@@ -155,6 +171,17 @@ def write_manifest(directory, study_json: dict, threading: dict) -> None:
                     "python": sys.executable},
         "threading": threading,
     })
+    for sub in (CELLS, FAILED):
+        (directory / sub).mkdir(exist_ok=True)
+
+
+def _merged_study(held: dict | None, study_json: dict) -> dict:
+    """The union of the stored and the new study's axes: the manifest describes every row on disk."""
+    if not held or (held.get("name"), held.get("root_seed")) != (study_json["name"], study_json["root_seed"]):
+        return study_json
+    axes = {key: list(dict.fromkeys([*held.get("axes", {}).get(key, []), *values]))
+            for key, values in study_json["axes"].items()}
+    return {**study_json, "axes": axes, "seeds": max(held.get("seeds", 0), study_json["seeds"])}
 
 
 # ------------------------------------------------------------------ cells
@@ -199,6 +226,15 @@ def failures(directory) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]
 
 
+def clear_stale_failures(directory) -> int:
+    """Drop failure records of cells that have rows (a kill between writing and clearing); returns how many."""
+    finished = finished_keys(directory)
+    stale = [p for p in (Path(directory) / FAILED).glob("*.json") if p.stem in finished]
+    for path in stale:
+        path.unlink()
+    return len(stale)
+
+
 def remove_temporaries(directory) -> int:
     """Delete the dot-prefixed leftovers of a killed run; returns how many."""
     directory = Path(directory)
@@ -240,7 +276,8 @@ def compact(directory) -> int:
 
 def _deduplicated(tables: list[pa.Table]) -> pd.DataFrame:
     """One frame of all rows; a cell present twice (a kill during compaction) keeps its first copy."""
-    frame = pa.concat_tables(tables, promote_options="default").to_pandas()
+    # "permissive": pandas 2 writes strings as string, pandas 3 as large_string.
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
     row_id = ["key", "epoch", "layer"] if "epoch" in frame.columns else ["key", "layer"]
     return frame.drop_duplicates(subset=row_id, keep="first").reset_index(drop=True)
 
@@ -263,7 +300,7 @@ def load(directory) -> pd.DataFrame:
         ``seed`` (the replicate index; the root seed is in ``attrs["manifest"]``), then
         the statistics columns of :func:`fastinit.propagate` and the per-cell
         ``forward_rescaled``, ``first_overflow_layer``, ``first_underflow_layer`` (-1: none).
-        Sorted by the study's axes, replicate and layer.
+        Sorted by the parameter values (labels alphabetically), replicate and layer.
 
     Raises
     ------
