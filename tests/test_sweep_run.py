@@ -108,7 +108,9 @@ def test_summary_factors_match_theory_for_canonical_pairs(tmp_path):
 
 @pytest.mark.slow
 def test_serial_local_and_dask_agree_bit_for_bit(tmp_path):
-    study = tiny()
+    # width x batch = 65,536 reaches the parallel kernels (serial runs them on every
+    # core, local workers on one thread each); the small cells reach the serial ones.
+    study = tiny(width=[8, 256], batch=[4, 256], depth=[3], init=["he_normal", "orthogonal"], seeds=1)
     frames = {}
     for kind in ("serial", "local", "dask"):
         outcome = run_study(study, tmp_path / kind, executor=kind, workers=2, progress=False)
