@@ -14,5 +14,3 @@ Theory and report benchmarks (``bench_theory.py`` for ``analysis.theory``/``anal
 ``bench_propagate.FitQuality`` should then take its fit and its theoretical gains from there.
 """
 
-# common pins the thread counts; it must be imported before any module loads NumPy or numba.
-from . import common  # noqa: F401

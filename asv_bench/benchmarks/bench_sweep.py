@@ -46,29 +46,21 @@ class Executors(_Directories):
 
     params = [["serial", "local"]]
     param_names = ["executor"]
-    number = 1
-    repeat = (1, 3, 20.0)
     rounds = 1
-    warmup_time = 0.0
     timeout = 180
 
     def setup(self, executor):
         super().setup(executor)
         self.study = _tiny_study()
 
-    def _run(self, executor):
+    def track_overhead_per_cell(self, executor):
+        """Dispatch time the cells did not spend computing: (wall x workers - cell time) / cells.
+
+        The wall time starts once the pool is up (``Outcome.seconds``); ``SmallStudy`` times
+        start-up with the rest."""
         outcome = run_study(self.study, self.fresh(), executor=executor, workers=WORKERS, progress=False)
         if outcome.failed or outcome.done != outcome.cells:
             raise RuntimeError(f"{len(outcome.failed)} of {outcome.cells} cells failed")
-        return outcome
-
-    def time_run_study(self, executor):
-        """Wall time including the pool's start-up."""
-        self._run(executor)
-
-    def track_overhead_per_cell(self, executor):
-        """Dispatch time the cells did not spend computing: (wall x workers - cell time) / cells."""
-        outcome = self._run(executor)
         workers = 1 if executor == "serial" else WORKERS
         return 1000.0 * (outcome.seconds * workers - outcome.cell_seconds) / outcome.cells
 
