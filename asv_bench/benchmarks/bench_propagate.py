@@ -155,8 +155,8 @@ class FitQuality:
     also carry ReLU's finite-width drift, about -2.5/width per layer in the log (Hanin &
     Rolnick 2018; theory.md section 4): 0.017 and half that at width 256.  tanh/Xavier (sigma_w^2 = 1) is
     marginal: the variance decays like 1/(2 l) (theory.md section 3), approaching the
-    small-signal gain 1 only as l grows, so its error stays at a few hundredths; it is tracked
-    to catch changes, not to be zero.  Deterministic: a fixed seed, so any change is a change
+    small-signal gain 1 only as l grows (0.015 here); it is tracked to catch changes, not to be
+    zero.  Deterministic: a fixed seed, so any change is a change
     in the code.
     """
 
