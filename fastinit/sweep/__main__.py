@@ -24,6 +24,13 @@ PROG = "python -m fastinit.sweep"
 log = logging.getLogger("fastinit.sweep")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, except for flags whose default is "the study file's value"."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """Bad flags exit 2 with one line, like every other bad input."""
 
@@ -33,13 +40,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                     formatter_class=_Formatter,
                      epilog="Axis flags take one or more values and replace that axis of the study file. "
                             "Example: python -m fastinit.sweep --init he_normal normal:std=0.01 "
                             "--activation relu tanh --depth 50 200 --seeds 5 --out results/mine")
     parser.add_argument("study", nargs="?", default="default",
                         help=f"a study TOML file or a preset ({', '.join(PRESETS)})")
-    axes = parser.add_argument_group("axes (each a list)")
+    axes = parser.add_argument_group("axes (each a list; each flag replaces that axis of the study file)")
     for axis in AXES:
         axes.add_argument(f"--{axis.replace('_', '-')}", dest=axis, nargs="+", metavar="VALUE",
                           help=_AXIS_HELP[axis])
