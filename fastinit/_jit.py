@@ -58,6 +58,10 @@ def jit(function=None, *, parallel: bool = False, inline: bool = False):
     def decorate(func):
         if parallel:
             func = _parallel_twin(func)
+            # Start numba's threading layer now: a parallel kernel loaded from the cache
+            # does not, and a new function linking against it then aborts with "Symbol
+            # not found: allocate_sched" (e.g. a user's jitted loop over our kernels).
+            numba.get_num_threads()
         return numba.njit(func, parallel=parallel, inline="always" if inline else "never", **JIT_OPTIONS)
 
     if function is None:

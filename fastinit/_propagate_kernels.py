@@ -114,7 +114,8 @@ def _cosine(a, b):
     """Cosine of the 1-D arrays ``a`` and ``b`` in float64 (NaN if either is 0).
 
     Four interleaved partial sums per quantity give the CPU independent additions to
-    overlap (a fixed order: no reassociation needed).
+    overlap (a fixed order: no reassociation needed).  Measured faster than a vectorised
+    product pass plus a pairwise (tree) sum, whose fixed cost dominates short rows.
     """
     n = a.shape[0]
     d0 = d1 = d2 = d3 = 0.0
@@ -153,24 +154,25 @@ def _activate(z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded
 
     Fills, per block, ``acc[block, ACC_*, column]`` (sum z, sum z^2, sum h^2, count of
     phi' != 0, count of saturated phi') and ``corr[block]``, the sum of the block's row
-    pair cosines of ``h_out``.  All sums are of the stored (rounded) values.
+    pair cosines of ``h_out``.  All sums are of the stored (rounded) values.  The
+    matrices are C-contiguous, so a block's rows are one contiguous run.
     """
     rows, cols = z.shape
     combine = residual or branch_scale != 1.0
+    z_flat, h_flat, d_flat, in_flat = z.reshape(-1), h_out.reshape(-1), dphi.reshape(-1), h_in.reshape(-1)
     for block in numba.prange(N_BLOCKS):
         start, stop = _block(rows, block)
+        first, last = start * cols, stop * cols
+        apply(code, z_flat[first:last], param, h_flat[first:last], d_flat[first:last])
+        if combine:
+            for k in range(first, last):
+                value = branch_scale * np.float64(h_flat[k])
+                h_flat[k] = value + np.float64(in_flat[k]) if residual else value
         a = acc[block]
         _clear(a, N_ACC, cols)
         s, s2, h2, alive, saturated = a[ACC_SUM], a[ACC_SUMSQ], a[ACC_ACT_SUMSQ], a[ACC_ALIVE], a[ACC_SATURATED]
-        cosines = 0.0
         for i in range(start, stop):
             z_row, h_row, d_row = z[i], h_out[i], dphi[i]
-            apply(code, z_row, param, h_row, d_row)
-            if combine:
-                in_row = h_in[i]
-                for j in range(cols):
-                    value = branch_scale * np.float64(h_row[j])
-                    h_row[j] = value + np.float64(in_row[j]) if residual else value
             # Separate loops: each touches few arrays, so LLVM's alias checks stay cheap
             # and every loop vectorises.
             for j in range(cols):
@@ -184,8 +186,9 @@ def _activate(z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded
             if bounded:
                 for j in range(cols):
                     saturated[j] += 1.0 if abs(np.float64(d_row[j])) < SATURATION else 0.0
-            if (i - start) % 2 == 1:
-                cosines += _cosine(h_out[i - 1], h_row)
+        cosines = 0.0
+        for i in range(start + 1, stop, 2):
+            cosines += _cosine(h_out[i - 1], h_out[i])
         corr[block] = cosines
 
 
