@@ -524,7 +524,7 @@ def backward_layer(grad_out, log_g, h_in, log_s_in, w, z, dphi, grad_act, grad_z
 
 
 @jit
-def run(widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_len, w_slots, stats):
+def run(widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h, seg_z, seg_dphi, seg_w, checkpoints, w_slots, stats):
     """Forward and backward through ``len(widths) - 1`` layers; fills ``stats`` (layers x N_STATS).
 
     Keeps, for ``seg_len`` layers at a time, each layer's input and derivative (and its
@@ -536,18 +536,19 @@ def run(widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_len,
     the backward pass for the others (the cheaper way to fit a budget than recomputing:
     a draw, no GEMM).  Every buffer is flat; ``_view`` takes a contiguous matrix from
     its start, as BLAS needs.
+
+    The stored layers come preallocated (see ``propagate._workspace``): ``seg_h`` and
+    ``seg_dphi`` with ``seg_len`` rows of ``batch * widest``, ``seg_z`` with ``seg_len``
+    rows under batch norm (else 1), ``seg_w`` with ``min(seg_len, w_slots + 1)`` rows of
+    ``widest^2`` (slots from ``w_slots`` on share the last row) and ``checkpoints`` with
+    one row per segment.
     """
     depth = widths.size - 1
     widest = widths.max()
+    seg_len = seg_h.shape[0]
     n_segments = (depth + seg_len - 1) // seg_len
     dtype = h0.dtype
     batchnorm = spec[8] > 0.0
-    seg_h = np.empty((seg_len, batch * widest), dtype=dtype)
-    seg_z = np.empty((seg_len if batchnorm else 1, batch * widest), dtype=dtype)
-    seg_dphi = np.empty((seg_len, batch * widest), dtype=dtype)
-    # Slots from w_slots on share the last row, drawn again when needed.
-    seg_w = np.empty((min(seg_len, w_slots + 1), widest * widest), dtype=dtype)
-    checkpoints = np.empty((n_segments, batch * widest), dtype=dtype)
     log_scales = np.zeros(depth + 1)  # log scale of each layer's input
     u = np.empty(batch * widest, dtype=dtype)
     bias = np.empty(widest, dtype=dtype)
