@@ -9,7 +9,8 @@ activation costs no compilation.  The branch on ``code`` is cheap next to the ``
 Three layers describe each activation:
 
 * jitted scalars :func:`phi`, :func:`dphi` and :func:`phi_and_dphi` (float64 in and out),
-  used inside kernels; :func:`apply` maps them over an array;
+  used inside kernels; :func:`apply` maps an activation over an array, branching on ``code``
+  once per array (not per element) into a loop whose body LLVM can inline and vectorise;
 * :class:`Activation` entries in :data:`ACTIVATIONS` carrying the traits the theory layer
   needs and vectorised NumPy twins (:meth:`Activation.phi_np`, :meth:`Activation.dphi_np`);
 * :func:`get_activation`, the validated way in from user input.
@@ -49,6 +50,15 @@ _GAUSS_CLIP = 40.0
 
 
 # ----------------------------------------------------------------------------- jitted scalars
+@jit(inline=True)
+def _tanh_and_slope(x):
+    """``(tanh(x), sech(x)^2)`` in float64 with libm; NaN is handled by the caller."""
+    # sech^2 from exp(-2|x|): never overflows and, unlike 1 - tanh^2, keeps its
+    # relative accuracy in the tails.
+    e = math.exp(-2.0 * abs(x))
+    return math.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e))
+
+
 @jit
 def phi_and_dphi(code, x, param):
     """Return ``(phi(x), phi'(x))`` for the activation ``code``, sharing the work.
@@ -80,10 +90,7 @@ def phi_and_dphi(code, x, param):
         # slope 0 at x = -inf would give 0 * inf = NaN; the limit is 0.
         return (param * x if param != 0.0 else 0.0), param
     if code == TANH:
-        # sech^2 from exp(-2|x|): never overflows and, unlike 1 - tanh^2, keeps its
-        # relative accuracy in the tails.
-        e = math.exp(-2.0 * abs(x))
-        return math.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e))
+        return _tanh_and_slope(x)
     if code == SIGMOID or code == SILU or code == SOFTPLUS:
         e = math.exp(-abs(x))  # in (0, 1]: the only exp these three need, never overflows
         s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
@@ -125,23 +132,102 @@ def dphi(code, x, param):
     return phi_and_dphi(code, x, param)[1]
 
 
+# Branch-free float32 tanh (float64 arithmetic, no libm call, so LLVM vectorises it).
+# exp(y) for y = -2|x| in [-120, 0]: y = k ln2 + r with |r| <= ln2 / 2 (Cody-Waite split
+# of ln2, fdlibm's constants: k * _LN2_HI is exact), exp(r) by its Taylor series to r^12
+# (truncation < 1e-15 relative), times 2^k.  Beyond |x| = 60, tanh is 1 and
+# sech^2 = 4 exp(-120) underflows float32, so |x| is clamped there.  Computing in float64
+# and rounding once gives the correctly rounded float32 values of the libm formulas (no
+# difference found on 700,000 samples from 1e-6 to 100); NumPy and PyTorch evaluate
+# float32 tanh in float32 arithmetic, to about 1 ulp.
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.0 / math.log(2.0)
+_TANH_CLAMP = 60.0
+# Below this |x|, tanh(x) = x - x^3 / 3 to float64 accuracy, and (1 - e) / (1 + e) would
+# lose digits to cancellation.
+_TANH_SERIES_BELOW = 1e-4
+
+
+@jit(inline=True)
+def _exp_nonpositive(y):
+    """``exp(y)`` for ``-120 <= y <= 0`` to ~1e-15 relative, branch-free."""
+    k = math.floor(y * _INV_LN2 + 0.5)
+    r = (y - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (
+        1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (
+            1.0 / 479001600))))))))))))
+    # 2^-n for 0 <= n <= 174, exactly and without a bit cast: 2^-(n % 32) from an integer
+    # shift (exact in float64), then 2^-32, 2^-64, 2^-128 as the bits of n // 32 select.
+    n = np.int64(-k)
+    high = n >> 5
+    scale = np.float64(np.int64(1) << (31 - (n & 31))) * 2.0**-31
+    scale *= 2.0**-32 if high & 1 else 1.0
+    scale *= 2.0**-64 if high & 2 else 1.0
+    scale *= 2.0**-128 if high & 4 else 1.0
+    return p * scale
+
+
+@jit(inline=True)
+def _tanh_and_slope_vectorisable(x):
+    """``(tanh(x), sech(x)^2)`` for float32 networks, accurate far below float32 rounding."""
+    a = abs(x)
+    a = a if a < _TANH_CLAMP else _TANH_CLAMP  # also maps NaN to the clamp: fixed below
+    e = _exp_nonpositive(-2.0 * a)
+    inv = 1.0 / (1.0 + e)  # the one division: a vector divide costs as much as ten multiplies
+    t = (1.0 - e) * inv if a >= _TANH_SERIES_BELOW else a - a * a * a * (1.0 / 3.0)
+    slope = 4.0 * e * inv * inv
+    if x != x:
+        return math.nan, math.nan
+    return (-t if x < 0.0 else t), slope
+
+
 @jit
 def apply(code, x, param, out_phi, out_dphi):
     """Fill ``out_phi`` and ``out_dphi`` with ``phi`` and ``phi'`` of the 1-D array ``x``.
+
+    Branches on ``code`` once, then runs a loop specialised to that activation:
+    linear, relu and leaky_relu are a few selects, and tanh on float32 arrays is a
+    branch-free polynomial, so LLVM vectorises those loops; the other activations
+    call :func:`phi_and_dphi` per element.  Every path computes in float64 and rounds
+    once when storing: float64 results equal :func:`phi_and_dphi` bit for bit, float32
+    tanh differs from the float64 libm value by far less than a float32 rounding.
 
     Parameters
     ----------
     code : int
         Activation code.
     x : numpy.ndarray
-        1-D float64 input.
+        1-D float32 or float64 input.
     param : float
         Activation parameter (see :func:`phi_and_dphi`).
     out_phi, out_dphi : numpy.ndarray
-        Preallocated 1-D float64 arrays of ``x``'s length, written in place.
+        Preallocated 1-D arrays of ``x``'s length (any float dtype), written in place.
     """
-    for i in range(x.shape[0]):
-        out_phi[i], out_dphi[i] = phi_and_dphi(code, x[i], param)
+    n = x.shape[0]
+    if code == LINEAR:
+        for i in range(n):
+            v = np.float64(x[i])
+            out_phi[i] = v
+            out_dphi[i] = 1.0 if v == v else math.nan
+    elif code == RELU:
+        for i in range(n):
+            v = np.float64(x[i])
+            out_phi[i] = v if v > 0.0 else (0.0 if v <= 0.0 else math.nan)
+            out_dphi[i] = 1.0 if v > 0.0 else (0.0 if v <= 0.0 else math.nan)
+    elif code == LEAKY_RELU:
+        # slope 0 at x = -inf would give 0 * inf = NaN; the limit is 0.
+        for i in range(n):
+            v = np.float64(x[i])
+            negative = (param * v) if param != 0.0 else 0.0
+            out_phi[i] = v if v > 0.0 else (negative if v <= 0.0 else math.nan)
+            out_dphi[i] = 1.0 if v > 0.0 else (param if v <= 0.0 else math.nan)
+    elif code == TANH and x.itemsize == 4:
+        for i in range(n):
+            out_phi[i], out_dphi[i] = _tanh_and_slope_vectorisable(np.float64(x[i]))
+    else:
+        for i in range(n):
+            out_phi[i], out_dphi[i] = phi_and_dphi(code, np.float64(x[i]), param)
 
 
 # ----------------------------------------------------------------------------- NumPy twins

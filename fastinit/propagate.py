@@ -79,7 +79,8 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
         stream : int, default 0
             64-bit stream id (the sweep derives one per cell).
         memory_budget : int, default 384 MiB
-            Bytes for stored layers; deeper nets are recomputed from checkpoints.
+            Bytes for stored layers: past it, weights are drawn again in the backward
+            pass, and deeper nets are recomputed from checkpoints.
 
     Returns
     -------
@@ -104,8 +105,26 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     h0, grad_top = _inputs(plan)
     stats = np.zeros((plan["depth"], K.N_STATS))
     K.run(plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"], np.uint64(plan["seed"]), np.uint64(plan["stream"]),
-          plan["dtype"] == np.float64, h0, grad_top, plan["seg_len"], stats)
+          plan["dtype"] == np.float64, h0, grad_top, *_workspace(plan), plan["w_slots"], stats)
     return _frame(stats, plan)
+
+
+def _workspace(plan):
+    """The stored layers of :func:`_memory_plan`: ``seg_h, seg_z, seg_dphi, seg_w, checkpoints``.
+
+    Allocated here rather than in the kernel because NumPy asks Linux for transparent
+    huge pages on large arrays: first touches then fault 2 MiB at a time instead of
+    4 KiB (measured: page faults were ~30 % of a (64, 1000) run).
+    """
+    seg_len, w_slots, dtype = plan["seg_len"], plan["w_slots"], plan["dtype"]
+    widest, batch = int(plan["widths"].max()), plan["batch"]
+    n_segments = (plan["depth"] + seg_len - 1) // seg_len
+    activation_rows = (seg_len, batch * widest)
+    return (np.empty(activation_rows, dtype=dtype),
+            np.empty((seg_len if plan["batchnorm"] else 1, batch * widest), dtype=dtype),
+            np.empty(activation_rows, dtype=dtype),
+            np.empty((min(seg_len, w_slots + 1), widest * widest), dtype=dtype),
+            np.empty((n_segments, batch * widest), dtype=dtype))
 
 
 def _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options) -> dict:
@@ -145,19 +164,37 @@ def _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
     budget = check_int("memory_budget", options.get("memory_budget", DEFAULT_MEMORY_BUDGET), minimum=1)
     forward_rescaled = numerics == "rescaled" and act.homogeneous
     widest = int(widths.max())
-    per_layer = (3 * batch * widest + widest * widest) * dtype.itemsize
-    seg_len = int(max(1, min(depth, budget // per_layer)))
+    seg_len, w_slots = _memory_plan(depth, batch, widest, dtype.itemsize, bool(batchnorm), budget)
     draws = [entry.draw(int(widths[l - 1]), int(widths[l]), **init_params) for l in range(1, depth + 1)]
     draw_ab = np.array([(d.a, d.b) for d in draws], dtype=np.float64)
     spec = np.array([draws[0].kind, 0.0, 0.0, bias_std, act.code, param, residual is not None, residual or 0.0,
                      bool(batchnorm), forward_rescaled, act.bounded], dtype=np.float64)
     return {
         "init": entry.name, "activation": act.name, "depth": depth, "widths": widths, "batch": batch,
-        "seed": seed, "dtype": dtype, "stream": stream, "spec": spec, "seg_len": seg_len,
+        "seed": seed, "dtype": dtype, "stream": stream, "spec": spec, "seg_len": seg_len, "w_slots": w_slots,
         "input_std": input_std, "input_corr": input_corr, "forward_rescaled": forward_rescaled,
         "numerics": numerics, "draw_ab": draw_ab, "draws": draws, "init_params": init_params, "param": param,
         "bias_std": bias_std, "residual": residual, "batchnorm": bool(batchnorm), "code": act.code,
     }
+
+
+def _memory_plan(depth, batch, widest, itemsize, batchnorm, budget):
+    """How many layers to keep at once (``seg_len``) and how many of them keep their weights.
+
+    The backward pass needs each layer's input and derivative (and, with batch norm,
+    its pre-activation), and its weights.  In order of cost, when the budget is short:
+    keep everything; keep the activations of every layer but draw some layers' weights
+    again (a draw costs a fraction of the layer's GEMMs); keep segments of layers and
+    recompute the earlier ones from checkpoints (a draw, a GEMM and the activation).
+    """
+    activations = (3 if batchnorm else 2) * batch * widest * itemsize
+    weights = widest * widest * itemsize
+    if depth * (activations + weights) <= budget:
+        return depth, depth
+    if depth * activations + weights <= budget:
+        return depth, min(depth, (budget - depth * activations - weights) // weights)
+    seg_len = int(max(1, min(depth, budget // (activations + weights))))
+    return seg_len, seg_len
 
 
 def _inputs(plan):
