@@ -15,20 +15,9 @@ import argparse
 import os
 import platform
 import statistics
-import time
 
 import numpy as np
-
-
-def median_seconds(function, repeat: int) -> float:
-    """Median wall time of ``function()`` over ``repeat`` calls, after one warm-up call."""
-    function()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from _timing import median_seconds  # noqa: E402 -- a sibling module: run these as scripts
 
 
 def bench_sampling(repeat: int) -> list[tuple[str, float]]:

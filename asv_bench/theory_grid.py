@@ -15,21 +15,9 @@ ln E[phi^2] (~20 ms) and its q -> inf limits.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
-
-
-def median_seconds(function, repeat: int) -> float:
-    """Median wall time of ``function()`` over ``repeat`` calls, after one warm-up call."""
-    function()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from _timing import median_seconds  # noqa: E402 -- a sibling module: run these as scripts
 
 
 def main(argv=None) -> None:

@@ -23,24 +23,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 
 import numpy as np
+from _timing import median_seconds  # noqa: E402 -- a sibling module: run these as scripts
 
 DEPTH, WIDTH, BATCH, N_TRAIN, LR, MOMENTUM = 20, 256, 256, 4096, 0.01, 0.9
 TASK = dict(task="gaussians", task_params={"n_train": N_TRAIN})
-
-
-def median_seconds(function, repeat: int) -> float:
-    """Median wall time of ``function()`` over ``repeat`` calls, after one warm-up call."""
-    function()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def fastinit_epoch(epochs):
