@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 
 import numpy as np
 from _timing import median_seconds  # noqa: E402 -- a sibling module: run these as scripts
