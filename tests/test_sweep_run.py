@@ -165,3 +165,47 @@ def test_training_axes_never_change_propagation_cells_and_vice_versa():
     trained = {c.key for c in expand(tiny(task=["spirals"]))}
     assert {c.key for c in expand(tiny(task=["spirals"], numerics=["raw", "rescaled"], bias_std=[0.0, 0.5]))} == trained
     assert not trained & plain
+
+
+def _pool_workers() -> list[int]:
+    """PIDs of this process's spawned pool workers (Linux /proc; not the resource tracker)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read()
+        except OSError:
+            continue
+        if parent == os.getpid() and b"spawn_main" in command:
+            pids.append(int(entry))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds pool workers through /proc")
+def test_a_local_worker_killed_mid_sweep_costs_a_rerun_of_its_cells_not_the_sweep(tmp_path, caplog):
+    study = tiny(depth=[40], width=[128], batch=[128], seeds=3)
+    run_study(study, tmp_path / "serial", executor="serial", progress=False)
+    killed = []
+
+    def kill_one_when_started():
+        cells = tmp_path / "local" / store.CELLS
+        while not (cells.is_dir() and any(cells.glob("*.parquet"))):
+            time.sleep(0.01)
+        workers = _pool_workers()
+        if workers:
+            os.kill(workers[0], signal.SIGKILL)
+            killed.append(workers[0])
+
+    killer = threading.Thread(target=kill_one_when_started, daemon=True)
+    killer.start()
+    outcome = run_study(study, tmp_path / "local", executor="local", workers=2, progress=False)
+    killer.join(timeout=60)
+    assert killed, "the test should have killed a worker mid-sweep"
+    assert "restarted the pool" in caplog.text  # the kill landed while cells were in flight
+    assert outcome.failed == [] and outcome.done == len(expand(study))
+    assert_same_rows(load(tmp_path / "local"), load(tmp_path / "serial"))

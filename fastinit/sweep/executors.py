@@ -41,6 +41,15 @@ class Pool:
     workers: int
     threads: int  # numba/BLAS threads per worker
     address: str | None = None
+    restart: object = None  # callable returning a fresh executor after a worker process died (local)
+
+    def replace_broken(self) -> bool:
+        """Swap a broken executor for a fresh one; False when this kind cannot restart."""
+        if self.restart is None:
+            return False
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor = self.restart()
+        return True
 
     def describe(self) -> dict:
         """Executor, workers, threads per worker (and scheduler address) for the manifest."""
@@ -123,20 +132,24 @@ def open_executor(kind: str, workers: int | None = None, scheduler: str | None =
     if kind == "serial":
         yield Pool(SerialExecutor(), "serial", 1, cores)
         return
-    context = multiprocessing.get_context("spawn")
-    ready = context.Value("i", 0)
-    with _thread_environment(threads):
-        executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                                          initargs=((tuple(dtypes), training), ready))
-        try:
-            _wait_for_workers(executor, workers, ready)
-        except BaseException:
-            executor.shutdown(wait=False, cancel_futures=True)
-            raise
+    def start():
+        context = multiprocessing.get_context("spawn")
+        ready = context.Value("i", 0)
+        with _thread_environment(threads):
+            executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                                              initargs=((tuple(dtypes), training), ready))
+            try:
+                _wait_for_workers(executor, workers, ready)
+            except BaseException:
+                executor.shutdown(wait=False, cancel_futures=True)
+                raise
+        return executor
+
+    pool = Pool(start(), "local", workers, threads, restart=start)
     try:
-        yield Pool(executor, "local", workers, threads)
+        yield pool
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        pool.executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _start_worker(warm_arguments, ready):

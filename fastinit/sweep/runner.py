@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import logging
@@ -123,36 +124,62 @@ def _dispatch(pool, cells, root_seed, directory):
     """Yield ``(cell, summary)`` as cells finish, keeping a bounded number in flight.
 
     A bounded window keeps memory flat for studies of any size; the serial executor
-    runs one cell per submission, so progress and Ctrl-C act cell by cell.  A lost worker process (a broken local
-    pool) fails the cells in flight and those not yet started; a rerun resumes them.
+    runs one cell per submission, so progress and Ctrl-C act cell by cell.
+
+    A worker process that dies (killed, out of memory) breaks a local pool and every
+    cell in flight with it: the pool is restarted and those cells run again.  A cell in
+    flight at two such losses is reported failed (it may be what kills its worker), so
+    a lost worker costs at most the cells that were running, never the sweep.
     """
     window = 1 if pool.kind == "serial" else max(4, 2 * pool.workers)
     pending = {}
+    retry = collections.deque()
+    lost_before = set()
     queue = iter(cells)
-    broken = None
     while True:
+        broken = None
         while broken is None and len(pending) < window:
-            cell = next(queue, None)
+            cell = retry.popleft() if retry else next(queue, None)
             if cell is None:
                 break
             try:
                 pending[pool.executor.submit(run_cell, cell, root_seed, directory, pool.threads)] = cell
             except concurrent.futures.BrokenExecutor as error:
                 broken = error
-                yield cell, _lost(error)
-        if not pending:
+                retry.appendleft(cell)  # never started: not counted as lost
+        if not pending and broken is None:
             break
-        finished, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+        finished = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)[0] if pending else ()
+        lost = []
         for future in finished:
             cell = pending.pop(future)
             try:
                 yield cell, future.result()
-            except Exception as error:  # noqa: BLE001 -- a lost worker, not an error inside the cell
-                broken = broken or (error if isinstance(error, concurrent.futures.BrokenExecutor) else None)
+            except concurrent.futures.BrokenExecutor as error:
+                broken = error
+                lost.append(cell)
+            except Exception as error:  # noqa: BLE001 -- infrastructure (e.g. Dask gave up), not the cell's own error
                 yield cell, _lost(error)
-    if broken is not None:
-        for cell in queue:
-            yield cell, _lost(broken)
+        if broken is None:
+            continue
+        # Every other future of the broken pool ends now, most with the same error.
+        for future in concurrent.futures.wait(pending)[0]:
+            cell = pending.pop(future)
+            if future.exception() is None:
+                yield cell, future.result()
+            else:
+                lost.append(cell)
+        if not pool.replace_broken():
+            for cell in [*lost, *retry, *queue]:
+                yield cell, _lost(broken)
+            return
+        log.warning("a worker process died (%s); restarted the pool, %d cells run again", broken, len(lost))
+        for cell in lost:
+            if cell.key in lost_before:
+                yield cell, _lost(RuntimeError("its worker died twice (the cell may be what kills it, e.g. memory)"))
+            else:
+                lost_before.add(cell.key)
+                retry.append(cell)
 
 
 def _lost(error) -> dict:
