@@ -171,15 +171,22 @@ def _gain_text(row) -> str:
     return f"{row.gain:.3f} [{row.gain_low:.3f}, {row.gain_high:.3f}], theory {row.theory:.3f}"
 
 
-def _variance_reading(compared: pd.DataFrame, direction: str) -> str:
-    """Which initializer keeps each activation flattest, with its fitted gain and theory's."""
+def _variance_reading(compared: pd.DataFrame, direction: str, rows: pd.DataFrame) -> str:
+    """Which initializer keeps each activation flattest, with its fitted gain and theory's.
+
+    A bounded activation can be flat because it is saturated (every unit pinned at its
+    bounds); the reading says so when most entries of the last layer are saturated.
+    """
     data = compared[(compared.direction == direction) & (compared.gain > 0)]
     if data.empty:
         return "No signal survived in this direction."
+    last = rows[rows.layer == rows.depth].groupby(["init", "activation"], sort=False)["saturated_frac"].mean()
     parts = []
     for activation, frame in data.groupby("activation", sort=False):
         best = frame.iloc[np.argmin(np.abs(np.log10(frame.gain.to_numpy())))]
-        parts.append(f"{activation}: {best.init} ({_gain_text(best)})")
+        saturated = last.get((best.init, activation), 0.0)
+        note = f"; {saturated:.0%} of units saturated" if saturated > 0.5 else ""
+        parts.append(f"{activation}: {best.init} ({_gain_text(best)}{note})")
     name = "Forward" if direction == "forward" else "Backward"
     return f"{name} gain per layer of the flattest initializer — " + "; ".join(parts) + "."
 
@@ -263,7 +270,7 @@ def _propagation_report(rows, out, formats):
             figure = figures.variance_figure(rows[mask], direction=direction, theory=curves[theory_mask])
             figure.suptitle(f"{'Forward' if direction == 'forward' else 'Gradient'} variance, {_shape_label(shape)}")
             sections.append((name, _save(figure, out, name, formats),
-                             _variance_reading(compared[compared_mask], direction)))
+                             _variance_reading(compared[compared_mask], direction, rows[mask])))
     sections.append(("fig3_gain_vs_theory", _save(figures.gain_figure(compared), out, "fig3_gain_vs_theory", formats),
                      _gain_reading(compared)))
     sections.append(_spread_section(rows, out, formats))
