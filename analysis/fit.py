@@ -31,14 +31,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fastinit.sweep.summary import log_slope
+from fastinit.sweep.spec import PROPAGATION_GROUP, TRAINING_GROUP
+from fastinit.sweep.summary import log_slope, run_diverged
 
 __all__ = ["GROUP_COLUMNS", "TRAINING_GROUP", "slopes", "fit_gains", "compare", "spread", "default_target",
            "epochs_to_target"]
 
 # Parameters that define a cell group (all but the replicate).
-GROUP_COLUMNS = ["init", "activation", "depth", "width", "batch", "bias_std", "dtype", "numerics", "residual",
-                 "batchnorm"]
+GROUP_COLUMNS = list(PROPAGATION_GROUP)
 DIRECTIONS = {"forward": ("log10_fwd_var", 1.0), "backward": ("log10_grad_var", -1.0)}
 _METHODS = ("t", "bootstrap")
 
@@ -204,9 +204,6 @@ def spread(rows: pd.DataFrame, column: str = "log10_fwd_var") -> pd.DataFrame:
     return table
 
 
-TRAINING_GROUP = ["task", "init", "activation", "depth", "width", "batch", "batchnorm", "residual", "epochs", "lr",
-                  "momentum", "clip_norm"]
-
 
 # The default target loss, as a fraction of the median loss at initialization: 3/4 of
 # chance level (ln 2) on two spirals is 0.52, which good 20-layer nets reach in a few
@@ -238,7 +235,7 @@ def epochs_to_target(rows: pd.DataFrame, target: float | None = None, *, level: 
         Per configuration: ``seeds``, ``reached`` (replicates that reached the target
         within their epochs), ``epochs`` (mean over those that reached it) with a
         Student-t interval ``epochs_low``/``epochs_high`` over them (NaN with fewer
-        than two), ``diverged`` (replicates whose loss became non-finite) and
+        than two), ``diverged`` (replicates that diverged, :func:`fastinit.sweep.summary.run_diverged`) and
         ``target``.  Runs that never reach the target are counted, not averaged in:
         read ``epochs`` together with ``reached``.
     """
@@ -252,11 +249,11 @@ def epochs_to_target(rows: pd.DataFrame, target: float | None = None, *, level: 
         keys = keys if isinstance(keys, tuple) else (keys,)
         hits, diverged = [], 0
         for _, run in frame.groupby("seed"):
-            loss = run.sort_values("epoch")["loss"].to_numpy(dtype=np.float64)
-            diverged += int(not np.isfinite(loss).all())
-            reached = np.flatnonzero(loss <= target)
+            run = run.sort_values("epoch")
+            diverged += int(run_diverged(run))
+            reached = np.flatnonzero(run["loss"].to_numpy(dtype=np.float64) <= target)
             if reached.size:
-                hits.append(float(run.sort_values("epoch")["epoch"].to_numpy()[reached[0]]))
+                hits.append(float(run["epoch"].to_numpy()[reached[0]]))
         hits = np.array(hits)
         mean, low, high = (_interval(hits, level, "t", 0) if hits.size else (math.nan, math.nan, math.nan))
         records.append({**dict(zip(group, keys)), "seeds": frame["seed"].nunique(), "reached": int(hits.size),

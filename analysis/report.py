@@ -41,12 +41,14 @@ import pandas as pd  # noqa: E402
 
 from analysis import figures, fit, theory  # noqa: E402
 from fastinit.initializers import get_initializer  # noqa: E402
+from fastinit.sweep.spec import PROPAGATION_SHAPE, TRAINING_SHAPE  # noqa: E402
 from fastinit.sweep.store import ResultsError, load  # noqa: E402
+from fastinit.sweep.summary import run_diverged  # noqa: E402
 
 __all__ = ["build_report", "theory_curves", "main"]
 
 FORMATS = ("pdf", "svg", "png")
-_SHAPE = ["depth", "width", "batch", "bias_std", "dtype", "numerics", "residual", "batchnorm"]
+_SHAPE = list(PROPAGATION_SHAPE)
 # Metadata that would make files differ from run to run (dates), removed per format.
 _STABLE_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {"Software": None}}
 log = logging.getLogger("analysis.report")
@@ -279,13 +281,14 @@ def _propagation_report(rows, out, formats):
     return sections, _write_tables(compared, out)
 
 
-_CONFIG = ["task", "depth", "width", "batch", "batchnorm", "residual", "epochs", "lr", "momentum", "clip_norm"]
+_CONFIG = list(TRAINING_SHAPE)
 
 
 def _config_label(config: dict) -> str:
     clip = f"clip {config['clip_norm']:g}" if config["clip_norm"] else "no clipping"
     extras = (["batchnorm"] if config["batchnorm"] else []) + (
-        [f"residual {config['residual']:g}"] if config["residual"] else [])
+        [f"residual {config['residual']:g}"] if config["residual"] else []) + (
+        [config["dtype"]] if config["dtype"] != "float32" else [])
     return ", ".join([config["task"], f"{config['depth']}x{config['width']}", f"batch {config['batch']}",
                       f"lr {config['lr']:g}", clip, *extras])
 
@@ -351,8 +354,9 @@ def _epochs_reading(table) -> str:
 
 def _divergence_section(per_epoch, out, formats):
     name = "fig9_divergence"
-    runs = per_epoch.groupby(["init", "lr", "clip_norm", "activation", "seed"], sort=False)["loss"].apply(
-        lambda loss: not np.isfinite(loss.to_numpy(dtype=np.float64)).all()).rename("diverged").reset_index()
+    runs = pd.DataFrame.from_records(  # one record per cell: each is one training run
+        {"init": run["init"].iloc[0], "lr": run["lr"].iloc[0], "clip_norm": run["clip_norm"].iloc[0],
+         "diverged": run_diverged(run)} for _, run in per_epoch.groupby("key", sort=False))
     clips = list(dict.fromkeys(runs["clip_norm"]))
     # Room per panel for the initializer labels and the colour bar, plus a column per rate.
     figure, axes = plt.subplots(1, len(clips), figsize=((3.2 + 0.8 * runs["lr"].nunique()) * len(clips),

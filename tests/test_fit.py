@@ -128,3 +128,12 @@ def test_epochs_to_target_counts_the_first_epoch_below_target():
     assert table.loc["rate0.25", "reached"] == 5 and table.loc["rate0.25", "diverged"] == 1
     assert table.loc["rate0.25", "epochs"] == 6.0
     assert default_target(rows) == pytest.approx(0.75, rel=0.02)  # three quarters of the initial loss of 1
+
+
+def test_training_groups_keep_dtypes_apart():
+    """Every study axis separates groups: float32 and float64 runs of one seed are two runs."""
+    rows = pd.concat([synthetic_training(3, rate=0.5, seed=8).assign(dtype="float32"),
+                      synthetic_training(3, rate=0.25, seed=9).assign(dtype="float64", init="rate0.5")])
+    table = epochs_to_target(rows, target=0.25).set_index("dtype")
+    assert list(table.seeds) == [3, 3] and table.loc["float32", "epochs"] == 3.0
+    assert table.loc["float64", "epochs"] == 6.0

@@ -24,7 +24,7 @@ from fastinit.initializers import get_initializer
 from fastinit.train.tasks import TASKS
 
 __all__ = ["Study", "StudyError", "Choice", "PRESETS", "preset", "read_toml", "build_study", "AXES", "TRAINING_AXES",
-           "PROPAGATION_AXES"]
+           "PROPAGATION_AXES", "PROPAGATION_GROUP", "TRAINING_GROUP", "PROPAGATION_SHAPE", "TRAINING_SHAPE"]
 
 # Axes in the order they vary in the grid (the last varies fastest) and their defaults.
 AXES = {
@@ -48,6 +48,13 @@ AXES = {
 # Axes that only training cells read, and those only propagation cells read.
 TRAINING_AXES = ("epochs", "lr", "momentum", "clip_norm")
 PROPAGATION_AXES = ("bias_std", "numerics")
+# Result columns that tell one group of replicates from another, per kind of cell.
+# Derived from AXES, so that a new axis can never silently pool distinct cells.
+PROPAGATION_GROUP = tuple(axis for axis in AXES if axis != "task" and axis not in TRAINING_AXES)
+TRAINING_GROUP = ("task", *(axis for axis in AXES if axis != "task" and axis not in PROPAGATION_AXES))
+# The same without initializer and activation: what a summary row or figure holds fixed.
+PROPAGATION_SHAPE = tuple(axis for axis in PROPAGATION_GROUP if axis not in ("init", "activation"))
+TRAINING_SHAPE = tuple(axis for axis in TRAINING_GROUP if axis not in ("init", "activation"))
 PRESETS = ("default", "paper", "training")
 _TOP_LEVEL_KEYS = ("name", "root_seed", "seeds", "axes")
 

@@ -27,6 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fastinit.sweep.spec import AXES
+
 __all__ = ["FORMAT", "ResultsError", "check_directory", "write_manifest", "read_manifest", "write_cell",
            "write_failure", "clear_failure", "clear_stale_failures", "finished_keys", "failures", "remove_temporaries",
            "compact", "load"]
@@ -37,8 +39,7 @@ CELLS = "cells"
 FAILED = "failed"
 COMPACTED = "rows.parquet"
 # Sort order of loaded rows: the study's axes, replicate, then layer.
-_ORDER = ["task", "init", "activation", "depth", "width", "batch", "bias_std", "dtype", "numerics", "residual",
-          "batchnorm", "epochs", "lr", "momentum", "clip_norm", "seed", "key", "epoch", "layer"]
+_ORDER = ["task", *(axis for axis in AXES if axis != "task"), "seed", "key", "epoch", "layer"]
 
 
 class ResultsError(ValueError):

@@ -16,9 +16,11 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["layer_factors", "flattest", "log_slope", "training_table"]
+from fastinit.sweep.spec import PROPAGATION_SHAPE, TRAINING_GROUP
 
-_GROUP = ["activation", "init", "depth", "width", "batch", "bias_std", "dtype", "numerics", "residual", "batchnorm"]
+__all__ = ["layer_factors", "flattest", "log_slope", "training_table", "run_diverged"]
+
+_GROUP = ["activation", "init", *PROPAGATION_SHAPE]
 
 
 def log_slope(layers: np.ndarray, log10_values: np.ndarray) -> float:
@@ -94,7 +96,7 @@ def flattest(rows: pd.DataFrame) -> pd.DataFrame:
         ``forward`` and ``backward`` (its per-layer factors), ``runner_up``.
     """
     factors = layer_factors(rows)
-    varying = [c for c in _GROUP[2:] if c in factors.columns and factors[c].nunique() > 1]
+    varying = [c for c in PROPAGATION_SHAPE if c in factors.columns and factors[c].nunique() > 1]
     records = []
     for keys, frame in factors.groupby(["activation", *varying], sort=True, dropna=False):
         ranked = frame.dropna(subset=["flatness"]).sort_values("flatness", kind="stable")
@@ -108,8 +110,11 @@ def flattest(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-_TRAINING_GROUP = ["task", "activation", "init", "depth", "width", "batch", "batchnorm", "residual", "lr", "momentum",
-                   "clip_norm", "epochs"]
+def run_diverged(run: pd.DataFrame) -> bool:
+    """Whether one training run diverged: flagged by :func:`fastinit.train.run` (loss or weights
+    non-finite) or with a non-finite training loss in its rows."""
+    flagged = "diverged" in run.columns and bool(run["diverged"].fillna(False).astype(bool).any())
+    return flagged or not np.isfinite(run["loss"].to_numpy(dtype=np.float64)).all()
 
 
 def training_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -127,7 +132,7 @@ def training_table(rows: pd.DataFrame) -> pd.DataFrame:
         replicates of the last finite epoch's training loss), ``final_accuracy`` (mean)
         and ``diverged`` (replicates whose loss became non-finite, as ``k/n``).
     """
-    group = [c for c in _TRAINING_GROUP if c in rows.columns]
+    group = [c for c in TRAINING_GROUP if c in rows.columns]
     varying = [c for c in group if rows[c].nunique() > 1] or ["init"]
     per_epoch = rows[rows["layer"] == 1]
     records = []
@@ -136,7 +141,7 @@ def training_table(rows: pd.DataFrame) -> pd.DataFrame:
         finals, accuracies, diverged = [], [], 0
         for _, run in frame.groupby("seed"):
             finite = run[np.isfinite(run["loss"])]
-            diverged += int(run["diverged"].fillna(False).astype(bool).any() or len(finite) < len(run))
+            diverged += int(run_diverged(run))
             finals.append(finite["loss"].iloc[-1] if len(finite) else math.nan)
             accuracies.append(finite["accuracy"].iloc[-1] if len(finite) else math.nan)
         seeds = frame["seed"].nunique()
