@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
@@ -125,7 +125,6 @@ class Initializer:
     draw: Callable[..., Draw]
     variance: Callable[..., float]
     needs_fans: bool = True
-    aliases: tuple[str, ...] = field(default=())
 
     def resolve(self, **params) -> dict:
         """Validate ``params`` against the declaration and fill in defaults.
@@ -152,10 +151,6 @@ _REQUIRED = object()
 
 def _kaiming_gain(nonlinearity, a):
     return gain(nonlinearity, a if nonlinearity == "leaky_relu" else None)
-
-
-def _fan(mode, fan_in, fan_out):
-    return fan_in if mode == "fan_in" else fan_out
 
 
 def _scaling_n(mode, fan_in, fan_out):
@@ -217,18 +212,18 @@ _ENTRIES = [
         "N(0, gain^2/fan_mode), untruncated (PyTorch kaiming_normal_); relu gain sqrt(2) gives 2/fan_in",
         _KAIMING,
         lambda fi, fo, mode, nonlinearity, a: Draw(
-            rng.KIND_NORMAL, _kaiming_gain(nonlinearity, a) / math.sqrt(_fan(mode, fi, fo))
+            rng.KIND_NORMAL, _kaiming_gain(nonlinearity, a) / math.sqrt(_scaling_n(mode, fi, fo))
         ),
-        lambda fi, fo, mode, nonlinearity, a: _kaiming_gain(nonlinearity, a) ** 2 / _fan(mode, fi, fo),
+        lambda fi, fo, mode, nonlinearity, a: _kaiming_gain(nonlinearity, a) ** 2 / _scaling_n(mode, fi, fo),
     ),
     Initializer(
         "he_uniform",
         "U[+-gain sqrt(3/fan_mode)] (PyTorch kaiming_uniform_), variance gain^2/fan_mode",
         _KAIMING,
         lambda fi, fo, mode, nonlinearity, a: _symmetric_uniform(
-            _kaiming_gain(nonlinearity, a) * math.sqrt(3.0 / _fan(mode, fi, fo))
+            _kaiming_gain(nonlinearity, a) * math.sqrt(3.0 / _scaling_n(mode, fi, fo))
         ),
-        lambda fi, fo, mode, nonlinearity, a: _kaiming_gain(nonlinearity, a) ** 2 / _fan(mode, fi, fo),
+        lambda fi, fo, mode, nonlinearity, a: _kaiming_gain(nonlinearity, a) ** 2 / _scaling_n(mode, fi, fo),
     ),
     Initializer(
         "lecun_normal",
@@ -249,7 +244,8 @@ _ENTRIES = [
         "gain * Q of the QR of a Gaussian matrix, Q sign-corrected (Saxe et al. 2013); variance gain^2/max(rows, cols)",
         {"gain": _GAIN},
         lambda fi, fo, gain: Draw(ORTHOGONAL, gain),
-        # rows = fan_out / rf, cols = fan_in * rf: filled in by _orthogonal_variance.
+        # The rule of dense (2-D) weights: with a receptive field rf the matrix is
+        # (fan_out / rf, fan_in) and the variance gain^2 / max(fan_out / rf, fan_in).
         lambda fi, fo, gain: gain**2 / max(fi, fo),
     ),
     Initializer(

@@ -12,11 +12,8 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-# Named tolerances (style guide: justify by the kind of comparison).
-# Kernel vs its float64 twin: same operations in a different order -> a few ulps.
-TWIN_RTOL_F64 = 1e-12
-# float32 kernels vs float64 twins: float32 rounding of each stored value.
-TWIN_RTOL_F32 = 2e-6
+# Named tolerances (style guide: justify by the kind of comparison); the twin
+# tolerances live beside the twin tests that justify them.
 # Two-sided KS p-value below which a sample is declared not from the distribution;
 # every statistical test runs at a fixed seed, so this is a fixed verdict, not a flake.
 KS_ALPHA = 1e-3
@@ -37,7 +34,7 @@ def run_python(code: str, *, threads: int | None = None) -> str:
 
 @pytest.fixture
 def torch():
-    """PyTorch in float64-friendly deterministic mode, or skip when not installed."""
+    """PyTorch, seeded, or skip when it is not installed."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     return torch
