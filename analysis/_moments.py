@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
 
 import numpy as np
 
 from analysis import _gauss
-from fastinit._validation import check_choice
+from fastinit._validation import check_choice, check_params
 from fastinit.activations import Activation, get_activation
 
 METHODS = ("auto", "quadrature", "closed_form")
@@ -59,15 +58,6 @@ def as_array(name, value, *, minimum=None, exclusive=False, maximum=None) -> np.
     return arr
 
 
-def as_params(name, value) -> dict:
-    """A copy of a parameter mapping (None means none)."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{name} must be a dict of parameters or None, got {value!r}")
-    return dict(value)
-
-
 def check_method(method) -> str:
     """Validate ``method`` against :data:`METHODS`."""
     return check_choice("method", method, METHODS)
@@ -81,7 +71,7 @@ def _bound(name: str, param: float) -> "Act":
 def act(activation, activation_params=None) -> "Act":
     """The validated activation with its parameter bound (cached, so limits are computed once)."""
     spec = get_activation(activation)
-    param = spec.resolve_param(**as_params("activation_params", activation_params))
+    param = spec.resolve_param(**check_params("activation_params", activation_params))
     return _bound(spec.name, param)
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis._moments import as_array, as_params
-from fastinit._validation import did_you_mean
+from analysis._moments import as_array
+from fastinit._validation import check_params, did_you_mean
 from fastinit.initializers import INITIALIZERS
 
 __all__ = ["RULES", "weight_rule", "rule_variance"]
@@ -31,7 +31,7 @@ def weight_rule(weight_variance, init_params, name="weight_variance"):
             return RULES[compact]
         if compact in INITIALIZERS:
             entry = INITIALIZERS[compact]
-            resolved = entry.resolve(**as_params("init_params", init_params))
+            resolved = entry.resolve(**check_params("init_params", init_params))
             return lambda fan_in, fan_out: entry.variance(fan_in, fan_out, **resolved)
         choices = [*RULES, *INITIALIZERS]
         raise ValueError(f"{name} must be an initializer of fastinit.INITIALIZERS, one of the rules "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import numbers
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -22,6 +22,8 @@ __all__ = [
     "check_seed",
     "check_shape",
     "check_no_extra",
+    "check_params",
+    "check_stream",
     "did_you_mean",
 ]
 
@@ -144,6 +146,26 @@ def check_shape(value, name: str = "shape") -> tuple[int, ...]:
 def check_seed(value) -> int:
     """Check a root seed: an integer in ``[0, 2**64 - 1]``."""
     return check_int("seed", value, minimum=0, maximum=MAX_SEED)
+
+
+def check_stream(value) -> int:
+    """Check a 64-bit stream id: an integer in ``[0, 2**64 - 1]``."""
+    return check_int("stream", value, minimum=0, maximum=MAX_SEED)
+
+
+def check_params(name: str, value) -> dict:
+    """Check a mapping of parameters (``None`` means none) and return a copy as a dict.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is neither ``None`` nor a mapping.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict of parameters or None, got {value!r}; e.g. {name}={{}}")
+    return dict(value)
 
 
 def check_dtype(value) -> np.dtype:

@@ -14,7 +14,9 @@ import pandas as pd
 
 from fastinit import _propagate_kernels as K
 from fastinit import rng
-from fastinit._validation import Choice, check_dtype, check_int, check_no_extra, check_real, check_seed
+from fastinit._validation import (
+    Choice, check_dtype, check_int, check_no_extra, check_real, check_seed, check_stream,
+)
 from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
 
@@ -160,7 +162,7 @@ def _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
     if input_corr is not None:
         input_corr = check_real("input_corr", input_corr, minimum=-1.0, maximum=1.0)
     numerics = _NUMERICS.check("numerics", options.get("numerics", "rescaled"))
-    stream = check_int("stream", options.get("stream", 0), minimum=0, maximum=2**64 - 1)
+    stream = check_stream(options.get("stream", 0))
     budget = check_int("memory_budget", options.get("memory_budget", DEFAULT_MEMORY_BUDGET), minimum=1)
     forward_rescaled = numerics == "rescaled" and act.homogeneous
     widest = int(widths.max())

@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from fastinit._jit import jit
-from fastinit._validation import check_dtype, check_int, check_real, check_seed, check_shape
+from fastinit._validation import check_dtype, check_int, check_real, check_seed, check_shape, check_stream
 
 __all__ = [
     "philox4x32",
@@ -406,7 +406,7 @@ def fill(out: np.ndarray, kind: int, a: float, b: float, seed: int, stream: int,
 
 def _draw(kind, a, b, seed, size, stream, substream, dtype):
     seed = check_seed(seed)
-    stream = check_int("stream", stream, minimum=0, maximum=2**64 - 1)
+    stream = check_stream(stream)
     substream = check_int("substream", substream, minimum=0, maximum=MAX_SUBSTREAM)
     dtype = check_dtype(dtype)
     out = np.empty(check_shape(size, "size"), dtype=dtype)

@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 
 from fastinit import _propagate_kernels as PK
-from fastinit._validation import Choice, check_dtype, check_int, check_no_extra, check_real, check_seed
+from fastinit._validation import (
+    Choice, check_dtype, check_int, check_no_extra, check_params, check_real, check_seed, check_stream,
+)
 from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
 from fastinit.train import _kernels as K
-from fastinit.train.tasks import CROSS_ENTROPY, ORDER_STREAM, get_task, make_task
+from fastinit.train.tasks import ORDER_STREAM, get_task, make_task
 
 __all__ = ["run", "COLUMNS", "OPTIONS", "DISTINCT_RTOL", "Network", "build_network"]
 
@@ -229,9 +231,9 @@ def _plan(init, activation, depth, width, task, epochs, lr, batch, seed, options
     entry = get_initializer(init)
     act = get_activation(activation)
     task_entry = get_task(task)
-    init_params = entry.resolve(**_mapping("init_params", options.get("init_params")))
-    param = act.resolve_param(**_mapping("activation_params", options.get("activation_params")))
-    task_params = task_entry.resolve(**_mapping("task_params", options.get("task_params")))
+    init_params = entry.resolve(**check_params("init_params", options.get("init_params")))
+    param = act.resolve_param(**check_params("activation_params", options.get("activation_params")))
+    task_params = task_entry.resolve(**check_params("task_params", options.get("task_params")))
     depth = check_int("depth", depth, minimum=1)
     width = check_int("width", width, minimum=1)
     epochs = check_int("epochs", epochs, minimum=1, maximum=2**31 - 3)
@@ -251,7 +253,7 @@ def _plan(init, activation, depth, width, task, epochs, lr, batch, seed, options
     residual = options.get("residual")
     if residual is not None:
         residual = check_real("residual", residual, minimum=0.0, exclusive_minimum=True)
-    stream = check_int("stream", options.get("stream", 0), minimum=0, maximum=2**64 - 1)
+    stream = check_stream(options.get("stream", 0))
     distinct_rtol = check_real("distinct_rtol", options.get("distinct_rtol", DISTINCT_RTOL), minimum=0.0)
     gemm = _GEMM.check("gemm", options.get("gemm", "blas"))
     data = make_task(task_entry.name, seed=seed, dtype=dtype, **task_params)
@@ -264,14 +266,6 @@ def _plan(init, activation, depth, width, task, epochs, lr, batch, seed, options
         "distinct_rtol": distinct_rtol, "gemm": gemm, "init_params": init_params, "activation_param": param,
         "task_params": task_params, "data": data, "widths": widths, "draws": draws, "code": act.code,
     }
-
-
-def _mapping(name, value) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise TypeError(f"{name} must be a dict of parameters, got {value!r}; e.g. {name}={{}}")
-    return dict(value)
 
 
 def build_network(plan) -> Network:
@@ -292,7 +286,7 @@ def build_network(plan) -> Network:
         for k in range(n_layers - 1):
             if widths[k] == widths[k + 1]:
                 alpha[k] = plan["residual"]
-    loss_kind = K.CROSS_ENTROPY if plan["data"].loss == CROSS_ENTROPY else K.MSE
+    loss_kind = plan["data"].loss  # the tasks use the kernels' loss codes
     cfg = np.array([plan["code"], plan["activation_param"], plan["batchnorm"], loss_kind, plan["gemm"] == "loops"],
                    dtype=np.float64)
     return Network(widths, w_off, b_off, W, B, alpha, cfg)

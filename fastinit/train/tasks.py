@@ -39,10 +39,10 @@ import numpy as np
 from fastinit import rng
 from fastinit._propagate_kernels import weight_substream
 from fastinit._validation import Real, check_choice, check_dtype, check_int, check_no_extra, check_seed
+from fastinit.train._kernels import CROSS_ENTROPY, MSE
 
 __all__ = ["TASKS", "Task", "Dataset", "make_task", "get_task", "DATA_STREAM", "TEACHER_STREAM", "ORDER_STREAM"]
 
-MSE, CROSS_ENTROPY = 0, 1
 # Substreams of a task's data stream.
 SUB_X, SUB_T, SUB_NOISE, SUB_MEANS = 0, 1, 2, 3
 
