@@ -108,6 +108,11 @@ def _studied_points(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records).drop_duplicates()
 
 
+def _matching(frame: pd.DataFrame, values: dict) -> np.ndarray:
+    """Rows of ``frame`` whose columns equal every ``values[column]``."""
+    return np.logical_and.reduce([frame[column] == value for column, value in values.items()])
+
+
 def _in_study_order(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows ordered as the study lists initializers and activations (panels and legends follow)."""
     axes = rows.attrs.get("manifest", {}).get("study", {}).get("axes", {})
@@ -264,9 +269,9 @@ def _propagation_report(rows, out, formats):
     sections = []
     shapes = rows[_SHAPE].drop_duplicates().to_dict("records")
     for shape in shapes:
-        mask = np.logical_and.reduce([rows[k] == v for k, v in shape.items()])
-        theory_mask = np.logical_and.reduce([curves[k] == v for k, v in shape.items()])
-        compared_mask = np.logical_and.reduce([compared[k] == v for k, v in shape.items()])
+        mask = _matching(rows, shape)
+        theory_mask = _matching(curves, shape)
+        compared_mask = _matching(compared, shape)
         for number, direction in ((1, "forward"), (2, "backward")):
             name = f"fig{number}_{direction}_{_shape_slug(shape)}"
             figure = figures.variance_figure(rows[mask], direction=direction, theory=curves[theory_mask])
@@ -301,7 +306,7 @@ def _training_report(rows, out, formats):
     target = fit.default_target(per_epoch)
     table = fit.epochs_to_target(per_epoch, target)
     for number, config in enumerate(configs, start=1):
-        mask = np.logical_and.reduce([per_epoch[k] == v for k, v in config.items()])
+        mask = _matching(per_epoch, config)
         name = f"fig7_training_loss_{number}"
         figure = figures.training_figure(per_epoch[mask])
         figure.suptitle(f"Training loss, {_config_label(config)}")
@@ -309,7 +314,7 @@ def _training_report(rows, out, formats):
     figure, axes = plt.subplots(1, len(configs), figsize=(3.4 * len(configs), 3.0), squeeze=False,
                                 constrained_layout=True)
     for ax, config in zip(axes.flat, configs):
-        mask = np.logical_and.reduce([table[k] == v for k, v in config.items()])
+        mask = _matching(table, config)
         figures.epochs_plot(ax, table[mask])
         ax.set_title(_config_label(config), fontsize=7)
     figure.suptitle(f"Epochs until the training loss reaches {target:.3g} "
@@ -418,7 +423,7 @@ def _phase_section(rows, out, formats):
 
 def _heatmap_section(rows, shape, out, formats):
     name = "fig6_gradient_heatmap"
-    mask = np.logical_and.reduce([rows[k] == v for k, v in shape.items()])
+    mask = _matching(rows, shape)
     first = rows[mask & (rows.layer == 1)]
     table = first.groupby(["init", "activation"], sort=False)["log10_grad_var"].mean().unstack("activation")
     table = table.reindex(index=list(dict.fromkeys(first.init)), columns=list(dict.fromkeys(first.activation)))

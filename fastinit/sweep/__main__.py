@@ -12,12 +12,12 @@ import logging
 import sys
 from pathlib import Path
 
-from fastinit._validation import check_int
+from fastinit._validation import check_choice, check_int
 from fastinit.sweep import store
 from fastinit.sweep.cells import estimate, expand
 from fastinit.sweep.executors import EXECUTORS, ExecutorError, default_workers
 from fastinit.sweep.runner import run_study
-from fastinit.sweep.spec import AXES, PRESETS, StudyError, build_study, read_toml
+from fastinit.sweep.spec import AXES, PRESETS, StudyError, build_study, parse_int, read_toml
 from fastinit.sweep.summary import flattest, training_table
 
 PROG = "python -m fastinit.sweep"
@@ -99,19 +99,17 @@ def main(argv=None) -> int:
     try:
         study = build_study(read_toml(args.study), {key: getattr(args, key) for key in
                                                      [*AXES, "seeds", "root_seed", "name"]})
-        workers = None if args.workers is None else check_int("workers", _int(args.workers), minimum=1)
-        if args.executor not in EXECUTORS:
-            raise ExecutorError(f"executor must be one of {', '.join(EXECUTORS)}, got {args.executor!r}")
+        workers = None if args.workers is None else check_int("workers", parse_int(args.workers), minimum=1)
+        check_choice("executor", args.executor, EXECUTORS)
     except (StudyError, ExecutorError, TypeError, ValueError) as error:
         return _bad_input(error)
     out = Path(args.out) if args.out else Path("results") / study.name
-    cells = expand(study)
     try:
         store.check_directory(out, study.to_json())
     except store.ResultsError as error:
         return _bad_input(error)
     if args.dry_run:
-        _print_dry_run(study, cells, out, args.executor, workers or default_workers())
+        _print_dry_run(study, expand(study), out, args.executor, workers or default_workers())
         return 0
     try:
         outcome = run_study(study, out, executor=args.executor, workers=workers, scheduler=args.scheduler,
@@ -134,13 +132,6 @@ def main(argv=None) -> int:
                   f"width={failure['width']} seed={failure['seed']}: {failure['error']}", file=sys.stderr)
         return 1
     return 0
-
-
-def _int(text):
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def _bad_input(error) -> int:

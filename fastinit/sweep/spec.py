@@ -24,7 +24,7 @@ from fastinit.initializers import get_initializer
 from fastinit.train.tasks import TASKS
 
 __all__ = ["Study", "StudyError", "Choice", "PRESETS", "preset", "read_toml", "build_study", "AXES", "TRAINING_AXES",
-           "PROPAGATION_AXES", "PROPAGATION_GROUP", "TRAINING_GROUP", "PROPAGATION_SHAPE", "TRAINING_SHAPE"]
+           "PROPAGATION_AXES", "PROPAGATION_GROUP", "TRAINING_GROUP", "PROPAGATION_SHAPE", "TRAINING_SHAPE", "parse_int"]
 
 # Axes in the order they vary in the grid (the last varies fastest) and their defaults.
 AXES = {
@@ -195,8 +195,8 @@ def build_study(raw: dict, overrides: dict | None = None) -> Study:
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise StudyError(f"name must be a non-empty string without '/' that does not start with '.', got {name!r}")
     axes = {key: _check_axis(key, values) for key, values in merged.items()}
-    return Study(name=name, root_seed=_guard("root_seed", check_seed, _parse_int(root_seed)),
-                 seeds=_guard("seeds", lambda v: check_int("seeds", v, minimum=1), _parse_int(seeds)), axes=axes)
+    return Study(name=name, root_seed=_guard("root_seed", check_seed, parse_int(root_seed)),
+                 seeds=_guard("seeds", lambda v: check_int("seeds", v, minimum=1), parse_int(seeds)), axes=axes)
 
 
 # ------------------------------------------------------------------ validation
@@ -230,7 +230,8 @@ def _check_axis(key, values):
     return tuple(unique)
 
 
-def _parse_int(value):
+def parse_int(value):
+    """``int(value)`` for integer text; anything else unchanged, for the checks to name."""
     if isinstance(value, str):
         try:
             return int(value)
@@ -324,16 +325,16 @@ def _check_residual(value):
 _CHECKS = {
     "init": _check_init,
     "activation": _check_activation,
-    "depth": lambda v: check_int("depth", _parse_int(v), minimum=1),
-    "width": lambda v: check_int("width", _parse_int(v), minimum=1),
-    "batch": lambda v: check_int("batch", _parse_int(v), minimum=2),
+    "depth": lambda v: check_int("depth", parse_int(v), minimum=1),
+    "width": lambda v: check_int("width", parse_int(v), minimum=1),
+    "batch": lambda v: check_int("batch", parse_int(v), minimum=2),
     "bias_std": lambda v: check_real("bias_std", _parse_real(v), minimum=0.0),
     "dtype": lambda v: check_dtype(v).name,
     "numerics": lambda v: check_choice("numerics", v, ("rescaled", "raw")),
     "residual": _check_residual,
     "batchnorm": lambda v: _parse_bool(v, "batchnorm"),
     "task": lambda v: check_choice("task", v, ("none", *TASKS)),
-    "epochs": lambda v: check_int("epochs", _parse_int(v), minimum=1),
+    "epochs": lambda v: check_int("epochs", parse_int(v), minimum=1),
     "lr": lambda v: check_real("lr", _parse_real(v), minimum=0.0, exclusive_minimum=True),
     "momentum": lambda v: _check_momentum(_parse_real(v)),
     "clip_norm": lambda v: check_real("clip_norm", _parse_real(v), minimum=0.0),  # 0: no clipping
