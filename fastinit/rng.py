@@ -332,6 +332,55 @@ def _fast_path_f64(kind, words, out, reject, a, b):
         reject[i] = (m >= _K64[idx]) | (x > limit)
 
 
+@jit
+def fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream):
+    """Fill chunk ``chunk`` of the 1-D array ``out`` (see :func:`_fill`); the unit of parallel work.
+
+    Chunk ``c`` covers samples ``[c * chunk_samples(wide), (c + 1) * chunk_samples(wide))``
+    and writes nothing else, so chunks may be filled in any order, by any thread.
+    """
+    per_block = 2 if wide else 4
+    k0, k1 = np.uint64(seed) & _MASK32, np.uint64(seed) >> np.uint64(32)
+    s_lo, s_hi = np.uint64(stream) & _MASK32, np.uint64(stream) >> np.uint64(32)
+    sub = np.uint64(substream)
+    n = out.size
+    chunk_size = _CHUNK_BLOCKS * per_block
+    start = chunk * chunk_size
+    stop = min(start + chunk_size, n)
+    words = np.empty(4 * ((stop - start + per_block - 1) // per_block), dtype=np.uint32)
+    reject = np.empty(stop - start, dtype=np.bool_)
+    _philox_words(chunk * _CHUNK_BLOCKS, words, sub, s_lo, s_hi, k0, k1)
+    if wide:
+        _fast_path_f64(kind, words, out[start:stop], reject, a, b)
+    else:
+        _fast_path_f32(kind, words, out[start:stop], reject, a, b)
+    if kind == KIND_UNIFORM:
+        return
+    # About 1 % of samples are rejected: scan the flags eight at a time.
+    flags = reject[: 8 * (reject.size // 8)].view(np.uint64)
+    for g in range(flags.size + (1 if reject.size % 8 else 0)):
+        if g < flags.size and flags[g] == 0:
+            continue
+        for i in range(8 * g, min(8 * g + 8, stop - start)):
+            if not reject[i]:
+                continue
+            lo = np.uint64(words[2 * i]) if wide else np.uint64(words[i])
+            hi = np.uint64(words[2 * i + 1]) if wide else np.uint64(0)
+            j = start + i
+            if kind == KIND_TRUNCATED:
+                z = _truncated_normal(lo, hi, wide, b, j, sub, s_lo, s_hi, k0, k1)
+            else:
+                z = _normal(lo, hi, wide, j, sub, s_lo, s_hi, k0, k1)[0]
+            out[j] = a * z
+
+
+@jit
+def chunk_count(size, wide):
+    """Number of :func:`fill_chunk` chunks of an array of ``size`` samples."""
+    chunk_size = _CHUNK_BLOCKS * (2 if wide else 4)
+    return (size + chunk_size - 1) // chunk_size
+
+
 def _fill(out, wide, kind, a, b, seed, stream, substream):
     """Fill the 1-D float32 or float64 array ``out`` from ``(seed, stream, substream)``.
 
@@ -340,41 +389,8 @@ def _fill(out, wide, kind, a, b, seed, stream, substream):
     ``U[a, b)``.  ``wide`` must be True exactly when ``out`` is float64.  Each prange
     chunk writes only its own slice, so the result does not depend on the thread count.
     """
-    per_block = 2 if wide else 4
-    k0, k1 = np.uint64(seed) & _MASK32, np.uint64(seed) >> np.uint64(32)
-    s_lo, s_hi = np.uint64(stream) & _MASK32, np.uint64(stream) >> np.uint64(32)
-    sub = np.uint64(substream)
-    n = out.size
-    chunk_size = _CHUNK_BLOCKS * per_block
-    n_chunks = (n + chunk_size - 1) // chunk_size
-    for chunk in numba.prange(n_chunks):
-        start = chunk * chunk_size
-        stop = min(start + chunk_size, n)
-        words = np.empty(4 * ((stop - start + per_block - 1) // per_block), dtype=np.uint32)
-        reject = np.empty(stop - start, dtype=np.bool_)
-        _philox_words(chunk * _CHUNK_BLOCKS, words, sub, s_lo, s_hi, k0, k1)
-        if wide:
-            _fast_path_f64(kind, words, out[start:stop], reject, a, b)
-        else:
-            _fast_path_f32(kind, words, out[start:stop], reject, a, b)
-        if kind == KIND_UNIFORM:
-            continue
-        # About 1 % of samples are rejected: scan the flags eight at a time.
-        flags = reject[: 8 * (reject.size // 8)].view(np.uint64)
-        for g in range(flags.size + (1 if reject.size % 8 else 0)):
-            if g < flags.size and flags[g] == 0:
-                continue
-            for i in range(8 * g, min(8 * g + 8, stop - start)):
-                if not reject[i]:
-                    continue
-                lo = np.uint64(words[2 * i]) if wide else np.uint64(words[i])
-                hi = np.uint64(words[2 * i + 1]) if wide else np.uint64(0)
-                j = start + i
-                if kind == KIND_TRUNCATED:
-                    z = _truncated_normal(lo, hi, wide, b, j, sub, s_lo, s_hi, k0, k1)
-                else:
-                    z = _normal(lo, hi, wide, j, sub, s_lo, s_hi, k0, k1)[0]
-                out[j] = a * z
+    for chunk in numba.prange(chunk_count(out.size, wide)):
+        fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream)
 
 
 # Below this many samples a parallel region costs more than it saves.
