@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from fastinit import _propagate_kernels as K
 from fastinit import rng
@@ -29,6 +31,8 @@ COLUMNS = [
 # Bytes the stored segment (inputs, pre-activations, derivatives, weights) may use;
 # deeper nets are recomputed from checkpoints in the backward pass.
 DEFAULT_MEMORY_BUDGET = 384 * 2**20
+# Rows per lane at least (see _lanes): fewer rows make each lane's GEMMs less efficient.
+LANE_MIN_ROWS = 128
 _NUMERICS = Choice(("rescaled", "raw"))
 _OPTIONS = ("residual", "batchnorm", "input_std", "input_corr", "numerics", "init_params", "activation_params",
             "stream", "memory_budget")
@@ -95,7 +99,15 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
         ``nonfinite`` (non-finite entries of z_l and dL/dz_l) and ``corr``.  Plain
         variance columns may be 0 or inf where float64 cannot hold them; ``log10_*``
         are exact.  ``attrs`` records the first layer whose forward statistics
-        overflow or underflow float64 (``None`` if none).
+        overflow or underflow float64 (``None`` if none), and how the work was cut:
+        ``lanes`` (row ranges of the batch, one per 128 examples, at most 8; fixed by
+        ``batch``, so results do not depend on the thread count) and ``workers``
+        (threads that ran them: at most numba's thread count).
+
+    Notes
+    -----
+    Parallelism comes from the lanes: each runs its GEMMs on one BLAS thread, and
+    BLAS is limited to one thread for the duration of the call.
 
     Examples
     --------
@@ -106,9 +118,35 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     plan = _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
     h0, grad_top = _inputs(plan)
     stats = np.zeros((plan["depth"], K.N_STATS))
-    K.run(plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"], np.uint64(plan["seed"]), np.uint64(plan["stream"]),
-          plan["dtype"] == np.float64, h0, grad_top, *_workspace(plan), plan["w_slots"], stats)
+    # Every GEMM is one lane's, on one BLAS thread: the lanes are the parallelism, and
+    # OpenBLAS's last bits depend on its thread count.  A static schedule gives each
+    # worker its own thread, which the workers' barrier needs.
+    plan["n_workers"] = _workers(plan["n_lanes"])
+    with threadpool_limits(limits=1, user_api="blas"), numba.parallel_chunksize(0):
+        K.run(plan["n_workers"], plan["n_lanes"], plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"],
+              np.uint64(plan["seed"]), np.uint64(plan["stream"]), plan["dtype"] == np.float64, h0, grad_top,
+              *_workspace(plan), plan["w_slots"], stats)
     return _frame(stats, plan)
+
+
+def _lanes(batch):
+    """Row ranges the batch is cut into: the most of 8, 4, 2 with at least LANE_MIN_ROWS rows each."""
+    for lanes in (8, 4, 2):
+        if batch // lanes >= LANE_MIN_ROWS:
+            return lanes
+    return 1
+
+
+def _workers(n_lanes):
+    """Threads for the kernel's workers: one per lane, at most numba's thread count.
+
+    The workers wait for each other at a spin barrier, so they must run at once: numba's
+    OpenMP and workqueue layers give each a thread of its own; TBB may run two on one
+    thread, so under TBB the kernel runs single-threaded.
+    """
+    if numba.threading_layer() not in ("omp", "workqueue"):
+        return 1
+    return max(1, min(n_lanes, numba.get_num_threads()))
 
 
 def _workspace(plan):
@@ -177,6 +215,7 @@ def _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
         "input_std": input_std, "input_corr": input_corr, "forward_rescaled": forward_rescaled,
         "numerics": numerics, "draw_ab": draw_ab, "draws": draws, "init_params": init_params, "param": param,
         "bias_std": bias_std, "residual": residual, "batchnorm": bool(batchnorm), "code": act.code,
+        "n_lanes": _lanes(batch),
     }
 
 
@@ -255,6 +294,7 @@ def _frame(stats, plan) -> pd.DataFrame:
     frame.attrs.update({
         "init": plan["init"], "activation": plan["activation"], "numerics": plan["numerics"],
         "forward_rescaled": plan["forward_rescaled"], "segment_layers": plan["seg_len"],
+        "lanes": plan["n_lanes"], "workers": plan["n_workers"],
         "first_overflow_layer": _first(~np.isfinite(fwd_var) | (frame.nonfinite.to_numpy() > 0)),
         "first_underflow_layer": _first((fwd_var == 0.0) | ((fwd_var > 0) & (fwd_var < np.finfo(np.float64).tiny))),
     })

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -26,6 +27,18 @@ CONFIGS = {
 }
 
 
+# Rows per lane that cut a batch of 20 into 1, 2 and 8 lanes (the default, 128 rows,
+# leaves every test batch below 256 in one lane).
+LANE_MIN_ROWS = {"1 lane": 128, "2 lanes": 8, "8 lanes": 2}
+
+
+@pytest.fixture(params=list(LANE_MIN_ROWS))
+def lanes(request, monkeypatch):
+    """Run the test with the batch cut into 1, 2 and 8 lanes."""
+    monkeypatch.setattr(sys.modules["fastinit.propagate"], "LANE_MIN_ROWS", LANE_MIN_ROWS[request.param])
+    return request.param
+
+
 def _run(config, dtype, depth=6, width=32, batch=20, **extra):
     kwargs = dict(config)
     kwargs.setdefault("width", width)
@@ -38,7 +51,7 @@ def _run(config, dtype, depth=6, width=32, batch=20, **extra):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_matches_numpy_twin_float64(name):
+def test_matches_numpy_twin_float64(name, lanes):
     frame, twin = _run(CONFIGS[name], "float64")
     for column in COMPARED:
         # Same float64 operations up to summation order and the rescaling products.
@@ -46,14 +59,14 @@ def test_matches_numpy_twin_float64(name):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_float32_matches_twin_within_float32_rounding(name):
+def test_float32_matches_twin_within_float32_rounding(name, lanes):
     frame, twin = _run(CONFIGS[name], "float32")
     for column in ["fwd_var", "act_second_moment", "grad_var", "wgrad_var", "corr"]:
         # float32 storage of every activation: relative errors ~1e-7 per op, a few hundred ops deep.
         np.testing.assert_allclose(frame[column], twin[column], rtol=2e-4, atol=1e-6, err_msg=column)
 
 
-def test_recomputed_segments_give_identical_statistics():
+def test_recomputed_segments_give_identical_statistics(lanes):
     kwargs = dict(depth=40, width=32, batch=16, seed=5, init_params={"nonlinearity": "relu"}, bias_std=0.1)
     whole = propagate("he_normal", "relu", **kwargs)
     # A budget of ~3 layers forces 14 segments, all but the last recomputed in the backward pass.
@@ -62,10 +75,20 @@ def test_recomputed_segments_give_identical_statistics():
     assert whole.drop(columns=[]).equals(pieces)
 
 
-def test_same_results_on_one_and_two_threads():
+@pytest.mark.parametrize("lane_rows, options", [
+    (128, "bias_std=0.2"),  # batch 256: the default 2 lanes
+    (32, "bias_std=0.2"),  # 8 lanes
+    (32, "batchnorm=True, residual=0.5"),
+    (32, "memory_budget=2**20"),  # weights drawn again and segments recomputed
+])
+def test_same_results_on_one_and_two_threads(lane_rows, options):
     code = (
-        "from fastinit import propagate\nimport hashlib\n"
-        "df = propagate('he_normal', 'tanh', depth=30, width=96, batch=64, seed=4, bias_std=0.2)\n"
-        "print(hashlib.sha256(df.to_numpy().tobytes()).hexdigest())"
+        "import hashlib, sys\nfrom fastinit import propagate\n"
+        f"sys.modules['fastinit.propagate'].LANE_MIN_ROWS = {lane_rows}\n"
+        f"df = propagate('he_normal', 'tanh', depth=30, width=96, batch=256, seed=4, {options})\n"
+        "print(df.attrs['lanes'], df.attrs['workers'], hashlib.sha256(df.to_numpy().tobytes()).hexdigest())"
     )
-    assert run_python(code, threads=1) == run_python(code, threads=2)
+    lanes, workers, digest = run_python(code, threads=1).split()
+    lanes_2, workers_2, digest_2 = run_python(code, threads=2).split()
+    assert (lanes, workers, lanes_2, workers_2) == (str(256 // lane_rows if lane_rows > 32 else 8), "1", lanes, "2")
+    assert digest == digest_2
