@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 
+import numba
 import numpy as np
 import pytest
 from scipy import stats
@@ -41,6 +42,31 @@ def test_ziggurat_tables_match_independent_recursion():
     x1 = edges[1]
     assert x1 * (1.0 - math.exp(-0.5 * x1 * x1)) == pytest.approx(4.92867323399e-3, rel=1e-6)
 
+
+
+@numba.njit
+def _float_verdicts_differ(k, w, t, mantissa_bits):
+    """Count layers and abscissae ``m`` where ``m * w < t`` disagrees with ``m < k``."""
+    bad = 0
+    for layer in range(k.size):
+        for m in range(2**mantissa_bits):
+            bad += (np.float64(m) * w[layer] < t[layer]) != (np.uint64(m) < k[layer])
+    return bad
+
+
+@pytest.mark.parametrize("mantissa_bits", [23, 52])
+def test_float_threshold_matches_integer_test(mantissa_bits):
+    # The fast paths accept x = fl(m w) when x < fl(k w) instead of when m < k (see rng._T32).
+    k, w, _ = rng.ziggurat_tables(mantissa_bits)
+    t = rng._T32 if mantissa_bits == 23 else rng._T64
+    assert np.array_equal(t, k * w)
+    for layer in range(256):
+        kk = int(k[layer])
+        assert float(kk) * w[layer] == t[layer]  # m = k is rejected
+        if kk:
+            assert float(kk - 1) * w[layer] < t[layer]  # m = k - 1 is accepted
+    if mantissa_bits == 23:  # monotone rounding makes the boundary enough; check every m anyway
+        assert _float_verdicts_differ(k, w, t, mantissa_bits) == 0
 
 # Sizes straddle the parallel chunk (2048 blocks) and are not multiples of 4.
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
