@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
-from scipy import integrate, special, stats
 
 from fastinit import rng
 from fastinit._validation import (
@@ -66,6 +65,8 @@ class Draw:
 
     def distribution(self):
         """The declared distribution as a frozen ``scipy.stats`` object (None for constant and orthogonal)."""
+        from scipy import stats  # lazy: scipy.stats costs ~0.3 s at import, and only tests and theory need it
+
         if self.kind == rng.KIND_NORMAL:
             return stats.norm(0.0, self.a)
         if self.kind == rng.KIND_UNIFORM:
@@ -171,6 +172,8 @@ def _variance_scaling_draw(fan_in, fan_out, scale, mode, distribution):
 
 def _truncated_variance(bound):
     """Variance of N(0, 1) conditioned on |z| <= bound (closed form)."""
+    from scipy import special, stats  # lazy: scipy.stats costs ~0.3 s at import (see Draw.distribution)
+
     mass = special.erf(bound / math.sqrt(2.0))
     return 1.0 - 2.0 * bound * stats.norm.pdf(bound) / mass
 
@@ -415,6 +418,8 @@ def gain(activation: str, param: float | None = None) -> float:
 
 @functools.lru_cache(maxsize=None)
 def _second_moment_gain(name: str, param: float) -> float:
+    from scipy import integrate, stats  # lazy: only the quadrature gains need them (see Draw.distribution)
+
     spec = ACTIVATIONS[name]
     integrand = lambda z: float(spec.phi_np(np.array([z]), param)[0]) ** 2 * stats.norm.pdf(z)  # noqa: E731
     # Split at 0, where the piecewise activations have their kink.
