@@ -45,7 +45,7 @@ import numpy as np
 from fastinit import rng
 from fastinit._jit import jit
 from fastinit._sync import barrier
-from fastinit.activations import apply
+from fastinit.activations import apply, slope_from_output
 from fastinit.initializers import CONSTANT, ORTHOGONAL
 
 # Columns of the per-layer raw statistics array (``stats[layer - 1, column]``).
@@ -252,9 +252,13 @@ def activate_block(block, z, h_in, h_out, dphi, code, param, residual, branch_sc
 
 
 @jit
-def backprop_block(block, grad_out, dphi, branch_scale, grad, acc, with_stats):
+def backprop_block(block, grad_out, slope, branch_scale, grad, acc, with_stats, code, param, from_output):
     """Rows of block ``block``: ``grad = grad_out * branch_scale * phi'``; with ``with_stats``,
-    column sums of ``grad`` and its square in ``acc[block, ACC_SUM]`` and ``acc[block, ACC_SUMSQ]``."""
+    column sums of ``grad`` and its square in ``acc[block, ACC_SUM]`` and ``acc[block, ACC_SUMSQ]``.
+
+    ``slope`` holds ``phi'`` itself, or with ``from_output`` the layer's (rescaled) output,
+    from which :func:`~fastinit.activations.slope_from_output` reads ``phi'``.
+    """
     rows, cols = grad.shape
     start, stop = _block(rows, block)
     a = acc[block]
@@ -262,9 +266,13 @@ def backprop_block(block, grad_out, dphi, branch_scale, grad, acc, with_stats):
         _clear(a, 2, cols)
     s, s2 = a[ACC_SUM], a[ACC_SUMSQ]
     for i in range(start, stop):
-        g_row, d_row, out_row = grad_out[i], dphi[i], grad[i]
-        for j in range(cols):
-            out_row[j] = g_row[j] * (branch_scale * d_row[j])
+        g_row, d_row, out_row = grad_out[i], slope[i], grad[i]
+        if from_output:
+            for j in range(cols):
+                out_row[j] = g_row[j] * (branch_scale * slope_from_output(code, np.float64(d_row[j]), param))
+        else:
+            for j in range(cols):
+                out_row[j] = g_row[j] * (branch_scale * d_row[j])
         if with_stats:
             for j in range(cols):
                 v = np.float64(out_row[j])
@@ -469,9 +477,9 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
     """One layer forward from scaled ``h_in`` (true = exp(log_s_in) h_in); returns log scale of ``h_out``.
 
     Called by every worker.  ``spec`` = (kind, unused, unused, bias_std, code, param,
-    residual, alpha, batchnorm, rescale_forward, bounded) as float64; ``draw_ab[layer - 1]``
-    holds the layer's draw parameters (they depend on its fans).  Draws the layer's
-    weights and bias, fills ``z``, ``h_out``, ``dphi`` (and ``u = BN(z)`` with batch norm),
+    residual, alpha, batchnorm, rescale_forward, bounded, slope_from_output) as float64;
+    ``draw_ab[layer - 1]`` holds the layer's draw parameters (they depend on its fans).
+    Draws the layer's weights and bias, fills ``z``, ``h_out``, ``dphi`` (and ``u = BN(z)`` with batch norm),
     and worker 0 the forward columns of ``stats_row``.  ``acc``, ``acc_z``, ``corr`` and
     ``shared`` are workspace.  Each worker returns having rescaled its own lanes of
     ``h_out``, so a lane's next use of its rows needs no barrier.
@@ -553,12 +561,14 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
     """One layer backward; fills ``grad_in`` (scaled, when ``with_grad_in``) and returns its log scale.
 
     Called by every worker, after ``w`` holds the layer's weights.  ``grad_out`` is
-    dL/dh_out / exp(log_g).  Worker 0 writes the gradient statistics to ``stats_row``;
+    dL/dh_out / exp(log_g); ``dphi`` is phi'(z), or the layer's output when ``spec[11]``
+    says phi' is read off it.  Worker 0 writes the gradient statistics to ``stats_row``;
     ``grad_act`` (batch norm only), ``grad_z_t`` (dL/dz transposed, for the weight
     gradient by units), the ``acc*`` arrays and ``shared`` are workspace.  Each worker
     returns having rescaled its own lanes of ``grad_in``.
     """
     residual, alpha, batchnorm = spec[6] > 0.0, spec[7], spec[8] > 0.0
+    code, param, from_output = int(spec[4]), spec[5], spec[11] > 0.0
     rows, n_out = grad_z.shape
     n_in = h_in.shape[1]
     branch = alpha if residual else 1.0
@@ -568,7 +578,7 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
         for lane in range(worker, n_lanes, n_workers):
             first, last = lane_blocks(lane, n_lanes)
             for block in range(first, last):
-                backprop_block(block, grad_out, dphi, branch, grad_act, acc, False)
+                backprop_block(block, grad_out, dphi, branch, grad_act, acc, False, code, param, from_output)
         barrier(sync, n_workers)
         eps = BATCHNORM_EPS * math.exp(-2.0 * log_s_in)
         for index in range(worker, n_lanes, n_workers):
@@ -583,7 +593,7 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
             if batchnorm:
                 column_sums_block(block, grad_z, acc)
             else:
-                backprop_block(block, grad_out, dphi, branch, grad_z, acc, True)
+                backprop_block(block, grad_out, dphi, branch, grad_z, acc, True, code, param, from_output)
         start, stop = lane_rows(rows, lane, n_lanes)
         transpose_rows(grad_z, start, stop, grad_z_t)
         if with_grad_in:
@@ -647,6 +657,9 @@ def walk(worker, n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, s
     seg_len = seg_h.shape[0]
     n_segments = (depth + seg_len - 1) // seg_len
     batchnorm = spec[8] > 0.0
+    # Without phi' stored, the backward pass reads it off the layer's output (its next
+    # slot, or h_last for a segment's last layer); the forward's phi' goes to one scratch row.
+    keep_dphi = spec[11] == 0.0
     log_scales = np.zeros(depth + 1)  # log scale of each layer's input (every worker keeps a copy)
     scratch = np.empty(N_STATS)
 
@@ -664,8 +677,8 @@ def walk(worker, n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, s
         log_scales[layer] = forward_layer(
             worker, n_workers, sync, n_lanes, layer, h_in, log_scales[layer - 1],
             _view(seg_w[min(slot, w_slots)], n_out, n_in), _view(seg_z[slot if batchnorm else 0], batch, n_out),
-            _view(u, batch, n_out), h_out, _view(seg_dphi[slot], batch, n_out), bias[:n_out], acc, acc_z, corr,
-            shared, spec, draw_ab, wide, seed, stream, stats[layer - 1] if worker == 0 else scratch,
+            _view(u, batch, n_out), h_out, _view(seg_dphi[slot if keep_dphi else 0], batch, n_out), bias[:n_out], acc,
+            acc_z, corr, shared, spec, draw_ab, wide, seed, stream, stats[layer - 1] if worker == 0 else scratch,
         )
         if layer < depth and not into_slot:
             _copy_lanes(h_out, _view(seg_h[0], batch, n_out), worker, n_workers, n_lanes)
@@ -686,8 +699,8 @@ def walk(worker, n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, s
                 forward_layer(
                     worker, n_workers, sync, n_lanes, layer, _view(seg_h[slot], batch, n_in), log_scales[layer - 1],
                     _view(seg_w[min(slot, w_slots)], n_out, n_in), _view(seg_z[slot if batchnorm else 0], batch, n_out),
-                    _view(u, batch, n_out), h_out, _view(seg_dphi[slot], batch, n_out), bias[:n_out], acc, acc_z, corr,
-                    shared, spec, draw_ab, wide, seed, stream, scratch,
+                    _view(u, batch, n_out), h_out, _view(seg_dphi[slot if keep_dphi else 0], batch, n_out), bias[:n_out],
+                    acc, acc_z, corr, shared, spec, draw_ab, wide, seed, stream, scratch,
                 )
         for layer in range(last, first - 1, -1):
             slot = layer - first
@@ -700,7 +713,7 @@ def walk(worker, n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, s
             log_g = backward_layer(
                 worker, n_workers, sync, n_lanes, _view(grad, batch, n_out), log_g, _view(seg_h[slot], batch, n_in),
                 log_scales[layer - 1], w, _view(seg_z[slot if batchnorm else 0], batch, n_out),
-                _view(seg_dphi[slot], batch, n_out),
+                _view(seg_dphi[slot] if keep_dphi else (seg_h[slot + 1] if layer < last else h_last), batch, n_out),
                 _view(grad_act, batch, n_out) if batchnorm else _view(grad_z, batch, n_out),
                 _view(grad_z, batch, n_out), _view(grad_z_t, n_out, batch), _view(wgrad, n_out, n_in),
                 _view(grad_in, batch, n_in), layer > 1, spec, acc, acc_in, acc_w, shared,

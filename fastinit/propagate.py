@@ -159,10 +159,9 @@ def _workspace(plan):
     seg_len, w_slots, dtype = plan["seg_len"], plan["w_slots"], plan["dtype"]
     widest, batch = int(plan["widths"].max()), plan["batch"]
     n_segments = (plan["depth"] + seg_len - 1) // seg_len
-    activation_rows = (seg_len, batch * widest)
-    return (np.empty(activation_rows, dtype=dtype),
+    return (np.empty((seg_len, batch * widest), dtype=dtype),
             np.empty((seg_len if plan["batchnorm"] else 1, batch * widest), dtype=dtype),
-            np.empty(activation_rows, dtype=dtype),
+            np.empty((1 if plan["slope_from_output"] else seg_len, batch * widest), dtype=dtype),
             np.empty((min(seg_len, w_slots + 1), widest * widest), dtype=dtype),
             np.empty((n_segments, batch * widest), dtype=dtype))
 
@@ -204,22 +203,26 @@ def _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
     budget = check_int("memory_budget", options.get("memory_budget", DEFAULT_MEMORY_BUDGET), minimum=1)
     forward_rescaled = numerics == "rescaled" and act.homogeneous
     widest = int(widths.max())
-    seg_len, w_slots = _memory_plan(depth, batch, widest, dtype.itemsize, bool(batchnorm), budget)
+    # phi' is stored for the backward pass unless it can be read off the layer's output
+    # (a residual layer's output also holds its input).
+    slope_from_output = act.slope_from_output(param) and residual is None
+    per_layer = 1 + (not slope_from_output) + bool(batchnorm)  # h, phi', BN's pre-activation
+    seg_len, w_slots = _memory_plan(depth, batch, widest, dtype.itemsize, per_layer, budget)
     draws = [entry.draw(int(widths[l - 1]), int(widths[l]), **init_params) for l in range(1, depth + 1)]
     draw_ab = np.array([(d.a, d.b) for d in draws], dtype=np.float64)
     spec = np.array([draws[0].kind, 0.0, 0.0, bias_std, act.code, param, residual is not None, residual or 0.0,
-                     bool(batchnorm), forward_rescaled, act.bounded], dtype=np.float64)
+                     bool(batchnorm), forward_rescaled, act.bounded, slope_from_output], dtype=np.float64)
     return {
         "init": entry.name, "activation": act.name, "depth": depth, "widths": widths, "batch": batch,
         "seed": seed, "dtype": dtype, "stream": stream, "spec": spec, "seg_len": seg_len, "w_slots": w_slots,
         "input_std": input_std, "input_corr": input_corr, "forward_rescaled": forward_rescaled,
         "numerics": numerics, "draw_ab": draw_ab, "draws": draws, "init_params": init_params, "param": param,
         "bias_std": bias_std, "residual": residual, "batchnorm": bool(batchnorm), "code": act.code,
-        "n_lanes": _lanes(batch),
+        "n_lanes": _lanes(batch), "slope_from_output": slope_from_output,
     }
 
 
-def _memory_plan(depth, batch, widest, itemsize, batchnorm, budget):
+def _memory_plan(depth, batch, widest, itemsize, per_layer, budget):
     """How many layers to keep at once (``seg_len``) and how many of them keep their weights.
 
     The backward pass needs each layer's input and derivative (and, with batch norm,
@@ -228,7 +231,7 @@ def _memory_plan(depth, batch, widest, itemsize, batchnorm, budget):
     again (a draw costs a fraction of the layer's GEMMs); keep segments of layers and
     recompute the earlier ones from checkpoints (a draw, a GEMM and the activation).
     """
-    activations = (3 if batchnorm else 2) * batch * widest * itemsize
+    activations = per_layer * batch * widest * itemsize
     weights = widest * widest * itemsize
     if depth * (activations + weights) <= budget:
         return depth, depth
