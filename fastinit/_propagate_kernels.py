@@ -640,6 +640,28 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
     return log_g_in
 
 
+# Pages are first touched in 2 MiB regions (transparent huge pages), one 4 KiB page at a time.
+_REGION_BYTES = 2 * 2**20
+_PAGE_BYTES = 4096
+
+
+@jit
+def prefault(buffer, worker, n_workers):
+    """Touch this worker's share of ``buffer``'s pages (2 MiB regions ``worker, worker +
+    n_workers, ...``) so that the kernel's page zeroing is split between the workers.
+
+    Otherwise whichever worker first writes a fresh 2 MiB huge page zeroes it alone (the
+    stored layers of a width-256, depth-500 net are ~250 MB of them) while the other
+    waits at the next barrier.  Writes zeros into memory that is not yet read.
+    """
+    flat = buffer.reshape(-1)
+    region = _REGION_BYTES // flat.itemsize
+    page = _PAGE_BYTES // flat.itemsize
+    for start in range(worker * region, flat.size, n_workers * region):
+        for k in range(start, min(start + region, flat.size), page):
+            flat[k] = 0.0
+
+
 @jit
 def _copy_lanes(source, target, worker, n_workers, n_lanes):
     """``target[rows] = source[rows]`` for this worker's lanes (matrices of one shape)."""
@@ -662,6 +684,10 @@ def walk(worker, n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, s
     keep_dphi = spec[11] == 0.0
     log_scales = np.zeros(depth + 1)  # log scale of each layer's input (every worker keeps a copy)
     scratch = np.empty(N_STATS)
+    if n_workers > 1:
+        for buffer in (seg_h, seg_z, seg_dphi, seg_w):
+            prefault(buffer, worker, n_workers)
+        barrier(sync, n_workers)
 
     # Forward with statistics; segment slots are overwritten, the last segment's survive.
     # Each layer writes its output straight into the next layer's input slot.

@@ -122,6 +122,7 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     # OpenBLAS's last bits depend on its thread count.  A static schedule gives each
     # worker its own thread, which the workers' barrier needs.
     plan["n_workers"] = _workers(plan["n_lanes"])
+    import scipy.linalg.cython_blas  # noqa: F401 -- the BLAS numba's np.dot calls: loaded, so that it is limited
     with threadpool_limits(limits=1, user_api="blas"), numba.parallel_chunksize(0):
         K.run(plan["n_workers"], plan["n_lanes"], plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"],
               np.uint64(plan["seed"]), np.uint64(plan["stream"]), plan["dtype"] == np.float64, h0, grad_top,
