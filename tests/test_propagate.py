@@ -27,15 +27,11 @@ CONFIGS = {
 }
 
 
-# Rows per lane that cut a batch of 20 into 1, 2 and 8 lanes (the default, 128 rows,
-# leaves every test batch below 256 in one lane).
-LANE_MIN_ROWS = {"1 lane": 128, "2 lanes": 8, "8 lanes": 2}
-
-
-@pytest.fixture(params=list(LANE_MIN_ROWS))
+@pytest.fixture(params=[1, 2, 8])
 def lanes(request, monkeypatch):
-    """Run the test with the batch cut into 1, 2 and 8 lanes."""
-    monkeypatch.setattr(sys.modules["fastinit.propagate"], "LANE_MIN_ROWS", LANE_MIN_ROWS[request.param])
+    """Run the test with the batch cut into 1, 2 and 8 lanes (by default, every test batch
+    below 128 is one lane)."""
+    monkeypatch.setattr(sys.modules["fastinit.propagate"], "_lanes", lambda batch: request.param)
     return request.param
 
 
@@ -79,20 +75,29 @@ def test_recomputed_segments_give_identical_statistics(activation, stored_per_la
     assert whole.equals(pieces)
 
 
-@pytest.mark.parametrize("lane_rows, options", [
-    (128, "bias_std=0.2"),  # batch 256: the default 2 lanes
-    (32, "bias_std=0.2"),  # 8 lanes
-    (32, "batchnorm=True, residual=0.5"),
-    (32, "memory_budget=2**20"),  # weights drawn again and segments recomputed
+@pytest.mark.parametrize("n_lanes, options", [
+    (None, "bias_std=0.2"),  # batch 256: the default 2 lanes
+    (8, "bias_std=0.2"),
+    (8, "batchnorm=True, residual=0.5"),
+    (8, "memory_budget=2**20"),  # weights drawn again and segments recomputed
 ])
-def test_same_results_on_one_and_two_threads(lane_rows, options):
+def test_same_results_on_one_and_two_threads(n_lanes, options):
+    lanes_line = f"sys.modules['fastinit.propagate']._lanes = lambda batch: {n_lanes}\n" if n_lanes else ""
     code = (
         "import hashlib, sys\nfrom fastinit import propagate\n"
-        f"sys.modules['fastinit.propagate'].LANE_MIN_ROWS = {lane_rows}\n"
+        f"{lanes_line}"
         f"df = propagate('he_normal', 'tanh', depth=30, width=96, batch=256, seed=4, {options})\n"
         "print(df.attrs['lanes'], df.attrs['workers'], hashlib.sha256(df.to_numpy().tobytes()).hexdigest())"
     )
     lanes, workers, digest = run_python(code, threads=1).split()
     lanes_2, workers_2, digest_2 = run_python(code, threads=2).split()
-    assert (lanes, workers, lanes_2, workers_2) == (str(256 // lane_rows if lane_rows > 32 else 8), "1", lanes, "2")
+    assert (lanes, workers, lanes_2, workers_2) == (str(n_lanes or 2), "1", lanes, "2")
     assert digest == digest_2
+
+
+@pytest.mark.parametrize("batch, expected", [(2, 1), (127, 1), (128, 2), (256, 2), (511, 2), (512, 4), (1024, 8),
+                                             (10**6, 8)])
+def test_lanes_follow_the_batch_only(batch, expected):
+    from fastinit.propagate import _lanes
+
+    assert _lanes(batch) == expected
