@@ -787,7 +787,7 @@ def run(n_workers, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0
     widest = widths.max()
     dtype = h0.dtype
     batchnorm = spec[8] > 0.0
-    sync = np.zeros(2, dtype=np.int64)
+    sync = np.zeros(2, dtype=np.int64)  # the workers' barrier (see fastinit._sync.barrier)
     u = np.empty(batch * widest, dtype=dtype)
     bias = np.empty(widest, dtype=dtype)
     h_last = np.empty(batch * widest, dtype=dtype)  # output that no later layer reads

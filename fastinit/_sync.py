@@ -21,7 +21,7 @@ from numba.extending import intrinsic
 
 from fastinit._jit import jit
 
-__all__ = ["barrier", "new_barrier"]
+__all__ = ["barrier"]
 
 # Spins before a waiting worker starts yielding its core: enough to cover a short
 # phase on the other core without a system call, few enough that an oversubscribed
@@ -70,17 +70,12 @@ def yield_core(typingctx):
     return sig, codegen
 
 
-def new_barrier():
-    """State of a fresh barrier: ``[arrived, generation]`` as an int64 array."""
-    import numpy as np
-
-    return np.zeros(2, dtype=np.int64)
-
-
 @jit
 def barrier(state, parties):
     """Wait until ``parties`` workers have called ``barrier`` on ``state`` (sense by generation).
 
+    ``state`` is an int64 array ``[arrived, generation]``, zeros when fresh, shared by the
+    workers.
     The last worker to arrive resets the count and opens the next generation; the
     others spin on the generation word, then yield.  The atomics order every write a
     worker made before the barrier before every read another makes after it.
