@@ -32,7 +32,8 @@ def weight_rule(weight_variance, init_params, name="weight_variance"):
         if compact in INITIALIZERS:
             entry = INITIALIZERS[compact]
             resolved = entry.resolve(**check_params("init_params", init_params))
-            return lambda fan_in, fan_out: entry.variance(fan_in, fan_out, **resolved)
+            # The theory is of dense layers: receptive field 1.
+            return lambda fan_in, fan_out: entry.variance(fan_in, fan_out, 1, **resolved)
         choices = [*RULES, *INITIALIZERS]
         raise ValueError(f"{name} must be an initializer of fastinit.INITIALIZERS, one of the rules "
                          f"{', '.join(map(repr, RULES))} or a variance, got {weight_variance!r}"

@@ -103,7 +103,8 @@ def _studied_points(rows: pd.DataFrame) -> pd.DataFrame:
     records = []
     for group in rows[["init", "init_name", "init_params", "width", "bias_std"]].drop_duplicates().itertuples():
         entry = get_initializer(group.init_name)
-        variance = entry.variance(int(group.width), int(group.width), **json.loads(group.init_params))
+        # Studies are dense nets: receptive field 1.
+        variance = entry.variance(int(group.width), int(group.width), 1, **json.loads(group.init_params))
         records.append({"init": group.init, "sigma_w2": variance * group.width, "sigma_b2": group.bias_std**2})
     return pd.DataFrame.from_records(records).drop_duplicates()
 

@@ -13,4 +13,5 @@ from fastinit.initializers import INITIALIZERS, fans, gain, get_initializer, sam
 from fastinit.propagate import propagate
 
 __all__ = ["ACTIVATIONS", "INITIALIZERS", "fans", "gain", "get_activation", "get_initializer", "propagate", "sample"]
+# The single source of the version: pyproject.toml reads it ([tool.setuptools.dynamic]).
 __version__ = "0.1.0"

@@ -14,7 +14,8 @@ import sys
 
 import numpy as np
 
-from fastinit import INITIALIZERS, fans, sample
+from fastinit import INITIALIZERS, sample
+from fastinit.initializers import declared_variance
 
 # Examples for schemes with a required parameter.
 _DEFAULT_PARAMS = {"constant": {"value": 0.01}}
@@ -40,7 +41,7 @@ def variance_table(fan_in: int, fan_out: int, seed: int) -> list[dict]:
         weights = sample(name, (fan_out, fan_in), seed=seed, dtype="float64", **params)
         squares = weights.ravel() ** 2
         half_width = 1.96 * squares.std() / math.sqrt(squares.size)
-        rule = entry.variance(*fans((fan_out, fan_in)), **params)
+        rule = declared_variance(name, (fan_out, fan_in), **params)
         second_moment = squares.mean()
         rows.append({
             "init": name,

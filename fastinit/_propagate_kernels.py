@@ -12,10 +12,27 @@ Statistics accumulate in float64 in the same pass that applies the activation (o
 the derivative, backward).  The batch is cut into ``N_BLOCKS`` fixed row blocks, each
 with its own float64 accumulator per *column* (``acc[block, quantity, column]``): the
 inner loop over columns then carries no dependency from one element to the next, so
-LLVM vectorises it without reassociating anything, and parallel blocks never share an
-accumulator.  Blocks are reduced serially in a fixed order, so the sums do not depend
-on the thread count.  Non-finite entries make a total non-finite; only then a scalar
-pass recounts them and sums the finite ones.
+LLVM vectorises it without reassociating anything.  Blocks are reduced serially in a
+fixed order.  Non-finite entries make a total non-finite; only then a scalar pass
+recounts them and sums the finite ones.
+
+Threads.  :func:`run` opens one parallel region per call; its ``n_workers`` workers
+walk the layers together and meet at a spin barrier (:mod:`fastinit._sync`) between
+phases, because starting a region per phase wakes sleeping threads (~45 us each on
+the project machine, more than a width-256 layer).  Work is cut by the shapes only,
+never by the number of workers, so results do not depend on the thread count:
+
+* *lanes*: the batch is cut into ``n_lanes`` row ranges, each a union of row blocks.
+  A lane's forward GEMM, activation and statistics, and its backward derivative, GEMM
+  and rescaling, run on its rows while they are in cache; every GEMM is a
+  single-threaded BLAS call (the caller limits BLAS to one thread).
+* *parts*: weight gradients and batch norm are cut by units into ``n_lanes`` parts
+  (batch norm needs whole columns; a weight-gradient row sums over the whole batch).
+* weight draws are cut into the sampler's chunks (:func:`fastinit.rng.fill_chunk`).
+
+Worker ``k`` always takes lanes and parts ``k, k + n_workers, ...``; worker 0 alone
+reduces statistics and writes ``stats``, and hands scalars to the others through a
+small shared array.
 """
 
 from __future__ import annotations
@@ -27,7 +44,8 @@ import numpy as np
 
 from fastinit import rng
 from fastinit._jit import jit
-from fastinit.activations import apply
+from fastinit._sync import barrier
+from fastinit.activations import apply, slope_from_output
 from fastinit.initializers import CONSTANT, ORTHOGONAL
 
 # Columns of the per-layer raw statistics array (``stats[layer - 1, column]``).
@@ -49,9 +67,10 @@ SUB_INPUT, SUB_READOUT, SUB_INPUT_PAIR = 0, 1, 2
 N_BLOCKS = 8
 ACC_SUM, ACC_SUMSQ, ACC_ACT_SUMSQ, ACC_ALIVE, ACC_SATURATED = 0, 1, 2, 3, 4
 N_ACC = 5
-# Below this many entries a parallel region (waking the pool's sleeping threads) costs
-# more than the vectorised pass it would split.
-PARALLEL_MIN_ENTRIES = 1 << 17
+
+# Scalars worker 0 hands to the others (``shared[...]``).
+SHARED_FACTOR, SHARED_LOG_SCALE = 0, 1
+N_SHARED = 2
 
 
 @jit
@@ -61,34 +80,48 @@ def weight_substream(layer):
 
 
 @jit
+def _orthogonal(w, a, seed, stream, substream):
+    """``a`` times a (semi-)orthogonal matrix: QR of a float64 Gaussian, signs fixed by diag(R)."""
+    rows, cols = w.shape
+    gaussian = np.empty(rows * cols, dtype=np.float64)
+    rng.fill_serial(gaussian, True, rng.KIND_NORMAL, 1.0, 0.0, seed, stream, substream)
+    matrix = gaussian.reshape((rows, cols))
+    tall = np.ascontiguousarray(matrix.T) if rows < cols else matrix
+    q, r = np.linalg.qr(tall)
+    signs = np.sign(np.diag(r))
+    q = q * signs
+    if rows < cols:
+        q = q.T
+    for i in range(rows):
+        for j in range(cols):
+            w[i, j] = a * q[i, j]
+
+
+@jit
 def draw_weights(w, kind, a, b, wide, seed, stream, substream):
     """Draw one weight matrix ``w`` (fan_out, fan_in) in place, as ``initializers.fill``."""
     if kind == CONSTANT:
         w[:, :] = a
-        return
-    if kind == ORTHOGONAL:
-        rows, cols = w.shape
-        gaussian = np.empty(rows * cols, dtype=np.float64)
-        rng.fill_kernel(gaussian, True, rng.KIND_NORMAL, 1.0, 0.0, seed, stream, substream)
-        matrix = gaussian.reshape((rows, cols))
-        tall = np.ascontiguousarray(matrix.T) if rows < cols else matrix
-        q, r = np.linalg.qr(tall)
-        signs = np.sign(np.diag(r))
-        q = q * signs
-        if rows < cols:
-            q = q.T
-        for i in range(rows):
-            for j in range(cols):
-                w[i, j] = a * q[i, j]
-        return
-    rng.fill_kernel(w.reshape(-1), wide, kind, a, b, seed, stream, substream)
+    elif kind == ORTHOGONAL:
+        _orthogonal(w, a, seed, stream, substream)
+    else:
+        rng.fill_kernel(w.reshape(-1), wide, kind, a, b, seed, stream, substream)
 
 
 @jit
-def draw_layer_weights(layer, w, spec, draw_ab, wide, seed, stream):
-    """Draw layer ``layer``'s weights into ``w`` from their substream (see :func:`draw_weights`)."""
-    draw_weights(w, int(spec[0]), draw_ab[layer - 1, 0], draw_ab[layer - 1, 1], wide, seed, stream,
-                 weight_substream(layer))
+def draw_weights_share(w, kind, a, b, wide, seed, stream, substream, worker, n_workers):
+    """Worker ``worker``'s share of :func:`draw_weights`: sampler chunks ``worker, worker +
+    n_workers, ...``; constant and orthogonal matrices are drawn whole by worker 0."""
+    if kind == CONSTANT or kind == ORTHOGONAL:
+        if worker == 0:
+            if kind == CONSTANT:
+                w[:, :] = a
+            else:
+                _orthogonal(w, a, seed, stream, substream)
+        return
+    flat = w.reshape(-1)
+    for chunk in range(worker, rng.chunk_count(flat.size, wide), n_workers):
+        rng.fill_chunk(flat, chunk, wide, kind, a, b, seed, stream, substream)
 
 
 @jit
@@ -99,6 +132,25 @@ def _block(rows, block):
     start = 2 * (pairs * block // N_BLOCKS)
     stop = 2 * (pairs * (block + 1) // N_BLOCKS) if block < N_BLOCKS - 1 else rows
     return start, stop
+
+
+@jit
+def lane_blocks(lane, n_lanes):
+    """Row blocks ``[first, stop)`` of lane ``lane`` (``n_lanes`` divides ``N_BLOCKS``)."""
+    return lane * N_BLOCKS // n_lanes, (lane + 1) * N_BLOCKS // n_lanes
+
+
+@jit
+def lane_rows(rows, lane, n_lanes):
+    """Rows ``[start, stop)`` of lane ``lane``: the rows of its blocks."""
+    first, stop = lane_blocks(lane, n_lanes)
+    return _block(rows, first)[0], _block(rows, stop - 1)[1]
+
+
+@jit
+def part(n, index, n_parts):
+    """Units ``[start, stop)`` of part ``index`` of ``n`` units cut into ``n_parts``."""
+    return n * index // n_parts, n * (index + 1) // n_parts
 
 
 @jit
@@ -149,148 +201,142 @@ def _cosine(a, b):
     return dot / math.sqrt(n1 * n2) if n1 > 0.0 and n2 > 0.0 else math.nan
 
 
-def _activate(z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, acc, corr):
-    """``h_out = branch_scale * phi(z)`` (plus ``h_in`` when ``residual``), ``dphi = phi'(z)``.
+# ------------------------------------------------------------------ one row block
+#
+# The elementwise passes work on one row block at a time: a lane runs its own blocks,
+# so the data are the rows its GEMM has just written.
 
-    Fills, per block, ``acc[block, ACC_*, column]`` (sum z, sum z^2, sum h^2, count of
-    phi' != 0, count of saturated phi') and ``corr[block]``, the sum of the block's row
-    pair cosines of ``h_out``.  All sums are of the stored (rounded) values.  The
-    matrices are C-contiguous, so a block's rows are one contiguous run.
+
+@jit
+def activate_block(block, z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, acc, corr):
+    """Rows of block ``block``: ``h_out = branch_scale * phi(z)`` (plus ``h_in`` when
+    ``residual``), ``dphi = phi'(z)``.
+
+    Fills ``acc[block, ACC_*, column]`` (sum z, sum z^2, sum h^2, count of phi' != 0,
+    count of saturated phi') and ``corr[block]``, the sum of the block's row pair
+    cosines of ``h_out``.  All sums are of the stored (rounded) values.  The matrices
+    are C-contiguous, so a block's rows are one contiguous run.
     """
     rows, cols = z.shape
     combine = residual or branch_scale != 1.0
+    start, stop = _block(rows, block)
+    first, last = start * cols, stop * cols
     z_flat, h_flat, d_flat, in_flat = z.reshape(-1), h_out.reshape(-1), dphi.reshape(-1), h_in.reshape(-1)
-    for block in numba.prange(N_BLOCKS):
-        start, stop = _block(rows, block)
-        first, last = start * cols, stop * cols
-        apply(code, z_flat[first:last], param, h_flat[first:last], d_flat[first:last])
-        if combine:
-            for k in range(first, last):
-                value = branch_scale * np.float64(h_flat[k])
-                h_flat[k] = value + np.float64(in_flat[k]) if residual else value
-        a = acc[block]
-        _clear(a, N_ACC, cols)
-        s, s2, h2, alive, saturated = a[ACC_SUM], a[ACC_SUMSQ], a[ACC_ACT_SUMSQ], a[ACC_ALIVE], a[ACC_SATURATED]
-        for i in range(start, stop):
-            z_row, h_row, d_row = z[i], h_out[i], dphi[i]
-            # Separate loops: each touches few arrays, so LLVM's alias checks stay cheap
-            # and every loop vectorises.
+    apply(code, z_flat[first:last], param, h_flat[first:last], d_flat[first:last])
+    if combine:
+        for k in range(first, last):
+            value = branch_scale * np.float64(h_flat[k])
+            h_flat[k] = value + np.float64(in_flat[k]) if residual else value
+    a = acc[block]
+    _clear(a, N_ACC, cols)
+    s, s2, h2, alive, saturated = a[ACC_SUM], a[ACC_SUMSQ], a[ACC_ACT_SUMSQ], a[ACC_ALIVE], a[ACC_SATURATED]
+    for i in range(start, stop):
+        z_row, h_row, d_row = z[i], h_out[i], dphi[i]
+        # Separate loops: each touches few arrays, so LLVM's alias checks stay cheap
+        # and every loop vectorises.
+        for j in range(cols):
+            x = np.float64(z_row[j])
+            s[j] += x
+            s2[j] += x * x
+        for j in range(cols):
+            v = np.float64(h_row[j])
+            h2[j] += v * v
+            alive[j] += 1.0 if d_row[j] != 0.0 else 0.0
+        if bounded:
             for j in range(cols):
-                x = np.float64(z_row[j])
-                s[j] += x
-                s2[j] += x * x
-            for j in range(cols):
-                v = np.float64(h_row[j])
-                h2[j] += v * v
-                alive[j] += 1.0 if d_row[j] != 0.0 else 0.0
-            if bounded:
-                for j in range(cols):
-                    saturated[j] += 1.0 if abs(np.float64(d_row[j])) < SATURATION else 0.0
-        cosines = 0.0
-        for i in range(start + 1, stop, 2):
-            cosines += _cosine(h_out[i - 1], h_out[i])
-        corr[block] = cosines
-
-
-_activate_parallel = jit(_activate, parallel=True)
-_activate_serial = jit(_activate)
+                saturated[j] += 1.0 if abs(np.float64(d_row[j])) < SATURATION else 0.0
+    cosines = 0.0
+    for i in range(start + 1, stop, 2):
+        cosines += _cosine(h_out[i - 1], h_out[i])
+    corr[block] = cosines
 
 
 @jit
-def activate(z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, acc, corr):
-    """:func:`_activate`, on the thread pool only when the layer is large enough to pay for it."""
-    if z.size >= PARALLEL_MIN_ENTRIES:
-        _activate_parallel(z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, acc, corr)
-    else:
-        _activate_serial(z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, acc, corr)
+def backprop_block(block, grad_out, slope, branch_scale, grad, acc, with_stats, code, param, from_output):
+    """Rows of block ``block``: ``grad = grad_out * branch_scale * phi'``; with ``with_stats``,
+    column sums of ``grad`` and its square in ``acc[block, ACC_SUM]`` and ``acc[block, ACC_SUMSQ]``.
 
-
-def _backprop_activation(grad_out, dphi, branch_scale, grad, acc, with_stats):
-    """``grad = grad_out * branch_scale * phi'``; with ``with_stats``, per-block column sums
-    of ``grad`` and its square in ``acc[block, ACC_SUM]`` and ``acc[block, ACC_SUMSQ]``."""
+    ``slope`` holds ``phi'`` itself, or with ``from_output`` the layer's (rescaled) output,
+    from which :func:`~fastinit.activations.slope_from_output` reads ``phi'``.
+    """
     rows, cols = grad.shape
-    for block in numba.prange(N_BLOCKS):
-        start, stop = _block(rows, block)
-        a = acc[block]
-        if with_stats:
-            _clear(a, 2, cols)
-        s, s2 = a[ACC_SUM], a[ACC_SUMSQ]
-        for i in range(start, stop):
-            g_row, d_row, out_row = grad_out[i], dphi[i], grad[i]
+    start, stop = _block(rows, block)
+    a = acc[block]
+    if with_stats:
+        _clear(a, 2, cols)
+    s, s2 = a[ACC_SUM], a[ACC_SUMSQ]
+    for i in range(start, stop):
+        g_row, d_row, out_row = grad_out[i], slope[i], grad[i]
+        if from_output:
+            for j in range(cols):
+                out_row[j] = g_row[j] * (branch_scale * slope_from_output(code, np.float64(d_row[j]), param))
+        else:
             for j in range(cols):
                 out_row[j] = g_row[j] * (branch_scale * d_row[j])
-            if with_stats:
-                for j in range(cols):
-                    v = np.float64(out_row[j])
-                    s[j] += v
-                    s2[j] += v * v
-
-
-_backprop_activation_parallel = jit(_backprop_activation, parallel=True)
-_backprop_activation_serial = jit(_backprop_activation)
-
-
-@jit
-def backprop_activation(grad_out, dphi, branch_scale, grad, acc, with_stats):
-    """:func:`_backprop_activation`, in parallel only for large layers."""
-    if grad.size >= PARALLEL_MIN_ENTRIES:
-        _backprop_activation_parallel(grad_out, dphi, branch_scale, grad, acc, with_stats)
-    else:
-        _backprop_activation_serial(grad_out, dphi, branch_scale, grad, acc, with_stats)
-
-
-def _column_sums(x, acc):
-    """Per-block column sums of ``x`` and ``x^2`` into ``acc[block, ACC_SUM / ACC_SUMSQ]``."""
-    rows, cols = x.shape
-    for block in numba.prange(N_BLOCKS):
-        start, stop = _block(rows, block)
-        a = acc[block]
-        _clear(a, 2, cols)
-        s, s2 = a[ACC_SUM], a[ACC_SUMSQ]
-        for i in range(start, stop):
-            row = x[i]
+        if with_stats:
             for j in range(cols):
-                v = np.float64(row[j])
+                v = np.float64(out_row[j])
                 s[j] += v
                 s2[j] += v * v
 
 
-_column_sums_parallel = jit(_column_sums, parallel=True)
-_column_sums_serial = jit(_column_sums)
-
-
-def _scale(x, factor):
-    """``x *= factor`` (in float64, rounded once), block by block."""
-    rows, cols = x.shape
-    for block in numba.prange(N_BLOCKS):
-        start, stop = _block(rows, block)
-        for i in range(start, stop):
-            row = x[i]
-            for j in range(cols):
-                row[j] = row[j] * factor
-
-
-_scale_parallel = jit(_scale, parallel=True)
-_scale_serial = jit(_scale)
+@jit
+def column_sums_rows(x, start, stop, acc_block):
+    """Column sums of rows ``[start, stop)`` of ``x`` and of their squares into
+    ``acc_block[ACC_SUM]`` and ``acc_block[ACC_SUMSQ]``."""
+    cols = x.shape[1]
+    _clear(acc_block, 2, cols)
+    s, s2 = acc_block[ACC_SUM], acc_block[ACC_SUMSQ]
+    for i in range(start, stop):
+        row = x[i]
+        for j in range(cols):
+            v = np.float64(row[j])
+            s[j] += v
+            s2[j] += v * v
 
 
 @jit
-def scale(x, factor):
-    """Multiply the matrix ``x`` by ``factor`` in place; in parallel only for large ``x``."""
-    if x.size >= PARALLEL_MIN_ENTRIES:
-        _scale_parallel(x, factor)
-    else:
-        _scale_serial(x, factor)
+def column_sums_block(block, x, acc):
+    """:func:`column_sums_rows` over the rows of block ``block``, into ``acc[block]``."""
+    start, stop = _block(x.shape[0], block)
+    column_sums_rows(x, start, stop, acc[block])
+
+
+@jit
+def scale_rows(x, start, stop, factor):
+    """``x[start:stop] *= factor`` (in float64, rounded once)."""
+    cols = x.shape[1]
+    for i in range(start, stop):
+        row = x[i]
+        for j in range(cols):
+            row[j] = row[j] * factor
+
+
+@jit
+def transpose_rows(x, start, stop, out):
+    """``out[:, start:stop] = x[start:stop].T`` in 16 x 16 tiles (both sides stay in cache lines)."""
+    cols = x.shape[1]
+    for i0 in range(start, stop, 16):
+        i1 = min(i0 + 16, stop)
+        for j0 in range(0, cols, 16):
+            j1 = min(j0 + 16, cols)
+            for j in range(j0, j1):
+                out_row = out[j]
+                for i in range(i0, i1):
+                    out_row[i] = x[i, j]
+
+
+# ------------------------------------------------------------------------ reductions
 
 
 @jit
 def total(acc, quantity, cols):
-    """Sum of ``acc[:, quantity, :cols]`` over blocks, then columns, in a fixed order.
+    """Sum of ``acc[:, quantity, :cols]`` over blocks (or parts), then columns, in a fixed order.
 
     Folds the blocks into block 0 (clobbering it) first: a vectorised pass.
     """
     first = acc[0, quantity]
-    for block in range(1, N_BLOCKS):
+    for block in range(1, acc.shape[0]):
         other = acc[block, quantity]
         for j in range(cols):
             first[j] += other[j]
@@ -347,34 +393,19 @@ def checked_sums(x, acc):
 
 
 @jit
-def sum_and_sumsq(x, acc):
-    """Float64 sum and sum of squares of the finite entries of the matrix ``x``, and the non-finite count.
-
-    ``acc`` is workspace of shape ``(N_BLOCKS, >= 2, >= x.shape[1])``.
-    """
-    if x.size >= PARALLEL_MIN_ENTRIES:
-        _column_sums_parallel(x, acc)
-    else:
-        _column_sums_serial(x, acc)
-    return checked_sums(x, acc)
-
-
-@jit
-def rescale_by(x, sumsq):
-    """Divide ``x`` by ``sqrt(sumsq / x.size)`` in place and return its log (0, untouched, if
-    that RMS is 0 or not finite)."""
+def rms_factor(x, sumsq):
+    """``(1 / RMS, log RMS)`` of ``x`` given its sum of squares (the sum over its finite
+    entries if ``sumsq`` is not finite); ``(1, 0)`` -- leave ``x`` alone -- if that RMS is 0
+    or not finite."""
+    if not math.isfinite(sumsq):
+        sumsq = finite_sums(x)[1]
     rms = math.sqrt(sumsq / x.size)
     if rms > 0.0 and math.isfinite(rms):
-        scale(x, 1.0 / rms)
-        return math.log(rms)
-    return 0.0
+        return 1.0 / rms, math.log(rms)
+    return 1.0, 0.0
 
 
-@jit
-def rescale(x, acc):
-    """Divide ``x`` by the RMS of its finite entries in place and return ``log(RMS)`` (see :func:`rescale_by`)."""
-    _, s2, _ = sum_and_sumsq(x, acc)
-    return rescale_by(x, s2)
+# ----------------------------------------------------------------------- batch norm
 
 
 @jit
@@ -393,20 +424,26 @@ def _column_standardizer(z, j, eps):
 
 
 @jit
-def batchnorm_forward(z, out, eps):
-    """Per-unit batch normalisation (gamma 1, beta 0); returns nothing, fills ``out``."""
-    rows, cols = z.shape
-    for j in range(cols):
+def batchnorm_forward_columns(z, out, eps, first, stop):
+    """Per-unit batch normalisation (gamma 1, beta 0) of columns ``[first, stop)`` into ``out``."""
+    rows = z.shape[0]
+    for j in range(first, stop):
         mean, inv = _column_standardizer(z, j, eps)
         for i in range(rows):
             out[i, j] = (z[i, j] - mean) * inv
 
 
 @jit
-def batchnorm_backward(z, grad_u, grad_z, eps):
-    """Gradient through batch normalisation: ``grad_z`` from ``grad_u`` (``u = BN(z)``)."""
-    rows, cols = z.shape
-    for j in range(cols):
+def batchnorm_forward(z, out, eps):
+    """Per-unit batch normalisation (gamma 1, beta 0); returns nothing, fills ``out``."""
+    batchnorm_forward_columns(z, out, eps, 0, z.shape[1])
+
+
+@jit
+def batchnorm_backward_columns(z, grad_u, grad_z, eps, first, stop):
+    """Gradient through batch normalisation for columns ``[first, stop)`` (``u = BN(z)``)."""
+    rows = z.shape[0]
+    for j in range(first, stop):
         mean, inv = _column_standardizer(z, j, eps)
         g_mean = 0.0
         gu_mean = 0.0
@@ -420,111 +457,314 @@ def batchnorm_backward(z, grad_u, grad_z, eps):
 
 
 @jit
+def batchnorm_backward(z, grad_u, grad_z, eps):
+    """Gradient through batch normalisation: ``grad_z`` from ``grad_u`` (``u = BN(z)``)."""
+    batchnorm_backward_columns(z, grad_u, grad_z, eps, 0, z.shape[1])
+
+
+@jit
 def _view(flat, rows, cols):
     """The contiguous ``(rows, cols)`` matrix at the start of the 1-D buffer ``flat``."""
     return flat[: rows * cols].reshape((rows, cols))
 
 
+# --------------------------------------------------------------------------- layers
+
+
 @jit
-def forward_layer(layer, h_in, log_s_in, w, z, u, h_out, dphi, bias, acc, corr, spec, draw_ab, wide, seed, stream, stats_row):
+def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z, u, h_out, dphi, bias, acc, acc_z,
+                  corr, shared, spec, draw_ab, wide, seed, stream, stats_row):
     """One layer forward from scaled ``h_in`` (true = exp(log_s_in) h_in); returns log scale of ``h_out``.
 
-    ``spec`` = (kind, unused, unused, bias_std, code, param, residual, alpha, batchnorm,
-    rescale_forward, bounded) as float64; ``draw_ab[layer - 1]`` holds the layer's
-    draw parameters (they depend on its fans).  Draws the layer's weights and bias, fills
-    ``z``, ``h_out``, ``dphi`` (and ``u = BN(z)`` with batch norm), and the forward
-    columns of ``stats_row``.  ``acc`` and ``corr`` are workspace.
+    Called by every worker.  ``spec`` = (kind, unused, unused, bias_std, code, param,
+    residual, alpha, batchnorm, rescale_forward, bounded, slope_from_output) as float64;
+    ``draw_ab[layer - 1]`` holds the layer's draw parameters (they depend on its fans).
+    Draws the layer's weights and bias, fills ``z``, ``h_out``, ``dphi`` (and ``u = BN(z)`` with batch norm),
+    and worker 0 the forward columns of ``stats_row``.  ``acc``, ``acc_z``, ``corr`` and
+    ``shared`` are workspace.  Each worker returns having rescaled its own lanes of
+    ``h_out``, so a lane's next use of its rows needs no barrier.
     """
     bias_std = spec[3]
     code, param, residual, alpha = int(spec[4]), spec[5], spec[6] > 0.0, spec[7]
     batchnorm, rescale_forward, bounded = spec[8] > 0.0, spec[9] > 0.0, spec[10] > 0.0
-    draw_layer_weights(layer, w, spec, draw_ab, wide, seed, stream)
-    np.dot(h_in, w.T, z)
-    if bias_std > 0.0:
-        rng.fill_kernel(bias, wide, rng.KIND_NORMAL, bias_std * math.exp(-log_s_in), 0.0, seed, stream,
-                        weight_substream(layer) + 1)
-        z += bias
     rows, cols = z.shape
+    draw_weights_share(w, int(spec[0]), draw_ab[layer - 1, 0], draw_ab[layer - 1, 1], wide, seed, stream,
+                       weight_substream(layer), worker, n_workers)
+    if bias_std > 0.0 and worker == 0:
+        rng.fill_serial(bias, wide, rng.KIND_NORMAL, bias_std * math.exp(-log_s_in), 0.0, seed, stream,
+                        weight_substream(layer) + 1)
+    barrier(sync, n_workers)
+
     branch = alpha if residual else 1.0
-    log_s_out = log_s_in
-    fwd_sum, fwd_sumsq, nonfinite = 0.0, 0.0, 0
+    if batchnorm and residual:
+        branch *= math.exp(-log_s_in)  # the branch is added in h_in's units
+    for lane in range(worker, n_lanes, n_workers):
+        start, stop = lane_rows(rows, lane, n_lanes)
+        if stop > start:
+            np.dot(h_in[start:stop], w.T, z[start:stop])
+        if bias_std > 0.0:
+            z[start:stop] += bias
+        if not batchnorm:
+            first, last = lane_blocks(lane, n_lanes)
+            for block in range(first, last):
+                activate_block(block, z, h_in, h_out, dphi, code, param, residual, branch, bounded, acc, corr)
+    barrier(sync, n_workers)
     if batchnorm:
-        # BN output is scale-free: with eps scaled to these units it is exact; a plain
-        # layer then restarts at scale 1, a residual one adds the branch in h_in's units.
-        batchnorm_forward(z, u, BATCHNORM_EPS * math.exp(-2.0 * log_s_in))
-        if residual:
-            branch *= math.exp(-log_s_in)
-        else:
-            log_s_out = 0.0
-        activate(u, h_in, h_out, dphi, code, param, residual, branch, bounded, acc, corr)
-    else:
-        activate(z, h_in, h_out, dphi, code, param, residual, branch, bounded, acc, corr)
-        fwd_sum, fwd_sumsq, nonfinite = checked_sums(z, acc)
-    act_sumsq = total(acc, ACC_ACT_SUMSQ, cols)
-    stats_row[ACT_SUMSQ] = act_sumsq
-    stats_row[SATURATED] = total(acc, ACC_SATURATED, cols) if bounded else 0.0
-    stats_row[DEAD_UNITS] = zero_columns(acc, ACC_ALIVE, cols)
-    cosines = 0.0
-    for block in range(N_BLOCKS):
-        cosines += corr[block]
-    stats_row[CORR_SUM] = cosines / (rows // 2)
-    if batchnorm:  # z's own statistics: acc is free again
-        fwd_sum, fwd_sumsq, nonfinite = sum_and_sumsq(z, acc)
-    stats_row[FWD_SUM] = fwd_sum
-    stats_row[FWD_SUMSQ] = fwd_sumsq
-    stats_row[FWD_LOG_SCALE] = log_s_in
-    stats_row[NONFINITE] = nonfinite
-    stats_row[ACT_LOG_SCALE] = log_s_out
-    if rescale_forward:
-        # sum h^2 was taken from the stored values, in the order sum_and_sumsq uses; only
-        # a non-finite one needs the pass that skips non-finite entries.
-        if math.isfinite(act_sumsq):
-            log_s_out += rescale_by(h_out, act_sumsq)
-        else:
-            log_s_out += rescale(h_out, acc)
+        # BN output is scale-free: with eps scaled to these units it is exact.
+        eps = BATCHNORM_EPS * math.exp(-2.0 * log_s_in)
+        for index in range(worker, n_lanes, n_workers):
+            first, stop = part(cols, index, n_lanes)
+            batchnorm_forward_columns(z, u, eps, first, stop)
+        barrier(sync, n_workers)
+        for lane in range(worker, n_lanes, n_workers):
+            first, last = lane_blocks(lane, n_lanes)
+            for block in range(first, last):
+                activate_block(block, u, h_in, h_out, dphi, code, param, residual, branch, bounded, acc, corr)
+                column_sums_block(block, z, acc_z)
+        barrier(sync, n_workers)
+
+    if worker == 0:
+        # A plain batch-norm layer restarts at scale 1; a residual one stays in h_in's units.
+        log_s_out = 0.0 if batchnorm and not residual else log_s_in
+        fwd_sum, fwd_sumsq, nonfinite = checked_sums(z, acc_z if batchnorm else acc)
+        act_sumsq = total(acc, ACC_ACT_SUMSQ, cols)
+        stats_row[ACT_SUMSQ] = act_sumsq
+        stats_row[SATURATED] = total(acc, ACC_SATURATED, cols) if bounded else 0.0
+        stats_row[DEAD_UNITS] = zero_columns(acc, ACC_ALIVE, cols)
+        cosines = 0.0
+        for block in range(N_BLOCKS):
+            cosines += corr[block]
+        stats_row[CORR_SUM] = cosines / (rows // 2)
+        stats_row[FWD_SUM] = fwd_sum
+        stats_row[FWD_SUMSQ] = fwd_sumsq
+        stats_row[FWD_LOG_SCALE] = log_s_in
+        stats_row[NONFINITE] = nonfinite
+        stats_row[ACT_LOG_SCALE] = log_s_out
+        factor = 1.0
+        if rescale_forward:
+            factor, log_rms = rms_factor(h_out, act_sumsq)
+            log_s_out += log_rms
+        shared[SHARED_FACTOR] = factor
+        shared[SHARED_LOG_SCALE] = log_s_out
+    barrier(sync, n_workers)
+    factor, log_s_out = shared[SHARED_FACTOR], shared[SHARED_LOG_SCALE]
+    if factor != 1.0:
+        for lane in range(worker, n_lanes, n_workers):
+            start, stop = lane_rows(rows, lane, n_lanes)
+            scale_rows(h_out, start, stop, factor)
     return log_s_out
 
 
 @jit
-def backward_layer(grad_out, log_g, h_in, log_s_in, w, z, dphi, grad_act, grad_z, wgrad, grad_in, spec, acc, stats_row):
-    """One layer backward; fills ``grad_in`` (scaled) and returns its log scale.
+def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_s_in, w, z, dphi, grad_act, grad_z,
+                   grad_z_t, wgrad, grad_in, with_grad_in, spec, acc, acc_in, acc_w, shared, stats_row):
+    """One layer backward; fills ``grad_in`` (scaled, when ``with_grad_in``) and returns its log scale.
 
-    ``grad_out`` is dL/dh_out / exp(log_g).  Gradient statistics go to ``stats_row``;
-    ``grad_act`` (batch norm only) and ``acc`` are workspace.
+    Called by every worker, after ``w`` holds the layer's weights.  ``grad_out`` is
+    dL/dh_out / exp(log_g); ``dphi`` is phi'(z), or the layer's output when ``spec[11]``
+    says phi' is read off it.  Worker 0 writes the gradient statistics to ``stats_row``;
+    ``grad_act`` (batch norm only), ``grad_z_t`` (dL/dz transposed, for the weight
+    gradient by units), the ``acc*`` arrays and ``shared`` are workspace.  Each worker
+    returns having rescaled its own lanes of ``grad_in``.
     """
     residual, alpha, batchnorm = spec[6] > 0.0, spec[7], spec[8] > 0.0
+    code, param, from_output = int(spec[4]), spec[5], spec[11] > 0.0
+    rows, n_out = grad_z.shape
+    n_in = h_in.shape[1]
     branch = alpha if residual else 1.0
     log_gz = log_g
     if batchnorm:
         # z is stored in h_in's units: dL/dz_true = BN'(z_scaled) dL/du / exp(log_s_in).
-        backprop_activation(grad_out, dphi, branch, grad_act, acc, False)
-        batchnorm_backward(z, grad_act, grad_z, BATCHNORM_EPS * math.exp(-2.0 * log_s_in))
+        for lane in range(worker, n_lanes, n_workers):
+            first, last = lane_blocks(lane, n_lanes)
+            for block in range(first, last):
+                backprop_block(block, grad_out, dphi, branch, grad_act, acc, False, code, param, from_output)
+        barrier(sync, n_workers)
+        eps = BATCHNORM_EPS * math.exp(-2.0 * log_s_in)
+        for index in range(worker, n_lanes, n_workers):
+            first, stop = part(n_out, index, n_lanes)
+            batchnorm_backward_columns(z, grad_act, grad_z, eps, first, stop)
+        barrier(sync, n_workers)
         log_gz = log_g - log_s_in
-        s, s2, bad = sum_and_sumsq(grad_z, acc)
-    else:
-        backprop_activation(grad_out, dphi, branch, grad_z, acc, True)
+    skip_factor = math.exp(log_gz - log_g)  # the residual path's gradient in dL/dz's units
+    for lane in range(worker, n_lanes, n_workers):
+        first, last = lane_blocks(lane, n_lanes)
+        for block in range(first, last):
+            if batchnorm:
+                column_sums_block(block, grad_z, acc)
+            else:
+                backprop_block(block, grad_out, dphi, branch, grad_z, acc, True, code, param, from_output)
+        start, stop = lane_rows(rows, lane, n_lanes)
+        transpose_rows(grad_z, start, stop, grad_z_t)
+        if with_grad_in:
+            if stop > start:
+                np.dot(grad_z[start:stop], w, grad_in[start:stop])
+            if residual:
+                for i in range(start, stop):
+                    in_row, out_row = grad_in[i], grad_out[i]
+                    for j in range(n_in):
+                        in_row[j] = in_row[j] * skip_factor + out_row[j]
+            for block in range(first, last):
+                column_sums_block(block, grad_in, acc_in)
+    barrier(sync, n_workers)
+    for index in range(worker, n_lanes, n_workers):
+        first, stop = part(n_out, index, n_lanes)
+        if stop > first:
+            np.dot(grad_z_t[first:stop], h_in, wgrad[first:stop])
+        column_sums_rows(wgrad, first, stop, acc_w[index])
+    barrier(sync, n_workers)
+
+    if worker == 0:
         s, s2, bad = checked_sums(grad_z, acc)
-    stats_row[GRAD_SUM] = s
-    stats_row[GRAD_SUMSQ] = s2
-    stats_row[GRAD_LOG_SCALE] = log_gz
-    stats_row[NONFINITE] += bad
-    np.dot(grad_z.T, h_in, wgrad)
-    s, s2, _ = sum_and_sumsq(wgrad, acc)
-    stats_row[WGRAD_SUM] = s
-    stats_row[WGRAD_SUMSQ] = s2
-    stats_row[WGRAD_LOG_SCALE] = log_gz + log_s_in
-    np.dot(grad_z, w, grad_in)
-    log_g_in = log_gz
-    if residual:
-        factor = math.exp(log_gz - log_g)
-        grad_in *= factor
-        grad_in += grad_out
-        log_g_in = log_g
-    return log_g_in + rescale(grad_in, acc)
+        stats_row[GRAD_SUM] = s
+        stats_row[GRAD_SUMSQ] = s2
+        stats_row[GRAD_LOG_SCALE] = log_gz
+        stats_row[NONFINITE] += bad
+        s, s2, _ = checked_sums(wgrad, acc_w)
+        stats_row[WGRAD_SUM] = s
+        stats_row[WGRAD_SUMSQ] = s2
+        stats_row[WGRAD_LOG_SCALE] = log_gz + log_s_in
+        log_g_in = log_g if residual else log_gz
+        factor = 1.0
+        if with_grad_in:
+            factor, log_rms = rms_factor(grad_in, total(acc_in, ACC_SUMSQ, n_in))
+            log_g_in += log_rms
+        shared[SHARED_FACTOR] = factor
+        shared[SHARED_LOG_SCALE] = log_g_in
+    barrier(sync, n_workers)
+    factor, log_g_in = shared[SHARED_FACTOR], shared[SHARED_LOG_SCALE]
+    if factor != 1.0:
+        for lane in range(worker, n_lanes, n_workers):
+            start, stop = lane_rows(rows, lane, n_lanes)
+            scale_rows(grad_in, start, stop, factor)
+    return log_g_in
+
+
+# Pages are first touched in 2 MiB regions (transparent huge pages), one 4 KiB page at a time.
+_REGION_BYTES = 2 * 2**20
+_PAGE_BYTES = 4096
 
 
 @jit
-def run(widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h, seg_z, seg_dphi, seg_w, checkpoints, w_slots, stats):
+def prefault(buffer, worker, n_workers):
+    """Touch this worker's share of ``buffer``'s pages (2 MiB regions ``worker, worker +
+    n_workers, ...``) so that the kernel's page zeroing is split between the workers.
+
+    Otherwise whichever worker first writes a fresh 2 MiB huge page zeroes it alone (the
+    stored layers of a width-256, depth-500 net are ~250 MB of them) while the other
+    waits at the next barrier.  Writes zeros into memory that is not yet read.
+    """
+    flat = buffer.reshape(-1)
+    region = _REGION_BYTES // flat.itemsize
+    page = _PAGE_BYTES // flat.itemsize
+    for start in range(worker * region, flat.size, n_workers * region):
+        for k in range(start, min(start + region, flat.size), page):
+            flat[k] = 0.0
+
+
+@jit
+def _copy_lanes(source, target, worker, n_workers, n_lanes):
+    """``target[rows] = source[rows]`` for this worker's lanes (matrices of one shape)."""
+    for lane in range(worker, n_lanes, n_workers):
+        start, stop = lane_rows(source.shape[0], lane, n_lanes)
+        target[start:stop] = source[start:stop]
+
+
+@jit
+def walk(worker, n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h,
+         seg_z, seg_dphi, seg_w, checkpoints, w_slots, stats, u, bias, h_last, acc, acc_z, acc_in, acc_w, corr,
+         shared, grad, grad_in, grad_act, grad_z, grad_z_t, wgrad):
+    """Worker ``worker``'s walk through every layer, forward then backward (see :func:`run`)."""
+    depth = widths.size - 1
+    seg_len = seg_h.shape[0]
+    n_segments = (depth + seg_len - 1) // seg_len
+    batchnorm = spec[8] > 0.0
+    # Without phi' stored, the backward pass reads it off the layer's output (its next
+    # slot, or h_last for a segment's last layer); the forward's phi' goes to one scratch row.
+    keep_dphi = spec[11] == 0.0
+    log_scales = np.zeros(depth + 1)  # log scale of each layer's input (every worker keeps a copy)
+    scratch = np.empty(N_STATS)
+    if n_workers > 1:
+        for buffer in (seg_h, seg_z, seg_dphi, seg_w):
+            prefault(buffer, worker, n_workers)
+        barrier(sync, n_workers)
+
+    # Forward with statistics; segment slots are overwritten, the last segment's survive.
+    # Each layer writes its output straight into the next layer's input slot.
+    _copy_lanes(h0, _view(seg_h[0], batch, widths[0]), worker, n_workers, n_lanes)
+    for layer in range(1, depth + 1):
+        slot = (layer - 1) % seg_len
+        n_in, n_out = widths[layer - 1], widths[layer]
+        h_in = _view(seg_h[slot], batch, n_in)
+        if slot == 0:
+            _copy_lanes(h_in, _view(checkpoints[(layer - 1) // seg_len], batch, n_in), worker, n_workers, n_lanes)
+        into_slot = layer < depth and seg_len > 1
+        h_out = _view(seg_h[layer % seg_len] if into_slot else h_last, batch, n_out)
+        log_scales[layer] = forward_layer(
+            worker, n_workers, sync, n_lanes, layer, h_in, log_scales[layer - 1],
+            _view(seg_w[min(slot, w_slots)], n_out, n_in), _view(seg_z[slot if batchnorm else 0], batch, n_out),
+            _view(u, batch, n_out), h_out, _view(seg_dphi[slot if keep_dphi else 0], batch, n_out), bias[:n_out], acc,
+            acc_z, corr, shared, spec, draw_ab, wide, seed, stream, stats[layer - 1] if worker == 0 else scratch,
+        )
+        if layer < depth and not into_slot:
+            _copy_lanes(h_out, _view(seg_h[0], batch, n_out), worker, n_workers, n_lanes)
+
+    _copy_lanes(grad_top, _view(grad, batch, widths[depth]), worker, n_workers, n_lanes)
+    log_g = 0.0
+    for segment in range(n_segments - 1, -1, -1):
+        first = segment * seg_len + 1
+        last = min(depth, first + seg_len - 1)
+        if segment != n_segments - 1:
+            # Recompute this segment from its checkpoint: the same calls, so the same bits.
+            _copy_lanes(_view(checkpoints[segment], batch, widths[first - 1]), _view(seg_h[0], batch, widths[first - 1]),
+                        worker, n_workers, n_lanes)
+            for layer in range(first, last + 1):
+                slot = layer - first
+                n_in, n_out = widths[layer - 1], widths[layer]
+                h_out = _view(seg_h[slot + 1] if layer < last else h_last, batch, n_out)
+                forward_layer(
+                    worker, n_workers, sync, n_lanes, layer, _view(seg_h[slot], batch, n_in), log_scales[layer - 1],
+                    _view(seg_w[min(slot, w_slots)], n_out, n_in), _view(seg_z[slot if batchnorm else 0], batch, n_out),
+                    _view(u, batch, n_out), h_out, _view(seg_dphi[slot if keep_dphi else 0], batch, n_out), bias[:n_out],
+                    acc, acc_z, corr, shared, spec, draw_ab, wide, seed, stream, scratch,
+                )
+        for layer in range(last, first - 1, -1):
+            slot = layer - first
+            n_in, n_out = widths[layer - 1], widths[layer]
+            w = _view(seg_w[min(slot, w_slots)], n_out, n_in)
+            if slot >= w_slots:
+                draw_weights_share(w, int(spec[0]), draw_ab[layer - 1, 0], draw_ab[layer - 1, 1], wide, seed, stream,
+                                   weight_substream(layer), worker, n_workers)
+                barrier(sync, n_workers)
+            log_g = backward_layer(
+                worker, n_workers, sync, n_lanes, _view(grad, batch, n_out), log_g, _view(seg_h[slot], batch, n_in),
+                log_scales[layer - 1], w, _view(seg_z[slot if batchnorm else 0], batch, n_out),
+                _view(seg_dphi[slot] if keep_dphi else (seg_h[slot + 1] if layer < last else h_last), batch, n_out),
+                _view(grad_act, batch, n_out) if batchnorm else _view(grad_z, batch, n_out),
+                _view(grad_z, batch, n_out), _view(grad_z_t, n_out, batch), _view(wgrad, n_out, n_in),
+                _view(grad_in, batch, n_in), layer > 1, spec, acc, acc_in, acc_w, shared,
+                stats[layer - 1] if worker == 0 else scratch,
+            )
+            grad, grad_in = grad_in, grad  # this layer's input gradient is the next one's output gradient
+
+
+def _team(n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h, seg_z,
+          seg_dphi, seg_w, checkpoints, w_slots, stats, u, bias, h_last, acc, acc_z, acc_in, acc_w, corr, shared, grad,
+          grad_in, grad_act, grad_z, grad_z_t, wgrad):
+    """The one parallel region: ``n_workers`` concurrent walks (numba's static schedule
+    gives each prange iteration its own thread when there are at least as many threads)."""
+    for worker in numba.prange(n_workers):
+        walk(worker, n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h,
+             seg_z, seg_dphi, seg_w, checkpoints, w_slots, stats, u, bias, h_last, acc, acc_z, acc_in, acc_w, corr,
+             shared, grad, grad_in, grad_act, grad_z, grad_z_t, wgrad)
+
+
+_team_parallel = jit(_team, parallel=True)
+
+
+@jit
+def run(n_workers, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h, seg_z, seg_dphi,
+        seg_w, checkpoints, w_slots, stats):
     """Forward and backward through ``len(widths) - 1`` layers; fills ``stats`` (layers x N_STATS).
 
     Keeps, for ``seg_len`` layers at a time, each layer's input and derivative (and its
@@ -541,76 +781,28 @@ def run(widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h, s
     ``seg_dphi`` with ``seg_len`` rows of ``batch * widest``, ``seg_z`` with ``seg_len``
     rows under batch norm (else 1), ``seg_w`` with ``min(seg_len, w_slots + 1)`` rows of
     ``widest^2`` (slots from ``w_slots`` on share the last row) and ``checkpoints`` with
-    one row per segment.
+    one row per segment.  ``n_lanes`` (1, 2, 4 or 8) cuts the work; ``n_workers`` (at
+    most ``n_lanes``) threads do it, with the same result for any ``n_workers``.
     """
-    depth = widths.size - 1
     widest = widths.max()
-    seg_len = seg_h.shape[0]
-    n_segments = (depth + seg_len - 1) // seg_len
     dtype = h0.dtype
     batchnorm = spec[8] > 0.0
-    log_scales = np.zeros(depth + 1)  # log scale of each layer's input
+    sync = np.zeros(2, dtype=np.int64)  # the workers' barrier (see fastinit._sync.barrier)
     u = np.empty(batch * widest, dtype=dtype)
     bias = np.empty(widest, dtype=dtype)
     h_last = np.empty(batch * widest, dtype=dtype)  # output that no later layer reads
     acc = np.empty((N_BLOCKS, N_ACC, widest))
+    acc_z = np.empty((N_BLOCKS, 2, widest))
+    acc_in = np.empty((N_BLOCKS, 2, widest))
+    acc_w = np.empty((n_lanes, 2, widest))
     corr = np.empty(N_BLOCKS)
-    scratch = np.empty(N_STATS)
-
-    # Forward with statistics; segment slots are overwritten, the last segment's survive.
-    # Each layer writes its output straight into the next layer's input slot.
-    _view(seg_h[0], batch, widths[0])[:, :] = h0
-    for layer in range(1, depth + 1):
-        slot = (layer - 1) % seg_len
-        n_in, n_out = widths[layer - 1], widths[layer]
-        h_in = _view(seg_h[slot], batch, n_in)
-        if slot == 0:
-            checkpoints[(layer - 1) // seg_len, : batch * n_in] = h_in.reshape(-1)
-        into_slot = layer < depth and seg_len > 1
-        h_out = _view(seg_h[layer % seg_len] if into_slot else h_last, batch, n_out)
-        log_scales[layer] = forward_layer(
-            layer, h_in, log_scales[layer - 1], _view(seg_w[min(slot, w_slots)], n_out, n_in),
-            _view(seg_z[slot if batchnorm else 0], batch, n_out), _view(u, batch, n_out), h_out,
-            _view(seg_dphi[slot], batch, n_out), bias[:n_out], acc, corr, spec, draw_ab, wide, seed, stream,
-            stats[layer - 1],
-        )
-        if layer < depth and not into_slot:
-            _view(seg_h[0], batch, n_out)[:, :] = h_out
-
+    shared = np.zeros(N_SHARED)
     grad = np.empty(batch * widest, dtype=dtype)
     grad_in = np.empty(batch * widest, dtype=dtype)
     grad_act = np.empty(batch * widest if batchnorm else 0, dtype=dtype)
     grad_z = np.empty(batch * widest, dtype=dtype)
+    grad_z_t = np.empty(batch * widest, dtype=dtype)
     wgrad = np.empty(widest * widest, dtype=dtype)
-    _view(grad, batch, widths[depth])[:, :] = grad_top
-    log_g = 0.0
-    for segment in range(n_segments - 1, -1, -1):
-        first = segment * seg_len + 1
-        last = min(depth, first + seg_len - 1)
-        if segment != n_segments - 1:
-            # Recompute this segment from its checkpoint: the same calls, so the same bits.
-            _view(seg_h[0], batch, widths[first - 1])[:, :] = _view(checkpoints[segment], batch, widths[first - 1])
-            for layer in range(first, last + 1):
-                slot = layer - first
-                n_in, n_out = widths[layer - 1], widths[layer]
-                h_out = _view(seg_h[slot + 1] if layer < last else h_last, batch, n_out)
-                forward_layer(
-                    layer, _view(seg_h[slot], batch, n_in), log_scales[layer - 1],
-                    _view(seg_w[min(slot, w_slots)], n_out, n_in), _view(seg_z[slot if batchnorm else 0], batch, n_out),
-                    _view(u, batch, n_out), h_out, _view(seg_dphi[slot], batch, n_out), bias[:n_out], acc, corr,
-                    spec, draw_ab, wide, seed, stream, scratch,
-                )
-        for layer in range(last, first - 1, -1):
-            slot = layer - first
-            n_in, n_out = widths[layer - 1], widths[layer]
-            w = _view(seg_w[min(slot, w_slots)], n_out, n_in)
-            if slot >= w_slots:
-                draw_layer_weights(layer, w, spec, draw_ab, wide, seed, stream)
-            log_g = backward_layer(
-                _view(grad, batch, n_out), log_g, _view(seg_h[slot], batch, n_in), log_scales[layer - 1], w,
-                _view(seg_z[slot if batchnorm else 0], batch, n_out), _view(seg_dphi[slot], batch, n_out),
-                _view(grad_act, batch, n_out) if batchnorm else _view(grad_z, batch, n_out),
-                _view(grad_z, batch, n_out), _view(wgrad, n_out, n_in), _view(grad_in, batch, n_in), spec, acc,
-                stats[layer - 1],
-            )
-            grad, grad_in = grad_in, grad  # this layer's input gradient is the next one's output gradient
+    _team_parallel(n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h,
+                   seg_z, seg_dphi, seg_w, checkpoints, w_slots, stats, u, bias, h_last, acc, acc_z, acc_in, acc_w,
+                   corr, shared, grad, grad_in, grad_act, grad_z, grad_z_t, wgrad)

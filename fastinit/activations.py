@@ -230,6 +230,20 @@ def apply(code, x, param, out_phi, out_dphi):
             out_phi[i], out_dphi[i] = phi_and_dphi(code, np.float64(x[i]), param)
 
 
+@jit(inline=True)
+def slope_from_output(code, v, param):
+    """``phi'(z)`` from ``v = c phi(z)``, ``c > 0``, for the activations of
+    :meth:`Activation.slope_from_output`; equal to :func:`apply`'s ``phi'`` bit for bit
+    (NaN stays NaN).  ``phi'`` at the kink ``z = 0`` is the left slope, as in :func:`apply`."""
+    if code == LINEAR:
+        return 1.0 if v == v else math.nan
+    if v > 0.0:
+        return 1.0
+    if v <= 0.0:
+        return 0.0 if code == RELU else param
+    return math.nan
+
+
 # ----------------------------------------------------------------------------- NumPy twins
 # Each twin is (phi, dphi) over a float64 array without NaN (the Activation methods mask NaN
 # around them).  Branches are evaluated on clamped inputs so np.where never sees an overflow.
@@ -321,6 +335,24 @@ class Activation:
     torch_name: str | None
     description: str
     smooth: bool
+
+    def slope_from_output(self, param: float) -> bool:
+        """Whether ``phi'(z)`` can be read off ``c phi(z)`` for any ``c > 0``, so that a
+        backward pass need not store ``phi'``: for the piecewise-linear activations,
+        whose slope depends only on the sign of ``z``, and ``phi(z) > 0`` exactly when
+        ``z > 0`` (linear, relu, and leaky_relu with slope >= 0).  See
+        :func:`slope_from_output`.
+
+        Parameters
+        ----------
+        param : float
+            The activation's resolved parameter.
+
+        Returns
+        -------
+        bool
+        """
+        return self.homogeneous and (self.param_name != "slope" or param >= 0.0)
 
     def resolve_param(self, **params) -> float:
         """Validate the activation's parameter and return it (or the default) as a float.

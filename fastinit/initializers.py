@@ -6,9 +6,9 @@ Weight layout is PyTorch's, ``(fan_out, fan_in, *receptive_field)``.  Every entr
 * its parameters (defaults and validation),
 * a *draw*: which distribution to sample and how to scale it, given the fans --
   the propagation kernel re-draws weights from the same description, and
-* its *variance rule* as a function of the fans, written as the textbook formula
-  (not derived from the draw), so that tests can hold one against the other and the
-  theory layer can read the rule.
+* its *variance rule* as a function of the fans and the receptive field, written as
+  the textbook formula (not derived from the draw), so that tests can hold one against
+  the other (:func:`declared_variance`) and the theory layer can read the rule.
 
 Facts users trip on, each stated where it applies below: PyTorch's ``nn.Linear``
 default is U[+-1/sqrt(fan_in)] (variance 1/(3 fan_in), not He); "normal" is
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
-from scipy import integrate, special, stats
 
 from fastinit import rng
 from fastinit._validation import (
@@ -40,7 +39,7 @@ from fastinit._validation import (
 )
 from fastinit.activations import ACTIVATIONS, get_activation
 
-__all__ = ["Draw", "Initializer", "INITIALIZERS", "fans", "gain", "sample", "get_initializer", "CONV_NAMES"]
+__all__ = ["Draw", "Initializer", "INITIALIZERS", "fans", "gain", "sample", "declared_variance", "get_initializer", "CONV_NAMES"]
 
 CONSTANT = 3
 ORTHOGONAL = 4
@@ -66,6 +65,8 @@ class Draw:
 
     def distribution(self):
         """The declared distribution as a frozen ``scipy.stats`` object (None for constant and orthogonal)."""
+        from scipy import stats  # lazy: scipy.stats costs ~0.3 s at import, and only tests and theory need it
+
         if self.kind == rng.KIND_NORMAL:
             return stats.norm(0.0, self.a)
         if self.kind == rng.KIND_UNIFORM:
@@ -114,7 +115,9 @@ class Initializer:
     draw : callable
         ``draw(fan_in, fan_out, **params) -> Draw``.
     variance : callable
-        ``variance(fan_in, fan_out, **params) -> float``, the textbook rule.
+        ``variance(fan_in, fan_out, receptive_field, **params) -> float``, the textbook
+        rule; ``receptive_field`` is ``prod(shape[2:])`` (1 for dense weights), which
+        only orthogonal needs: its matrix is ``(fan_out / receptive_field, fan_in)``.
     needs_fans : bool
         Whether the shape must have at least 2 dimensions.
     """
@@ -169,6 +172,8 @@ def _variance_scaling_draw(fan_in, fan_out, scale, mode, distribution):
 
 def _truncated_variance(bound):
     """Variance of N(0, 1) conditioned on |z| <= bound (closed form)."""
+    from scipy import special, stats  # lazy: scipy.stats costs ~0.3 s at import (see Draw.distribution)
+
     mass = special.erf(bound / math.sqrt(2.0))
     return 1.0 - 2.0 * bound * stats.norm.pdf(bound) / mass
 
@@ -191,21 +196,21 @@ _ENTRIES = [
         "U[-1/sqrt(fan_in), 1/sqrt(fan_in)], variance 1/(3 fan_in): PyTorch's nn.Linear default, not He",
         {},
         lambda fi, fo: _symmetric_uniform(1.0 / math.sqrt(fi)),
-        lambda fi, fo: 1.0 / (3.0 * fi),
+        lambda fi, fo, rf: 1.0 / (3.0 * fi),
     ),
     Initializer(
         "xavier_normal",
         "N(0, gain^2 2/(fan_in+fan_out)), untruncated (PyTorch xavier_normal_)",
         {"gain": _GAIN},
         lambda fi, fo, gain: Draw(rng.KIND_NORMAL, gain * math.sqrt(2.0 / (fi + fo))),
-        lambda fi, fo, gain: gain**2 * 2.0 / (fi + fo),
+        lambda fi, fo, rf, gain: gain**2 * 2.0 / (fi + fo),
     ),
     Initializer(
         "xavier_uniform",
         "U[+-gain sqrt(6/(fan_in+fan_out))], variance gain^2 2/(fan_in+fan_out) (Glorot & Bengio 2010)",
         {"gain": _GAIN},
         lambda fi, fo, gain: _symmetric_uniform(gain * math.sqrt(6.0 / (fi + fo))),
-        lambda fi, fo, gain: gain**2 * 2.0 / (fi + fo),
+        lambda fi, fo, rf, gain: gain**2 * 2.0 / (fi + fo),
     ),
     Initializer(
         "he_normal",
@@ -214,7 +219,7 @@ _ENTRIES = [
         lambda fi, fo, mode, nonlinearity, a: Draw(
             rng.KIND_NORMAL, _kaiming_gain(nonlinearity, a) / math.sqrt(_scaling_n(mode, fi, fo))
         ),
-        lambda fi, fo, mode, nonlinearity, a: _kaiming_gain(nonlinearity, a) ** 2 / _scaling_n(mode, fi, fo),
+        lambda fi, fo, rf, mode, nonlinearity, a: _kaiming_gain(nonlinearity, a) ** 2 / _scaling_n(mode, fi, fo),
     ),
     Initializer(
         "he_uniform",
@@ -223,37 +228,37 @@ _ENTRIES = [
         lambda fi, fo, mode, nonlinearity, a: _symmetric_uniform(
             _kaiming_gain(nonlinearity, a) * math.sqrt(3.0 / _scaling_n(mode, fi, fo))
         ),
-        lambda fi, fo, mode, nonlinearity, a: _kaiming_gain(nonlinearity, a) ** 2 / _scaling_n(mode, fi, fo),
+        lambda fi, fo, rf, mode, nonlinearity, a: _kaiming_gain(nonlinearity, a) ** 2 / _scaling_n(mode, fi, fo),
     ),
     Initializer(
         "lecun_normal",
         "N(0, 1/fan_in), untruncated (Keras/JAX lecun_normal is truncated: see flax_default)",
         {},
         lambda fi, fo: Draw(rng.KIND_NORMAL, 1.0 / math.sqrt(fi)),
-        lambda fi, fo: 1.0 / fi,
+        lambda fi, fo, rf: 1.0 / fi,
     ),
     Initializer(
         "lecun_uniform",
         "U[+-sqrt(3/fan_in)], variance 1/fan_in",
         {},
         lambda fi, fo: _symmetric_uniform(math.sqrt(3.0 / fi)),
-        lambda fi, fo: 1.0 / fi,
+        lambda fi, fo, rf: 1.0 / fi,
     ),
     Initializer(
         "orthogonal",
-        "gain * Q of the QR of a Gaussian matrix, Q sign-corrected (Saxe et al. 2013); variance gain^2/max(rows, cols)",
+        "gain * Q of the QR of a Gaussian matrix, Q sign-corrected (Saxe et al. 2013); variance gain^2/max(rows, cols) "
+        "of the weight flattened to (rows, cols) = (shape[0], prod(shape[1:]))",
         {"gain": _GAIN},
         lambda fi, fo, gain: Draw(ORTHOGONAL, gain),
-        # The rule of dense (2-D) weights: with a receptive field rf the matrix is
-        # (fan_out / rf, fan_in) and the variance gain^2 / max(fan_out / rf, fan_in).
-        lambda fi, fo, gain: gain**2 / max(fi, fo),
+        # The weight is flattened to (rows, cols) = (fan_out / rf, fan_in), as PyTorch does.
+        lambda fi, fo, rf, gain: gain**2 / max(fo // rf, fi),
     ),
     Initializer(
         "normal",
         "N(0, std^2), untruncated (PyTorch normal_ default std 1)",
         {"std": Param(1.0, Real(0.0), "standard deviation")},
         lambda fi, fo, std: Draw(rng.KIND_NORMAL, std),
-        lambda fi, fo, std: std**2,
+        lambda fi, fo, rf, std: std**2,
         needs_fans=False,
     ),
     Initializer(
@@ -262,7 +267,7 @@ _ENTRIES = [
         "variance std^2 (1 - 2 b pdf(b)/(2 cdf(b)-1)); PyTorch trunc_normal_ bounds are absolute",
         {"std": Param(1.0, Real(0.0), "std before truncation"), "bound": Param(2.0, Real(0.0, exclusive=True), "cut in stds")},
         lambda fi, fo, std, bound: Draw(rng.KIND_TRUNCATED, std, bound),
-        lambda fi, fo, std, bound: std**2 * _truncated_variance(bound),
+        lambda fi, fo, rf, std, bound: std**2 * _truncated_variance(bound),
         needs_fans=False,
     ),
     Initializer(
@@ -270,14 +275,14 @@ _ENTRIES = [
         "Keras/JAX VarianceScaling: variance scale/n; truncated_normal corrected by 0.8796; uniform limit sqrt(3 scale/n)",
         _VARIANCE_SCALING,
         _variance_scaling_draw,
-        lambda fi, fo, scale, mode, distribution: scale / _scaling_n(mode, fi, fo),
+        lambda fi, fo, rf, scale, mode, distribution: scale / _scaling_n(mode, fi, fo),
     ),
     Initializer(
         "zeros",
         "every weight 0: no symmetry breaking, no signal",
         {},
         lambda fi, fo: Draw(CONSTANT, 0.0),
-        lambda fi, fo: 0.0,
+        lambda fi, fo, rf: 0.0,
         needs_fans=False,
     ),
     Initializer(
@@ -285,7 +290,7 @@ _ENTRIES = [
         "every weight `value`: units of a layer stay identical (symmetry is never broken)",
         {"value": Param(_REQUIRED, Real(), "the constant")},
         lambda fi, fo, value: Draw(CONSTANT, value),
-        lambda fi, fo, value: 0.0,
+        lambda fi, fo, rf, value: 0.0,
         needs_fans=False,
     ),
     Initializer(
@@ -293,21 +298,21 @@ _ENTRIES = [
         "PyTorch nn.Linear/Conv weight default: kaiming_uniform_(a=sqrt(5)) = U[+-1/sqrt(fan_in)]",
         {},
         lambda fi, fo: _symmetric_uniform(math.sqrt(2.0 / 6.0) * math.sqrt(3.0 / fi)),
-        lambda fi, fo: 1.0 / (3.0 * fi),
+        lambda fi, fo, rf: 1.0 / (3.0 * fi),
     ),
     Initializer(
         "keras_default",
         "Keras Dense/Conv kernel default: glorot_uniform, U[+-sqrt(6/(fan_in+fan_out))]",
         {},
         lambda fi, fo: _symmetric_uniform(math.sqrt(6.0 / (fi + fo))),
-        lambda fi, fo: 2.0 / (fi + fo),
+        lambda fi, fo, rf: 2.0 / (fi + fo),
     ),
     Initializer(
         "flax_default",
         "Flax nn.Dense kernel default: lecun_normal = variance_scaling(1, fan_in, truncated_normal)",
         {},
         lambda fi, fo: _variance_scaling_draw(fi, fo, 1.0, "fan_in", "truncated_normal"),
-        lambda fi, fo: 1.0 / fi,
+        lambda fi, fo, rf: 1.0 / fi,
     ),
 ]
 
@@ -413,6 +418,8 @@ def gain(activation: str, param: float | None = None) -> float:
 
 @functools.lru_cache(maxsize=None)
 def _second_moment_gain(name: str, param: float) -> float:
+    from scipy import integrate, stats  # lazy: only the quadrature gains need them (see Draw.distribution)
+
     spec = ACTIVATIONS[name]
     integrand = lambda z: float(spec.phi_np(np.array([z]), param)[0]) ** 2 * stats.norm.pdf(z)  # noqa: E731
     # Split at 0, where the piecewise activations have their kink.
@@ -459,16 +466,56 @@ def sample(init: str, shape, *, seed: int = 0, dtype="float32", **params) -> np.
     """
     entry = get_initializer(init)
     shape = check_shape(shape)
-    if entry.needs_fans:
-        fan_in, fan_out = fans(shape)
-    else:
-        fan_in = fan_out = 1
+    fan_in, fan_out, _ = _layout(entry, shape)
     resolved = entry.resolve(**params)
     seed = check_seed(seed)
     dtype = check_dtype(dtype)
     out = np.empty(shape, dtype=dtype)
     fill(out, entry.draw(fan_in, fan_out, **resolved), seed=seed, stream=0, substream=0)
     return out
+
+
+def declared_variance(init: str, shape, **params) -> float:
+    """The variance that ``init``'s rule declares for weights of ``shape``.
+
+    The registry's textbook rule, evaluated at the fans and receptive field of
+    ``shape``: what ``sample(init, shape, **params)`` should have.
+
+    Parameters
+    ----------
+    init : str
+        Scheme name, e.g. ``"orthogonal"``.
+    shape : int or tuple of int
+        Weight shape in PyTorch layout ``(fan_out, fan_in, *receptive_field)``.
+    **params
+        The scheme's parameters, as for :func:`sample`.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError, TypeError
+        For an unknown scheme or parameter or a bad shape.
+
+    Examples
+    --------
+    >>> declared_variance("orthogonal", (64, 32, 3, 3))  # flattened to (64, 288)
+    0.003472222222222222
+    """
+    entry = get_initializer(init)
+    shape = check_shape(shape)
+    fan_in, fan_out, receptive_field = _layout(entry, shape)
+    return entry.variance(fan_in, fan_out, receptive_field, **entry.resolve(**params))
+
+
+def _layout(entry: Initializer, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(fan_in, fan_out, receptive_field)`` of a checked ``shape``; all 1 where ``entry`` needs no fans."""
+    if not entry.needs_fans:
+        return 1, 1, 1
+    fan_in, fan_out = fans(shape)
+    return fan_in, fan_out, math.prod(shape[2:])
 
 
 def fill(out: np.ndarray, draw: Draw, *, seed: int, stream: int, substream: int) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from fastinit import _propagate_kernels as K
 from fastinit import rng
@@ -29,6 +31,11 @@ COLUMNS = [
 # Bytes the stored segment (inputs, pre-activations, derivatives, weights) may use;
 # deeper nets are recomputed from checkpoints in the backward pass.
 DEFAULT_MEMORY_BUDGET = 384 * 2**20
+# Rows per lane (see _lanes).  A lane's GEMMs on one core, measured (128 x 256) @ (256 x 256)
+# in cache: 64 rows 101 GFLOP/s, 128 rows 115, 256 rows 123; so more lanes than cores
+# only for big batches, and two lanes of 64 rows rather than one core idle.
+LANE_ROWS = 128
+LANE_MIN_ROWS = 64
 _NUMERICS = Choice(("rescaled", "raw"))
 _OPTIONS = ("residual", "batchnorm", "input_std", "input_corr", "numerics", "init_params", "activation_params",
             "stream", "memory_budget")
@@ -95,7 +102,16 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
         ``nonfinite`` (non-finite entries of z_l and dL/dz_l) and ``corr``.  Plain
         variance columns may be 0 or inf where float64 cannot hold them; ``log10_*``
         are exact.  ``attrs`` records the first layer whose forward statistics
-        overflow or underflow float64 (``None`` if none).
+        overflow or underflow float64 (``None`` if none), and how the work was cut:
+        ``lanes`` (row ranges of the batch: one per 128 examples, at most 8, and 2
+        from 128 examples on; fixed by ``batch``, so results do not depend on the
+        thread count) and ``workers``
+        (threads that ran them: at most numba's thread count).
+
+    Notes
+    -----
+    Parallelism comes from the lanes: each runs its GEMMs on one BLAS thread, and
+    BLAS is limited to one thread for the duration of the call.
 
     Examples
     --------
@@ -106,9 +122,39 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     plan = _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
     h0, grad_top = _inputs(plan)
     stats = np.zeros((plan["depth"], K.N_STATS))
-    K.run(plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"], np.uint64(plan["seed"]), np.uint64(plan["stream"]),
-          plan["dtype"] == np.float64, h0, grad_top, *_workspace(plan), plan["w_slots"], stats)
+    # Every GEMM is one lane's, on one BLAS thread: the lanes are the parallelism, and
+    # OpenBLAS's last bits depend on its thread count.  A static schedule gives each
+    # worker its own thread, which the workers' barrier needs.
+    plan["n_workers"] = _workers(plan["n_lanes"])
+    import scipy.linalg.cython_blas  # noqa: F401 -- the BLAS numba's np.dot calls: loaded, so that it is limited
+    with threadpool_limits(limits=1, user_api="blas"), numba.parallel_chunksize(0):
+        K.run(plan["n_workers"], plan["n_lanes"], plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"],
+              np.uint64(plan["seed"]), np.uint64(plan["stream"]), plan["dtype"] == np.float64, h0, grad_top,
+              *_workspace(plan), plan["w_slots"], stats)
     return _frame(stats, plan)
+
+
+def _lanes(batch):
+    """Row ranges the batch is cut into: 2, 4 or 8 of LANE_ROWS rows or more each (as many
+    as fit), else 2 if each gets LANE_MIN_ROWS rows, else 1."""
+    lanes = 1
+    while lanes < 8 and batch // (2 * lanes) >= LANE_ROWS:
+        lanes *= 2
+    if lanes == 1 and batch // 2 >= LANE_MIN_ROWS:
+        lanes = 2
+    return lanes
+
+
+def _workers(n_lanes):
+    """Threads for the kernel's workers: one per lane, at most numba's thread count.
+
+    The workers wait for each other at a spin barrier, so they must run at once: numba's
+    OpenMP and workqueue layers give each a thread of its own; TBB may run two on one
+    thread, so under TBB the kernel runs single-threaded.
+    """
+    if numba.threading_layer() not in ("omp", "workqueue"):
+        return 1
+    return max(1, min(n_lanes, numba.get_num_threads()))
 
 
 def _workspace(plan):
@@ -121,10 +167,9 @@ def _workspace(plan):
     seg_len, w_slots, dtype = plan["seg_len"], plan["w_slots"], plan["dtype"]
     widest, batch = int(plan["widths"].max()), plan["batch"]
     n_segments = (plan["depth"] + seg_len - 1) // seg_len
-    activation_rows = (seg_len, batch * widest)
-    return (np.empty(activation_rows, dtype=dtype),
+    return (np.empty((seg_len, batch * widest), dtype=dtype),
             np.empty((seg_len if plan["batchnorm"] else 1, batch * widest), dtype=dtype),
-            np.empty(activation_rows, dtype=dtype),
+            np.empty((1 if plan["slope_from_output"] else seg_len, batch * widest), dtype=dtype),
             np.empty((min(seg_len, w_slots + 1), widest * widest), dtype=dtype),
             np.empty((n_segments, batch * widest), dtype=dtype))
 
@@ -166,21 +211,26 @@ def _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
     budget = check_int("memory_budget", options.get("memory_budget", DEFAULT_MEMORY_BUDGET), minimum=1)
     forward_rescaled = numerics == "rescaled" and act.homogeneous
     widest = int(widths.max())
-    seg_len, w_slots = _memory_plan(depth, batch, widest, dtype.itemsize, bool(batchnorm), budget)
+    # phi' is stored for the backward pass unless it can be read off the layer's output
+    # (a residual layer's output also holds its input).
+    slope_from_output = act.slope_from_output(param) and residual is None
+    per_layer = 1 + (not slope_from_output) + bool(batchnorm)  # h, phi', BN's pre-activation
+    seg_len, w_slots = _memory_plan(depth, batch, widest, dtype.itemsize, per_layer, budget)
     draws = [entry.draw(int(widths[l - 1]), int(widths[l]), **init_params) for l in range(1, depth + 1)]
     draw_ab = np.array([(d.a, d.b) for d in draws], dtype=np.float64)
     spec = np.array([draws[0].kind, 0.0, 0.0, bias_std, act.code, param, residual is not None, residual or 0.0,
-                     bool(batchnorm), forward_rescaled, act.bounded], dtype=np.float64)
+                     bool(batchnorm), forward_rescaled, act.bounded, slope_from_output], dtype=np.float64)
     return {
         "init": entry.name, "activation": act.name, "depth": depth, "widths": widths, "batch": batch,
         "seed": seed, "dtype": dtype, "stream": stream, "spec": spec, "seg_len": seg_len, "w_slots": w_slots,
         "input_std": input_std, "input_corr": input_corr, "forward_rescaled": forward_rescaled,
         "numerics": numerics, "draw_ab": draw_ab, "draws": draws, "init_params": init_params, "param": param,
         "bias_std": bias_std, "residual": residual, "batchnorm": bool(batchnorm), "code": act.code,
+        "n_lanes": _lanes(batch), "slope_from_output": slope_from_output,
     }
 
 
-def _memory_plan(depth, batch, widest, itemsize, batchnorm, budget):
+def _memory_plan(depth, batch, widest, itemsize, per_layer, budget):
     """How many layers to keep at once (``seg_len``) and how many of them keep their weights.
 
     The backward pass needs each layer's input and derivative (and, with batch norm,
@@ -189,7 +239,7 @@ def _memory_plan(depth, batch, widest, itemsize, batchnorm, budget):
     again (a draw costs a fraction of the layer's GEMMs); keep segments of layers and
     recompute the earlier ones from checkpoints (a draw, a GEMM and the activation).
     """
-    activations = (3 if batchnorm else 2) * batch * widest * itemsize
+    activations = per_layer * batch * widest * itemsize
     weights = widest * widest * itemsize
     if depth * (activations + weights) <= budget:
         return depth, depth
@@ -255,6 +305,7 @@ def _frame(stats, plan) -> pd.DataFrame:
     frame.attrs.update({
         "init": plan["init"], "activation": plan["activation"], "numerics": plan["numerics"],
         "forward_rescaled": plan["forward_rescaled"], "segment_layers": plan["seg_len"],
+        "lanes": plan["n_lanes"], "workers": plan["n_workers"],
         "first_overflow_layer": _first(~np.isfinite(fwd_var) | (frame.nonfinite.to_numpy() > 0)),
         "first_underflow_layer": _first((fwd_var == 0.0) | ((fwd_var > 0) & (fwd_var < np.finfo(np.float64).tiny))),
     })

@@ -169,6 +169,19 @@ def ziggurat_tables(mantissa_bits: int):
 _K32, _W32, _F32 = ziggurat_tables(23)
 _K64, _W64, _F64 = ziggurat_tables(52)
 
+# The vectorised fast paths test ``x < T[i]`` with ``T = fl(k * w)`` instead of
+# ``m < k[i]``: the same verdict for every ``m``, and a float comparison that merges
+# with the truncation test into one (see :func:`_fast_path_f32`).  Proof: ``m`` and
+# ``k`` are integers below ``2**53``, so exact as floats, and ``w > 0``; rounding is
+# monotone, so ``m <= k - 1`` gives ``fl(m w) <= fl((k - 1) w)`` and ``m >= k`` gives
+# ``fl(m w) >= fl(k w)``.  The verdicts therefore agree iff ``fl((k - 1) w) <
+# fl(k w)`` in every layer with ``k >= 1`` (layer 1 has ``k = 0``: ``x < 0`` never
+# holds, ``m < 0`` neither).  The exact products differ by ``w = k w / k``, at least
+# one ulp, which leaves ties as the only risk: ``tests/test_rng.py`` checks the
+# boundary in every layer of both tables and every ``m`` of the float32 one.
+_T32 = _K32 * _W32
+_T64 = _K64 * _W64
+
 
 @jit
 def _open_unit(word):
@@ -200,67 +213,84 @@ def _propose(lo, hi, wide):
 
 
 @jit
-def _ziggurat_retry(idx, x, negative, b0, b1, b2, b3, k0, k1, wide):
-    """Finish a ziggurat draw whose fast path rejected ``x`` in layer ``idx``.
+def _ziggurat_step(idx, x, negative, b0, b1, b2, b3, wide):
+    """One further attempt at a ziggurat draw rejected at ``x`` in layer ``idx``.
 
-    Every further attempt takes the next block of the sample's own spill chain
-    (``b0..b3`` is the chain's current block): words 0-1 a new proposal, words 2-3
-    the uniforms of the wedge or tail test.  Returns the sample and the chain's
-    final block, so that a caller needing more numbers continues the chain.
+    Uses the spill-chain block ``b0..b3``: words 0-1 a new proposal, words 2-3 the
+    uniforms of the wedge or tail test.  Returns ``(done, z, idx, x, negative)``:
+    the sample when ``done``, else the proposal the next attempt must finish.
     """
-    while True:
-        b0, b1, b2, b3 = _philox(b0, b1, b2, b3, k0, k1)
-        if idx == 0:
-            # Marsaglia's tail method: exact for |x| > r, loops inside the tail.
-            t = -math.log(_open_unit(b2)) / _ZIG_R
-            y = -math.log(_open_unit(b3))
-            if y + y > t * t:
-                z = _ZIG_R + t
-                return (-z if negative else z), b0, b1, b2, b3
-            continue
-        f_lo = _F64[idx] if wide else _F32[idx]
-        f_hi = _F64[idx - 1] if wide else _F32[idx - 1]
-        if f_lo + _open_unit(b2) * (f_hi - f_lo) < math.exp(-0.5 * x * x):
-            return (-x if negative else x), b0, b1, b2, b3
-        # Wedge test failed: a whole new proposal.
-        accepted, x, idx, negative = _propose(b0, b1, wide)
-        if accepted:
-            return (-x if negative else x), b0, b1, b2, b3
+    if idx == 0:
+        # Marsaglia's tail method: exact for |x| > r, loops inside the tail.
+        t = -math.log(_open_unit(b2)) / _ZIG_R
+        y = -math.log(_open_unit(b3))
+        z = _ZIG_R + t
+        return y + y > t * t, (-z if negative else z), idx, x, negative
+    f_lo = _F64[idx] if wide else _F32[idx]
+    f_hi = _F64[idx - 1] if wide else _F32[idx - 1]
+    if f_lo + _open_unit(b2) * (f_hi - f_lo) < math.exp(-0.5 * x * x):
+        return True, (-x if negative else x), idx, x, negative
+    # Wedge test failed: a whole new proposal.
+    accepted, x, idx, negative = _propose(b0, b1, wide)
+    return accepted, (-x if negative else x), idx, x, negative
 
 
 @jit
-def _normal(lo, hi, wide, j, sub, s_lo, s_hi, k0, k1):
-    """Standard normal for sample ``j`` from its main words (``hi`` unused for float32).
+def _ziggurat_retry(idx, x, negative, b0, b1, b2, b3, k0, k1, wide):
+    """Finish a ziggurat draw by :func:`_ziggurat_step` on the blocks after ``b0..b3``.
 
-    Returns the sample and the current block of its spill chain.
+    ``b0..b3`` is the last block of the sample's spill chain used so far.  Returns
+    the sample and the last block used, so that a caller needing more numbers
+    continues the chain.
     """
-    b0, b1, b2, b3 = np.uint64(j), sub | _SPILL_BIT, s_lo, s_hi
-    accepted, x, idx, negative = _propose(lo, hi, wide)
+    while True:
+        b0, b1, b2, b3 = _philox(b0, b1, b2, b3, k0, k1)
+        done, z, idx, x, negative = _ziggurat_step(idx, x, negative, b0, b1, b2, b3, wide)
+        if done:
+            return z, b0, b1, b2, b3
+
+
+@jit
+def _truncation_step(z, bound, b0, b1, b2, b3, k0, k1, wide):
+    """Redraw a sample ``z`` outside ``[-bound, bound]`` from the spill-chain block ``b0..b3``.
+
+    Returns the new sample (``z`` again if the uniform proposal was rejected) and the
+    last block used (a later one if the ziggurat needed more).
+    """
+    if bound < _UNIFORM_PROPOSAL_BELOW:
+        x = bound * (2.0 * _open_unit(b0) - 1.0)
+        if _open_unit(b1) < math.exp(-0.5 * x * x):
+            z = x
+        return z, b0, b1, b2, b3
+    accepted, x, idx, negative = _propose(b0, b1, wide)
     if accepted:
         return (-x if negative else x), b0, b1, b2, b3
     return _ziggurat_retry(idx, x, negative, b0, b1, b2, b3, k0, k1, wide)
 
 
 @jit
-def _truncated_normal(lo, hi, wide, bound, j, sub, s_lo, s_hi, k0, k1):
-    """Standard normal for sample ``j`` conditioned on ``|z| <= bound``.
+def _redraw(lo, hi, wide, bound, c0, c1, c2, c3, k0, k1):
+    """A sample flagged by the fast path, from its main words and its first spill block.
 
-    Rejected draws continue the sample's spill chain after the ziggurat's own use of
-    it, so no block is ever used twice.
+    ``lo, hi`` are the sample's main words (``hi`` unused for float32), ``c0..c3`` the
+    first block of its spill chain, ``Philox((j, substream | 2**31, stream))``, which
+    :func:`fill_chunk` computes for all flagged samples at once.  The redraw always
+    starts with that block: the ziggurat's second attempt if the proposal was rejected,
+    else (the sample was flagged for ``|z| > bound``) the first truncation redraw.
+    ``bound`` is ``inf`` for an untruncated normal.
     """
-    z, b0, b1, b2, b3 = _normal(lo, hi, wide, j, sub, s_lo, s_hi, k0, k1)
+    accepted, x, idx, negative = _propose(lo, hi, wide)
+    if accepted:
+        z, b0, b1, b2, b3 = _truncation_step(-x if negative else x, bound, c0, c1, c2, c3, k0, k1, wide)
+    else:
+        b0, b1, b2, b3 = c0, c1, c2, c3
+        done, z, idx, x, negative = _ziggurat_step(idx, x, negative, c0, c1, c2, c3, wide)
+        if not done:
+            z, b0, b1, b2, b3 = _ziggurat_retry(idx, x, negative, c0, c1, c2, c3, k0, k1, wide)
+    # Further truncation redraws continue the chain, so no block is ever used twice.
     while abs(z) > bound:
         b0, b1, b2, b3 = _philox(b0, b1, b2, b3, k0, k1)
-        if bound < _UNIFORM_PROPOSAL_BELOW:
-            x = bound * (2.0 * _open_unit(b0) - 1.0)
-            if _open_unit(b1) < math.exp(-0.5 * x * x):
-                z = x
-        else:
-            accepted, x, idx, negative = _propose(b0, b1, wide)
-            if accepted:
-                z = -x if negative else x
-            else:
-                z, b0, b1, b2, b3 = _ziggurat_retry(idx, x, negative, b0, b1, b2, b3, k0, k1, wide)
+        z, b0, b1, b2, b3 = _truncation_step(z, bound, b0, b1, b2, b3, k0, k1, wide)
     return z
 
 
@@ -268,11 +298,11 @@ def _truncated_normal(lo, hi, wide, bound, j, sub, s_lo, s_hi, k0, k1):
 #
 # Each parallel chunk runs three loops over its own slice, the first two written so
 # that LLVM vectorises them (no branches, no calls): (1) Philox words for the chunk's
-# blocks; (2) the distribution's fast path for every sample, flagging the ~1 % that
-# the ziggurat (or the truncation) rejects; (3) a scalar pass that redraws only the
-# flagged samples from their spill chains.  Sample ``j`` always uses word ``j % 4`` of
-# block ``j // 4`` (float32) or words ``2 (j % 2)``, ``2 (j % 2) + 1`` of block
-# ``j // 2`` (float64), whatever the chunking.
+# blocks; (2) the distribution's fast path for every sample, flagging the ~1.5 % that
+# the ziggurat (or the truncation) rejects; (3) a pass that redraws only the flagged
+# samples from their spill chains, the first block of every chain computed in bulk.
+# Sample ``j`` always uses word ``j % 4`` of block ``j // 4`` (float32) or words
+# ``2 (j % 2)``, ``2 (j % 2) + 1`` of block ``j // 2`` (float64), whatever the chunking.
 
 # Philox blocks per parallel chunk: large enough to amortise scheduling, small enough
 # for the scratch words to stay in L1/L2 and to balance two threads on modest arrays.
@@ -301,15 +331,19 @@ def _fast_path_f32(kind, words, out, reject, a, b):
         for i in range(out.size):
             out[i] = a + (b - a) * (np.float64(np.uint64(words[i]) >> np.uint64(8)) * _TWO_POW_M24)
         return
-    # One comparison flags both ziggurat rejections and, when truncating, |z| > b.
-    limit = b if kind == KIND_TRUNCATED else np.inf
+    # One comparison flags both ziggurat rejections (``x >= T``, see ``_T32``) and,
+    # when truncating, ``x > b``, i.e. ``x >= nextafter(b)``.  Two comparisons OR-ed
+    # together made this loop twice as slow (1.1 against 0.6 ms per 1M samples on an
+    # AVX-512 AMD EPYC): LLVM then builds the second mask in ``k0``, and the
+    # ``kxnorb k0, k0`` that seeds every gather's mask makes the next iteration's
+    # gathers wait for this one's.
+    limit = np.nextafter(b if kind == KIND_TRUNCATED else np.inf, np.inf)
     for i in range(out.size):
         word = np.uint64(words[i])
         idx = word & np.uint64(0xFF)
-        m = word >> np.uint64(9)
-        x = np.float64(m) * _W32[idx]
+        x = np.float64(word >> np.uint64(9)) * _W32[idx]
         out[i] = a * (-x if (word >> np.uint64(8)) & np.uint64(1) else x)
-        reject[i] = (m >= _K32[idx]) | (x > limit)
+        reject[i] = x >= min(_T32[idx], limit)
 
 
 @jit
@@ -322,14 +356,83 @@ def _fast_path_f64(kind, words, out, reject, a, b):
             u = (np.float64(hi >> np.uint64(5)) * 67108864.0 + np.float64(lo >> np.uint64(6))) * _TWO_POW_M53
             out[i] = a + (b - a) * u
         return
-    limit = b if kind == KIND_TRUNCATED else np.inf
+    limit = np.nextafter(b if kind == KIND_TRUNCATED else np.inf, np.inf)  # as _fast_path_f32
     for i in range(out.size):
         word = (np.uint64(words[2 * i + 1]) << np.uint64(32)) | np.uint64(words[2 * i])
         idx = word & np.uint64(0xFF)
-        m = word >> np.uint64(12)
-        x = np.float64(m) * _W64[idx]
+        x = np.float64(word >> np.uint64(12)) * _W64[idx]
         out[i] = a * (-x if (word >> np.uint64(8)) & np.uint64(1) else x)
-        reject[i] = (m >= _K64[idx]) | (x > limit)
+        reject[i] = x >= min(_T64[idx], limit)
+
+
+@jit
+def fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream):
+    """Fill chunk ``chunk`` of the 1-D array ``out`` (see :func:`_fill`); the unit of parallel work.
+
+    Chunk ``c`` covers samples ``[c * chunk_samples(wide), (c + 1) * chunk_samples(wide))``
+    and writes nothing else, so chunks may be filled in any order, by any thread.
+    """
+    per_block = 2 if wide else 4
+    k0, k1 = np.uint64(seed) & _MASK32, np.uint64(seed) >> np.uint64(32)
+    s_lo, s_hi = np.uint64(stream) & _MASK32, np.uint64(stream) >> np.uint64(32)
+    sub = np.uint64(substream)
+    n = out.size
+    chunk_size = _CHUNK_BLOCKS * per_block
+    start = chunk * chunk_size
+    stop = min(start + chunk_size, n)
+    words = np.empty(4 * ((stop - start + per_block - 1) // per_block), dtype=np.uint32)
+    reject = np.empty(stop - start, dtype=np.bool_)
+    _philox_words(chunk * _CHUNK_BLOCKS, words, sub, s_lo, s_hi, k0, k1)
+    if wide:
+        _fast_path_f64(kind, words, out[start:stop], reject, a, b)
+    else:
+        _fast_path_f32(kind, words, out[start:stop], reject, a, b)
+    if kind == KIND_UNIFORM:
+        return
+    # About 1.5 % of samples are flagged.  List them, compute the first block of each
+    # one's spill chain in one vectorisable loop (scalar Philox is a 10-round chain of
+    # dependent multiplies), then finish each in scalar code, which rarely needs a
+    # second block.
+    flagged = np.empty(stop - start, dtype=np.int32)
+    count = 0
+    # Scan the flags eight at a time, visiting only the set ones: ``low`` isolates the
+    # lowest set bit, ``1 << 8 k`` for flag k of the group (numba's platforms are all
+    # little-endian), and the multiply moves byte ``7 - k`` = k of the constant to the
+    # top.  Halves the scan's cost against looping over every flag of a non-zero group.
+    flags = reject[: 8 * (reject.size // 8)].view(np.uint64)
+    for g in range(flags.size):
+        f = flags[g]
+        while f:
+            low = f & (~f + np.uint64(1))
+            flagged[count] = 8 * g + np.int32((low * np.uint64(0x0001020304050607)) >> np.uint64(56))
+            count += 1
+            f ^= low
+    for i in range(8 * flags.size, reject.size):
+        flagged[count] = i  # branchless append
+        count += reject[i]
+    spill = np.empty(4 * count, dtype=np.uint32)
+    spill_sub = sub | _SPILL_BIT
+    for r in range(count):
+        c0, c1, c2, c3 = _philox(np.uint64(start + flagged[r]), spill_sub, s_lo, s_hi, k0, k1)
+        spill[4 * r] = c0
+        spill[4 * r + 1] = c1
+        spill[4 * r + 2] = c2
+        spill[4 * r + 3] = c3
+    bound = b if kind == KIND_TRUNCATED else np.inf
+    for r in range(count):
+        i = flagged[r]
+        lo = np.uint64(words[2 * i]) if wide else np.uint64(words[i])
+        hi = np.uint64(words[2 * i + 1]) if wide else np.uint64(0)
+        z = _redraw(lo, hi, wide, bound, np.uint64(spill[4 * r]), np.uint64(spill[4 * r + 1]),
+                    np.uint64(spill[4 * r + 2]), np.uint64(spill[4 * r + 3]), k0, k1)
+        out[start + i] = a * z
+
+
+@jit
+def chunk_count(size, wide):
+    """Number of :func:`fill_chunk` chunks of an array of ``size`` samples."""
+    chunk_size = _CHUNK_BLOCKS * (2 if wide else 4)
+    return (size + chunk_size - 1) // chunk_size
 
 
 def _fill(out, wide, kind, a, b, seed, stream, substream):
@@ -340,41 +443,8 @@ def _fill(out, wide, kind, a, b, seed, stream, substream):
     ``U[a, b)``.  ``wide`` must be True exactly when ``out`` is float64.  Each prange
     chunk writes only its own slice, so the result does not depend on the thread count.
     """
-    per_block = 2 if wide else 4
-    k0, k1 = np.uint64(seed) & _MASK32, np.uint64(seed) >> np.uint64(32)
-    s_lo, s_hi = np.uint64(stream) & _MASK32, np.uint64(stream) >> np.uint64(32)
-    sub = np.uint64(substream)
-    n = out.size
-    chunk_size = _CHUNK_BLOCKS * per_block
-    n_chunks = (n + chunk_size - 1) // chunk_size
-    for chunk in numba.prange(n_chunks):
-        start = chunk * chunk_size
-        stop = min(start + chunk_size, n)
-        words = np.empty(4 * ((stop - start + per_block - 1) // per_block), dtype=np.uint32)
-        reject = np.empty(stop - start, dtype=np.bool_)
-        _philox_words(chunk * _CHUNK_BLOCKS, words, sub, s_lo, s_hi, k0, k1)
-        if wide:
-            _fast_path_f64(kind, words, out[start:stop], reject, a, b)
-        else:
-            _fast_path_f32(kind, words, out[start:stop], reject, a, b)
-        if kind == KIND_UNIFORM:
-            continue
-        # About 1 % of samples are rejected: scan the flags eight at a time.
-        flags = reject[: 8 * (reject.size // 8)].view(np.uint64)
-        for g in range(flags.size + (1 if reject.size % 8 else 0)):
-            if g < flags.size and flags[g] == 0:
-                continue
-            for i in range(8 * g, min(8 * g + 8, stop - start)):
-                if not reject[i]:
-                    continue
-                lo = np.uint64(words[2 * i]) if wide else np.uint64(words[i])
-                hi = np.uint64(words[2 * i + 1]) if wide else np.uint64(0)
-                j = start + i
-                if kind == KIND_TRUNCATED:
-                    z = _truncated_normal(lo, hi, wide, b, j, sub, s_lo, s_hi, k0, k1)
-                else:
-                    z = _normal(lo, hi, wide, j, sub, s_lo, s_hi, k0, k1)[0]
-                out[j] = a * z
+    for chunk in numba.prange(chunk_count(out.size, wide)):
+        fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream)
 
 
 # Below this many samples a parallel region costs more than it saves.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -26,6 +27,14 @@ CONFIGS = {
 }
 
 
+@pytest.fixture(params=[1, 2, 8])
+def lanes(request, monkeypatch):
+    """Run the test with the batch cut into 1, 2 and 8 lanes (by default, every test batch
+    below 128 is one lane)."""
+    monkeypatch.setattr(sys.modules["fastinit.propagate"], "_lanes", lambda batch: request.param)
+    return request.param
+
+
 def _run(config, dtype, depth=6, width=32, batch=20, **extra):
     kwargs = dict(config)
     kwargs.setdefault("width", width)
@@ -38,7 +47,7 @@ def _run(config, dtype, depth=6, width=32, batch=20, **extra):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_matches_numpy_twin_float64(name):
+def test_matches_numpy_twin_float64(name, lanes):
     frame, twin = _run(CONFIGS[name], "float64")
     for column in COMPARED:
         # Same float64 operations up to summation order and the rescaling products.
@@ -46,26 +55,49 @@ def test_matches_numpy_twin_float64(name):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_float32_matches_twin_within_float32_rounding(name):
+def test_float32_matches_twin_within_float32_rounding(name, lanes):
     frame, twin = _run(CONFIGS[name], "float32")
     for column in ["fwd_var", "act_second_moment", "grad_var", "wgrad_var", "corr"]:
         # float32 storage of every activation: relative errors ~1e-7 per op, a few hundred ops deep.
         np.testing.assert_allclose(frame[column], twin[column], rtol=2e-4, atol=1e-6, err_msg=column)
 
 
-def test_recomputed_segments_give_identical_statistics():
+@pytest.mark.parametrize("activation, stored_per_layer", [("relu", 1), ("tanh", 2)])
+def test_recomputed_segments_give_identical_statistics(activation, stored_per_layer, lanes):
     kwargs = dict(depth=40, width=32, batch=16, seed=5, init_params={"nonlinearity": "relu"}, bias_std=0.1)
-    whole = propagate("he_normal", "relu", **kwargs)
-    # A budget of ~3 layers forces 14 segments, all but the last recomputed in the backward pass.
-    pieces = propagate("he_normal", "relu", memory_budget=3 * (3 * 16 * 32 + 32 * 32) * 4, **kwargs)
+    whole = propagate("he_normal", activation, **kwargs)
+    # A budget of 3 layers forces 14 segments, all but the last recomputed in the backward
+    # pass.  A layer keeps its output (batch x width; tanh also phi', relu reads it off the
+    # output) and its weights (width x width).
+    budget = 3 * (stored_per_layer * 16 * 32 + 32 * 32) * 4
+    pieces = propagate("he_normal", activation, memory_budget=budget, **kwargs)
     assert pieces.attrs["segment_layers"] == 3 and whole.attrs["segment_layers"] == 40
-    assert whole.drop(columns=[]).equals(pieces)
+    assert whole.equals(pieces)
 
 
-def test_same_results_on_one_and_two_threads():
+@pytest.mark.parametrize("n_lanes, options", [
+    (None, "bias_std=0.2"),  # batch 256: the default 2 lanes
+    (8, "bias_std=0.2"),
+    (8, "batchnorm=True, residual=0.5"),
+    (8, "memory_budget=2**20"),  # weights drawn again and segments recomputed
+])
+def test_same_results_on_one_and_two_threads(n_lanes, options):
+    lanes_line = f"sys.modules['fastinit.propagate']._lanes = lambda batch: {n_lanes}\n" if n_lanes else ""
     code = (
-        "from fastinit import propagate\nimport hashlib\n"
-        "df = propagate('he_normal', 'tanh', depth=30, width=96, batch=64, seed=4, bias_std=0.2)\n"
-        "print(hashlib.sha256(df.to_numpy().tobytes()).hexdigest())"
+        "import hashlib, sys\nfrom fastinit import propagate\n"
+        f"{lanes_line}"
+        f"df = propagate('he_normal', 'tanh', depth=30, width=96, batch=256, seed=4, {options})\n"
+        "print(df.attrs['lanes'], df.attrs['workers'], hashlib.sha256(df.to_numpy().tobytes()).hexdigest())"
     )
-    assert run_python(code, threads=1) == run_python(code, threads=2)
+    lanes, workers, digest = run_python(code, threads=1).split()
+    lanes_2, workers_2, digest_2 = run_python(code, threads=2).split()
+    assert (lanes, workers, lanes_2, workers_2) == (str(n_lanes or 2), "1", lanes, "2")
+    assert digest == digest_2
+
+
+@pytest.mark.parametrize("batch, expected", [(2, 1), (127, 1), (128, 2), (256, 2), (511, 2), (512, 4), (1024, 8),
+                                             (10**6, 8)])
+def test_lanes_follow_the_batch_only(batch, expected):
+    from fastinit.propagate import _lanes
+
+    assert _lanes(batch) == expected

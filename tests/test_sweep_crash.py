@@ -18,9 +18,10 @@ import pytest
 from fastinit.sweep import load, store
 from fastinit.sweep.__main__ import main
 
-# 36 cells of about 0.13 s each (one BLAS thread): long enough to be killed mid-sweep many times.
+# 36 cells of about 0.2 s each (one BLAS thread): long enough to be killed mid-sweep many times.
+DEPTH = 300
 STUDY = ["--init", "he_normal", "xavier_normal", "uniform", "--activation", "relu", "tanh", "linear",
-         "--depth", "100", "--width", "256", "--batch", "128", "--seeds", "4", "--name", "crash", "--no-report"]
+         "--depth", str(DEPTH), "--width", "256", "--batch", "128", "--seeds", "4", "--name", "crash", "--no-report"]
 CELLS = 3 * 3 * 4
 
 
@@ -55,6 +56,6 @@ def test_sigkill_at_random_moments_then_rerun(tmp_path):
     ran, skipped = map(int, re.search(r"(\d+) cells run, (\d+) skipped", done.stdout).groups())
     assert (ran, skipped) == (CELLS - len(finished), len(finished)), "finished cells must not be recomputed"
     rows = load(crashed)
-    assert rows.groupby("key").size().eq(100).all() and rows.key.nunique() == CELLS  # each cell exactly once
+    assert rows.groupby("key").size().eq(DEPTH).all() and rows.key.nunique() == CELLS  # each cell exactly once
     assert not [p for p in crashed.rglob(".*") if p.is_file()], "no temporary file left behind"
     pd.testing.assert_frame_equal(rows, load(reference), check_exact=True)

@@ -10,6 +10,7 @@ from scipy import stats
 
 from conftest import KS_ALPHA, Z_TOL
 from fastinit import ACTIVATIONS, gain, sample
+from fastinit.initializers import declared_variance
 
 SHAPE = (400, 300)  # (fan_out, fan_in)
 
@@ -62,6 +63,15 @@ def test_orthogonal_like_torch(torch, shape):
     # Both are gain * semi-orthogonal along the same axis: identical Gram matrices.
     gram = (lambda m: m @ m.T) if shape[0] <= flat_o.shape[1] else (lambda m: m.T @ m)
     np.testing.assert_allclose(gram(flat_o.astype(np.float64)), gram(flat_t.astype(np.float64)), atol=2e-5)
+
+
+@pytest.mark.parametrize("shape", [(50, 80), (80, 50), (64, 32, 3, 3), (16, 64, 3, 3)])
+def test_orthogonal_declared_variance_is_torch_s(torch, shape):
+    theirs = torch.empty(shape, dtype=torch.float64)
+    torch.nn.init.orthogonal_(theirs, gain=1.5)
+    # torch's squares sum to exactly gain^2 min(rows, cols) (up to float64 rounding):
+    # their mean is the variance of the flattened (rows, cols) matrix, not a sample of it.
+    assert np.mean(theirs.numpy() ** 2) == pytest.approx(declared_variance("orthogonal", shape, gain=1.5), rel=1e-12)
 
 
 @pytest.mark.parametrize("name", [n for n, a in ACTIVATIONS.items() if a.torch_name])
