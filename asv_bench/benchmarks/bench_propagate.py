@@ -82,11 +82,12 @@ class Throughput:
 class DeepNet:
     """Peak memory of a 10,000-layer He/ReLU net (width 128, batch 128, float32).
 
-    Its layers would need 2.6 GB stored; the 384 MiB memory budget holds 1,536 of them, so the
-    backward pass recomputes segments from checkpoints and peak memory stays at the budget plus
-    the ~280 MB the interpreter holds (numba, LLVM, SciPy), whatever the depth.  design.md's
-    10,000 x 512 net peaks the same way but takes ~70 s on one thread (width 256: 18 s) against
-    5 s here, which would dominate the suite and CI.
+    Its layers would need 1.3 GB stored; the 384 MiB memory budget holds 3,072 of them
+    (ReLU keeps only each layer's output and weights), so the backward pass recomputes
+    segments from checkpoints and peak memory stays at the budget plus what the
+    interpreter holds (numba, LLVM, SciPy), whatever the depth.  design.md's 10,000 x 512
+    net peaks the same way (648 MB RSS) but takes ~20 s against a few here, which would
+    dominate the suite and CI.
     """
 
     timeout = 300
