@@ -7,6 +7,7 @@ readout gradient dL/dh_L (a random linear readout), through the same weights.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -127,10 +128,18 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     # worker its own thread, which the workers' barrier needs.
     plan["n_workers"] = _workers(plan["n_lanes"])
     import scipy.linalg.cython_blas  # noqa: F401 -- the BLAS numba's np.dot calls: loaded, so that it is limited
-    with threadpool_limits(limits=1, user_api="blas"), numba.parallel_chunksize(0):
-        K.run(plan["n_workers"], plan["n_lanes"], plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"],
-              np.uint64(plan["seed"]), np.uint64(plan["stream"]), plan["dtype"] == np.float64, h0, grad_top,
-              *_workspace(plan), plan["w_slots"], stats)
+    # The region asks for exactly n_workers threads: numba cuts the prange into as many
+    # chunks as its thread count, and a team smaller than that count (an OpenMP thread
+    # limit) would give one thread two workers.
+    threads = numba.get_num_threads()
+    numba.set_num_threads(plan["n_workers"])
+    try:
+        with threadpool_limits(limits=1, user_api="blas"), numba.parallel_chunksize(0):
+            K.run(plan["n_workers"], plan["n_lanes"], plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"],
+                  np.uint64(plan["seed"]), np.uint64(plan["stream"]), plan["dtype"] == np.float64, h0, grad_top,
+                  *_workspace(plan), plan["w_slots"], stats)
+    finally:
+        numba.set_num_threads(threads)
     return _frame(stats, plan)
 
 
@@ -150,11 +159,43 @@ def _workers(n_lanes):
 
     The workers wait for each other at a spin barrier, so they must run at once: numba's
     OpenMP and workqueue layers give each a thread of its own; TBB may run two on one
-    thread, so under TBB the kernel runs single-threaded.
+    thread, so under TBB the kernel runs single-threaded.  So may OpenMP when it is
+    allowed to shrink a team (``OMP_DYNAMIC``, ``omp_set_dynamic``) or capped by a thread
+    limit (``OMP_THREAD_LIMIT``): then one worker, or at most the limit.
     """
-    if numba.threading_layer() not in ("omp", "workqueue"):
+    layer = numba.threading_layer()
+    if layer not in ("omp", "workqueue"):
         return 1
-    return max(1, min(n_lanes, numba.get_num_threads()))
+    workers = max(1, min(n_lanes, numba.get_num_threads()))
+    if layer == "omp":
+        workers = min(workers, _omp_team_limit())
+    return workers
+
+
+def _omp_team_limit():
+    """Most threads an OpenMP region started from this thread is sure to get (the
+    calling thread's dynamic-adjustment and thread-limit settings)."""
+    lib = _openmp()
+    if lib is None:
+        return 2**31
+    if lib.omp_get_dynamic():
+        return 1
+    return max(1, lib.omp_get_thread_limit())
+
+
+@functools.cache
+def _openmp():
+    """The OpenMP runtime numba's OpenMP layer runs on (ctypes), or None if not found."""
+    try:
+        import ctypes
+
+        from numba.np.ufunc import omppool
+
+        lib = ctypes.CDLL(omppool.__file__)  # its symbol lookups also search the runtime it links
+        lib.omp_get_dynamic.restype = lib.omp_get_thread_limit.restype = ctypes.c_int
+        return lib
+    except (ImportError, OSError, AttributeError):
+        return None
 
 
 def _workspace(plan):

@@ -101,3 +101,32 @@ def test_lanes_follow_the_batch_only(batch, expected):
     from fastinit.propagate import _lanes
 
     assert _lanes(batch) == expected
+
+
+@pytest.mark.parametrize("omp_env, threads, workers", [
+    ({"OMP_DYNAMIC": "true"}, 2, 1),
+    ({"OMP_THREAD_LIMIT": "1"}, 2, 1),
+    ({"OMP_THREAD_LIMIT": "3"}, 8, 3),  # 8 chunks on a team of 3: the first thread would get 3 workers
+])
+def test_no_deadlock_when_openmp_may_shrink_the_team(omp_env, threads, workers):
+    # The workers meet at a spin barrier, so they must all run at once.  OpenMP may run
+    # a region on fewer threads than numba asks for (dynamic adjustment, a thread limit);
+    # one thread then owns two workers and the first waits forever for the second.
+    import os
+    import subprocess
+
+    code = (
+        "import sys, numba\nfrom fastinit import propagate\n"
+        "sys.modules['fastinit.propagate']._lanes = lambda batch: 8\n"
+        "df = propagate('he_normal', 'tanh', depth=4, width=16, batch=32, seed=4)\n"
+        "print(numba.threading_layer(), df.attrs['workers'])"
+    )
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), NUMBA_THREADING_LAYER="omp", **omp_env)
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"propagate hung under {omp_env}")
+    if done.returncode != 0 and "omp" in done.stderr.lower() and "threading layer" in done.stderr.lower():
+        pytest.skip("numba's OpenMP threading layer is not available")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["omp", str(workers)]
