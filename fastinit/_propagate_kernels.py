@@ -257,7 +257,8 @@ def backprop_block(block, grad_out, slope, branch_scale, grad, acc, with_stats, 
     column sums of ``grad`` and its square in ``acc[block, ACC_SUM]`` and ``acc[block, ACC_SUMSQ]``.
 
     ``slope`` holds ``phi'`` itself, or with ``from_output`` the layer's (rescaled) output,
-    from which :func:`~fastinit.activations.slope_from_output` reads ``phi'``.
+    from which :func:`~fastinit.activations.slope_from_output` reads ``phi'``, rounded to
+    ``slope``'s dtype as a stored ``phi'`` would be (leaky_relu's slope in float32).
     """
     rows, cols = grad.shape
     start, stop = _block(rows, block)
@@ -265,6 +266,10 @@ def backprop_block(block, grad_out, slope, branch_scale, grad, acc, with_stats, 
     if with_stats:
         _clear(a, 2, cols)
     s, s2 = a[ACC_SUM], a[ACC_SUMSQ]
+    if from_output:
+        rounded = np.empty(1, dtype=slope.dtype)
+        rounded[0] = param
+        param = np.float64(rounded[0])
     for i in range(start, stop):
         g_row, d_row, out_row = grad_out[i], slope[i], grad[i]
         if from_output:

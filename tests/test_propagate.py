@@ -130,3 +130,18 @@ def test_no_deadlock_when_openmp_may_shrink_the_team(omp_env, threads, workers):
         pytest.skip("numba's OpenMP threading layer is not available")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["omp", str(workers)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation, slope", [("relu", None), ("leaky_relu", 0.3), ("leaky_relu", 0.0), ("linear", None)])
+def test_phi_prime_read_off_the_output_equals_the_stored_one(activation, slope, dtype, lanes, monkeypatch):
+    from fastinit.activations import Activation
+
+    kwargs = dict(depth=6, width=[8, 24, 5, 16, 16, 9], batch=17, seed=2, dtype=dtype, bias_std=0.1)
+    if slope is not None:
+        kwargs["activation_params"] = {"slope": slope}
+    read_off = propagate("he_normal", activation, **kwargs)
+    monkeypatch.setattr(Activation, "slope_from_output", lambda self, param: False)
+    stored = propagate("he_normal", activation, **kwargs)
+    # The stored phi' is rounded to the network's dtype (leaky_relu's slope 0.3 too).
+    assert read_off.equals(stored)
