@@ -477,6 +477,22 @@ def _view(flat, rows, cols):
 
 
 @jit
+def _share_and_rescale(worker, n_workers, sync, n_lanes, shared, x, factor, log_scale):
+    """Hand worker 0's ``factor`` and ``log_scale`` to every worker, then let each multiply
+    its own lanes of ``x`` by ``factor``; returns the log scale."""
+    if worker == 0:
+        shared[SHARED_FACTOR] = factor
+        shared[SHARED_LOG_SCALE] = log_scale
+    barrier(sync, n_workers)
+    factor, log_scale = shared[SHARED_FACTOR], shared[SHARED_LOG_SCALE]
+    if factor != 1.0:
+        for lane in range(worker, n_lanes, n_workers):
+            start, stop = lane_rows(x.shape[0], lane, n_lanes)
+            scale_rows(x, start, stop, factor)
+    return log_scale
+
+
+@jit
 def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z, u, h_out, dphi, bias, acc, acc_z,
                   corr, shared, spec, draw_ab, wide, seed, stream, stats_row):
     """One layer forward from scaled ``h_in`` (true = exp(log_s_in) h_in); returns log scale of ``h_out``.
@@ -528,6 +544,7 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
                 column_sums_block(block, z, acc_z)
         barrier(sync, n_workers)
 
+    factor, log_s_out = 1.0, 0.0  # worker 0's are shared
     if worker == 0:
         # A plain batch-norm layer restarts at scale 1; a residual one stays in h_in's units.
         log_s_out = 0.0 if batchnorm and not residual else log_s_in
@@ -545,19 +562,10 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
         stats_row[FWD_LOG_SCALE] = log_s_in
         stats_row[NONFINITE] = nonfinite
         stats_row[ACT_LOG_SCALE] = log_s_out
-        factor = 1.0
         if rescale_forward:
             factor, log_rms = rms_factor(h_out, act_sumsq)
             log_s_out += log_rms
-        shared[SHARED_FACTOR] = factor
-        shared[SHARED_LOG_SCALE] = log_s_out
-    barrier(sync, n_workers)
-    factor, log_s_out = shared[SHARED_FACTOR], shared[SHARED_LOG_SCALE]
-    if factor != 1.0:
-        for lane in range(worker, n_lanes, n_workers):
-            start, stop = lane_rows(rows, lane, n_lanes)
-            scale_rows(h_out, start, stop, factor)
-    return log_s_out
+    return _share_and_rescale(worker, n_workers, sync, n_lanes, shared, h_out, factor, log_s_out)
 
 
 @jit
@@ -619,6 +627,7 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
         column_sums_rows(wgrad, first, stop, acc_w[index])
     barrier(sync, n_workers)
 
+    factor, log_g_in = 1.0, 0.0  # worker 0's are shared
     if worker == 0:
         s, s2, bad = checked_sums(grad_z, acc)
         stats_row[GRAD_SUM] = s
@@ -630,19 +639,10 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
         stats_row[WGRAD_SUMSQ] = s2
         stats_row[WGRAD_LOG_SCALE] = log_gz + log_s_in
         log_g_in = log_g if residual else log_gz
-        factor = 1.0
         if with_grad_in:
             factor, log_rms = rms_factor(grad_in, total(acc_in, ACC_SUMSQ, n_in))
             log_g_in += log_rms
-        shared[SHARED_FACTOR] = factor
-        shared[SHARED_LOG_SCALE] = log_g_in
-    barrier(sync, n_workers)
-    factor, log_g_in = shared[SHARED_FACTOR], shared[SHARED_LOG_SCALE]
-    if factor != 1.0:
-        for lane in range(worker, n_lanes, n_workers):
-            start, stop = lane_rows(rows, lane, n_lanes)
-            scale_rows(grad_in, start, stop, factor)
-    return log_g_in
+    return _share_and_rescale(worker, n_workers, sync, n_lanes, shared, grad_in, factor, log_g_in)
 
 
 # Pages are first touched in 2 MiB regions (transparent huge pages), one 4 KiB page at a time.
