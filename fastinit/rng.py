@@ -369,7 +369,7 @@ def _fast_path_f64(kind, words, out, reject, a, b):
 def fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream):
     """Fill chunk ``chunk`` of the 1-D array ``out`` (see :func:`_fill`); the unit of parallel work.
 
-    Chunk ``c`` covers samples ``[c * chunk_samples(wide), (c + 1) * chunk_samples(wide))``
+    Chunk ``c`` covers samples ``[c * n, (c + 1) * n)``, ``n = chunk_samples(wide)``,
     and writes nothing else, so chunks may be filled in any order, by any thread.
     """
     per_block = 2 if wide else 4
@@ -377,7 +377,7 @@ def fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream):
     s_lo, s_hi = np.uint64(stream) & _MASK32, np.uint64(stream) >> np.uint64(32)
     sub = np.uint64(substream)
     n = out.size
-    chunk_size = _CHUNK_BLOCKS * per_block
+    chunk_size = chunk_samples(wide)
     start = chunk * chunk_size
     stop = min(start + chunk_size, n)
     words = np.empty(4 * ((stop - start + per_block - 1) // per_block), dtype=np.uint32)
@@ -429,9 +429,15 @@ def fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream):
 
 
 @jit
+def chunk_samples(wide):
+    """Samples in one :func:`fill_chunk` chunk: its Philox blocks' words, one (float32) or two (float64) each."""
+    return _CHUNK_BLOCKS * (2 if wide else 4)
+
+
+@jit
 def chunk_count(size, wide):
     """Number of :func:`fill_chunk` chunks of an array of ``size`` samples."""
-    chunk_size = _CHUNK_BLOCKS * (2 if wide else 4)
+    chunk_size = chunk_samples(wide)
     return (size + chunk_size - 1) // chunk_size
 
 
