@@ -267,9 +267,7 @@ def backprop_block(block, grad_out, slope, branch_scale, grad, acc, with_stats, 
         _clear(a, 2, cols)
     s, s2 = a[ACC_SUM], a[ACC_SUMSQ]
     if from_output:
-        rounded = np.empty(1, dtype=slope.dtype)
-        rounded[0] = param
-        param = np.float64(rounded[0])
+        param = np.float64(slope.dtype.type(param))
     for i in range(start, stop):
         g_row, d_row, out_row = grad_out[i], slope[i], grad[i]
         if from_output:
