@@ -7,6 +7,7 @@ readout gradient dL/dh_L (a random linear readout), through the same weights.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -106,8 +107,8 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
         overflow or underflow float64 (``None`` if none), and how the work was cut:
         ``lanes`` (row ranges of the batch: one per 128 examples, at most 8, and 2
         from 128 examples on; fixed by ``batch``, so results do not depend on the
-        thread count) and ``workers``
-        (threads that ran them: at most numba's thread count).
+        thread count) and ``workers`` (threads that ran them: at most numba's thread
+        count).
 
     Notes
     -----
@@ -123,24 +124,33 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     plan = _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
     h0, grad_top = _inputs(plan)
     stats = np.zeros((plan["depth"], K.N_STATS))
-    # Every GEMM is one lane's, on one BLAS thread: the lanes are the parallelism, and
-    # OpenBLAS's last bits depend on its thread count.  A static schedule gives each
-    # worker its own thread, which the workers' barrier needs.
     plan["n_workers"] = _workers(plan["n_lanes"])
-    import scipy.linalg.cython_blas  # noqa: F401 -- the BLAS numba's np.dot calls: loaded, so that it is limited
-    # The region asks for exactly n_workers threads: numba cuts the prange into as many
-    # chunks as its thread count, and a team smaller than that count (an OpenMP thread
-    # limit) would give one thread two workers.
+    with _kernel_threads(plan["n_workers"]):
+        K.run(plan["n_workers"], plan["n_lanes"], plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"],
+              np.uint64(plan["seed"]), np.uint64(plan["stream"]), plan["dtype"] == np.float64, h0, grad_top,
+              *_workspace(plan), plan["w_slots"], stats)
+    return _frame(stats, plan)
+
+
+@contextlib.contextmanager
+def _kernel_threads(n_workers):
+    """Threads as the kernel needs them, restored afterwards.
+
+    Every GEMM is one lane's, on one BLAS thread: the lanes are the parallelism, and
+    OpenBLAS's last bits depend on its thread count (scipy's BLAS, which numba's np.dot
+    calls, is loaded first so that the limit reaches it).  numba's thread count is set to
+    exactly ``n_workers`` with a static schedule: numba cuts the prange into as many
+    chunks as threads, and each worker needs a thread of its own for the barrier.
+    """
+    import scipy.linalg.cython_blas  # noqa: F401
+
     threads = numba.get_num_threads()
-    numba.set_num_threads(plan["n_workers"])
+    numba.set_num_threads(n_workers)
     try:
         with threadpool_limits(limits=1, user_api="blas"), numba.parallel_chunksize(0):
-            K.run(plan["n_workers"], plan["n_lanes"], plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"],
-                  np.uint64(plan["seed"]), np.uint64(plan["stream"]), plan["dtype"] == np.float64, h0, grad_top,
-                  *_workspace(plan), plan["w_slots"], stats)
+            yield
     finally:
         numba.set_num_threads(threads)
-    return _frame(stats, plan)
 
 
 def _lanes(batch):
