@@ -7,6 +7,7 @@ The only clock is a generous deadline against a sweep that hangs; reaching it is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -81,7 +82,8 @@ def kill_after_new_cells(command, directory, new: int, at_write: bool, log) -> i
                             f"the kill waits for {new}")
             time.sleep(POLL_SECONDS)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)  # the whole session: pool workers die too
+        with contextlib.suppress(ProcessLookupError):  # a sweep that already ended has no group left
+            os.killpg(process.pid, signal.SIGKILL)  # the whole session: pool workers die too
         process.wait()
     return cell_files(directory)[0]
 
