@@ -143,8 +143,9 @@ def _bad_input(error) -> int:
 def _print_dry_run(study, cells, out, executor, workers):
     threads = max(1, default_workers() // workers) if executor != "serial" else default_workers()
     print(f"study {study.name!r}: {len(cells)} cells -> {out}")
+    applying = _applying_axes(cells)
     for axis, values in study.axes.items():
-        if axis not in _applying_axes(cells):
+        if axis not in applying:
             continue
         shown = [getattr(v, "label", v) for v in values]
         print(f"  {axis:<10} {len(shown):>3} x  {', '.join(map(str, shown))}")
