@@ -5,7 +5,7 @@ with the log scale kept in float64 beside them.  Forward (for positively homogen
 activations): after each layer the activations are divided by their RMS and the RMS
 goes into the log scale -- exact because ``phi(c z) = c phi(z)`` for ``c > 0``; bias
 is divided by the same scale.  Backward: the gradient is linear in the readout
-gradient, so it is always rescaled the same way.  Batch norm is scale-invariant, so
+gradient, so it can always be rescaled the same way (unless ``numerics="raw"``).  Batch norm is scale-invariant, so
 the forward scale resets to 1 after it.
 
 Statistics accumulate in float64 in the same pass that applies the activation (or
@@ -524,7 +524,7 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
                   corr, shared, spec, draw_ab, wide, seed, stream, stats_row):
     """One layer forward from scaled ``h_in`` (true = exp(log_s_in) h_in); returns log scale of ``h_out``.
 
-    Called by every worker.  ``spec`` = (kind, unused, unused, bias_std, code, param,
+    Called by every worker.  ``spec`` = (kind, rescale_backward, unused, bias_std, code, param,
     residual, alpha, batchnorm, rescale_forward, bounded, slope_from_output) as float64;
     ``draw_ab[layer - 1]`` holds the layer's draw parameters (they depend on its fans).
     Draws the layer's weights and bias, fills ``z``, ``h_out``, ``dphi`` (and ``u = BN(z)`` with batch norm),
@@ -610,6 +610,8 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
                    grad_z_t, wgrad, grad_in, with_grad_in, spec, acc, acc_in, acc_w, shared, stats_row):
     """One layer backward; fills ``grad_in`` (scaled, when ``with_grad_in``) and returns its log scale.
 
+    ``grad_in`` is rescaled to RMS 1 when ``spec[1]`` (rescale_backward) is set, else left raw.
+
     Called by every worker, after ``w`` holds the layer's weights.  ``grad_out`` is
     dL/dh_out / exp(log_g); ``dphi`` is phi'(z), or the layer's output when ``spec[11]``
     says phi' is read off it.  Worker 0 writes the gradient statistics to ``stats_row``;
@@ -677,7 +679,7 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
         stats_row[WGRAD_LOG_SCALE] = log_gz + log_s_in + unit
         stats_row[WGRAD_NONFINITE] = bad
         log_g_in = log_g if residual else log_gz
-        if with_grad_in:
+        if with_grad_in and spec[1] > 0.0:  # numerics="raw" leaves the gradient as the hardware has it
             factor, log_rms = rms_factor(grad_in, total(acc_in, ACC_SUMSQ, n_in))
             log_g_in += log_rms
     return _share_and_rescale(worker, n_workers, sync, n_lanes, shared, grad_in, factor, log_g_in)

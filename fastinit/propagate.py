@@ -270,7 +270,7 @@ def _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
     seg_len, w_slots = _memory_plan(depth, batch, widest, dtype.itemsize, per_layer, budget)
     draws = [entry.draw(int(widths[l - 1]), int(widths[l]), **init_params) for l in range(1, depth + 1)]
     draw_ab = np.array([(d.a, d.b) for d in draws], dtype=np.float64)
-    spec = np.array([draws[0].kind, 0.0, 0.0, bias_std, act.code, param, residual is not None, residual or 0.0,
+    spec = np.array([draws[0].kind, numerics == "rescaled", 0.0, bias_std, act.code, param, residual is not None, residual or 0.0,
                      bool(batchnorm), forward_rescaled, act.bounded, slope_from_output], dtype=np.float64)
     return {
         "init": entry.name, "activation": act.name, "depth": depth, "widths": widths, "batch": batch,
