@@ -84,7 +84,8 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
             activation is positively homogeneous (linear, relu, leaky_relu) or batch
             norm precedes it; other activations run forward as the hardware would (their
             overflow is recorded in ``nonfinite``), and ``attrs["forward_rescaled"]``
-            says which.  ``"raw"`` runs both passes as the hardware would.
+            says which.  ``"raw"`` runs both passes as the hardware would (the
+            gradient, too, is never rescaled).
         init_params, activation_params : dict, optional
             Parameters of the initializer (e.g. ``{"std": 0.01}``) and activation
             (e.g. ``{"slope": 0.2}``).
@@ -102,14 +103,52 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
         and ``log10_grad_var`` (of dL/dz_l), ``wgrad_var`` and ``log10_wgrad_var`` (of
         dL/dW_l), ``dead_frac`` (units with phi'(z) = 0 for every example),
         ``saturated_frac`` (entries with |phi'(z)| < 1e-3, bounded activations),
-        ``nonfinite`` (non-finite entries of z_l and dL/dz_l) and ``corr``.  Plain
-        variance columns may be 0 or inf where float64 cannot hold them; ``log10_*``
-        are exact.  ``attrs`` records the first layer whose forward statistics
-        overflow or underflow float64 (``None`` if none), and how the work was cut:
-        ``lanes`` (row ranges of the batch: one per 128 examples, at most 8, and 2
-        from 128 examples on; fixed by ``batch``, so results do not depend on the
-        thread count) and ``workers`` (threads that ran them: at most numba's thread
-        count).
+        ``nonfinite`` (= ``fwd_nonfinite + grad_nonfinite``), ``corr``, and
+        ``fwd_nonfinite`` / ``grad_nonfinite``: the inf/NaN entries of z_l / dL/dz_l.
+
+        **NaN means not known**, never 0.  A statistic is NaN at a layer where the matrix
+        it summarises has a non-finite entry: ``fwd_mean, fwd_var, log10_fwd_var`` where
+        z_l does (``fwd_nonfinite > 0``); ``act_second_moment`` and its log10, and
+        ``corr``, where h_l does; ``grad_var`` and its log10 where dL/dz_l does
+        (``grad_nonfinite > 0``); ``wgrad_var`` and its log10 where dL/dW_l does;
+        ``dead_frac`` and ``saturated_frac`` where z_l does (phi' of inf is a limit and
+        of NaN nothing, so the units they classify are not measured).  Sums whose float64
+        squares overflow (or underflow) although every entry is finite are redone in a
+        power-of-two unit, so ``log10_*`` stay exact; the plain column is then float64's
+        rounding of the exact value (inf above 1.8e308, 0 below 1e-308, as for the
+        rescaled columns).  ``corr`` is also NaN there (its cosines are plain float64
+        sums), and where a row pair is exactly 0 (a cosine 0/0).  An **exact zero** is a
+        measured 0 with log10 ``-inf`` (zeros init: z_l = 0 exactly): 0 / ``-inf`` and NaN
+        never mean the same thing.  Plain variance columns may be 0 or inf where float64
+        cannot hold them; ``log10_*`` are exact.
+
+        ``attrs``: ``first_overflow_layer`` (int or None) and ``first_overflow_pass``
+        ("forward", "backward" or None): the first layer, in forward order, whose z_l
+        or h_l has a non-finite entry or whose ``fwd_var`` is not a finite float64;
+        else, if the forward pass is clean, the first layer the backward pass reaches
+        (the largest l) whose dL/dz_l or dL/dW_l has a non-finite entry or whose
+        ``grad_var`` is not a finite float64.  ``first_underflow_layer`` and
+        ``first_underflow_pass``, with the same order of passes: the first layer where,
+        for z_l forward (dL/dz_l backward),
+
+        * the variance is subnormal in float64, or is 0 with a finite log10 (float64
+          cannot hold it; the rescaled numerics still know it);
+        * the values themselves underflow in the net's dtype, when that pass runs
+          unrescaled (forward: ``attrs["forward_rescaled"]`` false; backward:
+          ``numerics="raw"``): their mean square is below the square of the dtype's
+          smallest normal number (float32: 1.18e-38), i.e. typical entries are
+          subnormal or flushed to 0 -- what is observable in float64 statistics of
+          the stored values;
+        * or the matrix is exactly 0 without anything in the net to explain it: z_l = 0
+          while h_{l-1} is not; dL/dz_l = 0 while dL/dz_{l+1} is not (or l is the top)
+          and not every unit of layer l is dead.  Weights that are all exactly zero
+          (``zeros``, ``constant:value=0``, a gain of 0), judged from the initializer's
+          draw, explain every zero: such a net reports no underflow, its zeros are exact.
+
+        ``attrs`` also records how the work was cut: ``lanes`` (row ranges of the
+        batch: one per 128 examples, at most 8, and 2 from 128 examples on; fixed by
+        ``batch``, so results do not depend on the thread count) and ``workers``
+        (threads that ran them: at most numba's thread count).
 
     Notes
     -----
