@@ -5,17 +5,17 @@ with the log scale kept in float64 beside them.  Forward (for positively homogen
 activations): after each layer the activations are divided by their RMS and the RMS
 goes into the log scale -- exact because ``phi(c z) = c phi(z)`` for ``c > 0``; bias
 is divided by the same scale.  Backward: the gradient is linear in the readout
-gradient, so it can always be rescaled the same way (unless ``numerics="raw"``).  Batch norm is scale-invariant, so
-the forward scale resets to 1 after it.
+gradient, so it can always be rescaled the same way (and is, unless ``numerics="raw"``).
+Batch norm is scale-invariant, so the forward scale resets to 1 after it.
 
 Statistics accumulate in float64 in the same pass that applies the activation (or
 the derivative, backward).  The batch is cut into ``N_BLOCKS`` fixed row blocks, each
 with its own float64 accumulator per *column* (``acc[block, quantity, column]``): the
 inner loop over columns then carries no dependency from one element to the next, so
 LLVM vectorises it without reassociating anything.  Blocks are reduced serially in a
-fixed order.  Non-finite entries make a total non-finite; only then a scalar pass
-counts them (the sums are then NaN: not known) or, if every entry is finite and only
-float64's range was exceeded, sums again in a larger power-of-two unit.
+fixed order.  Non-finite entries make a total non-finite; only then (or when a sum of
+squares is 0) a scalar pass counts them (the sums are then NaN: not known) or, if every
+entry is finite and only float64's range was left, sums again in a power-of-two unit.
 
 Threads.  :func:`run` opens one parallel region per call; its ``n_workers`` workers
 walk the layers together and meet at a spin barrier (:mod:`fastinit._sync`) between
@@ -370,12 +370,14 @@ def zero_columns(acc, quantity, cols):
 
 @jit
 def finite_sums(x):
-    """Slow path, taken only when a fast total came out non-finite: ``(sum, sum of squares,
-    log_unit, non-finite count)`` of the finite entries of ``x``, the sums in units of
-    ``exp(log_unit)``, the power of two just above the largest finite ``|entry|``.
+    """Slow path, taken only when a fast total came out non-finite or a sum of squares 0:
+    ``(sum, sum of squares, log_unit, non-finite count)`` of the finite entries of ``x``,
+    the sums in units of ``exp(log_unit)``, the power of two just above the largest finite
+    ``|entry|`` (1 if there is none).
 
-    In those units neither sum can overflow float64 (each term is at most 1), and dividing
-    by a power of two is exact: the sums are what float64 would give if it had the range.
+    In those units neither sum can overflow float64 (each term is at most 1) and the
+    largest terms cannot underflow; dividing by a power of two is exact (but for
+    quotients below float64's normal range, whose share of the sums is below 1e-300).
     """
     flat = x.reshape(-1)
     largest = 0.0
