@@ -31,6 +31,7 @@ from fastinit import _propagate_kernels as K
 from fastinit import propagate
 from fastinit.initializers import fill
 from fastinit.propagate import _inputs, _plan
+from test_propagate import lanes  # noqa: F401 -- the 1-, 2- and 8-lane fixture
 
 MARGIN = 1.5  # decades; see the module docstring
 LOG10_F32_MAX = math.log10(np.finfo(np.float32).max)  # 38.53
@@ -95,7 +96,7 @@ def _assert_counts_match(frame, twin):
 # ------------------------------------------------------------------ overflow
 
 
-def test_forward_overflow_is_nan_from_the_predicted_layer_on():
+def test_forward_overflow_is_nan_from_the_predicted_layer_on(lanes):
     depth, log10_factor = 12, 9.0
     expected = _crossing(_forward_typical(log10_factor, depth), LOG10_F32_MAX, upward=True)
     assert expected == 9
@@ -113,7 +114,7 @@ def test_forward_overflow_is_nan_from_the_predicted_layer_on():
     assert frame.attrs["first_underflow_layer"] is None and frame.attrs["first_underflow_pass"] is None
 
 
-def test_backward_only_overflow_names_the_first_layer_the_backward_pass_reaches():
+def test_backward_only_overflow_names_the_first_layer_the_backward_pass_reaches(lanes):
     depth, log10_factor, input_std = 12, 9.0, 1e-20
     assert _forward_typical(log10_factor, depth, input_std).max() < LOG10_F32_MAX - MARGIN  # a clean forward
     expected = depth + 1 - _crossing(_backward_typical(log10_factor, depth)[::-1], LOG10_F32_MAX, upward=True)
@@ -161,7 +162,7 @@ def test_bounded_activation_overflow_like_the_issue():
     np.testing.assert_array_equal(frame.fwd_nonfinite, twin["fwd_nonfinite"])
 
 
-def test_float64_sums_that_overflow_are_computed_exactly_not_inf():
+def test_float64_sums_that_overflow_are_computed_exactly_not_inf(lanes):
     """float64 entries past 1e154 have squares past float64's range: the variance is then
     exact in log10 (its plain column is float64's rounding of it, inf), until the entries
     themselves overflow, from which on it is NaN."""
@@ -209,7 +210,7 @@ def test_forward_underflow_of_float32_values_at_the_predicted_layer():
         np.testing.assert_allclose(frame[column][normal], twin[column][normal.to_numpy()], rtol=F32_RTOL)
 
 
-def test_backward_only_underflow():
+def test_backward_only_underflow(lanes):
     depth, log10_factor, input_std = 12, -9.0, 1e20
     assert _forward_typical(log10_factor, depth, input_std).min() > LOG10_F32_TINY + MARGIN
     expected = depth + 1 - _crossing(_backward_typical(log10_factor, depth)[::-1], LOG10_F32_TINY, upward=False)
