@@ -10,6 +10,7 @@ greyscale print.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -19,7 +20,7 @@ import seaborn as sns
 
 __all__ = [
     "PAPER_STYLE", "SINGLE_COLUMN", "DOUBLE_COLUMN", "apply_style", "style_map", "curve_summary", "curve_ends",
-    "variance_curves", "variance_figure", "gain_forest", "gain_figure", "spread_plot", "spread_figure", "phase_diagram", "phase_figure", "gradient_heatmap", "heatmap_figure",
+    "variance_curves", "variance_figure", "drawable_gains", "gain_forest", "gain_figure", "spread_plot", "spread_figure", "phase_diagram", "phase_figure", "gradient_heatmap", "heatmap_figure",
     "loss_curves", "training_figure", "epochs_plot", "divergence_map",
 ]
 
@@ -35,6 +36,14 @@ PAPER_STYLE = {
     "savefig.bbox": "tight",
     "axes.spines.top": False,
     "axes.spines.right": False,
+    # Sizes as printed at column width (7-8 pt text, 6 pt legends).
+    "font.size": 7.5,
+    "axes.labelsize": 7.5,
+    "axes.titlesize": 8,
+    "xtick.labelsize": 6.5,
+    "ytick.labelsize": 6.5,
+    "legend.fontsize": 6,
+    "figure.titlesize": 8.5,
 }
 # A paper's column widths in inches: every figure is drawn at one of them, so its fonts print at their size.
 SINGLE_COLUMN = 3.3
@@ -44,8 +53,10 @@ _LINESTYLES = ["-", (0, (4, 1.5)), (0, (6, 1.5, 1, 1.5)), (0, (1, 1.2)), (0, (9,
                (0, (4, 1.5, 1, 1.5, 1, 1.5)), (0, (2, 3)), (0, (9, 2, 2, 2))]
 # Triangles are kept for the ends of curves that leave the float range (_END_MARKERS).
 _MARKERS = ["o", "s", "D", "P", "X", "h", "p", "d", "<", ">", "H"]
-_END_MARKERS = {"overflow": "^", "underflow": "v"}
-_END_LABELS = {"overflow": "last finite layer, then overflow", "underflow": "last finite layer, then underflow"}
+_END_MARKERS = {"overflow": "^", "underflow": "v", "exactly zero": "x"}
+_END_LABELS = {"overflow": "last finite layer, then overflow", "underflow": "last finite layer, then underflow",
+               "exactly zero": "last layer before exactly 0"}
+_ARROWS = {"overflow": "↑", "underflow": "↓"}
 _THEORY_STYLE = {"color": "k", "linestyle": "-", "lw": 0.6, "alpha": 0.75}
 _DIRECTION_COLUMN = {"forward": "log10_fwd_var", "backward": "log10_grad_var"}
 _NONFINITE_COLUMN = {"forward": "fwd_nonfinite", "backward": "grad_nonfinite"}
@@ -78,12 +89,16 @@ def _order(values) -> list:
     return list(dict.fromkeys(values))
 
 
-def _note(ax, lines, *, y=0.02, va="bottom") -> None:
-    """Small text inside ``ax`` (a panel's footnote): what is not drawn and why."""
+def _note(ax, lines, *, y=0.02, va="bottom", width: int = 40) -> None:
+    """Small text inside ``ax`` (a panel's footnote), wrapped to ``width`` characters: what is not drawn and why.
+
+    It stays out of the layout so a long note never shrinks the panels; the wrap keeps it inside.
+    """
     if lines:
-        ax.text(0.02, y, "\n".join(lines), transform=ax.transAxes, fontsize=_NOTE_SIZE, va=va, ha="left",
-                color="0.25", bbox={"boxstyle": "square,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
-                zorder=5)
+        text = "\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in lines)
+        ax.text(0.02, y, text, transform=ax.transAxes, fontsize=_NOTE_SIZE, va=va, ha="left", color="0.25",
+                bbox={"boxstyle": "square,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+                zorder=5).set_in_layout(False)
 
 
 # ------------------------------------------------------------------ where a curve stops
@@ -238,7 +253,7 @@ def _spans(summary, theory, column):
 
 
 def variance_curves(ax, rows: pd.DataFrame, *, direction: str = "forward", theory: pd.DataFrame | None = None,
-                    styles: dict | None = None, noted=()):
+                    styles: dict | None = None, noted=(), note: bool = True):
     """Mean over seeds of log10 variance against layer, a line per initializer, theory in black.
 
     The y window holds the curves that stay near Var = 1 (:func:`_window`); a curve that
@@ -261,6 +276,8 @@ def variance_curves(ax, rows: pd.DataFrame, *, direction: str = "forward", theor
         ``style_map`` of the initializers (consistent across panels).
     noted : collection of str, optional
         Initializers not to list in the panel's note.
+    note : bool, default True
+        Write the "not drawn" note in the panel (a figure may gather them instead).
 
     Returns
     -------
@@ -275,7 +292,7 @@ def variance_curves(ax, rows: pd.DataFrame, *, direction: str = "forward", theor
     depth = int(summary["layer"].max())
     step = max(1, depth // 6)
     backward = direction == "backward"
-    undrawn, theory_label = [], "theory"
+    undrawn, theory_label, labels = [], "theory", []
     for init in inits:
         curve = summary[summary["init"] == init].sort_values("layer", ascending=not backward)
         layers = curve["layer"].to_numpy(dtype=np.float64)
@@ -287,9 +304,11 @@ def variance_curves(ax, rows: pd.DataFrame, *, direction: str = "forward", theor
             continue
         style = styles[init]
         x, y, crossing = _inside(layers, mean, low, high)
-        offset = (list(styles).index(init) * step) // max(len(styles), 1)
+        # Golden-ratio phases spread the markers of curves that coincide (normal and uniform variants).
+        offset = int(step * ((list(styles).index(init) * 0.618034) % 1.0))
+        every = (offset, step) if np.isfinite(y).sum() > step else None
         ax.plot(x, y, color=style["color"], linestyle=style["linestyle"], marker=style["marker"],
-                markevery=(offset % step, step), ms=2.6, lw=1.0, label=init, zorder=3)
+                markevery=every, ms=2.6, lw=1.0, label=init, zorder=3)
         shown = np.isfinite(mean) & (mean >= low) & (mean <= high)
         ax.fill_between(layers, np.clip(curve["min"], low, high), np.clip(curve["max"], low, high), where=shown,
                         color=style["color"], alpha=0.15, lw=0, zorder=1)
@@ -301,20 +320,44 @@ def variance_curves(ax, rows: pd.DataFrame, *, direction: str = "forward", theor
                 ax.plot(tx, ty, **_THEORY_STYLE, zorder=2, label=theory_label)
                 theory_label = "_nolegend_"
         if crossing is not None:
-            ax.text(crossing[0], crossing[1], f"$10^{{{end.final:.0f}}}$", color=style["color"], fontsize=5,
-                    ha="center", va="bottom" if crossing[1] == low else "top", zorder=4)
+            after = f" {_ARROWS[end.end]}{int(end.last_layer)}" if (
+                end.end in _ARROWS and np.isfinite(end.last_layer)) else ""
+            labels.append((crossing, f"$10^{{{end.final:.0f}}}$" + after, style["color"]))
         if end.end in _END_MARKERS and np.isfinite(end.last_layer) and low <= end.final <= high:
             ax.plot([end.last_layer], [end.final], linestyle="", marker=_END_MARKERS[end.end], color="k", ms=4,
                     zorder=6, clip_on=False, label=_END_LABELS[end.end])
             ax.annotate(f"{int(end.last_layer)}", (end.last_layer, end.final), textcoords="offset points",
                         xytext=(0, 4 if end.end == "overflow" else -4), ha="center",
                         va="bottom" if end.end == "overflow" else "top", fontsize=5)
-    _note(ax, ["not drawn: " + ", ".join(undrawn)] if undrawn else [])
+    _edge_labels(ax, labels, depth, low, high)
+    if note:
+        _note(ax, ["not drawn: " + ", ".join(undrawn)] if undrawn else [])
     ax.set_ylim(low, high)
     ax.set_xlim(0, depth + 1)
     ax.set_xlabel("layer $l$")
     ax.set_ylabel(_DIRECTION_LABEL[direction])
     return ax
+
+
+def _edge_labels(ax, labels, depth: int, low: float, high: float) -> None:
+    """Label where curves leave the window with their last value, spread so labels on one edge don't overlap."""
+    gap = 0.24 * depth
+    for edge in (low, high):
+        on_edge = sorted((item for item in labels if item[0][1] == edge), key=lambda i: i[0][0])
+        # Labels grow away from the nearer side: rightwards from the left half, leftwards from the right.
+        left = [item for item in on_edge if item[0][0] < depth / 2]
+        right = [item for item in on_edge if item[0][0] >= depth / 2][::-1]
+        for side, items in (("left", left), ("right", right)):
+            placed = []
+            for (x, _), text, color in items:
+                if side == "left":
+                    x = max(x, 0.03 * depth, placed[-1] + gap if placed else 0.0)
+                else:
+                    x = min(x, 0.97 * depth, placed[-1] - gap if placed else depth)
+                placed.append(x)
+                ax.annotate(text, (x, edge), textcoords="offset points", xytext=(0, 1.5 if edge == low else -1.5),
+                            color=color, fontsize=5, ha=side, va="bottom" if edge == low else "top", zorder=4,
+                            bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.7})
 
 
 def _legend_entries(axes, order) -> dict:
@@ -327,29 +370,19 @@ def _legend_entries(axes, order) -> dict:
     return {label: found[label] for label in ranked}
 
 
-def _panels(count: int, columns: int, width: float, height: float):
-    """A grid of ``count`` panels and a key axes (the first free slot, or a row below)."""
+def _panels(count: int, columns: int, width: float, height: float, key_height: float = 0.5):
+    """A grid of ``count`` panels, the grid's spare slot (or ``None``) and a key row spanning the bottom."""
     columns = min(columns, count)
     lines = math.ceil(count / columns)
-    spare = lines * columns > count
-    figure, axes = plt.subplots(lines + (0 if spare else 1), columns, figsize=(width, height * lines +
-                                (0 if spare else 0.8)), squeeze=False, constrained_layout=True,
-                                height_ratios=[1] * lines + ([] if spare else [0.55]))
-    flat = list(axes.flat)
-    panels, rest = flat[:count], flat[count:]
-    if spare:
-        key = rest[0]
-    else:
-        key = axes[-1, 0]
-        gs = key.get_subplotspec().get_gridspec()
-        for ax in axes[-1]:
-            ax.remove()
-        key = figure.add_subplot(gs[-1, :])
-    for ax in rest:
-        if ax is not key:
-            ax.set_visible(False)
-    key.axis("off")
-    return figure, panels, key
+    figure = plt.figure(figsize=(width, height * lines + key_height), constrained_layout=True)
+    grid = figure.add_gridspec(lines + 1, columns, height_ratios=[height] * lines + [key_height])
+    panels = [figure.add_subplot(grid[i // columns, i % columns]) for i in range(count)]
+    spare = figure.add_subplot(grid[lines - 1, count % columns:]) if count % columns else None
+    key = figure.add_subplot(grid[lines, :])
+    for ax in (spare, key):
+        if ax is not None:
+            ax.axis("off")
+    return figure, panels, spare, key
 
 
 def variance_figure(rows: pd.DataFrame, *, direction: str = "forward", theory: pd.DataFrame | None = None,
@@ -370,30 +403,39 @@ def variance_figure(rows: pd.DataFrame, *, direction: str = "forward", theory: p
     never = ends.groupby("init", sort=False)["last_layer"].apply(lambda v: v.isna().all())
     reasons = ends.groupby("init", sort=False)["end"].agg(lambda v: "/".join(_order(v)))
     noted = [init for init in inits if never.get(init, False)]
-    figure, panels, key = _panels(len(activations), columns, DOUBLE_COLUMN, 1.55)
+    figure, panels, spare, key = _panels(len(activations), columns, DOUBLE_COLUMN, 1.5)
+    per_line = min(columns, len(activations))
     for i, (ax, activation) in enumerate(zip(panels, activations)):
         mine = rows[rows["activation"] == activation]
         predicted = theory[theory["activation"] == activation] if theory is not None else None
-        variance_curves(ax, mine, direction=direction, theory=predicted, styles=styles, noted=noted)
-        ax.set_title(activation, fontsize=8)
-        if i % min(columns, len(activations)):
+        variance_curves(ax, mine, direction=direction, theory=predicted, styles=styles, noted=noted, note=False)
+        ax.set_title(activation)
+        if i % per_line:
             ax.set_ylabel("")
+        if i + per_line < len(activations):
+            ax.set_xlabel("")
     entries = _legend_entries(panels, [*inits, "theory", *_END_LABELS.values()])
     seeds = int(rows["seed"].nunique()) if "seed" in rows.columns else 1
-    notes = [f"{init}: {reasons[init]} at every layer, not drawn" for init in noted]
-    notes += [f"band: min-max over {seeds} seeds", r"$10^{k}$: where a curve leaves the panel, its last value"]
-    legend = key.legend(list(entries.values()), list(entries.keys()), loc="upper left", frameon=False,
-                        fontsize=6, ncols=1 if key.get_subplotspec().colspan.stop -
-                        key.get_subplotspec().colspan.start == 1 else 4, borderaxespad=0.0, handlelength=3.0)
-    legend.set_in_layout(True)
-    _note(key, notes, y=0.0, va="top" if False else "bottom")
+    notes = [f"{init}: {reasons[init]} at every layer of every panel, not drawn." for init in noted]
+    absent = ends[ends["last_layer"].isna() & ~ends["init"].isin(noted)]
+    for (init, end), frame in absent.groupby(["init", "end"], sort=False):
+        notes.append(f"{init} not drawn ({end or 'not finite'} at every layer): {', '.join(frame['activation'])}.")
+    notes += [f"Bands: min-max over {seeds} seeds. Black: mean-field theory.",
+              r"Coloured $10^{k}$ at an edge: where a curve leaves its panel, with its last value (arrow: last "
+              r"finite layer before overflow/underflow)."]
+    key.legend(list(entries.values()), list(entries.keys()), loc="upper center", frameon=False, ncols=6,
+               borderaxespad=0.0, handlelength=3.2, columnspacing=1.2)
+    if spare is not None:
+        _note(spare, notes, y=0.98, va="top", width=30)
+    else:
+        _note(key, notes, y=0.0, va="bottom", width=160)
     return figure
 
 
 # ------------------------------------------------------------------ 3: fitted gain against theory
 
 
-def _gain_drawn(compared: pd.DataFrame) -> np.ndarray:
+def drawable_gains(compared: pd.DataFrame) -> np.ndarray:
     """Rows of :func:`analysis.fit.compare` that have an estimate, an interval and a theory to compare."""
     ok = (np.isfinite(compared["log10_gain"]) & np.isfinite(compared["log10_gain_low"])
           & np.isfinite(compared["log10_gain_high"]) & np.isfinite(compared["theory"]) & (compared["theory"] > 0))
@@ -423,7 +465,7 @@ def gain_forest(ax, compared: pd.DataFrame, *, direction: str = "forward", style
     """
     activations = _order(compared["activation"])
     styles = styles or style_map(_order(compared["init"]))
-    data = compared[(compared["direction"] == direction).to_numpy() & _gain_drawn(compared)]
+    data = compared[(compared["direction"] == direction).to_numpy() & drawable_gains(compared)]
     slots = np.linspace(-0.36, 0.36, len(styles)) if len(styles) > 1 else np.zeros(1)
     extent = [0.0]
     for init, frame in data.groupby("init", sort=False):
@@ -448,39 +490,50 @@ def gain_forest(ax, compared: pd.DataFrame, *, direction: str = "forward", style
     return ax
 
 
-def gain_figure(compared: pd.DataFrame):
+def gain_figure(compared: pd.DataFrame, *, inits=None, activations=None):
     """Forward and backward :func:`gain_forest` side by side at double-column width, one key.
 
     Estimates without an interval or a theory (exactly zero, overflow, a status other
     than ok) are listed under the key, not drawn.
 
+    Parameters
+    ----------
+    compared : pandas.DataFrame
+        Output of :func:`analysis.fit.compare`.
+    inits, activations : list, optional
+        Order of the legend and of the rows (default: as they first appear).
+
     Returns
     -------
     matplotlib.figure.Figure
     """
-    styles = style_map(_order(compared["init"]))
-    rows = compared["activation"].nunique()
-    figure, axes = plt.subplots(2, 2, figsize=(DOUBLE_COLUMN, 0.42 * rows + 1.6), constrained_layout=True,
-                                height_ratios=[0.42 * rows + 0.5, 0.9])
-    for ax, direction in zip(axes[0], ("forward", "backward")):
+    inits = list(inits) if inits is not None else _order(compared["init"])
+    activations = list(activations) if activations is not None else _order(compared["activation"])
+    rank = {a: i for i, a in enumerate(activations)}
+    compared = compared.sort_values("activation", key=lambda c: c.map(rank), kind="stable")
+    styles = style_map(inits)
+    figure = plt.figure(figsize=(DOUBLE_COLUMN, 0.36 * len(activations) + 1.1), constrained_layout=True)
+    grid = figure.add_gridspec(2, 2, height_ratios=[0.36 * len(activations) + 0.6, 0.5])
+    axes = [figure.add_subplot(grid[0, 0])]
+    axes.append(figure.add_subplot(grid[0, 1], sharey=axes[0]))
+    for ax, direction in zip(axes, ("forward", "backward")):
         gain_forest(ax, compared, direction=direction, styles=styles)
-    axes[0, 1].set_yticklabels([])
-    gs = axes[1, 0].get_subplotspec().get_gridspec()
-    for ax in axes[1]:
-        ax.remove()
-    key = figure.add_subplot(gs[1, :])
+    axes[1].tick_params(axis="y", labelleft=False)
+    key = figure.add_subplot(grid[1, :])
     key.axis("off")
-    entries = _legend_entries(axes[0], list(styles))
-    key.legend(list(entries.values()), list(entries.keys()), loc="upper center", ncols=4, frameon=False, fontsize=6)
-    missing = compared[~_gain_drawn(compared)]
+    entries = _legend_entries(axes, inits)
+    key.legend(list(entries.values()), list(entries.keys()), loc="upper center", ncols=min(len(entries), 8),
+               frameon=False, borderaxespad=0.0)
+    missing = compared[~drawable_gains(compared)].assign(why=lambda f: _gain_reason(f))
     notes = []
-    for reason, frame in missing.groupby(_gain_reason(missing), sort=False):
-        cells = _order(f"{r.init} + {r.activation} {r.direction}" for r in frame.itertuples(index=False))
-        whole = _order(frame["init"])
-        if len(whole) == 1 and len(frame) == 2 * compared.loc[compared["init"] == whole[0], "activation"].nunique():
-            cells = [f"{whole[0]} (every activation)"]
-        notes.append(f"not drawn, {reason}: " + ", ".join(cells))
-    _note(key, notes, y=0.0)
+    for init, frame in missing.groupby("init", sort=False):
+        reasons = "/".join(_order(frame["why"]))
+        if len(frame) == (compared["init"] == init).sum():
+            notes.append(f"{init}: every cell ({reasons})")
+        else:
+            notes.append(f"{init}: " + ", ".join(f"{r.activation} {r.direction} ({r.why})"
+                                                 for r in frame.itertuples(index=False)))
+    _note(key, ["Not drawn: " + "; ".join(notes) + "."] if notes else [], y=0.0, width=170)
     return figure
 
 
@@ -488,7 +541,7 @@ def _gain_reason(frame: pd.DataFrame) -> pd.Series:
     """Why a gain row is not drawn: its status where recorded, else what is missing."""
     if "status" in frame.columns:
         return frame["status"].astype(str).where(frame["status"].astype(str) != "ok", "no interval or theory")
-    reason = np.where(frame["gain"].to_numpy() == 0, "gain 0 (no signal)",
+    reason = np.where(frame["gain"].to_numpy() == 0, "gain 0: no finite signal",
                       np.where(~np.isfinite(frame["theory"].to_numpy()) | (frame["theory"].to_numpy() <= 0),
                                "no theory", "no interval"))
     return pd.Series(reason, index=frame.index)
@@ -525,14 +578,14 @@ def spread_plot(ax, measured: pd.DataFrame, predicted: pd.DataFrame | None = Non
         seeds = int(frame["seeds"].iloc[0])
         style = styles[label]
         ax.fill_between(frame["depth_over_width"], frame["var_ln_low"], frame["var_ln_high"], color=style["color"],
-                        alpha=0.12, lw=0)
+                        alpha=0.07, lw=0)
         ax.plot(frame["depth_over_width"], frame["var_ln"], linestyle="", marker=style["marker"], ms=2.0,
                 color=style["color"], alpha=0.8, label=f"{label}: across {seeds} seeds")
         values += [frame["var_ln_low"], frame["var_ln_high"]]
         if pooled is not None:
             line = pooled[pooled["init"] == label]
             ax.fill_between(line["depth_over_width"], line["var_ln_low"], line["var_ln_high"], color=style["color"],
-                            alpha=0.3, lw=0)
+                            alpha=0.25, lw=0)
             ax.plot(line["depth_over_width"], line["var_ln"], color=style["color"], linestyle=style["linestyle"],
                     lw=1.1, label=f"{label}: sum of per-layer steps")
             values += [line["var_ln_low"], line["var_ln_high"]]
@@ -605,8 +658,8 @@ def phase_diagram(ax, sigma_w2: np.ndarray, sigma_b2: np.ndarray, chi1: np.ndarr
     mesh = ax.pcolormesh(sigma_w2, sigma_b2, log_chi, cmap="RdBu_r", norm=_centred_norm(log_chi), shading="auto",
                          rasterized=True)
     bar = ax.figure.colorbar(mesh, ax=ax, label=r"$\chi_1$ (log scale)")
-    bar.formatter = mpl.ticker.FuncFormatter(lambda v, _: f"{10.0**v:.2g}")
-    bar.update_ticks()
+    ticks = [t for t in (0.01, 0.03, 0.1, 0.3, 1.0, 2.0, 4.0, 10.0) if mesh.norm.vmin <= math.log10(t) <= mesh.norm.vmax]
+    bar.set_ticks([math.log10(t) for t in ticks], labels=[f"{t:g}" for t in ticks])
     ax.plot(critical, sigma_b2, color="k", lw=1.2, label=r"critical line $\chi_1 = 1$")
     ax.text(0.03, 0.95, "ordered\n(gradients vanish)", transform=ax.transAxes, va="top", fontsize=6)
     ax.text(0.97, 0.95, "chaotic\n(gradients explode)", transform=ax.transAxes, ha="right", va="top", fontsize=6)
@@ -620,7 +673,7 @@ def phase_diagram(ax, sigma_w2: np.ndarray, sigma_b2: np.ndarray, chi1: np.ndarr
                 notes.append(f"{' = '.join(names)} ($\\sigma_w^2$ = {w2:.3g}) off the axes")
                 continue
             style = styles[names[0]]
-            ax.plot(w2, b2, marker=style["marker"], color="k", ms=4.5, mfc=style["color"], mew=0.6, linestyle="",
+            ax.plot(w2, b2, marker=style["marker"], color="k", ms=5, mfc=style["color"], mew=0.8, linestyle="",
                     label=" = ".join(names), clip_on=False, zorder=5)
     ax.set_xlim(sigma_w2.min(), sigma_w2.max())
     margin = 0.03 * (sigma_b2.max() - sigma_b2.min())  # markers on sigma_b^2 = 0 stay whole
@@ -628,7 +681,7 @@ def phase_diagram(ax, sigma_w2: np.ndarray, sigma_b2: np.ndarray, chi1: np.ndarr
     ax.set_xlabel(r"$\sigma_w^2$ (fan_in $\cdot$ Var W)")
     ax.set_ylabel(r"$\sigma_b^2$")
     ax.legend(frameon=True, fontsize=5, loc="center left", framealpha=0.9, borderpad=0.3)
-    _note(ax, notes)
+    _note(ax, notes, y=0.1)
     return ax
 
 
@@ -648,7 +701,7 @@ def phase_figure(*args, title: str = "tanh", **kwargs):
 # ------------------------------------------------------------------ 6: gradient heatmap
 
 # How a cell with no number reads: text and hatch differ for every reason.
-_MISSING = {"exactly zero": ("= 0", ""), "overflow": ("overflow", "xxxx"), "underflow": ("underflow", "...."),
+_MISSING = {"exactly zero": ("= 0", ""), "overflow": ("over-\nflow", "xxxx"), "underflow": ("under-\nflow", "...."),
             "": ("n/a", "")}
 
 
@@ -690,8 +743,8 @@ def gradient_heatmap(ax, table: pd.DataFrame, status: pd.DataFrame | None = None
                 continue
             reason = status.loc[init, activation] if status.loc[init, activation] in _MISSING else ""
             text, hatch = _MISSING[reason]
-            ax.add_patch(mpl.patches.Rectangle((j, i), 1, 1, facecolor="0.9", edgecolor="0.55", hatch=hatch, lw=0,
-                                               zorder=2))
+            ax.add_patch(mpl.patches.Rectangle((j + 0.03, i + 0.03), 0.94, 0.94, facecolor="0.9", edgecolor="0.6",
+                                               hatch=hatch, lw=0, zorder=2))
             ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=4.5, color="0.1", zorder=3,
                     bbox={"boxstyle": "square,pad=0.1", "fc": "0.9", "ec": "none"} if hatch else None)
             used[reason] = text
