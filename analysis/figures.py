@@ -20,8 +20,9 @@ import seaborn as sns
 
 __all__ = [
     "PAPER_STYLE", "SINGLE_COLUMN", "DOUBLE_COLUMN", "apply_style", "style_map", "curve_summary", "curve_ends",
-    "variance_curves", "variance_figure", "drawable_gains", "gain_forest", "gain_figure", "spread_plot", "spread_figure", "phase_diagram", "phase_figure", "gradient_heatmap", "heatmap_figure",
-    "loss_curves", "training_figure", "epochs_plot", "divergence_map",
+    "variance_curves", "variance_figure", "drawable_gains", "gain_forest", "gain_figure", "spread_plot",
+    "spread_figure", "phase_diagram", "phase_figure", "gradient_heatmap", "heatmap_figure", "loss_curves",
+    "training_figure", "epochs_plot", "divergence_map",
 ]
 
 # Byte-stable, TrueType-embedded output (style guide item 13).
@@ -341,20 +342,23 @@ def variance_curves(ax, rows: pd.DataFrame, *, direction: str = "forward", theor
 
 def _edge_labels(ax, labels, depth: int, low: float, high: float) -> None:
     """Label where curves leave the window with their last value, spread so labels on one edge don't overlap."""
-    gap = 0.24 * depth
+    def width(text):  # a 5 pt character is about 4 % of a panel's 1.1-inch data area
+        return 0.04 * depth * len(text.translate(str.maketrans("", "", "${}^")))
+
     for edge in (low, high):
         on_edge = sorted((item for item in labels if item[0][1] == edge), key=lambda i: i[0][0])
         # Labels grow away from the nearer side: rightwards from the left half, leftwards from the right.
         left = [item for item in on_edge if item[0][0] < depth / 2]
         right = [item for item in on_edge if item[0][0] >= depth / 2][::-1]
         for side, items in (("left", left), ("right", right)):
-            placed = []
+            bound = 0.03 * depth if side == "left" else 0.97 * depth
             for (x, _), text, color in items:
                 if side == "left":
-                    x = max(x, 0.03 * depth, placed[-1] + gap if placed else 0.0)
+                    x = max(x, bound)
+                    bound = x + width(text)
                 else:
-                    x = min(x, 0.97 * depth, placed[-1] - gap if placed else depth)
-                placed.append(x)
+                    x = min(x, bound)
+                    bound = x - width(text)
                 ax.annotate(text, (x, edge), textcoords="offset points", xytext=(0, 1.5 if edge == low else -1.5),
                             color=color, fontsize=5, ha=side, va="bottom" if edge == low else "top", zorder=4,
                             bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.7})
@@ -436,11 +440,12 @@ def variance_figure(rows: pd.DataFrame, *, direction: str = "forward", theory: p
 
 
 def drawable_gains(compared: pd.DataFrame) -> np.ndarray:
-    """Rows of :func:`analysis.fit.compare` that have an estimate, an interval and a theory to compare."""
+    """Rows of :func:`analysis.fit.compare` that figure 3 draws: a finite estimate, interval and theory.
+
+    A row whose status is not "ok" but which has all three (fitted on its finite layers) is drawn.
+    """
     ok = (np.isfinite(compared["log10_gain"]) & np.isfinite(compared["log10_gain_low"])
           & np.isfinite(compared["log10_gain_high"]) & np.isfinite(compared["theory"]) & (compared["theory"] > 0))
-    if "status" in compared.columns:
-        ok &= compared["status"].astype(str).eq("ok")
     return ok.to_numpy()
 
 
@@ -538,7 +543,7 @@ def gain_figure(compared: pd.DataFrame, *, inits=None, activations=None):
 
 
 def _gain_reason(frame: pd.DataFrame) -> pd.Series:
-    """Why a gain row is not drawn: its status where recorded, else what is missing."""
+    """Why a gain row is not drawn: its status where recorded (:mod:`analysis.fit`), else what is missing."""
     if "status" in frame.columns:
         return frame["status"].astype(str).where(frame["status"].astype(str) != "ok", "no interval or theory")
     reason = np.where(frame["gain"].to_numpy() == 0, "gain 0: no finite signal",
@@ -591,7 +596,7 @@ def spread_plot(ax, measured: pd.DataFrame, predicted: pd.DataFrame | None = Non
             values += [line["var_ln_low"], line["var_ln_high"]]
     if predicted is not None:
         ax.plot(predicted["depth_over_width"], predicted["var_ln"], **{**_THEORY_STYLE, "lw": 1.0, "linestyle": "--"},
-                label="theory, one input: $5\\beta$")
+                label="theory, one input")
         values.append(predicted["var_ln"])
     shown = np.concatenate([np.asarray(v, dtype=np.float64) for v in values])
     shown = shown[np.isfinite(shown) & (shown > 0)]

@@ -481,8 +481,11 @@ def _spread_section(rows, out, formats):
     pooled = _spread_by_steps(relu_he)
     depth = int(relu_he.depth.max())
     width = int(relu_he.width.min())
-    predicted = theory.log_variance_spread(depth, width, activation="relu")
-    predicted = predicted.assign(depth_over_width=predicted.beta)
+    # z_l = W_l h_{l-1}: the spread of h_{l-1} (theory row l - 1, none at l = 1) plus z_l's own chi^2_n / n
+    # factor over its units, variance 2 / n (log_variance_spread's docstring), drawn at beta_l = l / n.
+    spread_h = theory.log_variance_spread(depth, width, activation="relu")
+    predicted = pd.DataFrame({"layer": spread_h.layer, "depth_over_width": spread_h.beta,
+                              "var_ln": np.concatenate([[0.0], spread_h.var_ln.to_numpy()[:-1]]) + 2.0 / width})
     figure = figures.spread_figure(measured, predicted, pooled=pooled, title="ReLU + He: finite-width fluctuations")
     expected = float(predicted.var_ln.iloc[-1])
     parts, verdicts = [], []
@@ -499,7 +502,8 @@ def _spread_section(rows, out, formats):
                      f"(measured/theory {steps.var_ln / expected:.2f})")
     outcome = ("confirm it at this depth" if all(v == "inside the interval" for v in verdicts) else
                "refute it at this depth (theory outside the interval)")
-    reading = (f"At depth/width β = {depth / width:.2f} the one-input theory gives Var ln Var(z) = 5β = {expected:.2f}. "
+    reading = (f"At depth/width β = {depth / width:.2f} the one-input theory (theory.md section 4) gives "
+               f"Var ln Var(z_L) = 5(L - 1)/n + 2/n = {expected:.2f}. "
                + "; ".join(parts) + f". The seeds alone cannot test it (their interval spans a factor of "
                f"{_chi2_interval(1.0, int(relu_he.seed.nunique()) - 1)[1] / _chi2_interval(1.0, int(relu_he.seed.nunique()) - 1)[0]:.0f}); "
                f"the per-layer steps (independent, theory.md section 4) {outcome}. At small depth a batch of "
