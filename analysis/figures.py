@@ -663,7 +663,8 @@ def phase_diagram(ax, sigma_w2: np.ndarray, sigma_b2: np.ndarray, chi1: np.ndarr
     mesh = ax.pcolormesh(sigma_w2, sigma_b2, log_chi, cmap="RdBu_r", norm=_centred_norm(log_chi), shading="auto",
                          rasterized=True)
     bar = ax.figure.colorbar(mesh, ax=ax, label=r"$\chi_1$ (log scale)")
-    ticks = [t for t in (0.01, 0.03, 0.1, 0.3, 1.0, 2.0, 4.0, 10.0) if mesh.norm.vmin <= math.log10(t) <= mesh.norm.vmax]
+    ticks = [t for t in (0.01, 0.03, 0.1, 0.3, 1.0, 2.0, 4.0, 10.0)
+             if mesh.norm.vmin <= math.log10(t) <= mesh.norm.vmax]
     bar.set_ticks([math.log10(t) for t in ticks], labels=[f"{t:g}" for t in ticks])
     ax.plot(critical, sigma_b2, color="k", lw=1.2, label=r"critical line $\chi_1 = 1$")
     ax.text(0.03, 0.95, "ordered\n(gradients vanish)", transform=ax.transAxes, va="top", fontsize=6)
@@ -739,9 +740,9 @@ def gradient_heatmap(ax, table: pd.DataFrame, status: pd.DataFrame | None = None
     norm = mpl.colors.CenteredNorm(vcenter=0.0, halfrange=max(abs(norm.vmin), abs(norm.vmax), 1.0))
     annotations = shown.map(lambda v: "" if np.isnan(v) else f"{round(v) + 0:d}")
     sns.heatmap(shown, ax=ax, cmap="RdBu_r", norm=norm, annot=annotations, fmt="", annot_kws={"fontsize": 5},
-                linewidths=0.5, linecolor="white", cbar_kws={"label": r"$\log_{10}\,\mathrm{Var}(\partial L/\partial z_1)$"})
+                linewidths=0.5, linecolor="white",
+                cbar_kws={"label": r"$\log_{10}\,\mathrm{Var}(\partial L/\partial z_1)$"})
     ax.set_facecolor("white")
-    used = {}
     for i, init in enumerate(table.index):
         for j, activation in enumerate(table.columns):
             if np.isfinite(table.loc[init, activation]):
@@ -752,7 +753,6 @@ def gradient_heatmap(ax, table: pd.DataFrame, status: pd.DataFrame | None = None
                                                hatch=hatch, lw=0, zorder=2))
             ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=4.5, color="0.1", zorder=3,
                     bbox={"boxstyle": "square,pad=0.1", "fc": "0.9", "ec": "none"} if hatch else None)
-            used[reason] = text
     ax.set_xlabel("activation")
     ax.set_ylabel("initializer")
     ax.tick_params(axis="both", labelsize=6, length=0)

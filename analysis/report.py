@@ -459,7 +459,8 @@ def _spread_by_steps(rows, level: float = 0.95) -> pd.DataFrame:
         variance = steps.var(axis=1, ddof=1).to_numpy()
         dof = steps.count(axis=1).to_numpy() - 1.0
         total = np.cumsum(variance)
-        effective = total**2 / np.cumsum(variance**2 / dof)
+        with np.errstate(divide="ignore", invalid="ignore"):  # one seed: no degree of freedom, NaN interval
+            effective = total**2 / np.cumsum(variance**2 / dof)
         low, high = _chi2_interval(total, effective, level)
         records.append(pd.DataFrame({"init": init, "layer": table.index, "var_ln": total, "var_ln_low": low,
                                      "var_ln_high": high, "dof": effective}))
@@ -474,6 +475,8 @@ def _spread_section(rows, out, formats):
     relu_he = rows[plain & (rows.activation_name == "relu") & rows.init_name.isin(["he_normal", "he_uniform"])]
     relu_he = relu_he[relu_he.depth == relu_he.depth.max()] if not relu_he.empty else relu_he
     relu_he = relu_he[relu_he.width == relu_he.width.min()] if not relu_he.empty else relu_he
+    if not relu_he.empty:  # one network shape: the steps of different shapes must not be mixed
+        relu_he = relu_he[_matching(relu_he, relu_he[_SHAPE].iloc[0].to_dict())]
     if relu_he.empty or relu_he.seed.nunique() < 2 or not np.isfinite(relu_he.log10_fwd_var).all():
         return name, [], "Not drawn: the study has no ReLU + He cells with two or more seeds and finite variances."
     measured = fit.spread(relu_he)
@@ -500,12 +503,14 @@ def _spread_section(rows, out, formats):
                      f"summed over the per-layer steps {steps.var_ln:.2f} [{steps.var_ln_low:.2f}, "
                      f"{steps.var_ln_high:.2f}] ({steps.dof:.0f} effective degrees of freedom), theory {verdict} "
                      f"(measured/theory {steps.var_ln / expected:.2f})")
+    low, high = _chi2_interval(1.0, int(relu_he.seed.nunique()) - 1)
+    factor = high / low
     outcome = ("confirm it at this depth" if all(v == "inside the interval" for v in verdicts) else
                "refute it at this depth (theory outside the interval)")
     reading = (f"At depth/width β = {depth / width:.2f} the one-input theory (theory.md section 4) gives "
                f"Var ln Var(z_L) = 5(L - 1)/n + 2/n = {expected:.2f}. "
                + "; ".join(parts) + f". The seeds alone cannot test it (their interval spans a factor of "
-               f"{_chi2_interval(1.0, int(relu_he.seed.nunique()) - 1)[1] / _chi2_interval(1.0, int(relu_he.seed.nunique()) - 1)[0]:.0f}); "
+               f"{factor:.0f}); "
                f"the per-layer steps (independent, theory.md section 4) {outcome}. At small depth a batch of "
                f"{int(relu_he.batch.iloc[0])} uncorrelated inputs sharing the weights fluctuates less than one input.")
     return name, _save(figure, out, name, formats), reading
@@ -555,7 +560,8 @@ def _heatmap_section(rows, shape, out, formats):
     reading = (f"After backpropagating through {shape['depth']} layers the gradient variance at layer 1 spans "
                f"10^{finite.min():.0f} ({low[0]} + {low[1]}) to 10^{finite.max():.0f} ({high[0]} + {high[1]}); "
                f"white is a gradient that arrives as large as it left (per-layer gain 1)."
-               + (f" Cells without a number: {', '.join(missing)} (hatched: overflow or underflow)." if missing else ""))
+               + (f" Cells without a number: {', '.join(missing)} (hatched: overflow or underflow)."
+                  if missing else ""))
     return name, _save(figure, out, name, formats), reading
 
 

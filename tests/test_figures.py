@@ -116,7 +116,8 @@ def test_curve_that_leaves_the_float_range_ends_in_a_marker(rows, init, end):
     assert ends.loc[("gelu", init), "end"] == end
     assert ends.loc[("gelu", init), "last_layer"] == OVERFLOW_AT - 1
     assert ends.loc[("relu", init), "end"] == ""  # the same initializer stays finite on relu
-    assert ends.loc[("gelu", "zeros"), "end"] == "exactly zero" and math.isnan(ends.loc[("gelu", "zeros"), "last_layer"])
+    assert ends.loc[("gelu", "zeros"), "end"] == "exactly zero"
+    assert math.isnan(ends.loc[("gelu", "zeros"), "last_layer"])
     figure, ax = plt.subplots()
     mine = rows[(rows.activation == "gelu") & (rows.init == init)]
     figures.variance_curves(ax, mine, direction="forward")
@@ -221,7 +222,8 @@ def test_phase_diagram_colour_scale_centred_on_chi1_one():
 def _spread_tables():
     layer = np.arange(1, DEPTH + 1)
     measured = pd.concat([pd.DataFrame({"init": init, "width": 64, "layer": layer, "depth_over_width": layer / 64,
-                                        "var_ln": 5 * layer / 64 * f, "seeds": 3}) for init, f in (("a", 1.0), ("b", 2))])
+                                        "var_ln": 5 * layer / 64 * f, "seeds": 3})
+                          for init, f in (("a", 1.0), ("b", 2.0))])
     measured["var_ln_low"], measured["var_ln_high"] = _chi2_interval(measured.var_ln, measured.seeds - 1)
     pooled = measured.assign(var_ln_low=measured.var_ln * 0.8, var_ln_high=measured.var_ln * 1.25)
     predicted = pd.DataFrame({"depth_over_width": layer / 64, "var_ln": 5 * layer / 64})
