@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from analysis import figures
-from analysis.report import _chi2_interval, _estimate_text, _gain_reading
+from analysis.report import _chi2_interval, _estimate_text, _gain_reading, _range_note
 
 DEPTH = 40
 OVERFLOW_AT = 25  # first layer whose statistic is not finite in the overflowing cell
@@ -131,6 +131,13 @@ def test_curve_that_leaves_the_float_range_ends_in_a_marker(rows, init, end):
     assert x[np.isfinite(y)].max() == OVERFLOW_AT - 1  # no made-up point after the last finite layer
 
 
+def test_reading_says_where_curves_leave_the_float_range(rows):
+    text = _range_note(rows, "forward")
+    assert f"lecun_normal overflows after layer {OVERFLOW_AT - 1} (gelu)" in text
+    assert f"uniform underflows after layer {OVERFLOW_AT - 1} (gelu)" in text
+    assert "zeros (exactly zero: relu, gelu)" in text  # not studied on tanh
+
+
 def test_backward_curves_end_in_their_own_direction(rows):
     """The gradient runs from the last layer down: its last finite layer is above the overflow."""
     ends = figures.curve_ends(figures.curve_summary(rows, "backward"), "backward").set_index(["activation", "init"])
@@ -198,7 +205,7 @@ def test_heatmap_tells_exact_zero_from_overflow():
     zero, overflow = texts[(0, 1)], texts[(0, 2)]
     assert zero != overflow and "over" in overflow
     hatches = {(round(p.get_x()), round(p.get_y())): p.get_hatch() for p in ax.patches
-               if isinstance(p, matplotlib.patches.Rectangle) and p.get_hatch() is not None or p.get_width() < 1}
+               if isinstance(p, matplotlib.patches.Rectangle) and p.get_width() < 1}  # the cells' own patches
     assert hatches.get((0, 1)) != hatches.get((0, 2))
     mesh = next(c for c in ax.collections if isinstance(c, matplotlib.collections.QuadMesh))
     assert mesh.norm(0.0) == pytest.approx(0.5)  # white = Var(dL/dz_1) = 1: gain 1 over the depth
