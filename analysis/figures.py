@@ -817,7 +817,8 @@ def training_figure(rows: pd.DataFrame, *, panel: str = "activation", columns: i
     styles = style_map(_order(rows["init"]))
     columns = min(columns, len(values))
     lines = math.ceil(len(values) / columns)
-    figure, axes = plt.subplots(lines, columns, figsize=(2.8 * columns, 2.3 * lines + 0.6), squeeze=False,
+    figure, axes = plt.subplots(lines, columns, figsize=(DOUBLE_COLUMN if columns > 1 else SINGLE_COLUMN,
+                                                      1.8 * lines + 0.6), squeeze=False,
                                 constrained_layout=True)
     for ax, value in zip(axes.flat, values):
         loss_curves(ax, rows[rows[panel] == value], styles=styles)
