@@ -35,6 +35,7 @@ PAPER_STYLE = {
     "figure.dpi": 100,
     "savefig.dpi": 300,
     "savefig.bbox": "tight",
+    "savefig.pad_inches": 0.02,  # the printed width stays the column width
     "axes.spines.top": False,
     "axes.spines.right": False,
     # Sizes as printed at column width (7-8 pt text, 6 pt legends).
