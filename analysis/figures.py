@@ -596,7 +596,7 @@ def spread_plot(ax, measured: pd.DataFrame, predicted: pd.DataFrame | None = Non
                     lw=1.1, label=f"{label}: sum of per-layer steps")
             values += [line["var_ln_low"], line["var_ln_high"]]
     if predicted is not None:
-        ax.plot(predicted["depth_over_width"], predicted["var_ln"], **{**_THEORY_STYLE, "lw": 1.0, "linestyle": "--"},
+        ax.plot(predicted["depth_over_width"], predicted["var_ln"], **{**_THEORY_STYLE, "lw": 1.0},
                 label="theory, one input")
         values.append(predicted["var_ln"])
     shown = np.concatenate([np.asarray(v, dtype=np.float64) for v in values])
