@@ -507,11 +507,11 @@ def _spread_section(rows, out, formats):
     factor = high / low
     outcome = ("confirm it at this depth" if all(v == "inside the interval" for v in verdicts) else
                "refute it at this depth (theory outside the interval)")
-    reading = (f"At depth/width β = {depth / width:.2f} the one-input theory (theory.md section 4) gives "
+    reading = (f"At depth/width β = {depth / width:.2f} the one-input theory of Hanin & Rolnick (2018) gives "
                f"Var ln Var(z_L) = 5(L - 1)/n + 2/n = {expected:.2f}. "
                + "; ".join(parts) + f". The seeds alone cannot test it (their interval spans a factor of "
                f"{factor:.0f}); "
-               f"the per-layer steps (independent, theory.md section 4) {outcome}. At small depth a batch of "
+               f"the per-layer steps (independent by that theory) {outcome}. At small depth a batch of "
                f"{int(relu_he.batch.iloc[0])} uncorrelated inputs sharing the weights fluctuates less than one input.")
     return name, _save(figure, out, name, formats), reading
 
