@@ -38,6 +38,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from analysis import figures, fit, theory  # noqa: E402
 from fastinit.initializers import get_initializer  # noqa: E402
@@ -199,15 +200,38 @@ def _variance_reading(compared: pd.DataFrame, direction: str, rows: pd.DataFrame
     return f"{name} gain per layer of the flattest initializer — " + "; ".join(parts) + "."
 
 
+def _digits(*values, spread: float) -> int:
+    """Decimals that show ``spread`` (an interval's half-width) to two significant digits and tell ``values`` apart."""
+    finite = [v for v in values if np.isfinite(v)]
+    decimals = 1 - math.floor(math.log10(spread)) if np.isfinite(spread) and spread > 0 else 3
+    decimals = max(decimals, 3)
+    while decimals < 12 and len({round(v, decimals) for v in finite}) < len(set(finite)):
+        decimals += 1
+    return decimals
+
+
+def _estimate_text(gain: float, low: float, high: float, theory_gain: float) -> str:
+    """``gain [low, high], theory t`` with the digits that carry the comparison (:func:`_digits`)."""
+    d = _digits(gain, low, high, theory_gain, spread=min(abs(gain - low), abs(high - gain)))
+    return f"{gain:.{d}f} [{low:.{d}f}, {high:.{d}f}], theory {theory_gain:.{d}f}"
+
+
 def _gain_reading(compared: pd.DataFrame) -> str:
-    data = compared[np.isfinite(compared.deviation) & (compared.theory > 0)]
+    """Fig 3's caption: how many fitted gains hold theory inside their interval, and the largest miss."""
+    drawn = figures.drawable_gains(compared)
+    data = compared[drawn & np.isfinite(compared.deviation)]
     if data.empty:
         return "No fitted gain has a theoretical counterpart."
     inside = int((data.deviation.abs() <= 1).sum())
     worst = data.iloc[int(np.argmax(data.deviation.abs().to_numpy()))]
+    percent = 100 * (worst.gain / worst.theory - 1)
+    skipped = len(compared) - len(data)
     return (f"{inside} of {len(data)} fitted gains have theory inside their 95 % interval; the largest miss is "
-            f"{worst.init} + {worst.activation} {worst.direction} ({_gain_text(worst)}; "
-            f"{worst.deviation:+.1f} half-widths).")
+            f"{worst.init} + {worst.activation} {worst.direction} "
+            f"({_estimate_text(worst.gain, worst.gain_low, worst.gain_high, worst.theory)}; {percent:+.2g} %, "
+            f"{worst.deviation:+.1f} half-widths)."
+            + (f" {skipped} gains without an estimate, interval or theory are not drawn (listed under the figure)."
+               if skipped else ""))
 
 
 def build_report(results, out, *, formats=FORMATS) -> Path:
@@ -278,8 +302,11 @@ def _propagation_report(rows, out, formats):
             figure = figures.variance_figure(rows[mask], direction=direction, theory=curves[theory_mask])
             figure.suptitle(f"{'Forward' if direction == 'forward' else 'Gradient'} variance, {_shape_label(shape)}")
             sections.append((name, _save(figure, out, name, formats),
-                             _variance_reading(compared[compared_mask], direction, rows[mask])))
-    sections.append(("fig3_gain_vs_theory", _save(figures.gain_figure(compared), out, "fig3_gain_vs_theory", formats),
+                             _variance_reading(compared[compared_mask], direction, rows[mask])
+                             + _range_note(rows[mask], direction)))
+    figure = figures.gain_figure(compared, inits=list(dict.fromkeys(rows.init)),
+                                 activations=list(dict.fromkeys(rows.activation)))
+    sections.append(("fig3_gain_vs_theory", _save(figure, out, "fig3_gain_vs_theory", formats),
                      _gain_reading(compared)))
     sections.append(_spread_section(rows, out, formats))
     sections.append(_phase_section(rows, out, formats))
@@ -380,63 +407,161 @@ def _divergence_section(per_epoch, out, formats):
         readings) + "."
 
 
+def _range_note(rows, direction: str) -> str:
+    """Where figure 1/2's curves leave the float range or are not drawn, layer by layer (a sentence, or "")."""
+    ends = figures.curve_ends(figures.curve_summary(rows, direction), direction)
+    parts = []
+    exits = ends[ends.end.isin(["overflow", "underflow"]) & ends.last_layer.notna()]
+    for (init, end), frame in exits.groupby(["init", "end"], sort=False):
+        where = [f"{int(layer)} ({', '.join(group.activation)})"
+                 for layer, group in frame.groupby("last_layer", sort=False)]
+        parts.append(f"{init} {end}s after layer " + ", ".join(where))
+    never = ends[ends.last_layer.isna()]
+    missing = []
+    for init, frame in never.groupby("init", sort=False):
+        where = "every activation" if frame.activation.nunique() == rows.activation.nunique() else ", ".join(
+            frame.activation)
+        missing.append(f"{init} ({'/'.join(dict.fromkeys(frame.end))}: {where})")
+    text = ""
+    if parts:
+        text += " Curves that leave the float range end in a triangle: " + "; ".join(parts) + "."
+    if missing:
+        text += " Not drawn, no finite layer: " + "; ".join(missing) + "."
+    return text
+
+
+def _two(value: float) -> str:
+    """Two significant digits, without an exponent for values up to 10^4."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.2g}"
+
+
+def _chi2_interval(variance, dof, level: float = 0.95):
+    """Confidence interval of a normal sample variance with ``dof`` degrees of freedom (chi-square pivot)."""
+    variance, dof = np.asarray(variance, dtype=np.float64), np.asarray(dof, dtype=np.float64)
+    tail = (1.0 - level) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return dof * variance / stats.chi2.ppf(1.0 - tail, dof), dof * variance / stats.chi2.ppf(tail, dof)
+
+
+def _spread_by_steps(rows, level: float = 0.95) -> pd.DataFrame:
+    """Var of ln Var(z_l) as the sum of the across-seed variances of its per-layer steps, with an interval.
+
+    theory.md section 4: ln M_l is a sum of independent per-layer steps, so its variance is
+    the sum of theirs.  Each step's variance over seeds has seeds - 1 degrees of freedom,
+    and the sum has Satterthwaite's effective degrees of freedom, about (seeds - 1) x
+    layers: a test of the spread with many more samples than the seeds alone.
+    """
+    records = []
+    for init, frame in rows.groupby("init", sort=False):
+        table = frame.pivot_table(index="layer", columns="seed", values="log10_fwd_var") * math.log(10.0)
+        steps = table.diff()
+        steps.iloc[0] = table.iloc[0]  # layer 1's own spread starts the sum
+        variance = steps.var(axis=1, ddof=1).to_numpy()
+        dof = steps.count(axis=1).to_numpy() - 1.0
+        total = np.cumsum(variance)
+        with np.errstate(divide="ignore", invalid="ignore"):  # one seed: no degree of freedom, NaN interval
+            effective = total**2 / np.cumsum(variance**2 / dof)
+        low, high = _chi2_interval(total, effective, level)
+        records.append(pd.DataFrame({"init": init, "layer": table.index, "var_ln": total, "var_ln_low": low,
+                                     "var_ln_high": high, "dof": effective}))
+    out = pd.concat(records, ignore_index=True)
+    out["depth_over_width"] = out["layer"] / int(rows.width.iloc[0])
+    return out
+
+
 def _spread_section(rows, out, formats):
     name = "fig4_finite_width_spread"
     plain = (rows.bias_std == 0) & (rows.residual == 0) & ~rows.batchnorm.astype(bool)
     relu_he = rows[plain & (rows.activation_name == "relu") & rows.init_name.isin(["he_normal", "he_uniform"])]
     relu_he = relu_he[relu_he.depth == relu_he.depth.max()] if not relu_he.empty else relu_he
-    if relu_he.empty or relu_he.seed.nunique() < 2:
-        return name, [], "Not drawn: the study has no ReLU + He cells with two or more seeds."
+    relu_he = relu_he[relu_he.width == relu_he.width.min()] if not relu_he.empty else relu_he
+    if not relu_he.empty:  # one network shape: the steps of different shapes must not be mixed
+        relu_he = relu_he[_matching(relu_he, relu_he[_SHAPE].iloc[0].to_dict())]
+    if relu_he.empty or relu_he.seed.nunique() < 2 or not np.isfinite(relu_he.log10_fwd_var).all():
+        return name, [], "Not drawn: the study has no ReLU + He cells with two or more seeds and finite variances."
     measured = fit.spread(relu_he)
+    measured["var_ln_low"], measured["var_ln_high"] = _chi2_interval(measured.var_ln, measured.seeds - 1)
+    pooled = _spread_by_steps(relu_he)
     depth = int(relu_he.depth.max())
     width = int(relu_he.width.min())
-    predicted = theory.log_variance_spread(depth, width, activation="relu")
-    predicted = predicted.assign(depth_over_width=predicted.beta)
-    figure = figures.spread_figure(measured, predicted, title="ReLU + He: finite-width fluctuations")
-    last = measured[measured.layer == measured.layer.max()].iloc[0]
-    expected = float(np.interp(last.depth_over_width, predicted.depth_over_width, predicted.var_ln))
-    reading = (f"At depth/width {last.depth_over_width:.2f}, ln Var(z) varies across {int(last.seeds)} seeds with "
-               f"variance {last.var_ln:.3f}; the one-input theory 5·depth/width gives {expected:.3f} "
-               f"(a batch of {int(relu_he.batch.iloc[0])} shares the weights, so it fluctuates less).")
+    # z_l = W_l h_{l-1}: the spread of h_{l-1} (theory row l - 1, none at l = 1) plus z_l's own chi^2_n / n
+    # factor over its units, variance 2 / n (log_variance_spread's docstring), drawn at beta_l = l / n.
+    spread_h = theory.log_variance_spread(depth, width, activation="relu")
+    predicted = pd.DataFrame({"layer": spread_h.layer, "depth_over_width": spread_h.beta,
+                              "var_ln": np.concatenate([[0.0], spread_h.var_ln.to_numpy()[:-1]]) + 2.0 / width})
+    figure = figures.spread_figure(measured, predicted, pooled=pooled, title="ReLU + He: finite-width fluctuations")
+    expected = float(predicted.var_ln.iloc[-1])
+    parts, verdicts = [], []
+    for init, frame in measured.groupby("init", sort=False):
+        last = frame[frame.layer == frame.layer.max()].iloc[0]
+        steps = pooled[(pooled.init == init) & (pooled.layer == last.layer)].iloc[0]
+        verdict = ("inside the interval" if steps.var_ln_low <= expected <= steps.var_ln_high else
+                   "below the interval" if steps.var_ln_low > expected else "above the interval")
+        verdicts.append(verdict)
+        parts.append(f"{init}: across {int(last.seeds)} seeds {_two(last.var_ln)} (95 % interval "
+                     f"[{_two(last.var_ln_low)}, {_two(last.var_ln_high)}], {int(last.seeds) - 1} degrees of freedom); "
+                     f"summed over the per-layer steps {steps.var_ln:.2f} [{steps.var_ln_low:.2f}, "
+                     f"{steps.var_ln_high:.2f}] ({steps.dof:.0f} effective degrees of freedom), theory {verdict} "
+                     f"(measured/theory {steps.var_ln / expected:.2f})")
+    low, high = _chi2_interval(1.0, int(relu_he.seed.nunique()) - 1)
+    factor = high / low
+    outcome = ("confirm it at this depth" if all(v == "inside the interval" for v in verdicts) else
+               "refute it at this depth (theory outside the interval)")
+    reading = (f"At depth/width β = {depth / width:.2f} the one-input theory of Hanin & Rolnick (2018) gives "
+               f"Var ln Var(z_L) = 5(L - 1)/n + 2/n = {expected:.2f}. "
+               + "; ".join(parts) + f". The seeds alone cannot test it (their interval spans a factor of "
+               f"{factor:.0f}); "
+               f"the per-layer steps (independent by that theory) {outcome}. At small depth a batch of "
+               f"{int(relu_he.batch.iloc[0])} uncorrelated inputs sharing the weights fluctuates less than one input.")
     return name, _save(figure, out, name, formats), reading
 
 
 def _phase_section(rows, out, formats):
     name = "fig5_tanh_phase_diagram"
-    sigma_w2 = np.linspace(0.25, 4.0, 200)
-    sigma_b2 = np.linspace(0.0, 0.25, 200)
+    # A log sigma_w^2 axis wide enough for every studied scale (too small 0.01 to too large 64).
+    sigma_w2 = np.geomspace(0.01, 100.0, 241)
+    sigma_b2 = np.linspace(0.0, 0.25, 101)
     chi = theory.chi1("tanh", sigma_w2[None, :], sigma_b2[:, None])
     critical = theory.critical_sigma_w2("tanh", sigma_b2)
     studied = _studied_points(rows)
     figure = figures.phase_figure(sigma_w2, sigma_b2, chi, critical, studied,
                                   title=r"tanh: $\chi_1$ over ($\sigma_w^2$, $\sigma_b^2$)")
-    inside = studied[(studied.sigma_w2 >= sigma_w2[0]) & (studied.sigma_w2 <= sigma_w2[-1])]
     phases = []
-    for point in inside.itertuples(index=False):
+    for point in studied.itertuples(index=False):
         value = float(theory.chi1("tanh", point.sigma_w2, point.sigma_b2))
         state = "critical" if abs(value - 1) < 1e-3 else ("ordered" if value < 1 else "chaotic")
-        phases.append(f"{point.init} (σw² = {point.sigma_w2:.2f}, χ1 = {value:.2f}, {state})")
+        where = "" if sigma_w2[0] <= point.sigma_w2 <= sigma_w2[-1] else ", off the axes"
+        phases.append(f"{point.init} (σw² = {point.sigma_w2:.3g}, χ1 = {value:.3g}, {state}{where})")
     reading = (f"The critical line starts at σw² = {critical[0]:.2f} for σb² = 0 and reaches "
-               f"{critical[-1]:.2f} at σb² = {sigma_b2[-1]:.2f}. Studied: " + ("; ".join(phases) or "none in range")
-               + ".")
+               f"{critical[-1]:.2f} at σb² = {sigma_b2[-1]:.2f}. Studied: " + ("; ".join(phases) or "none") + ".")
     return name, _save(figure, out, name, formats), reading
 
 
 def _heatmap_section(rows, shape, out, formats):
     name = "fig6_gradient_heatmap"
     mask = _matching(rows, shape)
-    first = rows[mask & (rows.layer == 1)]
-    table = first.groupby(["init", "activation"], sort=False)["log10_grad_var"].mean().unstack("activation")
-    table = table.reindex(index=list(dict.fromkeys(first.init)), columns=list(dict.fromkeys(first.activation)))
-    figure = figures.heatmap_figure(table, title=f"Gradient variance reaching layer 1 ({_shape_label(shape)})")
+    summary = figures.curve_summary(rows[mask], "backward")
+    ends = figures.curve_ends(summary, "backward").set_index(["init", "activation"])["end"]
+    first = summary[summary.layer == 1].set_index(["init", "activation"])["mean"]
+    inits, activations = list(dict.fromkeys(rows[mask].init)), list(dict.fromkeys(rows[mask].activation))
+    table = first.unstack("activation").reindex(index=inits, columns=activations)
+    status = ends.unstack("activation").reindex(index=inits, columns=activations).where(~np.isfinite(table), "")
+    figure = figures.heatmap_figure(table, status=status.fillna(""),
+                                    title=f"Gradient variance reaching layer 1\n({_shape_label(shape)})")
     finite = table.stack()
     finite = finite[np.isfinite(finite)]
     if finite.empty:
         plt.close(figure)
         return name, [], "Not drawn: no gradient reaches layer 1 in any cell (every one vanished or overflowed)."
     low, high = finite.idxmin(), finite.idxmax()
+    counts = status.stack().value_counts()
+    missing = [f"{int(counts[k])} exactly zero" for k in ["exactly zero"] if k in counts] + [
+        f"{int(counts[k])} {k}" for k in ["overflow", "underflow"] if k in counts]
     reading = (f"After backpropagating through {shape['depth']} layers the gradient variance at layer 1 spans "
-               f"10^{finite.min():.0f} ({low[0]} + {low[1]}) to 10^{finite.max():.0f} ({high[0]} + {high[1]}).")
+               f"10^{finite.min():.0f} ({low[0]} + {low[1]}) to 10^{finite.max():.0f} ({high[0]} + {high[1]}); "
+               f"white is a gradient that arrives as large as it left (per-layer gain 1)."
+               + (f" Cells without a number: {', '.join(missing)} (hatched: overflow or underflow)."
+                  if missing else ""))
     return name, _save(figure, out, name, formats), reading
 
 
