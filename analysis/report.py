@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis import figures, fit, theory  # noqa: E402
+from analysis import figures, fit, theory, verdict  # noqa: E402
 from fastinit.initializers import get_initializer  # noqa: E402
 from fastinit.sweep.spec import PROPAGATION_SHAPE, TRAINING_SHAPE  # noqa: E402
 from fastinit.sweep.store import ResultsError, load  # noqa: E402
@@ -157,46 +157,51 @@ def _save(figure, directory: Path, name: str, formats) -> list[str]:
     return paths
 
 
+# How a table shows a number that was not measured (NaN): a dash, never a digit; the status says why.
+_NOT_MEASURED = {"md": "—", "tex": "--"}
+
+
 def _markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (pandas' ``to_markdown`` needs the optional tabulate)."""
-    cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+    cells = [[(_NOT_MEASURED["md"] if math.isnan(v) else f"{v:.4g}") if isinstance(v, float) else str(v) for v in row]
+             for row in table.itertuples(index=False)]
     header = "| " + " | ".join(table.columns) + " |"
     rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns) + "|"
     return "\n".join([header, rule, *("| " + " | ".join(row) + " |" for row in cells)]) + "\n"
 
 
 def _write_tables(compared: pd.DataFrame, directory: Path) -> list[str]:
+    """gains.csv, .md and .tex: every fitted gain with its interval, theory and status.
+
+    A gain that was not measured (overflow, exact zero ...: :mod:`analysis.fit`) is empty in the
+    CSV and a dash in Markdown and LaTeX, and its ``status`` says why.
+    """
     columns = ["init", "activation", *[c for c in _SHAPE if compared[c].nunique() > 1], "direction", "seeds", "gain",
-               "gain_low", "gain_high", "theory", "deviation"]
+               "gain_low", "gain_high", "theory", "deviation", "status"]
     table = compared[columns].sort_values(["activation", "init", "direction"], kind="stable")
     table.to_csv(directory / "gains.csv", index=False, float_format="%.6g")
     (directory / "gains.md").write_text(_markdown(table))
-    (directory / "gains.tex").write_text(table.to_latex(index=False, float_format="%.4g", escape=True))
+    (directory / "gains.tex").write_text(table.to_latex(index=False, float_format="%.4g", escape=True,
+                                                        na_rep=_NOT_MEASURED["tex"]))
     return ["gains.csv", "gains.md", "gains.tex"]
 
 
 def _gain_text(row) -> str:
+    if not math.isfinite(row.gain):
+        return f"not measured ({row.status})"
     return f"{row.gain:.3f} [{row.gain_low:.3f}, {row.gain_high:.3f}], theory {row.theory:.3f}"
 
 
-def _variance_reading(compared: pd.DataFrame, direction: str, rows: pd.DataFrame) -> str:
-    """Which initializer keeps each activation flattest, with its fitted gain and theory's.
+def _variance_reading(table: pd.DataFrame, direction: str) -> str:
+    """The reading of figure 1 (forward) or 2 (backward): the study's criticality verdict.
 
-    A bounded activation can be flat because it is saturated (every unit pinned at its
-    bounds); the reading says so when most entries of the last layer are saturated.
+    Both figures carry the same verdict (:mod:`analysis.verdict`, the one the sweep prints),
+    since criticality weighs the two passes together.
     """
-    data = compared[(compared.direction == direction) & (compared.gain > 0)]
-    if data.empty:
-        return "No signal survived in this direction."
-    last = rows[rows.layer == rows.depth].groupby(["init", "activation"], sort=False)["saturated_frac"].mean()
-    parts = []
-    for activation, frame in data.groupby("activation", sort=False):
-        best = frame.iloc[np.argmin(np.abs(np.log10(frame.gain.to_numpy())))]
-        saturated = last.get((best.init, activation), 0.0)
-        note = f"; {saturated:.0%} of units saturated" if saturated > 0.5 else ""
-        parts.append(f"{activation}: {best.init} ({_gain_text(best)}{note})")
-    name = "Forward" if direction == "forward" else "Backward"
-    return f"{name} gain per layer of the flattest initializer — " + "; ".join(parts) + "."
+    lead = ("Forward variance per layer; for a bounded activation it settles at its fixed point q* whatever the "
+            "weight scale, so the verdict weighs both passes" if direction == "forward" else
+            "Gradient variance per layer; its per-layer gain is the mean-field chi1")
+    return f"{lead}. Criticality — " + verdict.reading(table)
 
 
 def _gain_reading(compared: pd.DataFrame) -> str:
@@ -272,13 +277,12 @@ def _propagation_report(rows, out, formats):
     for shape in shapes:
         mask = _matching(rows, shape)
         theory_mask = _matching(curves, shape)
-        compared_mask = _matching(compared, shape)
+        verdicts = verdict.criticality(rows[mask], fits=fits[_matching(fits, shape)])
         for number, direction in ((1, "forward"), (2, "backward")):
             name = f"fig{number}_{direction}_{_shape_slug(shape)}"
             figure = figures.variance_figure(rows[mask], direction=direction, theory=curves[theory_mask])
             figure.suptitle(f"{'Forward' if direction == 'forward' else 'Gradient'} variance, {_shape_label(shape)}")
-            sections.append((name, _save(figure, out, name, formats),
-                             _variance_reading(compared[compared_mask], direction, rows[mask])))
+            sections.append((name, _save(figure, out, name, formats), _variance_reading(verdicts, direction)))
     sections.append(("fig3_gain_vs_theory", _save(figures.gain_figure(compared), out, "fig3_gain_vs_theory", formats),
                      _gain_reading(compared)))
     sections.append(_spread_section(rows, out, formats))
