@@ -75,6 +75,10 @@ def _mean_field(activation, params, sigma_w2, sigma_b2):
     q_star = float(theory.fixed_point(activation, sigma_w2, sigma_b2, q0=q0, activation_params=params))
     if math.isnan(q_star):
         return math.nan, math.nan
+    if math.isinf(q_star):
+        # chi1's own fixed point (from q0 = 1) takes the limit q -> inf; it is ours when it runs away too.
+        same = math.isinf(float(theory.fixed_point(activation, sigma_w2, sigma_b2, activation_params=params)))
+        return q_star, float(theory.chi1(activation, sigma_w2, sigma_b2, activation_params=params)) if same else math.nan
     return q_star, float(theory.chi1(activation, sigma_w2, sigma_b2, q=q_star, activation_params=params))
 
 
@@ -193,18 +197,18 @@ def criticality(rows: pd.DataFrame, *, fits: pd.DataFrame | None = None) -> pd.D
 
 def _status_text(row) -> str:
     """A group's statuses in one phrase: once when both passes agree, else per pass."""
-    forward, backward = row.forward_status, row.backward_status
-    if forward == backward:
-        return forward
-    return "; ".join(f"{name} {status}" for name, status in (("forward", forward), ("backward", backward))
-                     if status != "ok")
+    forward, backward = (str(status).split("; ") for status in (row.forward_status, row.backward_status))
+    shared = [part for part in forward if part in backward and part != "ok"]
+    own = [f"{name} {part}" for name, parts in (("forward", forward), ("backward", backward)) for part in parts
+           if part not in shared and part != "ok"]
+    return "; ".join(own + shared)
 
 
 def _gains(row) -> str:
     return (f"forward {row.forward:.3f} [{row.forward_low:.3f}, {row.forward_high:.3f}], backward "
             f"{row.backward:.3f} [{row.backward_low:.3f}, {row.backward_high:.3f}] per layer (theory {row.chi1:.3f}: "
-            f"mean-field chi1); x{10.0 ** row.forward_decades:.3g} and x{10.0 ** row.backward_decades:.3g} over "
-            f"{int(row.depth)} layers")
+            f"mean-field chi1); variance x{10.0 ** row.forward_decades:.3g} and gradient x{10.0 ** row.backward_decades:.3g} "
+            f"over {int(row.depth)} layers")
 
 
 def _theory_text(row) -> str:
@@ -221,8 +225,10 @@ def _theory_text(row) -> str:
                 "flat, and a bias (sigma_b^2 > 0) is needed for a critical point with q* > 0.")
     if math.isfinite(row.critical_q) and abs(row.critical_chi1 - 1.0) < 1e-6:
         return head + f" (fixed point q* = {row.critical_q:.3g})."
-    return (head + f" only as q* -> 0: from the input's variance the length map runs to q* = {row.critical_q:.3g}, "
-            f"where chi1 = {row.critical_chi1:.3g}, so no weight scale alone is critical at sigma_b^2 = {sigma_b2:g}.")
+    return (f"Mean-field theory's critical line meets sigma_b^2 = {sigma_b2:g} at sigma_w^2 = "
+            f"{row.critical_sigma_w2:.3g} ({spelled}), but from the input's variance the length map runs to q* = "
+            f"{row.critical_q:.3g}, where chi1 = {row.critical_chi1:.3g}: no weight scale alone is critical at "
+            f"sigma_b^2 = {sigma_b2:g}.")
 
 
 def describe(table: pd.DataFrame) -> list[str]:
