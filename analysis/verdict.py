@@ -144,7 +144,8 @@ def criticality(rows: pd.DataFrame, *, fits: pd.DataFrame | None = None) -> pd.D
         critical, ``""`` if none), its ``forward``/``backward`` gains with ``_low``/``_high``
         intervals, ``forward_decades``/``backward_decades`` (``depth * log10 gain``: the
         change over the depth), ``chi1`` (mean field at the best's sigma_w^2 and q*),
-        ``near`` (every near-critical initializer, comma-separated), ``excluded`` (the
+        ``near`` (every near-critical initializer, comma-separated), ``studied`` (every
+        initializer of the group, comma-separated), ``excluded`` (the
         initializers that were not eligible, with their statuses), and the theory's
         ``critical_sigma_w2``, ``critical_q``, ``critical_chi1`` (chi1 at the q* reached from
         the input there), ``critical_init`` (its ``--init`` spelling) and
@@ -185,6 +186,7 @@ def criticality(rows: pd.DataFrame, *, fits: pd.DataFrame | None = None) -> pd.D
         else:
             record.update({"best": "", "chi1": math.nan})
         record["near"] = ", ".join(frame["init"].to_numpy()[order][near[order]])
+        record["studied"] = ", ".join(frame["init"])
         record["excluded"] = "; ".join(f"{row.init} ({_status_text(row)})"
                                        for row, ok in zip(frame.itertuples(index=False), eligible) if not ok)
         plain = not cell.get("residual", 0.0) and not cell.get("batchnorm", False)
@@ -217,8 +219,10 @@ def _theory_text(row) -> str:
         if row.residual or row.batchnorm:
             return "Mean-field theory here has no residual branch or batch norm, so it names no critical scale."
         return f"Mean-field theory finds no critical weight variance at sigma_b^2 = {sigma_b2:g}."
-    spelled = f"--init {row.critical_init}" + (f" (as {', '.join(row.critical_presets.split(', ')[:_SHOWN_PRESETS])})"
-                                                if row.critical_presets else "")
+    presets = row.critical_presets.split(", ") if row.critical_presets else []
+    studied = [name for name in presets if name in row.studied.split(", ")]
+    shown = ", ".join(presets[:_SHOWN_PRESETS]) + (f"; studied: {', '.join(studied)}" if studied else "")
+    spelled = f"--init {row.critical_init}" + (f" (as {shown})" if presets else "")
     head = f"Mean-field theory: chi1 = 1 at sigma_w^2 = {row.critical_sigma_w2:.3g}, i.e. {spelled}"
     if row.critical_q == 0.0:
         return (head + "; only marginally: there q* = 0, so the variance decays algebraically instead of staying "

@@ -236,7 +236,8 @@ def pass_status(rows: pd.DataFrame, group: list[str] | None = None) -> pd.DataFr
                 ranges[direction].append((used.min(), used.max()) if used.size else (math.nan, math.nan))
                 problems[direction].append((extent.problem, extent.layer))
         n = len(ranges["forward"])
-        forward_end = min((r[1] for r in ranges["forward"]), default=math.nan)
+        ends = [end for _, end in ranges["forward"]]
+        forward_end = math.nan if any(math.isnan(end) for end in ends) else min(ends)  # the range every seed measured
         flags = []
         if _symmetric(frame):
             flags.append("symmetric init")
@@ -255,7 +256,7 @@ def pass_status(rows: pd.DataFrame, group: list[str] | None = None) -> pd.DataFr
                     where = " in the forward pass" if kind == "overflow in the forward pass" else ""
                     texts.append(_problem_text(kind.replace(" in the forward pass", ""), layer, len(hits), n, where))
             starts, ends = zip(*ranges[direction])
-            first, last_layer = max(starts), min(ends)  # NaN propagates: any empty seed empties the range
+            first, last_layer = max(starts), min(ends)  # the stretch every seed measured; one empty seed empties it
             if any(math.isnan(s) for s in starts) or first > last_layer:
                 first = last_layer = math.nan
             records.append({**dict(zip(group, keys)), "direction": direction,
