@@ -77,8 +77,8 @@ def slopes(rows: pd.DataFrame, *, first_layer: int = 1) -> pd.DataFrame:
     if first_layer < 1:
         raise ValueError(f"first_layer must be an integer >= 1, got {first_layer}")
     group = _group_columns(rows)
-    status = {(*row[:-4], row[-4]): row[-3:] for row in
-              pass_status(rows, group)[[*group, "direction", "status", "fit_first", "fit_last"]].itertuples(index=False)}
+    table = pass_status(rows, group)[[*group, "direction", "status", "fit_first", "fit_last"]]
+    status = {(*row[:-4], row[-4]): row[-3:] for row in table.itertuples(index=False)}
     records = []
     for keys, frame in rows.groupby([*group, "seed"], sort=True, dropna=False):
         record = dict(zip([*group, "seed"], keys))

@@ -78,7 +78,8 @@ def _mean_field(activation, params, sigma_w2, sigma_b2):
     if math.isinf(q_star):
         # chi1's own fixed point (from q0 = 1) takes the limit q -> inf; it is ours when it runs away too.
         same = math.isinf(float(theory.fixed_point(activation, sigma_w2, sigma_b2, activation_params=params)))
-        return q_star, float(theory.chi1(activation, sigma_w2, sigma_b2, activation_params=params)) if same else math.nan
+        chi = float(theory.chi1(activation, sigma_w2, sigma_b2, activation_params=params)) if same else math.nan
+        return q_star, chi
     return q_star, float(theory.chi1(activation, sigma_w2, sigma_b2, q=q_star, activation_params=params))
 
 
@@ -209,8 +210,8 @@ def _status_text(row) -> str:
 def _gains(row) -> str:
     return (f"forward {row.forward:.3f} [{row.forward_low:.3f}, {row.forward_high:.3f}], backward "
             f"{row.backward:.3f} [{row.backward_low:.3f}, {row.backward_high:.3f}] per layer (theory {row.chi1:.3f}: "
-            f"mean-field chi1); variance x{10.0 ** row.forward_decades:.3g} and gradient x{10.0 ** row.backward_decades:.3g} "
-            f"over {int(row.depth)} layers")
+            f"mean-field chi1); variance x{10.0 ** row.forward_decades:.3g} and gradient "
+            f"x{10.0 ** row.backward_decades:.3g} over {int(row.depth)} layers")
 
 
 def _theory_text(row) -> str:

@@ -3,6 +3,8 @@ and the terminal summary and the report's readings give the same verdict."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 
 import numpy as np
@@ -25,17 +27,10 @@ INITS = ["he_normal", "xavier_normal", "zeros", "constant:value=0.05", "normal:s
 def study(tmp_path_factory):
     """The study run through ``python -m fastinit.sweep`` in-process, with its printed summary and report."""
     out = tmp_path_factory.mktemp("results") / "overflow"
-    capture = pytest.MonkeyPatch()
-    import io
-    import sys
-
     printed = io.StringIO()
-    capture.setattr(sys, "stdout", printed)
-    try:
+    with contextlib.redirect_stdout(printed):  # module scope: capsys is per test
         code = main(["--init", *INITS, "--activation", *ACTIVATIONS, "--depth", str(DEPTH), "--width", str(WIDTH),
                      "--batch", "32", "--seeds", "2", "--executor", "serial", "--out", str(out)])
-    finally:
-        capture.undo()
     assert code == 0
     return out, printed.getvalue()
 

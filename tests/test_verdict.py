@@ -40,7 +40,8 @@ def cell(init="he_normal", activation="relu", *, forward, backward, seeds=SEEDS,
             "depth": depth, "width": WIDTH, "batch": BATCH, "bias_std": 0.0, "dtype": dtype, "numerics": numerics,
             "residual": 0.0, "batchnorm": False, "seed": seed, "layer": layers,
             "log10_fwd_var": forward(layers, seed), "log10_grad_var": backward(layers, seed),
-            "saturated_frac": np.where(layers == depth, saturated, 0.0), "dead_frac": np.where(layers == depth, dead, 0.0),
+            "saturated_frac": np.where(layers == depth, saturated, 0.0),
+            "dead_frac": np.where(layers == depth, dead, 0.0),
             "forward_rescaled": forward_rescaled})
         if new_format:
             frame["fwd_nonfinite"], frame["grad_nonfinite"] = fwd_count, grad_count

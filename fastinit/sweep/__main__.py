@@ -168,8 +168,9 @@ def _print_summary(out, outcome):
         from analysis.verdict import TOLERANCE_DECADES, criticality, describe
 
         table = criticality(propagation)
-        print(f"\nCriticality per activation (near-critical: forward and gradient variance each change by at most "
-              f"a factor {10 ** TOLERANCE_DECADES:g} over the depth; per-layer gains, 1 = flat, the backward one is chi1)")
+        print(f"\nCriticality per activation (near-critical: forward and gradient variance each change by at most a "
+              f"factor {10 ** TOLERANCE_DECADES:g} over the depth; per-layer gains, 1 = flat, the backward one is "
+              "chi1)")
         columns = ["activation", *table.attrs["varying"], "verdict", "best", "forward", "backward"]
         print(table[[c for c in columns if c in table.columns]].to_string(
             index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"))

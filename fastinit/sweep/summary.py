@@ -252,7 +252,8 @@ def pass_status(rows: pd.DataFrame, group: list[str] | None = None) -> pd.DataFr
                 hits = [layer for problem, layer in problems[direction] if problem == kind]
                 if hits:
                     # The earliest layer in the pass's own direction: up for forward, down for backward.
-                    layer = max(hits) if direction == "backward" and kind != "overflow in the forward pass" else min(hits)
+                    upward = direction == "forward" or kind == "overflow in the forward pass"
+                    layer = min(hits) if upward else max(hits)
                     where = " in the forward pass" if kind == "overflow in the forward pass" else ""
                     texts.append(_problem_text(kind.replace(" in the forward pass", ""), layer, len(hits), n, where))
             starts, ends = zip(*ranges[direction])
