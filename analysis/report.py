@@ -15,8 +15,10 @@ and for training cells (``fastinit.train``): 7. training loss against epoch; 8. 
 the target loss with intervals over seeds; 9. the fraction of diverged runs over
 (initializer, learning rate), with and without gradient clipping;
 
-each as PDF, SVG and PNG (300 dpi), the fit table as CSV, Markdown and LaTeX, and an
-``index.md`` / ``index.html`` with a one-line reading under every figure.  Output is
+each as PDF, SVG and PNG (300 dpi), the fit table as CSV, Markdown and LaTeX (every gain with
+its status; one not measured is empty or a dash, never a number), and an ``index.md`` /
+``index.html`` with a reading under every figure (figures 1 and 2: the criticality verdict of
+:mod:`analysis.verdict`, the one ``python -m fastinit.sweep`` prints).  Output is
 byte-stable: the same results give the same files.
 """
 
