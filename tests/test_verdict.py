@@ -27,7 +27,8 @@ def cell(init="he_normal", activation="relu", *, forward, backward, seeds=SEEDS,
 
     ``forward`` and ``backward`` map (layer array, seed) -> log10 variance; the counts map the
     same to non-finite entries.  ``new_format=False`` writes the results format before the
-    per-pass counts: one ``nonfinite`` column (their sum).
+    per-pass counts, where only ``nonfinite`` (their sum) is known; ``None`` the same with the
+    per-pass columns present but NaN, as a newer ``load`` fills them in.
     """
     frames = []
     layers = np.arange(1, depth + 1)
@@ -43,10 +44,11 @@ def cell(init="he_normal", activation="relu", *, forward, backward, seeds=SEEDS,
             "saturated_frac": np.where(layers == depth, saturated, 0.0),
             "dead_frac": np.where(layers == depth, dead, 0.0),
             "forward_rescaled": forward_rescaled})
+        frame["nonfinite"] = fwd_count + grad_count
         if new_format:
             frame["fwd_nonfinite"], frame["grad_nonfinite"] = fwd_count, grad_count
-        else:
-            frame["nonfinite"] = fwd_count + grad_count
+        elif new_format is None:  # an old file read by a load() that fills the later columns with NaN
+            frame["fwd_nonfinite"] = frame["grad_nonfinite"] = np.nan
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
@@ -63,7 +65,8 @@ def by_direction(rows):
 # ------------------------------------------------------------------ statuses
 
 
-@pytest.mark.parametrize("new_format", [True, False], ids=["per-pass counts", "format-1 shared count"])
+@pytest.mark.parametrize("new_format", [True, False, None],
+                         ids=["per-pass counts", "format-1 shared count", "format-1 counts filled with NaN"])
 def test_overflow_fits_the_layers_before_it_and_leaves_the_backward_pass_unmeasured(new_format):
     top = 30  # z_l overflows float32 from layer 30 on
 

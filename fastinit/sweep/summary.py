@@ -135,22 +135,23 @@ def _unknown(frame: pd.DataFrame, direction: str) -> np.ndarray:
     """Layers whose statistic in ``direction`` is not known.
 
     With the per-pass counts (``fwd_nonfinite``, ``grad_nonfinite``), any non-finite entry makes
-    the layer's statistic unknown.  Results written before them have one shared ``nonfinite``
-    count and stored an unknown variance as 0.0 (log10 ``-inf``); there the count is charged to
-    the pass whose value is not finite, to both when it exceeds one pass's entries (batch x
+    the layer's statistic unknown.  Rows written before those counts existed (absent, or NaN as
+    :func:`fastinit.sweep.load` fills them in) have one shared ``nonfinite`` count, and their
+    engine stored an unknown variance as 0.0 (log10 ``-inf``); there the count is charged to the
+    pass whose value is not finite, and to both when it exceeds one pass's entries (batch x
     width) or when neither value shows it.
     """
     column, count = PASSES[direction]
-    if count in frame.columns:
-        return frame[count].to_numpy(dtype=np.float64) > 0
+    own = frame[count].to_numpy(dtype=np.float64) if count in frame.columns else np.full(len(frame), np.nan)
     if "nonfinite" not in frame.columns:
-        return np.zeros(len(frame), dtype=bool)
+        return own > 0
     other = next(PASSES[d][0] for d in PASSES if d != direction)
     nonfinite = frame["nonfinite"].to_numpy(dtype=np.float64)
     mine, theirs = (np.isfinite(frame[c].to_numpy(dtype=np.float64)) for c in (column, other))
     entries = (frame["batch"] * frame["width"]).to_numpy(dtype=np.float64) if {"batch", "width"} <= set(
         frame.columns) else np.full(len(frame), np.inf)
-    return (nonfinite > 0) & (~mine | (nonfinite > entries) | theirs)
+    shared = (nonfinite > 0) & (~mine | (nonfinite > entries) | theirs)
+    return np.where(np.isnan(own), shared, own > 0)
 
 
 def _symmetric(frame: pd.DataFrame) -> bool:
