@@ -9,7 +9,7 @@ import numpy as np
 
 from analysis._moments import as_array
 from fastinit._validation import check_params, did_you_mean
-from fastinit.initializers import INITIALIZERS
+from fastinit.initializers import INITIALIZERS, get_initializer
 
 __all__ = ["RULES", "weight_rule", "rule_variance"]
 
@@ -29,8 +29,8 @@ def weight_rule(weight_variance, init_params, name="weight_variance"):
             if init_params:
                 raise TypeError(f"init_params apply to initializer names, not to the rule {weight_variance!r}")
             return RULES[compact]
-        if compact in INITIALIZERS:
-            entry = INITIALIZERS[compact]
+        if compact.casefold() in {known.casefold() for known in INITIALIZERS}:
+            entry = get_initializer(compact)  # in any case, like every registry lookup
             resolved = entry.resolve(**check_params("init_params", init_params))
             # The theory is of dense layers: receptive field 1.
             return lambda fan_in, fan_out: entry.variance(fan_in, fan_out, 1, **resolved)

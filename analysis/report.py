@@ -446,6 +446,11 @@ def _heatmap_section(rows, shape, out, formats):
     return name, _save(figure, out, name, formats), reading
 
 
+# What each table holds, by file stem (the index names a table only when the study wrote it).
+_TABLE_NOTES = {"gains": "Fitted per-layer gains with 95 % intervals and theory",
+                "epochs_to_target": "Epochs to the target loss with 95 % intervals"}
+
+
 def _write_index(out: Path, results, rows, sections, tables) -> Path:
     manifest = rows.attrs.get("manifest", {})
     study = manifest.get("study", {})
@@ -465,9 +470,17 @@ def _write_index(out: Path, results, rows, sections, tables) -> Path:
             page.append(f"<img src='{png}' alt='{html.escape(name)}' style='max-width:100%'>")
         if files:
             markdown += ["Files: " + ", ".join(f"[{f}]({f})" for f in files), ""]
-    markdown += ["## Tables", "", "Fitted per-layer gains with 95 % intervals and theory (gains.*), epochs to "
-                 "the target loss (epochs_to_target.*): " + ", ".join(f"[{t}]({t})" for t in tables), ""]
-    page.append("<h2>Tables</h2><p>" + ", ".join(f"<a href='{t}'>{t}</a>" for t in tables) + "</p></body></html>")
+    # Only the tables this study wrote are named: a propagation-only study has no epochs_to_target.*.
+    groups = {}
+    for table in tables:
+        groups.setdefault(Path(table).stem, []).append(table)
+    lines = [(_TABLE_NOTES.get(stem, stem), files) for stem, files in groups.items()]
+    markdown += ["## Tables", ""]
+    markdown += [f"- {note}: " + ", ".join(f"[{t}]({t})" for t in files) for note, files in lines] or ["No tables."]
+    markdown += [""]
+    page.append("<h2>Tables</h2><ul>" + "".join(
+        f"<li>{html.escape(note)}: " + ", ".join(f"<a href='{t}'>{t}</a>" for t in files) + "</li>"
+        for note, files in lines) + "</ul></body></html>")
     (out / "index.md").write_text("\n".join(markdown))
     (out / "index.html").write_text("\n".join(page) + "\n")
     return out / "index.md"

@@ -1,9 +1,10 @@
 """``python -m fastinit``: the variance table of every initializer at one layer shape.
 
-For each scheme: the declared variance rule, the second moment measured on a sampled
-weight (with its 95 % interval), and the per-layer factor by which it multiplies the
-pre-activation variance of a linear and of a ReLU layer (theory.md section 2:
-``fan_in * Var(W) * E[phi(z)^2] / Var(z)``).
+For each scheme: the declared variance rule Var(W), the second moment E[W^2] of one
+sampled weight matrix (with its 95 % interval; it estimates Var(W) for the zero-mean
+schemes and differs from it for ``constant``), and the per-layer factor by which that
+second moment multiplies the pre-activation variance of a linear and of a ReLU layer
+(theory.md section 2: ``fan_in * E[W^2] * E[phi(z)^2] / Var(z)``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def variance_table(fan_in: int, fan_out: int, seed: int) -> list[dict]:
     Returns
     -------
     list of dict
+        Keys ``init``, ``rule`` (declared Var(W)), ``second_moment`` (mean of the sampled
+        weights' squares), ``ci95`` (half-width of its 95 % normal interval),
+        ``linear_factor`` and ``relu_factor`` (``fan_in * second_moment`` times
+        E[phi(z)^2] / Var(z): 1 and 1/2).
     """
     rows = []
     for name, entry in INITIALIZERS.items():
@@ -46,7 +51,7 @@ def variance_table(fan_in: int, fan_out: int, seed: int) -> list[dict]:
         rows.append({
             "init": name,
             "rule": rule,
-            "measured": second_moment,
+            "second_moment": second_moment,
             "ci95": half_width,
             "linear_factor": fan_in * second_moment,
             "relu_factor": fan_in * second_moment / 2.0,
@@ -69,10 +74,12 @@ def main(argv=None) -> int:
         parser.error(f"--seed must be in [0, 2**64 - 1], got {args.seed}")
     rows = variance_table(args.fan_in, args.fan_out, args.seed)
     print(f"Weight variance per initializer, shape (fan_out, fan_in) = ({args.fan_out}, {args.fan_in}), seed {args.seed}")
-    print("Per-layer factors multiply the pre-activation variance (1 = stable, <1 vanishes, >1 explodes).\n")
-    print(f"{'init':<18} {'rule Var(W)':>12} {'measured':>12} {'+-95%':>10} {'linear x':>9} {'relu x':>8}")
+    print("E[W^2]: second moment of the sampled weights, with the half-width of its 95 % interval.")
+    print("Per-layer factors fan_in * E[W^2] * E[phi(z)^2] / Var(z) multiply the pre-activation variance "
+          "(1 = stable, <1 vanishes, >1 explodes).\n")
+    print(f"{'init':<18} {'rule Var(W)':>12} {'E[W^2]':>12} {'+-95%':>10} {'linear x':>9} {'relu x':>8}")
     for row in rows:
-        print(f"{row['init']:<18} {row['rule']:>12.4e} {row['measured']:>12.4e} {row['ci95']:>10.1e} "
+        print(f"{row['init']:<18} {row['rule']:>12.4e} {row['second_moment']:>12.4e} {row['ci95']:>10.1e} "
               f"{row['linear_factor']:>9.3f} {row['relu_factor']:>8.3f}")
     return 0
 

@@ -5,16 +5,17 @@ with the log scale kept in float64 beside them.  Forward (for positively homogen
 activations): after each layer the activations are divided by their RMS and the RMS
 goes into the log scale -- exact because ``phi(c z) = c phi(z)`` for ``c > 0``; bias
 is divided by the same scale.  Backward: the gradient is linear in the readout
-gradient, so it is always rescaled the same way.  Batch norm is scale-invariant, so
-the forward scale resets to 1 after it.
+gradient, so it can always be rescaled the same way (and is, unless ``numerics="raw"``).
+Batch norm is scale-invariant, so the forward scale resets to 1 after it.
 
 Statistics accumulate in float64 in the same pass that applies the activation (or
 the derivative, backward).  The batch is cut into ``N_BLOCKS`` fixed row blocks, each
 with its own float64 accumulator per *column* (``acc[block, quantity, column]``): the
 inner loop over columns then carries no dependency from one element to the next, so
 LLVM vectorises it without reassociating anything.  Blocks are reduced serially in a
-fixed order.  Non-finite entries make a total non-finite; only then a scalar pass
-recounts them and sums the finite ones.
+fixed order.  Non-finite entries make a total non-finite; only then (or when a sum of
+squares is 0) a scalar pass counts them (the sums are then NaN: not known) or, if every
+entry is finite and only float64's range was left, sums again in a power-of-two unit.
 
 Threads.  :func:`run` opens one parallel region per call; its ``n_workers`` workers
 walk the layers together and meet at a spin barrier (:mod:`fastinit._sync`) between
@@ -48,13 +49,17 @@ from fastinit._sync import barrier
 from fastinit.activations import apply, slope_from_output
 from fastinit.initializers import CONSTANT, ORTHOGONAL
 
-# Columns of the per-layer raw statistics array (``stats[layer - 1, column]``).
+# Columns of the per-layer raw statistics array (``stats[layer - 1, column]``).  A sum is
+# NaN when the matrix it sums has a non-finite entry (its ``*_NONFINITE`` count says how
+# many): a sum over the finite entries only would be a statistic of another matrix.
 FWD_SUM, FWD_SUMSQ, FWD_LOG_SCALE = 0, 1, 2
 ACT_SUMSQ, ACT_LOG_SCALE = 3, 4
 GRAD_SUM, GRAD_SUMSQ, GRAD_LOG_SCALE = 5, 6, 7
 WGRAD_SUM, WGRAD_SUMSQ, WGRAD_LOG_SCALE = 8, 9, 10
-DEAD_UNITS, SATURATED, NONFINITE, CORR_SUM = 11, 12, 13, 14
-N_STATS = 15
+DEAD_UNITS, SATURATED, CORR_SUM = 11, 12, 13
+# Non-finite entries of z_l, h_l, dL/dz_l and dL/dW_l.
+FWD_NONFINITE, ACT_NONFINITE, GRAD_NONFINITE, WGRAD_NONFINITE = 14, 15, 16, 17
+N_STATS = 18
 
 # |phi'(z)| below this counts as saturated (bounded activations only).
 SATURATION = 1e-3
@@ -365,44 +370,70 @@ def zero_columns(acc, quantity, cols):
 
 @jit
 def finite_sums(x):
-    """Float64 sum and sum of squares of the finite entries of ``x``, and the non-finite count.
+    """Slow path, taken only when a fast total came out non-finite or a sum of squares 0:
+    ``(sum, sum of squares, log_unit, non-finite count)`` of the finite entries of ``x``,
+    the sums in units of ``exp(log_unit)``, the power of two just above the largest finite
+    ``|entry|`` (1 if there is none).
 
-    The slow path, taken only when a fast total came out non-finite.
+    In those units neither sum can overflow float64 (each term is at most 1) and the
+    largest terms cannot underflow; dividing by a power of two is exact (but for
+    quotients below float64's normal range, whose share of the sums is below 1e-300).
     """
     flat = x.reshape(-1)
+    largest = 0.0
+    bad = 0
+    for k in range(flat.size):
+        v = abs(np.float64(flat[k]))
+        if math.isfinite(v):
+            largest = max(largest, v)
+        else:
+            bad += 1
+    exponent = math.frexp(largest)[1] if largest > 0.0 else 0
+    unit = math.ldexp(1.0, exponent)
     s = 0.0
     s2 = 0.0
-    bad = 0
     for k in range(flat.size):
         v = np.float64(flat[k])
         if math.isfinite(v):
+            v /= unit
             s += v
             s2 += v * v
-        else:
-            bad += 1
-    return s, s2, bad
+    return s, s2, exponent * math.log(2.0), bad
 
 
 @jit
 def checked_sums(x, acc):
-    """Totals of ``acc``'s ACC_SUM / ACC_SUMSQ for the matrix ``x`` they were summed from,
-    as ``(sum, sum of squares, non-finite count)`` over the finite entries of ``x``."""
+    """Totals of ``acc``'s ACC_SUM / ACC_SUMSQ for the matrix ``x`` they were summed from:
+    ``(sum, sum of squares, log_unit, non-finite count)``, the sums in units of ``exp(log_unit)``.
+
+    Fast path: the totals, ``log_unit`` 0.  If a total is not finite, :func:`finite_sums`
+    tells why: non-finite entries (then both sums are NaN, not known) or finite entries
+    whose squares overflow float64 (then the sums are exact in a larger unit).  A zero sum
+    of squares is checked the same way: every entry 0 (an exact zero, ``log_unit`` 0), or
+    squares that underflow float64 (then the sums are exact in a smaller unit).
+    """
     cols = x.shape[1]
     s = total(acc, ACC_SUM, cols)
     s2 = total(acc, ACC_SUMSQ, cols)
-    if math.isfinite(s) and math.isfinite(s2):
-        return s, s2, 0
-    return finite_sums(x)
+    # s2 == 0 with a non-zero entry: squares below float64's range (a subnormal net).
+    if math.isfinite(s) and math.isfinite(s2) and s2 != 0.0:
+        return s, s2, 0.0, 0
+    s, s2, log_unit, bad = finite_sums(x)
+    if bad > 0:
+        return math.nan, math.nan, 0.0, bad
+    return s, s2, log_unit, 0
 
 
 @jit
 def rms_factor(x, sumsq):
-    """``(1 / RMS, log RMS)`` of ``x`` given its sum of squares (the sum over its finite
-    entries if ``sumsq`` is not finite); ``(1, 0)`` -- leave ``x`` alone -- if that RMS is 0
+    """``(1 / RMS, log RMS)`` of ``x`` given its sum of squares (of its finite entries, found
+    again if ``sumsq`` is not finite); ``(1, 0)`` -- leave ``x`` alone -- if that RMS is 0
     or not finite."""
+    unit = 1.0
     if not math.isfinite(sumsq):
-        sumsq = finite_sums(x)[1]
-    rms = math.sqrt(sumsq / x.size)
+        _, sumsq, log_unit, _ = finite_sums(x)
+        unit = math.exp(log_unit)
+    rms = unit * math.sqrt(sumsq / x.size)
     if rms > 0.0 and math.isfinite(rms):
         return 1.0 / rms, math.log(rms)
     return 1.0, 0.0
@@ -495,7 +526,7 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
                   corr, shared, spec, draw_ab, wide, seed, stream, stats_row):
     """One layer forward from scaled ``h_in`` (true = exp(log_s_in) h_in); returns log scale of ``h_out``.
 
-    Called by every worker.  ``spec`` = (kind, unused, unused, bias_std, code, param,
+    Called by every worker.  ``spec`` = (kind, rescale_backward, unused, bias_std, code, param,
     residual, alpha, batchnorm, rescale_forward, bounded, slope_from_output) as float64;
     ``draw_ab[layer - 1]`` holds the layer's draw parameters (they depend on its fans).
     Draws the layer's weights and bias, fills ``z``, ``h_out``, ``dphi`` (and ``u = BN(z)`` with batch norm),
@@ -546,9 +577,8 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
     if worker == 0:
         # A plain batch-norm layer restarts at scale 1; a residual one stays in h_in's units.
         log_s_out = 0.0 if batchnorm and not residual else log_s_in
-        fwd_sum, fwd_sumsq, nonfinite = checked_sums(z, acc_z if batchnorm else acc)
+        fwd_sum, fwd_sumsq, fwd_unit, fwd_bad = checked_sums(z, acc_z if batchnorm else acc)
         act_sumsq = total(acc, ACC_ACT_SUMSQ, cols)
-        stats_row[ACT_SUMSQ] = act_sumsq
         stats_row[SATURATED] = total(acc, ACC_SATURATED, cols) if bounded else 0.0
         stats_row[DEAD_UNITS] = zero_columns(acc, ACC_ALIVE, cols)
         cosines = 0.0
@@ -557,9 +587,20 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
         stats_row[CORR_SUM] = cosines / (rows // 2)
         stats_row[FWD_SUM] = fwd_sum
         stats_row[FWD_SUMSQ] = fwd_sumsq
-        stats_row[FWD_LOG_SCALE] = log_s_in
-        stats_row[NONFINITE] = nonfinite
+        stats_row[FWD_LOG_SCALE] = log_s_in + fwd_unit
+        stats_row[FWD_NONFINITE] = fwd_bad
+        stats_row[ACT_SUMSQ] = act_sumsq
         stats_row[ACT_LOG_SCALE] = log_s_out
+        stats_row[ACT_NONFINITE] = 0
+        if not math.isfinite(act_sumsq) or act_sumsq == 0.0:  # as in checked_sums
+            _, act_sq, act_unit, act_bad = finite_sums(h_out)
+            stats_row[ACT_SUMSQ] = math.nan if act_bad > 0 else act_sq
+            stats_row[ACT_LOG_SCALE] = log_s_out + act_unit
+            stats_row[ACT_NONFINITE] = act_bad
+            if act_bad > 0 or act_sq != 0.0:
+                # The cosines' float64 sums of the same squares left float64's range too
+                # (or met inf/NaN); an exact zero keeps its cosines (NaN: 0 / 0).
+                stats_row[CORR_SUM] = math.nan
         if rescale_forward:
             factor, log_rms = rms_factor(h_out, act_sumsq)
             log_s_out += log_rms
@@ -570,6 +611,8 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
 def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_s_in, w, z, dphi, grad_act, grad_z,
                    grad_z_t, wgrad, grad_in, with_grad_in, spec, acc, acc_in, acc_w, shared, stats_row):
     """One layer backward; fills ``grad_in`` (scaled, when ``with_grad_in``) and returns its log scale.
+
+    ``grad_in`` is rescaled to RMS 1 when ``spec[1]`` (rescale_backward) is set, else left raw.
 
     Called by every worker, after ``w`` holds the layer's weights.  ``grad_out`` is
     dL/dh_out / exp(log_g); ``dphi`` is phi'(z), or the layer's output when ``spec[11]``
@@ -627,17 +670,18 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
 
     factor, log_g_in = 1.0, 0.0  # worker 0's are shared
     if worker == 0:
-        s, s2, bad = checked_sums(grad_z, acc)
+        s, s2, unit, bad = checked_sums(grad_z, acc)
         stats_row[GRAD_SUM] = s
         stats_row[GRAD_SUMSQ] = s2
-        stats_row[GRAD_LOG_SCALE] = log_gz
-        stats_row[NONFINITE] += bad
-        s, s2, _ = checked_sums(wgrad, acc_w)
+        stats_row[GRAD_LOG_SCALE] = log_gz + unit
+        stats_row[GRAD_NONFINITE] = bad
+        s, s2, unit, bad = checked_sums(wgrad, acc_w)
         stats_row[WGRAD_SUM] = s
         stats_row[WGRAD_SUMSQ] = s2
-        stats_row[WGRAD_LOG_SCALE] = log_gz + log_s_in
+        stats_row[WGRAD_LOG_SCALE] = log_gz + log_s_in + unit
+        stats_row[WGRAD_NONFINITE] = bad
         log_g_in = log_g if residual else log_gz
-        if with_grad_in:
+        if with_grad_in and spec[1] > 0.0:  # numerics="raw" leaves the gradient as the hardware has it
             factor, log_rms = rms_factor(grad_in, total(acc_in, ACC_SUMSQ, n_in))
             log_g_in += log_rms
     return _share_and_rescale(worker, n_workers, sync, n_lanes, shared, grad_in, factor, log_g_in)

@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "check_choice",
+    "check_name",
     "check_dtype",
     "check_int",
     "check_real",
@@ -32,9 +33,16 @@ MAX_SEED = 2**64 - 1
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
-    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``.
+
+    Names are compared case-folded: capitals say nothing about which name was meant, and
+    compared as they are, ``"Relu"`` is closer to ``"elu"`` than to ``"relu"``.
+    """
+    folded = {}
+    for choice in choices:
+        folded.setdefault(str(choice).casefold(), choice)
+    close = difflib.get_close_matches(str(value).casefold(), list(folded), n=1, cutoff=0.6)
+    return f" (did you mean {folded[close[0]]!r}?)" if close else ""
 
 
 def check_choice(name: str, value, choices: Iterable[str]) -> str:
@@ -65,6 +73,41 @@ def check_choice(name: str, value, choices: Iterable[str]) -> str:
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}{hint}")
     return value
+
+
+def check_name(name: str, value, choices: Iterable[str]) -> str:
+    """Look up a registry name in any case and return its registered spelling.
+
+    An exact match wins; otherwise the one choice equal to ``value`` case-folded
+    (``"ReLU"`` -> ``"relu"``).  Returning the registered spelling keeps cell keys,
+    labels and tables the same however a user typed the name.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the error message.
+    value : object
+        The value received.
+    choices : iterable of str
+        The registered names.
+
+    Returns
+    -------
+    str
+        The registered name.
+
+    Raises
+    ------
+    ValueError
+        If no choice matches, or several differ from ``value`` only in case; the message
+        suggests the closest one.
+    """
+    choices = list(choices)
+    if isinstance(value, str) and value not in choices:
+        matches = [choice for choice in choices if choice.casefold() == value.casefold()]
+        if len(matches) == 1:
+            return matches[0]
+    return check_choice(name, value, choices)
 
 
 def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:

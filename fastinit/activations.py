@@ -29,7 +29,7 @@ import numpy as np
 from scipy import special
 
 from fastinit._jit import jit
-from fastinit._validation import check_choice, check_no_extra, check_real
+from fastinit._validation import check_name, check_no_extra, check_real
 
 __all__ = [
     "ACTIVATIONS", "ALIASES", "Activation", "apply", "dphi", "get_activation", "phi",
@@ -464,5 +464,5 @@ def get_activation(name: str) -> Activation:
     ValueError
         For an unknown name; the message suggests the closest one.
     """
-    name = ALIASES.get(name, name) if isinstance(name, str) else name
-    return ACTIVATIONS[check_choice("activation", name, [*ACTIVATIONS, *ALIASES])]
+    name = check_name("activation", name, [*ACTIVATIONS, *ALIASES])
+    return ACTIVATIONS[ALIASES.get(name, name)]

@@ -30,10 +30,10 @@ from fastinit import rng
 from fastinit._validation import (
     Choice,
     Real,
-    check_choice,
     check_dtype,
     check_int,
     check_no_extra,
+    check_name,
     check_seed,
     check_shape,
 )
@@ -337,7 +337,7 @@ def get_initializer(name: str) -> Initializer:
     ValueError
         For an unknown name, suggesting the closest one.
     """
-    return INITIALIZERS[check_choice("init", name, INITIALIZERS)]
+    return INITIALIZERS[check_name("init", name, INITIALIZERS)]
 
 
 # ------------------------------------------------------------------ fans and gains

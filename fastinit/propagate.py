@@ -29,6 +29,7 @@ __all__ = ["propagate", "COLUMNS", "DEFAULT_MEMORY_BUDGET"]
 COLUMNS = [
     "layer", "width", "fwd_mean", "fwd_var", "log10_fwd_var", "act_second_moment", "log10_act_second_moment",
     "grad_var", "log10_grad_var", "wgrad_var", "log10_wgrad_var", "dead_frac", "saturated_frac", "nonfinite", "corr",
+    "fwd_nonfinite", "grad_nonfinite",
 ]
 # Bytes the stored segment (inputs, pre-activations, derivatives, weights) may use;
 # deeper nets are recomputed from checkpoints in the backward pass.
@@ -83,7 +84,8 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
             activation is positively homogeneous (linear, relu, leaky_relu) or batch
             norm precedes it; other activations run forward as the hardware would (their
             overflow is recorded in ``nonfinite``), and ``attrs["forward_rescaled"]``
-            says which.  ``"raw"`` runs both passes as the hardware would.
+            says which.  ``"raw"`` runs both passes as the hardware would (the
+            gradient, too, is never rescaled).
         init_params, activation_params : dict, optional
             Parameters of the initializer (e.g. ``{"std": 0.01}``) and activation
             (e.g. ``{"slope": 0.2}``).
@@ -101,14 +103,52 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
         and ``log10_grad_var`` (of dL/dz_l), ``wgrad_var`` and ``log10_wgrad_var`` (of
         dL/dW_l), ``dead_frac`` (units with phi'(z) = 0 for every example),
         ``saturated_frac`` (entries with |phi'(z)| < 1e-3, bounded activations),
-        ``nonfinite`` (non-finite entries of z_l and dL/dz_l) and ``corr``.  Plain
-        variance columns may be 0 or inf where float64 cannot hold them; ``log10_*``
-        are exact.  ``attrs`` records the first layer whose forward statistics
-        overflow or underflow float64 (``None`` if none), and how the work was cut:
-        ``lanes`` (row ranges of the batch: one per 128 examples, at most 8, and 2
-        from 128 examples on; fixed by ``batch``, so results do not depend on the
-        thread count) and ``workers`` (threads that ran them: at most numba's thread
-        count).
+        ``nonfinite`` (= ``fwd_nonfinite + grad_nonfinite``), ``corr``, and
+        ``fwd_nonfinite`` / ``grad_nonfinite``: the inf/NaN entries of z_l / dL/dz_l.
+
+        **NaN means not known**, never 0.  A statistic is NaN at a layer where the matrix
+        it summarises has a non-finite entry: ``fwd_mean, fwd_var, log10_fwd_var`` where
+        z_l does (``fwd_nonfinite > 0``); ``act_second_moment`` and its log10, and
+        ``corr``, where h_l does; ``grad_var`` and its log10 where dL/dz_l does
+        (``grad_nonfinite > 0``); ``wgrad_var`` and its log10 where dL/dW_l does;
+        ``dead_frac`` and ``saturated_frac`` where z_l does (phi' of inf is a limit and
+        of NaN nothing, so the units they classify are not measured).  Sums whose float64
+        squares overflow (or underflow) although every entry is finite are redone in a
+        power-of-two unit, so ``log10_*`` stay exact; the plain column is then float64's
+        rounding of the exact value (inf above 1.8e308, 0 below 1e-308, as for the
+        rescaled columns).  ``corr`` is also NaN there (its cosines are plain float64
+        sums), and where a row pair is exactly 0 (a cosine 0/0).  An **exact zero** is a
+        measured 0 with log10 ``-inf`` (zeros init: z_l = 0 exactly): 0 / ``-inf`` and NaN
+        never mean the same thing.  Plain variance columns may be 0 or inf where float64
+        cannot hold them; ``log10_*`` are exact.
+
+        ``attrs``: ``first_overflow_layer`` (int or None) and ``first_overflow_pass``
+        ("forward", "backward" or None): the first layer, in forward order, whose z_l
+        or h_l has a non-finite entry or whose ``fwd_var`` is not a finite float64;
+        else, if the forward pass is clean, the first layer the backward pass reaches
+        (the largest l) whose dL/dz_l or dL/dW_l has a non-finite entry or whose
+        ``grad_var`` is not a finite float64.  ``first_underflow_layer`` and
+        ``first_underflow_pass``, with the same order of passes: the first layer where,
+        for z_l forward (dL/dz_l backward),
+
+        * the variance is subnormal in float64, or is 0 with a finite log10 (float64
+          cannot hold it; the rescaled numerics still know it);
+        * the values themselves underflow in the net's dtype, when that pass runs
+          unrescaled (forward: ``attrs["forward_rescaled"]`` false; backward:
+          ``numerics="raw"``): their mean square is below the square of the dtype's
+          smallest normal number (float32: 1.18e-38), i.e. typical entries are
+          subnormal or flushed to 0 -- what is observable in float64 statistics of
+          the stored values;
+        * or the matrix is exactly 0 without anything in the net to explain it: z_l = 0
+          while h_{l-1} is not; dL/dz_l = 0 while dL/dz_{l+1} is not (or l is the top)
+          and not every unit of layer l is dead.  Weights that are all exactly zero
+          (``zeros``, ``constant:value=0``, a gain of 0), judged from the initializer's
+          draw, explain every zero: such a net reports no underflow, its zeros are exact.
+
+        ``attrs`` also records how the work was cut: ``lanes`` (row ranges of the
+        batch: one per 128 examples, at most 8, and 2 from 128 examples on; fixed by
+        ``batch``, so results do not depend on the thread count) and ``workers``
+        (threads that ran them: at most numba's thread count).
 
     Notes
     -----
@@ -269,7 +309,7 @@ def _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
     seg_len, w_slots = _memory_plan(depth, batch, widest, dtype.itemsize, per_layer, budget)
     draws = [entry.draw(int(widths[l - 1]), int(widths[l]), **init_params) for l in range(1, depth + 1)]
     draw_ab = np.array([(d.a, d.b) for d in draws], dtype=np.float64)
-    spec = np.array([draws[0].kind, 0.0, 0.0, bias_std, act.code, param, residual is not None, residual or 0.0,
+    spec = np.array([draws[0].kind, numerics == "rescaled", 0.0, bias_std, act.code, param, residual is not None, residual or 0.0,
                      bool(batchnorm), forward_rescaled, act.bounded, slope_from_output], dtype=np.float64)
     return {
         "init": entry.name, "activation": act.name, "depth": depth, "widths": widths, "batch": batch,
@@ -329,6 +369,8 @@ def _frame(stats, plan) -> pd.DataFrame:
     batch = plan["batch"]
     n_out = widths[1:].astype(np.float64)
     n_in = widths[:-1].astype(np.float64)
+    # The kernels leave a sum NaN where its matrix has a non-finite entry, so the moments
+    # below are NaN there without further masking.
     fwd_mean, fwd_var, log10_fwd = _moments(stats[:, K.FWD_SUM], stats[:, K.FWD_SUMSQ], stats[:, K.FWD_LOG_SCALE], batch * n_out)
     act_sq = stats[:, K.ACT_SUMSQ] / (batch * n_out)
     _, grad_var, log10_grad = _moments(stats[:, K.GRAD_SUM], stats[:, K.GRAD_SUMSQ], stats[:, K.GRAD_LOG_SCALE], batch * n_out)
@@ -336,6 +378,11 @@ def _frame(stats, plan) -> pd.DataFrame:
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         log10_act = np.log10(act_sq) + 2.0 * stats[:, K.ACT_LOG_SCALE] * _LOG10_E
         act_second_moment = act_sq * np.exp(2.0 * stats[:, K.ACT_LOG_SCALE])
+    fwd_nonfinite = stats[:, K.FWD_NONFINITE].astype(np.int64)
+    grad_nonfinite = stats[:, K.GRAD_NONFINITE].astype(np.int64)
+    # phi'(z) of a non-finite z is a limit or NaN, not a measurement: the units it
+    # classifies are not known.
+    z_unknown = fwd_nonfinite > 0
     frame = pd.DataFrame({
         "layer": np.arange(1, plan["depth"] + 1),
         "width": widths[1:],
@@ -348,21 +395,59 @@ def _frame(stats, plan) -> pd.DataFrame:
         "log10_grad_var": log10_grad,
         "wgrad_var": wgrad_var,
         "log10_wgrad_var": log10_wgrad,
-        "dead_frac": stats[:, K.DEAD_UNITS] / n_out,
-        "saturated_frac": stats[:, K.SATURATED] / (batch * n_out),
-        "nonfinite": stats[:, K.NONFINITE].astype(np.int64),
+        "dead_frac": np.where(z_unknown, np.nan, stats[:, K.DEAD_UNITS] / n_out),
+        "saturated_frac": np.where(z_unknown, np.nan, stats[:, K.SATURATED] / (batch * n_out)),
+        "nonfinite": fwd_nonfinite + grad_nonfinite,
         "corr": stats[:, K.CORR_SUM],
+        "fwd_nonfinite": fwd_nonfinite,
+        "grad_nonfinite": grad_nonfinite,
     })
     frame.attrs.update({
         "init": plan["init"], "activation": plan["activation"], "numerics": plan["numerics"],
         "forward_rescaled": plan["forward_rescaled"], "segment_layers": plan["seg_len"],
         "lanes": plan["n_lanes"], "workers": plan["n_workers"],
-        "first_overflow_layer": _first(~np.isfinite(fwd_var) | (frame.nonfinite.to_numpy() > 0)),
-        "first_underflow_layer": _first((fwd_var == 0.0) | ((fwd_var > 0) & (fwd_var < np.finfo(np.float64).tiny))),
     })
+    frame.attrs.update(_range_limits(frame, stats, plan))
     return frame
 
 
-def _first(mask):
-    hits = np.flatnonzero(mask)
-    return int(hits[0]) + 1 if hits.size else None
+def _range_limits(frame, stats, plan) -> dict:
+    """``first_overflow_layer``/``_pass`` and ``first_underflow_layer``/``_pass`` (rules in :func:`propagate`)."""
+    counts = plan["batch"] * plan["widths"][1:].astype(np.float64)
+    tiny64 = np.finfo(np.float64).tiny
+    # Twice log10 of the dtype's smallest normal: a second moment below it means typical
+    # entries are subnormal (or flushed to 0) in the net's own dtype.
+    dtype_floor = 2.0 * math.log10(np.finfo(plan["dtype"]).tiny)
+    weights_zero = all(d.a == 0.0 and (d.kind != rng.KIND_UNIFORM or d.b == 0.0) for d in plan["draws"])
+
+    def underflow(var, log10_var, sumsq, log_scale, raw_values, explained):
+        # The float64 statistic can no longer hold the variance (its log10 is still exact) ...
+        mask = ((var > 0.0) & (var < tiny64)) | ((var == 0.0) & np.isfinite(log10_var))
+        if raw_values:  # ... or the values themselves went subnormal in the net's dtype ...
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log10_m2 = np.log10(sumsq / counts) + 2.0 * log_scale * _LOG10_E
+            mask |= np.isfinite(log10_m2) & (log10_m2 < dtype_floor)
+        # ... or flushed to exactly 0 with nothing in the net to explain it.
+        return mask | ((sumsq == 0.0) & ~explained & ~weights_zero)
+
+    fwd_sumsq, act_sumsq, grad_sumsq = stats[:, K.FWD_SUMSQ], stats[:, K.ACT_SUMSQ], stats[:, K.GRAD_SUMSQ]
+    fwd_var, grad_var = frame.fwd_var.to_numpy(), frame.grad_var.to_numpy()
+    fwd_over = (frame.fwd_nonfinite.to_numpy() > 0) | (stats[:, K.ACT_NONFINITE] > 0) | ~np.isfinite(fwd_var)
+    grad_over = ((frame.grad_nonfinite.to_numpy() > 0) | (stats[:, K.WGRAD_NONFINITE] > 0)
+                 | ~np.isfinite(grad_var))
+    # z_l = 0 is explained by h_{l-1} = 0; dL/dz_l = 0 by dL/dz_{l+1} = 0 or every unit dead.
+    input_zero = np.concatenate([[False], act_sumsq[:-1] == 0.0])
+    upstream_zero = np.concatenate([grad_sumsq[1:] == 0.0, [False]]) | (frame.dead_frac.to_numpy() == 1.0)
+    fwd_under = underflow(fwd_var, frame.log10_fwd_var.to_numpy(), fwd_sumsq, stats[:, K.FWD_LOG_SCALE],
+                          not plan["forward_rescaled"], input_zero)
+    grad_under = underflow(grad_var, frame.log10_grad_var.to_numpy(), grad_sumsq, stats[:, K.GRAD_LOG_SCALE],
+                           plan["numerics"] == "raw", upstream_zero)
+    limits = {}
+    for kind, forward, backward in (("overflow", fwd_over, grad_over), ("underflow", fwd_under, grad_under)):
+        layer, where = None, None
+        if forward.any():
+            layer, where = int(np.flatnonzero(forward)[0]) + 1, "forward"
+        elif backward.any():  # the backward pass meets the top layers first
+            layer, where = int(np.flatnonzero(backward)[-1]) + 1, "backward"
+        limits[f"first_{kind}_layer"], limits[f"first_{kind}_pass"] = layer, where
+    return limits

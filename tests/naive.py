@@ -139,68 +139,91 @@ def fill(n, kind, a, b, seed, stream, substream, dtype):
 BN_EPS = 1e-5
 
 
-def propagate(plan, h0, grad_top):
-    """Float64 twin of ``fastinit.propagate`` in true units (no rescaling), same weights.
+def _known(x, statistic):
+    """``statistic`` of ``x`` in float64, or NaN if ``x`` has a non-finite entry (not known)."""
+    x = np.asarray(x, dtype=np.float64)
+    return statistic(x) if np.isfinite(x).all() else np.nan
+
+
+def propagate(plan, h0, grad_top, *, in_dtype=False):
+    """Twin of ``fastinit.propagate`` in true units (no rescaling), same weights.
+
+    In float64 by default; with ``in_dtype`` every matrix of the net (z, h, phi', the
+    gradients) is held in the plan's dtype, as the hardware would (``numerics="raw"``),
+    so that float32 overflow and underflow happen where they would.  Statistics are
+    float64 and NaN where their matrix has a non-finite entry.
 
     Weights and biases are drawn from the same streams as the kernel (the samplers are
     tested on their own); everything else is plain NumPy, written from the definitions.
     Returns a dict of per-layer arrays named as the DataFrame columns.
     """
+    with np.errstate(all="ignore"):  # inf and NaN are data here
+        return _propagate(plan, h0, grad_top, np.dtype(plan["dtype"]) if in_dtype else np.dtype(np.float64))
+
+
+def _propagate(plan, h0, grad_top, work):
     from fastinit import ACTIVATIONS
     from fastinit import _propagate_kernels as K
     from fastinit.initializers import fill as fill_weights
     from fastinit.rng import fill as fill_stream
 
     act = next(a for a in ACTIVATIONS.values() if a.code == plan["code"])
-    phi = lambda x: act.phi_np(x, plan["param"])  # noqa: E731
-    dphi = lambda x: act.dphi_np(x, plan["param"])  # noqa: E731
+    phi = lambda x: np.asarray(act.phi_np(x, plan["param"]), dtype=np.float64)  # noqa: E731
+    dphi = lambda x: np.asarray(act.dphi_np(x, plan["param"]), dtype=np.float64)  # noqa: E731
     widths, depth = plan["widths"], plan["depth"]
     alpha = plan["residual"]
     branch = alpha if alpha is not None else 1.0
-    h = h0.astype(np.float64)
-    cols = {k: [] for k in ("fwd_mean", "fwd_var", "act_second_moment", "dead_frac", "saturated_frac", "corr", "nonfinite")}
+    h = h0.astype(work)
+    cols = {k: [] for k in ("fwd_mean", "fwd_var", "act_second_moment", "dead_frac", "saturated_frac", "corr",
+                            "fwd_nonfinite")}
     saved = []
     for layer in range(1, depth + 1):
         w = np.empty((widths[layer], widths[layer - 1]), dtype=plan["dtype"])
         fill_weights(w, plan["draws"][layer - 1], seed=plan["seed"], stream=plan["stream"], substream=K.weight_substream(layer))
-        w = w.astype(np.float64)
+        w = w.astype(work)
         z = h @ w.T
         if plan["bias_std"] > 0:
             b = np.empty(widths[layer], dtype=plan["dtype"])
             fill_stream(b, 0, plan["bias_std"], 0.0, plan["seed"], plan["stream"], K.weight_substream(layer) + 1)
-            z = z + b.astype(np.float64)
+            z = z + b.astype(work)
         if plan["batchnorm"]:
-            a = (z - z.mean(0)) / np.sqrt(z.var(0) + BN_EPS)
+            z64 = z.astype(np.float64)
+            a = ((z64 - z64.mean(0)) / np.sqrt(z64.var(0) + BN_EPS)).astype(work)
         else:
             a = z
-        h_new = branch * phi(a) + (h if alpha is not None else 0.0)
-        d = dphi(a)
-        cols["fwd_mean"].append(z.mean())
-        cols["fwd_var"].append(z.var())
-        cols["act_second_moment"].append(np.mean(h_new**2))
-        cols["dead_frac"].append(np.mean(np.all(d == 0.0, axis=0)))
-        cols["saturated_frac"].append(np.mean(np.abs(d) < 1e-3) if act.bounded else 0.0)
-        pairs = h_new[0 : 2 * (len(h_new) // 2)].reshape(-1, 2, h_new.shape[1])
+        h_new = (branch * phi(a) + (h if alpha is not None else 0.0)).astype(work)
+        d = dphi(a).astype(work)
+        z_known = np.isfinite(z).all()
+        cols["fwd_mean"].append(_known(z, np.mean))
+        cols["fwd_var"].append(_known(z, np.var))
+        cols["act_second_moment"].append(_known(h_new, lambda x: np.mean(x**2)))
+        cols["dead_frac"].append(np.mean(np.all(d == 0.0, axis=0)) if z_known else np.nan)
+        cols["saturated_frac"].append((np.mean(np.abs(d) < 1e-3) if act.bounded else 0.0) if z_known else np.nan)
+        h64 = h_new.astype(np.float64)
+        pairs = h64[0 : 2 * (len(h64) // 2)].reshape(-1, 2, h64.shape[1])
         cos = np.sum(pairs[:, 0] * pairs[:, 1], 1) / np.sqrt(np.sum(pairs[:, 0] ** 2, 1) * np.sum(pairs[:, 1] ** 2, 1))
-        cols["corr"].append(cos.mean())
-        cols["nonfinite"].append(np.count_nonzero(~np.isfinite(z)))
+        cols["corr"].append(cos.mean() if np.isfinite(h64).all() else np.nan)
+        cols["fwd_nonfinite"].append(np.count_nonzero(~np.isfinite(z)))
         saved.append((h, w, z, a, d))
         h = h_new
-    grad = grad_top.astype(np.float64)
-    grad_var = np.empty(depth)
-    wgrad_var = np.empty(depth)
+    grad = grad_top.astype(work)
+    grad_var, wgrad_var, grad_nonfinite = np.empty(depth), np.empty(depth), np.empty(depth)
     for layer in range(depth, 0, -1):
         h_in, w, z, a, d = saved[layer - 1]
-        g_a = grad * branch * d
+        g_a = grad * work.type(branch) * d
         if plan["batchnorm"]:
-            std = np.sqrt(z.var(0) + BN_EPS)
-            xhat = (z - z.mean(0)) / std
-            g_z = (g_a - g_a.mean(0) - xhat * (g_a * xhat).mean(0)) / std
+            z64 = z.astype(np.float64)
+            std = np.sqrt(z64.var(0) + BN_EPS)
+            xhat = (z64 - z64.mean(0)) / std
+            g64 = g_a.astype(np.float64)
+            g_z = ((g64 - g64.mean(0) - xhat * (g64 * xhat).mean(0)) / std).astype(work)
         else:
             g_z = g_a
-        grad_var[layer - 1] = g_z.var()
-        wgrad_var[layer - 1] = (g_z.T @ h_in).var()
+        grad_var[layer - 1] = _known(g_z, np.var)
+        wgrad_var[layer - 1] = _known(g_z.T @ h_in, np.var)
+        grad_nonfinite[layer - 1] = np.count_nonzero(~np.isfinite(g_z))
         grad = g_z @ w + (grad if alpha is not None else 0.0)
     out = {k: np.array(v, dtype=np.float64) for k, v in cols.items()}
-    out["grad_var"], out["wgrad_var"] = grad_var, wgrad_var
+    out["grad_var"], out["wgrad_var"], out["grad_nonfinite"] = grad_var, wgrad_var, grad_nonfinite
+    out["nonfinite"] = out["fwd_nonfinite"] + grad_nonfinite
     return out

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from fastinit.sweep import load, store
+from fastinit.sweep import build_study, load, store
 from fastinit.sweep.__main__ import main
+from fastinit.sweep.cells import expand
+from fastinit.sweep.spec import read_toml
 
 TINY = ["--init", "he_normal", "--activation", "relu", "--depth", "3", "--width", "4", "--batch", "2", "--seeds", "1"]
 
@@ -93,7 +95,7 @@ def test_out_directory_of_another_format(tmp_path, capsys, content):
 
 def test_a_bad_input_run_from_the_shell_prints_no_traceback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "fastinit.sweep", "--init", "he_nromal", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "did you mean 'he_normal'" in done.stderr
     assert done.stdout == ""
@@ -174,3 +176,37 @@ def test_report_failure_does_not_change_the_sweep_exit_code(tmp_path, capsys):
     code = main(["--init", "zeros", "--activation", "relu", "--depth", "4", "--width", "8", "--batch", "4",
                  "--seeds", "2", "--out", str(tmp_path / "z"), "--executor", "serial", "-q"])
     assert code == 0 and (tmp_path / "z" / "report" / "index.md").is_file()
+
+
+@pytest.mark.parametrize("flags, suggestion", [(["--activation", "Reluu"], "did you mean 'relu'"),
+                                                (["--init", "He_Nromal"], "did you mean 'he_normal'")])
+def test_a_misspelt_name_in_capitals_suggests_the_right_name_from_the_shell(flags, suggestion, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fastinit.sweep", *flags, "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and suggestion in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_names_in_any_case_run_the_registered_names_cells(tmp_path, capsys):
+    out = tmp_path / "case"
+    assert main(["--init", "He_Normal", "XAVIER_NORMAL", "--activation", "Relu", "TanH", *TINY[4:], "--out", str(out),
+                 "--executor", "serial", "-q", "--no-report"]) == 0
+    rows = load(out)
+    assert set(rows.init) == {"he_normal", "xavier_normal"} and set(rows.activation) == {"relu", "tanh"}
+    lower = build_study(read_toml("default"), {"init": ["he_normal", "xavier_normal"], "activation": ["relu", "tanh"],
+                                               "depth": ["3"], "width": ["4"], "batch": ["2"], "seeds": "1"})
+    assert set(rows.key) == {cell.key for cell in expand(lower)}  # keys do not depend on the spelling
+
+
+def _dry_run_axes(capsys, *flags):
+    assert main([*flags, "--dry-run"]) == 0
+    return {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+
+
+def test_dry_run_lists_only_the_axes_that_apply(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "dry")]
+    training, propagation = {"task", "epochs", "lr", "momentum", "clip_norm"}, {"bias_std", "numerics"}
+    shared = {"init", "activation", "depth", "width", "batch", "dtype", "residual", "batchnorm", "seeds"}
+    assert _dry_run_axes(capsys, "default", *out) == shared | propagation
+    assert _dry_run_axes(capsys, "training", *out) == shared | training
+    assert _dry_run_axes(capsys, "default", "--task", "none", "spirals", *out) == shared | training | propagation

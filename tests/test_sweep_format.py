@@ -40,3 +40,28 @@ def test_old_keys_are_the_keys_this_version_computes():
                                                 "seeds": 1})
     expected = {cell.key for cell in expand(plain) + expand(trained)}
     assert store.finished_keys(FIXTURE) == expected
+
+
+def test_columns_added_after_format_1_load_as_not_known_and_new_cells_store_them(tmp_path):
+    """Rows written before ``fwd_nonfinite``, ``grad_nonfinite`` and the ``*_pass`` columns
+    existed get them as NaN / None; a cell written now stores them, overflow pass included."""
+    import math
+
+    from fastinit.sweep import run_study
+
+    old = load(FIXTURE)
+    propagation = old[old.task == "none"]
+    assert propagation.fwd_nonfinite.isna().all() and propagation.grad_nonfinite.isna().all()
+    assert propagation.first_overflow_pass.isna().all() and propagation.first_underflow_pass.isna().all()
+    study = build_study({"name": "new"}, {"init": ["normal:std=1", "he_normal"], "activation": ["linear"],
+                                          "depth": [50], "width": [64], "batch": [4], "numerics": ["raw"]})
+    run_study(study, tmp_path, executor="serial", progress=False)
+    rows = load(tmp_path)
+    blown = rows[rows.init_name == "normal"]
+    # Factor 64 per layer in the variance: typical entries 64^(l/2) pass float32's 3.4e38 at
+    # layer 43 (the largest of 256 entries a layer or so earlier).
+    assert (blown.first_overflow_pass == "forward").all() and 39 <= blown.first_overflow_layer.iloc[0] <= 44
+    assert (blown.fwd_nonfinite > 0).any() and blown.fwd_var[blown.fwd_nonfinite > 0].isna().all()
+    calm = rows[rows.init_name == "he_normal"]
+    assert calm.first_overflow_pass.isna().all() and (calm.fwd_nonfinite == 0).all()
+    assert not math.isnan(calm.grad_nonfinite.sum())

@@ -200,10 +200,17 @@ def test_a_local_worker_killed_mid_sweep_costs_a_rerun_of_its_cells_not_the_swee
         cells = tmp_path / "local" / store.CELLS
         while not (cells.is_dir() and any(cells.glob("*.parquet"))):
             time.sleep(0.01)
+        # Freeze the pool before choosing the victim: however slowly this thread is
+        # scheduled on a loaded machine, the kill then lands while cells are unfinished.
         workers = _pool_workers()
-        if workers:
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        unfinished = len(list(cells.glob("[!.]*.parquet"))) < len(expand(study))
+        if workers and unfinished:
             os.kill(workers[0], signal.SIGKILL)
             killed.append(workers[0])
+        for pid in workers[1:] if killed else workers:
+            os.kill(pid, signal.SIGCONT)
 
     killer = threading.Thread(target=kill_one_when_started, daemon=True)
     killer.start()

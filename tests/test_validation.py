@@ -6,10 +6,12 @@ the offending value.
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 import fastinit
 from fastinit import ACTIVATIONS, INITIALIZERS, fans, gain, get_activation, get_initializer, propagate, rng, sample
+from fastinit._validation import check_name, did_you_mean
 
 
 def _cases():
@@ -45,6 +47,9 @@ def _cases():
     yield "gain-param", lambda: gain("elu", -1.0), ["alpha", "-1.0"]
     yield "get_initializer", lambda: get_initializer("xavier"), ["init", "xavier"]
     yield "get_activation", lambda: get_activation("tanhh"), ["activation", "tanhh", "did you mean 'tanh'"]
+    # Suggestions compare case-folded names: compared as typed, 'Reluu' is closer to 'elu'.
+    yield "activation-capitals", lambda: get_activation("Reluu"), ["activation", "'Reluu'", "did you mean 'relu'"]
+    yield "init-capitals", lambda: get_initializer("He_Nromal"), ["init", "'He_Nromal'", "did you mean 'he_normal'"]
     for name, activation in ACTIVATIONS.items():
         yield f"{name}-unknown-param", lambda a=activation: a.resolve_param(beta=1.0), ["beta"]
         if activation.param_name:
@@ -106,3 +111,30 @@ def test_public_api_has_docstrings():
         if callable(obj):
             doc = inspect.getdoc(obj) or ""
             assert "Parameters" in doc or "Returns" in doc or obj in (rng.uniform, rng.truncated_normal), obj
+
+
+@pytest.mark.parametrize(("spelling", "name"), [("ReLU", "relu"), ("Relu", "relu"), ("RELU", "relu"),
+                                                ("relu", "relu"), ("Swish", "silu"), ("Leaky_ReLU", "leaky_relu")])
+def test_activation_names_match_in_any_case(spelling, name):
+    assert get_activation(spelling) is ACTIVATIONS[name]  # aliases too (swish is silu)
+
+
+@pytest.mark.parametrize("spelling", ["He_Normal", "HE_NORMAL", "he_normal"])
+def test_initializer_names_match_in_any_case(spelling):
+    assert get_initializer(spelling) is INITIALIZERS["he_normal"]
+
+
+def test_a_name_in_capitals_gives_the_same_numbers_as_the_registered_name():
+    lower = propagate("he_normal", "tanh", depth=3, width=8, batch=4, seed=1)
+    upper = propagate("He_Normal", "TANH", depth=3, width=8, batch=4, seed=1)
+    pd.testing.assert_frame_equal(lower, upper, check_exact=True)
+    assert (upper.attrs["init"], upper.attrs["activation"]) == ("he_normal", "tanh")
+
+
+def test_suggestions_ignore_case_and_names_differing_only_in_case_are_ambiguous():
+    assert did_you_mean("Relu", ["elu", "relu"]) == " (did you mean 'relu'?)"
+    assert did_you_mean("ELU", ["elu", "relu"]) == " (did you mean 'elu'?)"
+    assert check_name("act", "Relu", ["elu", "relu"]) == "relu"
+    assert check_name("act", "Relu", ["relu", "Relu"]) == "Relu"  # an exact match wins
+    with pytest.raises(ValueError, match="act must be one of"):
+        check_name("act", "RELU", ["relu", "Relu"])  # two registered names differ only in case

@@ -17,7 +17,8 @@ from fastinit.sweep import store
 from fastinit.sweep.cells import estimate, expand
 from fastinit.sweep.executors import EXECUTORS, ExecutorError, default_workers
 from fastinit.sweep.runner import run_study
-from fastinit.sweep.spec import AXES, PRESETS, StudyError, build_study, parse_int, read_toml
+from fastinit.sweep.spec import (AXES, PRESETS, PROPAGATION_AXES, TRAINING_AXES, StudyError, build_study,
+                                 parse_int, read_toml)
 from fastinit.sweep.summary import training_table
 
 PROG = "python -m fastinit.sweep"
@@ -43,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
                      formatter_class=_Formatter,
                      epilog="Axis flags take one or more values and replace that axis of the study file. "
                             "Example: python -m fastinit.sweep --init he_normal normal:std=0.01 "
-                            "--activation relu tanh --depth 50 200 --seeds 5 --out results/mine")
+                            "--activation relu tanh --depth 50 200 --seeds 5 --name mine --out results/mine")
     parser.add_argument("study", nargs="?", default="default",
                         help=f"a study TOML file or a preset ({', '.join(PRESETS)})")
     axes = parser.add_argument_group("axes (each a list; each flag replaces that axis of the study file)")
@@ -142,7 +143,10 @@ def _bad_input(error) -> int:
 def _print_dry_run(study, cells, out, executor, workers):
     threads = max(1, default_workers() // workers) if executor != "serial" else default_workers()
     print(f"study {study.name!r}: {len(cells)} cells -> {out}")
+    applying = _applying_axes(cells)
     for axis, values in study.axes.items():
+        if axis not in applying:
+            continue
         shown = [getattr(v, "label", v) for v in values]
         print(f"  {axis:<10} {len(shown):>3} x  {', '.join(map(str, shown))}")
     print(f"  {'seeds':<10} {study.seeds:>3} x  (root seed {study.root_seed})")
@@ -151,7 +155,15 @@ def _print_dry_run(study, cells, out, executor, workers):
     seconds, peak = estimate(remaining, 1 if executor == "serial" else workers, threads)
     print(f"{len(finished & {c.key for c in cells})} finished in {out}, {len(remaining)} to run")
     print(f"estimate: about {seconds:.0f} s of compute on {executor} ({workers} workers x {threads} threads) "
-          f"and {peak / 2**30:.1f} GiB peak memory, plus up to a minute of JIT compilation on a cold cache")
+          f"and {peak / 2**30:.1f} GiB peak memory, plus the one-off JIT compilation on a cold cache "
+          "(1-3 minutes on two cores)")
+
+
+def _applying_axes(cells) -> set:
+    """The axes that change some cell: a propagation-only study reads no training axis, and the other way round."""
+    kinds = {cell.trains for cell in cells}
+    ignored = set(TRAINING_AXES) | {"task"} if kinds == {False} else set(PROPAGATION_AXES) if kinds == {True} else set()
+    return set(AXES) - ignored
 
 
 def _print_summary(out, outcome):

@@ -8,7 +8,8 @@ value and the fix.
 
 Initializer and activation values are strings ``name`` or ``name:key=value,...``
 (``normal:std=0.01``, ``he_normal:mode=fan_out``, ``leaky_relu:slope=0.2``), or in TOML
-inline tables ``{name = "normal", std = 0.01}``.
+inline tables ``{name = "normal", std = 0.01}``.  Names match the registries in any case
+and are stored as registered (``ReLU`` is the ``relu`` choice, with the same cell keys).
 """
 
 from __future__ import annotations

@@ -38,6 +38,10 @@ MANIFEST = "manifest.json"
 CELLS = "cells"
 FAILED = "failed"
 COMPACTED = "rows.parquet"
+# Propagation columns added after format 1 was first written, with the value that rows
+# written before them get on load: not known.
+_LATER_COLUMNS = {"fwd_nonfinite": float("nan"), "grad_nonfinite": float("nan"), "first_overflow_pass": None,
+                  "first_underflow_pass": None}
 # Sort order of loaded rows: the study's axes, replicate, then layer.
 _ORDER = ["task", *(axis for axis in AXES if axis != "task"), "seed", "key", "epoch", "layer"]
 
@@ -300,7 +304,10 @@ def load(directory) -> pd.DataFrame:
         ``depth, width, batch, bias_std, dtype, numerics, residual, batchnorm`` and
         ``seed`` (the replicate index; the root seed is in ``attrs["manifest"]``), then
         the statistics columns of :func:`fastinit.propagate` and the per-cell
-        ``forward_rescaled``, ``first_overflow_layer``, ``first_underflow_layer`` (-1: none).
+        ``forward_rescaled``, ``first_overflow_layer``, ``first_underflow_layer`` (-1: none),
+        ``first_overflow_pass``, ``first_underflow_pass`` ("forward", "backward" or None).
+        Rows written by a fastinit that had no ``fwd_nonfinite``, ``grad_nonfinite`` or
+        ``*_pass`` columns get them as NaN / None (not known).
         Sorted by the parameter values (labels alphabetically), replicate and layer.
 
     Raises
@@ -315,6 +322,10 @@ def load(directory) -> pd.DataFrame:
         raise ResultsError(f"results directory {str(directory)!r} holds no finished cell yet "
                            "(run or resume the sweep first)")
     frame = _deduplicated(tables)
+    if "nonfinite" in frame.columns:  # propagation rows: fill the columns older files lack
+        for column, missing in _LATER_COLUMNS.items():
+            if column not in frame.columns:
+                frame[column] = missing
     frame = frame.sort_values([c for c in _ORDER if c in frame.columns], kind="stable").reset_index(drop=True)
     frame.attrs["manifest"] = manifest
     return frame

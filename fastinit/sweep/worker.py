@@ -68,6 +68,8 @@ def _propagate(cell: Cell, root_seed: int):
     frame["forward_rescaled"] = bool(frame.attrs["forward_rescaled"])
     for name in ("first_overflow_layer", "first_underflow_layer"):
         frame[name] = frame.attrs[name] if frame.attrs[name] is not None else -1
+    for name in ("first_overflow_pass", "first_underflow_pass"):
+        frame[name] = frame.attrs[name]  # "forward", "backward" or None
     return frame
 
 
