@@ -19,8 +19,16 @@ sampling distribution is far from normal.
 
 Directions follow the sweep's summary: forward gain multiplies the pre-activation
 variance per layer on the way up (``10**slope``), backward gain multiplies the
-gradient variance per layer on its way down (``10**-slope``).  A gain of 0 means the
-signal vanished (every ``log10`` value ``-inf``).
+gradient variance per layer on its way down (``10**-slope``).
+
+Only measured layers are fitted.  Each group and direction has a ``status``
+(:func:`fastinit.sweep.summary.pass_status`, decided per replicate and aggregated over
+seeds): ``"ok"``, or e.g. ``"overflow at layer 61 (3/3 seeds)"``, ``"underflow at layer
+k"``, ``"exact zero at layer 1 (3/3 seeds)"`` (zeros init: there is no gain to measure),
+``"symmetric init"``, ``"saturated (58% at layer 100)"``, ``"dead units (...)"``.  Every
+seed is fitted on the layers all seeds measured (before the earliest problem in the pass's
+direction); with fewer than two such layers the gain and its interval are NaN -- never a
+made-up 0.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import pandas as pd
 from scipy import stats
 
 from fastinit.sweep.spec import PROPAGATION_GROUP, TRAINING_GROUP
-from fastinit.sweep.summary import log_slope, run_diverged
+from fastinit.sweep.summary import log_slope, pass_status, run_diverged
 
 __all__ = ["GROUP_COLUMNS", "TRAINING_GROUP", "slopes", "fit_gains", "compare", "spread", "default_target",
            "epochs_to_target"]
@@ -48,7 +56,7 @@ def _group_columns(rows: pd.DataFrame) -> list[str]:
 
 
 def slopes(rows: pd.DataFrame, *, first_layer: int = 1) -> pd.DataFrame:
-    """Least-squares slope of log10 variance against layer for every replicate.
+    """Least-squares slope of log10 variance against layer for every replicate, on measured layers.
 
     Parameters
     ----------
@@ -62,19 +70,24 @@ def slopes(rows: pd.DataFrame, *, first_layer: int = 1) -> pd.DataFrame:
     -------
     pandas.DataFrame
         One row per (group, seed): the group columns, ``seed``, ``forward_slope``,
-        ``backward_slope`` (per layer, in log10 units; ``-inf`` when the signal vanished
-        at every layer, NaN when fewer than two layers are finite).
+        ``backward_slope`` (per layer, in log10 units, over the layers every seed of the
+        group measured -- :func:`fastinit.sweep.summary.pass_status`; NaN when fewer than
+        two) and ``forward_status``/``backward_status``.
     """
     if first_layer < 1:
         raise ValueError(f"first_layer must be an integer >= 1, got {first_layer}")
     group = _group_columns(rows)
-    used = rows[rows["layer"] >= first_layer]
+    table = pass_status(rows, group)[[*group, "direction", "status", "fit_first", "fit_last"]]
+    status = {(*row[:-4], row[-4]): row[-3:] for row in table.itertuples(index=False)}
     records = []
-    for keys, frame in used.groupby([*group, "seed"], sort=True, dropna=False):
+    for keys, frame in rows.groupby([*group, "seed"], sort=True, dropna=False):
         record = dict(zip([*group, "seed"], keys))
         layers = frame["layer"].to_numpy(dtype=np.float64)
         for direction, (column, _) in DIRECTIONS.items():
-            record[f"{direction}_slope"] = log_slope(layers, frame[column].to_numpy(dtype=np.float64))
+            text, fit_first, fit_last = status[(*keys[:-1], direction)]
+            used = (layers >= max(first_layer, fit_first)) & (layers <= fit_last)
+            record[f"{direction}_slope"] = log_slope(layers[used], frame[column].to_numpy(dtype=np.float64)[used])
+            record[f"{direction}_status"] = text
         records.append(record)
     return pd.DataFrame.from_records(records)
 
@@ -84,8 +97,6 @@ def _interval(values: np.ndarray, level: float, method: str, seed: int) -> tuple
     values = values[~np.isnan(values)]
     if values.size == 0:
         return math.nan, math.nan, math.nan
-    if np.isneginf(values).any():
-        return -math.inf, -math.inf, -math.inf
     mean = float(values.mean())
     if values.size < 2 or np.ptp(values) == 0.0:
         return mean, (mean if values.size >= 2 else math.nan), (mean if values.size >= 2 else math.nan)
@@ -119,9 +130,10 @@ def fit_gains(rows: pd.DataFrame, *, level: float = 0.95, method: str = "t", fir
     pandas.DataFrame
         One row per group and direction: the group columns, ``direction``
         ("forward" or "backward"), ``seeds``, ``gain``, ``gain_low``, ``gain_high``
-        (the per-layer factor and its interval) and ``log10_gain`` with
-        ``log10_gain_low``/``_high`` (the same on the log10 scale, where the
-        interval is symmetric for ``method="t"``).
+        (the per-layer factor and its interval; NaN where fewer than two layers were
+        measured), ``log10_gain`` with ``log10_gain_low``/``_high`` (the same on the
+        log10 scale, where the interval is symmetric for ``method="t"``) and ``status``
+        (module docstring).
 
     Raises
     ------
@@ -139,14 +151,12 @@ def fit_gains(rows: pd.DataFrame, *, level: float = 0.95, method: str = "t", fir
         keys = keys if isinstance(keys, tuple) else (keys,)
         for direction, (_, sign) in DIRECTIONS.items():
             mean, low, high = _interval(frame[f"{direction}_slope"].to_numpy(), level, method, seed)
-            if mean == -math.inf:  # the signal vanished: gain 0 in either direction
-                log10_gain = log10_low = log10_high = -math.inf
-            else:
-                log10_gain, log10_low, log10_high = sign * mean, *sorted((sign * low, sign * high))
+            log10_gain, log10_low, log10_high = sign * mean, *sorted((sign * low, sign * high))
             used = int(frame[f"{direction}_slope"].notna().sum())  # replicates with a slope
             records.append({**dict(zip(group, keys)), "direction": direction, "seeds": used,
                             "log10_gain": log10_gain, "log10_gain_low": log10_low, "log10_gain_high": log10_high,
-                            "gain": 10.0**log10_gain, "gain_low": 10.0**log10_low, "gain_high": 10.0**log10_high})
+                            "gain": 10.0**log10_gain, "gain_low": 10.0**log10_low, "gain_high": 10.0**log10_high,
+                            "status": frame[f"{direction}_status"].iloc[0]})
     return pd.DataFrame.from_records(records)
 
 

@@ -15,8 +15,10 @@ and for training cells (``fastinit.train``): 7. training loss against epoch; 8. 
 the target loss with intervals over seeds; 9. the fraction of diverged runs over
 (initializer, learning rate), with and without gradient clipping;
 
-each as PDF, SVG and PNG (300 dpi), the fit table as CSV, Markdown and LaTeX, and an
-``index.md`` / ``index.html`` with a one-line reading under every figure.  Output is
+each as PDF, SVG and PNG (300 dpi), the fit table as CSV, Markdown and LaTeX (every gain with
+its status; one not measured is empty or a dash, never a number), and an ``index.md`` /
+``index.html`` with a reading under every figure (figures 1 and 2: the criticality verdict of
+:mod:`analysis.verdict`, the one ``python -m fastinit.sweep`` prints).  Output is
 byte-stable: the same results give the same files.
 """
 
@@ -40,7 +42,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from analysis import figures, fit, theory  # noqa: E402
+from analysis import figures, fit, theory, verdict  # noqa: E402
 from fastinit.initializers import get_initializer  # noqa: E402
 from fastinit.sweep.spec import PROPAGATION_SHAPE, TRAINING_SHAPE  # noqa: E402
 from fastinit.sweep.store import ResultsError, load  # noqa: E402
@@ -158,46 +160,45 @@ def _save(figure, directory: Path, name: str, formats) -> list[str]:
     return paths
 
 
+# How a table shows a number that was not measured (NaN): a dash, never a digit; the status says why.
+_NOT_MEASURED = {"md": "—", "tex": "--"}
+
+
 def _markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (pandas' ``to_markdown`` needs the optional tabulate)."""
-    cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+    cells = [[(_NOT_MEASURED["md"] if math.isnan(v) else f"{v:.4g}") if isinstance(v, float) else str(v) for v in row]
+             for row in table.itertuples(index=False)]
     header = "| " + " | ".join(table.columns) + " |"
     rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns) + "|"
     return "\n".join([header, rule, *("| " + " | ".join(row) + " |" for row in cells)]) + "\n"
 
 
 def _write_tables(compared: pd.DataFrame, directory: Path) -> list[str]:
+    """gains.csv, .md and .tex: every fitted gain with its interval, theory and status.
+
+    A gain that was not measured (overflow, exact zero ...: :mod:`analysis.fit`) is empty in the
+    CSV and a dash in Markdown and LaTeX, and its ``status`` says why.
+    """
     columns = ["init", "activation", *[c for c in _SHAPE if compared[c].nunique() > 1], "direction", "seeds", "gain",
-               "gain_low", "gain_high", "theory", "deviation"]
+               "gain_low", "gain_high", "theory", "deviation", "status"]
     table = compared[columns].sort_values(["activation", "init", "direction"], kind="stable")
     table.to_csv(directory / "gains.csv", index=False, float_format="%.6g")
     (directory / "gains.md").write_text(_markdown(table))
-    (directory / "gains.tex").write_text(table.to_latex(index=False, float_format="%.4g", escape=True))
+    (directory / "gains.tex").write_text(table.to_latex(index=False, float_format="%.4g", escape=True,
+                                                        na_rep=_NOT_MEASURED["tex"]))
     return ["gains.csv", "gains.md", "gains.tex"]
 
 
-def _gain_text(row) -> str:
-    return f"{row.gain:.3f} [{row.gain_low:.3f}, {row.gain_high:.3f}], theory {row.theory:.3f}"
+def _variance_reading(table: pd.DataFrame, direction: str) -> str:
+    """The reading of figure 1 (forward) or 2 (backward): the study's criticality verdict.
 
-
-def _variance_reading(compared: pd.DataFrame, direction: str, rows: pd.DataFrame) -> str:
-    """Which initializer keeps each activation flattest, with its fitted gain and theory's.
-
-    A bounded activation can be flat because it is saturated (every unit pinned at its
-    bounds); the reading says so when most entries of the last layer are saturated.
+    Both figures carry the same verdict (:mod:`analysis.verdict`, the one the sweep prints),
+    since criticality weighs the two passes together.
     """
-    data = compared[(compared.direction == direction) & (compared.gain > 0)]
-    if data.empty:
-        return "No signal survived in this direction."
-    last = rows[rows.layer == rows.depth].groupby(["init", "activation"], sort=False)["saturated_frac"].mean()
-    parts = []
-    for activation, frame in data.groupby("activation", sort=False):
-        best = frame.iloc[np.argmin(np.abs(np.log10(frame.gain.to_numpy())))]
-        saturated = last.get((best.init, activation), 0.0)
-        note = f"; {saturated:.0%} of units saturated" if saturated > 0.5 else ""
-        parts.append(f"{activation}: {best.init} ({_gain_text(best)}{note})")
-    name = "Forward" if direction == "forward" else "Backward"
-    return f"{name} gain per layer of the flattest initializer — " + "; ".join(parts) + "."
+    lead = ("Forward variance per layer; for a bounded activation it settles at its fixed point q* whatever the "
+            "weight scale, so the verdict weighs both passes" if direction == "forward" else
+            "Gradient variance per layer; its per-layer gain is the mean-field chi1")
+    return f"{lead}. Criticality — " + verdict.reading(table)
 
 
 def _digits(*values, spread: float) -> int:
@@ -296,14 +297,13 @@ def _propagation_report(rows, out, formats):
     for shape in shapes:
         mask = _matching(rows, shape)
         theory_mask = _matching(curves, shape)
-        compared_mask = _matching(compared, shape)
+        verdicts = verdict.criticality(rows[mask], fits=fits[_matching(fits, shape)])
         for number, direction in ((1, "forward"), (2, "backward")):
             name = f"fig{number}_{direction}_{_shape_slug(shape)}"
             figure = figures.variance_figure(rows[mask], direction=direction, theory=curves[theory_mask])
             figure.suptitle(f"{'Forward' if direction == 'forward' else 'Gradient'} variance, {_shape_label(shape)}")
             sections.append((name, _save(figure, out, name, formats),
-                             _variance_reading(compared[compared_mask], direction, rows[mask])
-                             + _range_note(rows[mask], direction)))
+                             _variance_reading(verdicts, direction) + _range_note(rows[mask], direction)))
     figure = figures.gain_figure(compared, inits=list(dict.fromkeys(rows.init)),
                                  activations=list(dict.fromkeys(rows.activation)))
     sections.append(("fig3_gain_vs_theory", _save(figure, out, "fig3_gain_vs_theory", formats),
@@ -491,21 +491,21 @@ def _spread_section(rows, out, formats):
                               "var_ln": np.concatenate([[0.0], spread_h.var_ln.to_numpy()[:-1]]) + 2.0 / width})
     figure = figures.spread_figure(measured, predicted, pooled=pooled, title="ReLU + He: finite-width fluctuations")
     expected = float(predicted.var_ln.iloc[-1])
-    parts, verdicts = [], []
+    parts, findings = [], []
     for init, frame in measured.groupby("init", sort=False):
         last = frame[frame.layer == frame.layer.max()].iloc[0]
         steps = pooled[(pooled.init == init) & (pooled.layer == last.layer)].iloc[0]
-        verdict = ("inside the interval" if steps.var_ln_low <= expected <= steps.var_ln_high else
+        finding = ("inside the interval" if steps.var_ln_low <= expected <= steps.var_ln_high else
                    "below the interval" if steps.var_ln_low > expected else "above the interval")
-        verdicts.append(verdict)
+        findings.append(finding)
         parts.append(f"{init}: across {int(last.seeds)} seeds {_two(last.var_ln)} (95 % interval "
                      f"[{_two(last.var_ln_low)}, {_two(last.var_ln_high)}], {int(last.seeds) - 1} degrees of freedom); "
                      f"summed over the per-layer steps {steps.var_ln:.2f} [{steps.var_ln_low:.2f}, "
-                     f"{steps.var_ln_high:.2f}] ({steps.dof:.0f} effective degrees of freedom), theory {verdict} "
+                     f"{steps.var_ln_high:.2f}] ({steps.dof:.0f} effective degrees of freedom), theory {finding} "
                      f"(measured/theory {steps.var_ln / expected:.2f})")
     low, high = _chi2_interval(1.0, int(relu_he.seed.nunique()) - 1)
     factor = high / low
-    outcome = ("confirm it at this depth" if all(v == "inside the interval" for v in verdicts) else
+    outcome = ("confirm it at this depth" if all(f == "inside the interval" for f in findings) else
                "refute it at this depth (theory outside the interval)")
     reading = (f"At depth/width β = {depth / width:.2f} the one-input theory of Hanin & Rolnick (2018) gives "
                f"Var ln Var(z_L) = 5(L - 1)/n + 2/n = {expected:.2f}. "

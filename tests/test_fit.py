@@ -54,14 +54,17 @@ def test_intervals_cover_at_their_nominal_rate(seeds, method, draws, nominal):
     assert nominal - shortfall - Z_TOL * standard_error <= covered <= nominal + Z_TOL * standard_error
 
 
-def test_vanished_signal_is_a_zero_gain_not_an_error():
+def test_vanished_signal_is_not_measured_and_says_so():
+    """An exactly zero variance has no per-layer gain: NaN with its status, never a made-up 0 (issue 12)."""
     rows = synthetic(1, 3, seed=2)
     rows["log10_fwd_var"] = -np.inf
     fits = fit_gains(rows).set_index("direction")
-    assert fits.loc["forward", "gain"] == 0.0 and np.isneginf(fits.loc["forward", "log10_gain"])
-    assert fits.loc["backward", "gain"] > 0
-    rows["log10_grad_var"] = -np.inf  # a vanished gradient is a zero gain too, not an infinite one
-    assert fit_gains(rows).set_index("direction").loc["backward", "gain"] == 0.0
+    assert np.isnan(fits.loc["forward", ["gain", "gain_low", "gain_high", "log10_gain"]].astype(float)).all()
+    assert fits.loc["forward", "status"] == "exact zero at layer 1 (3/3 seeds)"
+    assert fits.loc["backward", "gain"] > 0 and fits.loc["backward", "status"] == "ok"
+    rows["log10_grad_var"] = -np.inf  # the gradient pass starts at the last layer
+    backward = fit_gains(rows).set_index("direction").loc["backward"]
+    assert np.isnan(backward.gain) and backward.status == f"exact zero at layer {DEPTH} (3/3 seeds)"
 
 
 def test_first_layer_skips_a_transient():

@@ -15,7 +15,7 @@ from conftest import Z_TOL
 from fastinit import propagate
 from fastinit.sweep import build_study, expand, load, run_study, store
 from fastinit.sweep import worker as worker_module
-from fastinit.sweep.summary import flattest, layer_factors
+from fastinit.sweep.summary import layer_factors
 
 STATS = ["fwd_mean", "fwd_var", "log10_fwd_var", "act_second_moment", "grad_var", "log10_grad_var", "wgrad_var",
          "log10_wgrad_var", "dead_frac", "saturated_frac", "nonfinite", "corr"]
@@ -102,8 +102,12 @@ def test_summary_factors_match_theory_for_canonical_pairs(tmp_path):
     assert factors.loc["he_normal", "backward"] == pytest.approx(1.0, rel=tolerance)
     assert factors.loc["xavier_normal", "forward"] == pytest.approx(0.5 * drift, rel=tolerance)
     assert factors.loc["xavier_normal", "backward"] == pytest.approx(0.5, rel=tolerance)
-    assert factors.loc["zeros", "forward"] == 0.0
-    assert flattest(load(tmp_path)).set_index("activation").loc["relu", "best"] == "he_normal"
+    # Zero weights: nothing was measured, so no factor (not a made-up 0, issue 12), and the status says why.
+    assert np.isnan(factors.loc["zeros", "forward"])
+    assert factors.loc["zeros", "forward_status"] == f"exact zero at layer 1 ({seeds}/{seeds} seeds)"
+    from analysis.verdict import criticality  # the verdict is the analysis layer's
+
+    assert criticality(load(tmp_path)).set_index("activation").loc["relu", "best"] == "he_normal"
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from fastinit.sweep.executors import EXECUTORS, ExecutorError, default_workers
 from fastinit.sweep.runner import run_study
 from fastinit.sweep.spec import (AXES, PRESETS, PROPAGATION_AXES, TRAINING_AXES, StudyError, build_study,
                                  parse_int, read_toml)
-from fastinit.sweep.summary import flattest, training_table
+from fastinit.sweep.summary import training_table
 
 PROG = "python -m fastinit.sweep"
 log = logging.getLogger("fastinit.sweep")
@@ -176,8 +176,19 @@ def _print_summary(out, outcome):
         return
     propagation = rows[rows["task"] == "none"] if "task" in rows.columns else rows
     if not propagation.empty:
-        print("\nFlattest initializer per activation (per-layer variance factors: 1 = flat, <1 vanishes, >1 explodes)")
-        print(flattest(propagation).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        # The verdict is the analysis layer's (the report's readings say the same); imported only here.
+        from analysis.verdict import TOLERANCE_DECADES, criticality, describe
+
+        table = criticality(propagation)
+        print(f"\nCriticality per activation (near-critical: forward and gradient variance each change by at most a "
+              f"factor {10 ** TOLERANCE_DECADES:g} over the depth; per-layer gains, 1 = flat, the backward one is "
+              "chi1)")
+        columns = ["activation", *table.attrs["varying"], "verdict", "best", "forward", "backward"]
+        print(table[[c for c in columns if c in table.columns]].to_string(
+            index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"))
+        print()
+        for sentence in describe(table):
+            print(f"  {sentence}")
     training = rows[rows["task"] != "none"] if "task" in rows.columns else rows.iloc[:0]
     if not training.empty:
         print("\nTraining: final loss (median over seeds), accuracy (mean) and diverged runs")
