@@ -740,7 +740,9 @@ def gradient_heatmap(ax, table: pd.DataFrame, status: pd.DataFrame | None = None
     norm = _centred_norm(shown.to_numpy())
     norm = mpl.colors.CenteredNorm(vcenter=0.0, halfrange=max(abs(norm.vmin), abs(norm.vmax), 1.0))
     annotations = shown.map(lambda v: "" if np.isnan(v) else f"{round(v) + 0:d}")
-    sns.heatmap(shown, ax=ax, cmap="RdBu_r", norm=norm, annot=annotations, fmt="", annot_kws={"fontsize": 5},
+    # vmin/vmax given: seaborn would take them from the data, which may be all NaN (a zeros-only study).
+    sns.heatmap(shown, ax=ax, cmap="RdBu_r", norm=norm, vmin=norm.vmin, vmax=norm.vmax, annot=annotations, fmt="",
+                annot_kws={"fontsize": 5},
                 linewidths=0.5, linecolor="white",
                 cbar_kws={"label": r"$\log_{10}\,\mathrm{Var}(\partial L/\partial z_1)$"})
     ax.set_facecolor("white")
