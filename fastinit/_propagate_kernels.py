@@ -89,7 +89,7 @@ def _orthogonal(w, a, seed, stream, substream):
     """``a`` times a (semi-)orthogonal matrix: QR of a float64 Gaussian, signs fixed by diag(R)."""
     rows, cols = w.shape
     gaussian = np.empty(rows * cols, dtype=np.float64)
-    rng.fill_serial(gaussian, True, rng.KIND_NORMAL, 1.0, 0.0, seed, stream, substream)
+    rng.fill_serial(gaussian, np.bool_(True), rng.KIND_NORMAL, 1.0, 0.0, seed, stream, substream)
     matrix = gaussian.reshape((rows, cols))
     tall = np.ascontiguousarray(matrix.T) if rows < cols else matrix
     q, r = np.linalg.qr(tall)
@@ -233,7 +233,7 @@ def activate_block(block, z, h_in, h_out, dphi, code, param, residual, branch_sc
             value = branch_scale * np.float64(h_flat[k])
             h_flat[k] = value + np.float64(in_flat[k]) if residual else value
     a = acc[block]
-    _clear(a, N_ACC, cols)
+    _clear(a, np.int64(N_ACC), cols)
     s, s2, h2, alive, saturated = a[ACC_SUM], a[ACC_SUMSQ], a[ACC_ACT_SUMSQ], a[ACC_ALIVE], a[ACC_SATURATED]
     for i in range(start, stop):
         z_row, h_row, d_row = z[i], h_out[i], dphi[i]
@@ -269,7 +269,7 @@ def backprop_block(block, grad_out, slope, branch_scale, grad, acc, with_stats, 
     start, stop = _block(rows, block)
     a = acc[block]
     if with_stats:
-        _clear(a, 2, cols)
+        _clear(a, np.int64(2), cols)
     s, s2 = a[ACC_SUM], a[ACC_SUMSQ]
     if from_output:
         param = np.float64(slope.dtype.type(param))
@@ -293,7 +293,7 @@ def column_sums_rows(x, start, stop, acc_block):
     """Column sums of rows ``[start, stop)`` of ``x`` and of their squares into
     ``acc_block[ACC_SUM]`` and ``acc_block[ACC_SUMSQ]``."""
     cols = x.shape[1]
-    _clear(acc_block, 2, cols)
+    _clear(acc_block, np.int64(2), cols)
     s, s2 = acc_block[ACC_SUM], acc_block[ACC_SUMSQ]
     for i in range(start, stop):
         row = x[i]
@@ -413,8 +413,8 @@ def checked_sums(x, acc):
     squares that underflow float64 (then the sums are exact in a smaller unit).
     """
     cols = x.shape[1]
-    s = total(acc, ACC_SUM, cols)
-    s2 = total(acc, ACC_SUMSQ, cols)
+    s = total(acc, np.int64(ACC_SUM), cols)
+    s2 = total(acc, np.int64(ACC_SUMSQ), cols)
     # s2 == 0 with a non-zero entry: squares below float64's range (a subnormal net).
     if math.isfinite(s) and math.isfinite(s2) and s2 != 0.0:
         return s, s2, 0.0, 0
@@ -578,9 +578,9 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
         # A plain batch-norm layer restarts at scale 1; a residual one stays in h_in's units.
         log_s_out = 0.0 if batchnorm and not residual else log_s_in
         fwd_sum, fwd_sumsq, fwd_unit, fwd_bad = checked_sums(z, acc_z if batchnorm else acc)
-        act_sumsq = total(acc, ACC_ACT_SUMSQ, cols)
-        stats_row[SATURATED] = total(acc, ACC_SATURATED, cols) if bounded else 0.0
-        stats_row[DEAD_UNITS] = zero_columns(acc, ACC_ALIVE, cols)
+        act_sumsq = total(acc, np.int64(ACC_ACT_SUMSQ), cols)
+        stats_row[SATURATED] = total(acc, np.int64(ACC_SATURATED), cols) if bounded else 0.0
+        stats_row[DEAD_UNITS] = zero_columns(acc, np.int64(ACC_ALIVE), cols)
         cosines = 0.0
         for block in range(N_BLOCKS):
             cosines += corr[block]
@@ -632,7 +632,7 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
         for lane in range(worker, n_lanes, n_workers):
             first, last = lane_blocks(lane, n_lanes)
             for block in range(first, last):
-                backprop_block(block, grad_out, dphi, branch, grad_act, acc, False, code, param, from_output)
+                backprop_block(block, grad_out, dphi, branch, grad_act, acc, np.bool_(False), code, param, from_output)
         barrier(sync, n_workers)
         eps = BATCHNORM_EPS * math.exp(-2.0 * log_s_in)
         for index in range(worker, n_lanes, n_workers):
@@ -647,7 +647,7 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
             if batchnorm:
                 column_sums_block(block, grad_z, acc)
             else:
-                backprop_block(block, grad_out, dphi, branch, grad_z, acc, True, code, param, from_output)
+                backprop_block(block, grad_out, dphi, branch, grad_z, acc, np.bool_(True), code, param, from_output)
         start, stop = lane_rows(rows, lane, n_lanes)
         transpose_rows(grad_z, start, stop, grad_z_t)
         if with_grad_in:
@@ -682,7 +682,7 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
         stats_row[WGRAD_NONFINITE] = bad
         log_g_in = log_g if residual else log_gz
         if with_grad_in and spec[1] > 0.0:  # numerics="raw" leaves the gradient as the hardware has it
-            factor, log_rms = rms_factor(grad_in, total(acc_in, ACC_SUMSQ, n_in))
+            factor, log_rms = rms_factor(grad_in, total(acc_in, np.int64(ACC_SUMSQ), n_in))
             log_g_in += log_rms
     return _share_and_rescale(worker, n_workers, sync, n_lanes, shared, grad_in, factor, log_g_in)
 
@@ -801,7 +801,9 @@ def _team(n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, stream, 
     """The one parallel region: ``n_workers`` concurrent walks (numba's static schedule
     gives each prange iteration its own thread when there are at least as many threads)."""
     for worker in numba.prange(n_workers):
-        walk(worker, n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h,
+        # numba types a prange index int64 when it types the loop and uint64 in the
+        # parallel body it builds: without the cast walk (and all below it) compiled twice.
+        walk(np.int64(worker), n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h,
              seg_z, seg_dphi, seg_w, checkpoints, w_slots, stats, u, bias, h_last, acc, acc_z, acc_in, acc_w, corr,
              shared, grad, grad_in, grad_act, grad_z, grad_z_t, wgrad)
 

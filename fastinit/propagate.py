@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from fastinit import _propagate_kernels as K
 from fastinit import rng
+from fastinit._jit import announce_compile
 from fastinit._validation import (
     Choice, check_dtype, check_int, check_no_extra, check_real, check_seed, check_stream,
 )
@@ -43,6 +44,8 @@ _NUMERICS = Choice(("rescaled", "raw"))
 _OPTIONS = ("residual", "batchnorm", "input_std", "input_corr", "numerics", "init_params", "activation_params",
             "stream", "memory_budget")
 _LOG10_E = 1.0 / math.log(10.0)
+# A cold compile of the kernels for one dtype on the 2-core project machine (announced).
+COLD_COMPILE_SECONDS = 60
 
 
 def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float32", bias_std=0.0, **options) -> pd.DataFrame:
@@ -165,10 +168,12 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     h0, grad_top = _inputs(plan)
     stats = np.zeros((plan["depth"], K.N_STATS))
     plan["n_workers"] = _workers(plan["n_lanes"])
+    args = (plan["n_workers"], plan["n_lanes"], plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"],
+            np.uint64(plan["seed"]), np.uint64(plan["stream"]), plan["dtype"] == np.float64, h0, grad_top,
+            *_workspace(plan), plan["w_slots"], stats)
+    announce_compile(K.run, args, f"the propagate kernels for {plan['dtype'].name}", COLD_COMPILE_SECONDS)
     with _kernel_threads(plan["n_workers"]):
-        K.run(plan["n_workers"], plan["n_lanes"], plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"],
-              np.uint64(plan["seed"]), np.uint64(plan["stream"]), plan["dtype"] == np.float64, h0, grad_top,
-              *_workspace(plan), plan["w_slots"], stats)
+        K.run(*args)
     return _frame(stats, plan)
 
 
