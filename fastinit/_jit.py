@@ -93,7 +93,10 @@ def _parallel_twin(func):
     return twin
 
 
-def announce_compile(dispatcher, args, what: str, seconds: int) -> None:
+_CHECKED = set()  # (dispatcher, key) pairs already checked in this process
+
+
+def announce_compile(dispatcher, args, what: str, seconds: int, key) -> None:
     """Log one line (logger ``"fastinit"``, level WARNING) if calling ``dispatcher`` with
     ``args`` is about to compile: no overload in this process and none in the on-disk cache.
 
@@ -112,7 +115,13 @@ def announce_compile(dispatcher, args, what: str, seconds: int) -> None:
         What is compiled, e.g. ``"propagate kernels for float32"``.
     seconds : int
         Rough cold compile time on a 2-core machine, for the message.
+    key : hashable
+        What fixes the argument types (e.g. the dtype): checked once per process, since
+        typing the arguments costs more than a small kernel run.
     """
+    if (dispatcher, key) in _CHECKED:
+        return
+    _CHECKED.add((dispatcher, key))
     try:
         sig = tuple(dispatcher.typeof_pyval(a) for a in args)
         if sig in dispatcher.overloads:

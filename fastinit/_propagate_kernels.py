@@ -92,15 +92,20 @@ def _orthogonal(w, a, seed, stream, substream):
     gaussian = np.empty(rows * cols, dtype=np.float64)
     rng.fill_serial(gaussian, np.bool_(True), rng.KIND_NORMAL, 1.0, 0.0, seed, stream, substream)
     matrix = gaussian.reshape((rows, cols))
-    tall = np.ascontiguousarray(matrix.T) if rows < cols else matrix
+    # Plain loops rather than ascontiguousarray, diag, sign of an array and broadcasting:
+    # the same numbers, and far less code for every kernel above this one to compile.
+    wide_w = rows < cols
+    tall = np.empty((cols, rows)) if wide_w else matrix
+    if wide_w:
+        for i in range(rows):
+            for j in range(cols):
+                tall[j, i] = matrix[i, j]
     q, r = np.linalg.qr(tall)
-    signs = np.sign(np.diag(r))
-    q = q * signs
-    if rows < cols:
-        q = q.T
     for i in range(rows):
         for j in range(cols):
-            w[i, j] = a * q[i, j]
+            # Column k of q is signed by diag(R)[k]; a wide w is the signed q transposed.
+            k, value = (i, q[j, i]) if wide_w else (j, q[i, j])
+            w[i, j] = a * (value * np.sign(r[k, k]))
 
 
 @jit
@@ -643,7 +648,10 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
         if stop > start:
             np.dot(h_in[start:stop], w.T, z[start:stop])
         if bias_std > 0.0:
-            z[start:stop] += bias
+            for i in range(start, stop):  # a loop: a slice += compiles an error formatter (see _copy_lanes)
+                z_row = z[i]
+                for j in range(cols):
+                    z_row[j] += bias[j]
         if not batchnorm:
             first, last = lane_blocks(lane, n_lanes)
             for block in range(first, last):
@@ -811,9 +819,15 @@ def prefault(buffer, worker, n_workers):
 @jit
 def _copy_lanes(source, target, worker, n_workers, n_lanes):
     """``target[rows] = source[rows]`` for this worker's lanes (matrices of one shape)."""
+    cols = source.shape[1]
     for lane in range(worker, n_lanes, n_workers):
         start, stop = lane_rows(source.shape[0], lane, n_lanes)
-        target[start:stop] = source[start:stop]
+        # A loop, not a slice assignment: numba's compiles an error message formatter
+        # (string code) into every kernel above it.
+        for i in range(start, stop):
+            source_row, target_row = source[i], target[i]
+            for j in range(cols):
+                target_row[j] = source_row[j]
 
 
 @jit

@@ -169,7 +169,7 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
                       bias_std=bias_std, **options)
     n_workers = _workers(plan.n_lanes)
     args = (n_workers, plan.config(), plan.workspace(*plan.inputs()))
-    announce_compile(K.run, args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS)
+    announce_compile(K.run, args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype)
     with _kernel_threads(n_workers):
         K.run(*args)
     return _frame(args[2].stats, plan, n_workers)
