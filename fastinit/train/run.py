@@ -280,7 +280,7 @@ def build_network(plan) -> Network:
     for k, draw in enumerate(plan["draws"]):
         view = W[w_off[k]: w_off[k + 1]].reshape(int(widths[k + 1]), int(widths[k]))
         PK.draw_weights(view, draw.kind, float(draw.a), float(draw.b), dtype == np.float64, np.uint64(plan["seed"]),
-                        np.uint64(plan["stream"]), np.uint64(PK.weight_substream(k + 1)))
+                        np.uint64(plan["stream"]), np.int64(PK.weight_substream(k + 1)))
     alpha = np.zeros(n_layers)
     if plan["residual"] is not None:
         for k in range(n_layers - 1):
