@@ -46,7 +46,7 @@ _OPTIONS = ("residual", "batchnorm", "input_std", "input_corr", "numerics", "ini
             "stream", "memory_budget")
 _LOG10_E = 1.0 / math.log(10.0)
 # A cold compile of the kernels for one dtype on the 2-core project machine (announced).
-COLD_COMPILE_SECONDS = 60
+COLD_COMPILE_SECONDS = 40
 
 
 def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float32", bias_std=0.0, **options) -> pd.DataFrame:
