@@ -34,6 +34,14 @@ never by the number of workers, so results do not depend on the thread count:
 Worker ``k`` always takes lanes and parts ``k, k + n_workers, ...``; worker 0 alone
 reduces statistics and writes ``stats``, and hands scalars to the others through a
 small shared array.
+
+Boundary.  :func:`run` takes ``n_workers`` and two records, :class:`LayerConfig` (what
+the kernels read) and :class:`Workspace` (every array they read or write), built by
+``fastinit.propagate.Plan``; the layer functions take the same records.  Compile time
+is dominated by LLVM re-optimising every callee at each caller (numba links a callee's
+code into each caller's module), so the code under :func:`walk` is kept small: no
+slice assignments (numba compiles an error-message formatter into them) and no
+literal constant arguments (each literal compiles a kernel's own copy).
 """
 
 from __future__ import annotations
