@@ -15,6 +15,7 @@ Why these flags:
 
 from __future__ import annotations
 
+import logging
 import os
 import types
 
@@ -26,9 +27,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
 
-__all__ = ["jit", "JIT_OPTIONS"]
+__all__ = ["jit", "JIT_OPTIONS", "announce_compile"]
 
 JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+_log = logging.getLogger("fastinit")
 
 
 def jit(function=None, *, parallel: bool = False, inline: bool = False):
@@ -88,3 +91,45 @@ def _parallel_twin(func):
     twin.__doc__ = func.__doc__
     twin.__kwdefaults__ = func.__kwdefaults__
     return twin
+
+
+_CHECKED = set()  # (dispatcher, key) pairs already checked in this process
+
+
+def announce_compile(dispatcher, args, what: str, seconds: int, key) -> None:
+    """Log one line (logger ``"fastinit"``, level WARNING) if calling ``dispatcher`` with
+    ``args`` is about to compile: no overload in this process and none in the on-disk cache.
+
+    A cold compile of the big kernels takes a minute or more; without this line the first
+    call looks hung.  The check reads the cache's small index file only (numba loads the
+    code itself on the call that follows).  It uses numba internals, so on any surprise it
+    says nothing rather than fail.
+
+    Parameters
+    ----------
+    dispatcher : numba.core.registry.CPUDispatcher
+        The kernel about to be called.
+    args : tuple
+        The arguments it will be called with.
+    what : str
+        What is compiled, e.g. ``"propagate kernels for float32"``.
+    seconds : int
+        Rough cold compile time on a 2-core machine, for the message.
+    key : hashable
+        What fixes the argument types (e.g. the dtype): checked once per process, since
+        typing the arguments costs more than a small kernel run.
+    """
+    if (dispatcher, key) in _CHECKED:
+        return
+    _CHECKED.add((dispatcher, key))
+    try:
+        sig = tuple(dispatcher.typeof_pyval(a) for a in args)
+        if sig in dispatcher.overloads:
+            return
+        cache = dispatcher._cache
+        key = cache._index_key(sig, dispatcher.targetctx.codegen())
+        if key in cache._cache_file._load_index():
+            return
+    except Exception:  # NUMBA_DISABLE_JIT, another numba: no announcement
+        return
+    _log.warning("fastinit: compiling %s (first run on this machine, ~%d s)...", what, seconds)

@@ -34,11 +34,20 @@ never by the number of workers, so results do not depend on the thread count:
 Worker ``k`` always takes lanes and parts ``k, k + n_workers, ...``; worker 0 alone
 reduces statistics and writes ``stats``, and hands scalars to the others through a
 small shared array.
+
+Boundary.  :func:`run` takes ``n_workers`` and two records, :class:`LayerConfig` (what
+the kernels read) and :class:`Workspace` (every array they read or write), built by
+``fastinit.propagate.Plan``; the layer functions take the same records.  Compile time
+is dominated by LLVM re-optimising every callee at each caller (numba links a callee's
+code into each caller's module), so the code under :func:`walk` is kept small: no
+slice assignments (numba compiles an error-message formatter into them) and no
+literal constant arguments (each literal compiles a kernel's own copy).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -89,17 +98,22 @@ def _orthogonal(w, a, seed, stream, substream):
     """``a`` times a (semi-)orthogonal matrix: QR of a float64 Gaussian, signs fixed by diag(R)."""
     rows, cols = w.shape
     gaussian = np.empty(rows * cols, dtype=np.float64)
-    rng.fill_serial(gaussian, True, rng.KIND_NORMAL, 1.0, 0.0, seed, stream, substream)
+    rng.fill_serial(gaussian, np.bool_(True), rng.KIND_NORMAL, 1.0, 0.0, seed, stream, substream)
     matrix = gaussian.reshape((rows, cols))
-    tall = np.ascontiguousarray(matrix.T) if rows < cols else matrix
+    # Plain loops rather than ascontiguousarray, diag, sign of an array and broadcasting:
+    # the same numbers, and far less code for every kernel above this one to compile.
+    wide_w = rows < cols
+    tall = np.empty((cols, rows)) if wide_w else matrix
+    if wide_w:
+        for i in range(rows):
+            for j in range(cols):
+                tall[j, i] = matrix[i, j]
     q, r = np.linalg.qr(tall)
-    signs = np.sign(np.diag(r))
-    q = q * signs
-    if rows < cols:
-        q = q.T
     for i in range(rows):
         for j in range(cols):
-            w[i, j] = a * q[i, j]
+            # Column k of q is signed by diag(R)[k]; a wide w is the signed q transposed.
+            k, value = (i, q[j, i]) if wide_w else (j, q[i, j])
+            w[i, j] = a * (value * np.sign(r[k, k]))
 
 
 @jit
@@ -233,7 +247,7 @@ def activate_block(block, z, h_in, h_out, dphi, code, param, residual, branch_sc
             value = branch_scale * np.float64(h_flat[k])
             h_flat[k] = value + np.float64(in_flat[k]) if residual else value
     a = acc[block]
-    _clear(a, N_ACC, cols)
+    _clear(a, np.int64(N_ACC), cols)
     s, s2, h2, alive, saturated = a[ACC_SUM], a[ACC_SUMSQ], a[ACC_ACT_SUMSQ], a[ACC_ALIVE], a[ACC_SATURATED]
     for i in range(start, stop):
         z_row, h_row, d_row = z[i], h_out[i], dphi[i]
@@ -269,7 +283,7 @@ def backprop_block(block, grad_out, slope, branch_scale, grad, acc, with_stats, 
     start, stop = _block(rows, block)
     a = acc[block]
     if with_stats:
-        _clear(a, 2, cols)
+        _clear(a, np.int64(2), cols)
     s, s2 = a[ACC_SUM], a[ACC_SUMSQ]
     if from_output:
         param = np.float64(slope.dtype.type(param))
@@ -293,7 +307,7 @@ def column_sums_rows(x, start, stop, acc_block):
     """Column sums of rows ``[start, stop)`` of ``x`` and of their squares into
     ``acc_block[ACC_SUM]`` and ``acc_block[ACC_SUMSQ]``."""
     cols = x.shape[1]
-    _clear(acc_block, 2, cols)
+    _clear(acc_block, np.int64(2), cols)
     s, s2 = acc_block[ACC_SUM], acc_block[ACC_SUMSQ]
     for i in range(start, stop):
         row = x[i]
@@ -413,8 +427,8 @@ def checked_sums(x, acc):
     squares that underflow float64 (then the sums are exact in a smaller unit).
     """
     cols = x.shape[1]
-    s = total(acc, ACC_SUM, cols)
-    s2 = total(acc, ACC_SUMSQ, cols)
+    s = total(acc, np.int64(ACC_SUM), cols)
+    s2 = total(acc, np.int64(ACC_SUMSQ), cols)
     # s2 == 0 with a non-zero entry: squares below float64's range (a subnormal net).
     if math.isfinite(s) and math.isfinite(s2) and s2 != 0.0:
         return s, s2, 0.0, 0
@@ -502,50 +516,139 @@ def _view(flat, rows, cols):
     return flat[: rows * cols].reshape((rows, cols))
 
 
+# --------------------------------------------------------------------------- records
+#
+# Two records cross the Python/kernel boundary (built by ``fastinit.propagate.Plan``, the
+# one place that makes them).  numba types a NamedTuple by its fields' types, so every
+# field keeps one type -- counts and codes int64, flags bool, parameters float64 -- and
+# one record type compiles once per dtype.
+
+
+class LayerConfig(NamedTuple):
+    """What the kernels read and never write: the net, its layers and how the work is cut."""
+
+    widths: np.ndarray  # int64 (depth + 1,): widths[0] input units, widths[l] layer l's units
+    draw_ab: np.ndarray  # float64 (depth, 2): each layer's draw parameters (they depend on its fans)
+    batch: int
+    n_lanes: int  # 1, 2, 4 or 8 row ranges of the batch (see the module docstring)
+    w_slots: int  # layers of a segment that keep their weights; the others are drawn again
+    seed: np.uint64
+    stream: np.uint64
+    wide: bool  # the net is float64
+    kind: int  # the initializer's sampler (fastinit.initializers: CONSTANT, ORTHOGONAL or an rng.KIND_*)
+    code: int  # activation code (fastinit.activations)
+    param: float  # activation parameter
+    bias_std: float  # 0: no bias
+    residual: bool
+    alpha: float  # residual branch scale
+    batchnorm: bool
+    rescale_forward: bool
+    rescale_backward: bool
+    bounded: bool  # the activation is bounded: count saturated phi'
+    slope_from_output: bool  # phi' is read off the layer's output, not stored
+
+
+class Workspace(NamedTuple):
+    """Every array the kernels read or write: inputs, the ``stats`` output, stored layers, scratch.
+
+    Matrices live in flat rows sized for the widest layer; :func:`_view` takes a layer's
+    contiguous matrix from a row's start, as BLAS needs.
+    """
+
+    h0: np.ndarray  # (batch, widths[0]) input batch
+    grad_top: np.ndarray  # (batch, widths[-1]) dL/dh at the top
+    stats: np.ndarray  # float64 (depth, N_STATS), written by worker 0
+    seg_h: np.ndarray  # (seg_len, batch * widest): each stored layer's input
+    seg_z: np.ndarray  # (seg_len under batch norm, else 1, batch * widest): pre-activations
+    seg_dphi: np.ndarray  # (1 if slope_from_output else seg_len, batch * widest): phi'
+    seg_w: np.ndarray  # (min(seg_len, w_slots + 1), widest^2): weights; slots from w_slots on share the last row
+    checkpoints: np.ndarray  # (segments, batch * widest): the input of each segment's first layer
+    sync: np.ndarray  # int64 (2,): the workers' barrier (fastinit._sync.barrier)
+    shared: np.ndarray  # float64 (N_SHARED,): scalars worker 0 hands to the others
+    u: np.ndarray  # (batch * widest,): BN(z)
+    bias: np.ndarray  # (widest,)
+    h_last: np.ndarray  # (batch * widest,): an output no later layer reads
+    acc: np.ndarray  # float64 (N_BLOCKS, N_ACC, widest): per-block column accumulators
+    acc_z: np.ndarray  # float64 (N_BLOCKS, 2, widest): z's, under batch norm
+    acc_in: np.ndarray  # float64 (N_BLOCKS, 2, widest): the input gradient's
+    acc_w: np.ndarray  # float64 (n_lanes, 2, widest): the weight gradient's, per part
+    corr: np.ndarray  # float64 (N_BLOCKS,): per-block sums of row-pair cosines
+    grad: np.ndarray  # (batch * widest,): dL/dh_out; swaps roles with grad_in layer by layer
+    grad_in: np.ndarray  # (batch * widest,)
+    grad_act: np.ndarray  # (batch * widest under batch norm, else 0,): dL/dBN(z)
+    grad_z: np.ndarray  # (batch * widest,)
+    grad_z_t: np.ndarray  # (batch * widest,): dL/dz transposed, for the weight gradient by units
+    wgrad: np.ndarray  # (widest^2,)
+
+
 # --------------------------------------------------------------------------- layers
 
 
 @jit
-def _share_and_rescale(worker, n_workers, sync, n_lanes, shared, x, factor, log_scale):
+def _share_and_rescale(worker, n_workers, cfg, ws, x, factor, log_scale):
     """Hand worker 0's ``factor`` and ``log_scale`` to every worker, then let each multiply
     its own lanes of ``x`` by ``factor``; returns the log scale."""
     if worker == 0:
-        shared[SHARED_FACTOR] = factor
-        shared[SHARED_LOG_SCALE] = log_scale
-    barrier(sync, n_workers)
-    factor, log_scale = shared[SHARED_FACTOR], shared[SHARED_LOG_SCALE]
+        ws.shared[SHARED_FACTOR] = factor
+        ws.shared[SHARED_LOG_SCALE] = log_scale
+    barrier(ws.sync, n_workers)
+    factor, log_scale = ws.shared[SHARED_FACTOR], ws.shared[SHARED_LOG_SCALE]
     if factor != 1.0:
-        for lane in range(worker, n_lanes, n_workers):
-            start, stop = lane_rows(x.shape[0], lane, n_lanes)
+        for lane in range(worker, cfg.n_lanes, n_workers):
+            start, stop = lane_rows(x.shape[0], lane, cfg.n_lanes)
             scale_rows(x, start, stop, factor)
     return log_scale
 
 
 @jit
-def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z, u, h_out, dphi, bias, acc, acc_z,
-                  corr, shared, spec, draw_ab, wide, seed, stream, stats_row):
-    """One layer forward from scaled ``h_in`` (true = exp(log_s_in) h_in); returns log scale of ``h_out``.
+def _slot(ws, layer):
+    """Layer ``layer``'s slot in the stored segment."""
+    return (layer - 1) % ws.seg_h.shape[0]
 
-    Called by every worker.  ``spec`` = (kind, rescale_backward, unused, bias_std, code, param,
-    residual, alpha, batchnorm, rescale_forward, bounded, slope_from_output) as float64;
-    ``draw_ab[layer - 1]`` holds the layer's draw parameters (they depend on its fans).
-    Draws the layer's weights and bias, fills ``z``, ``h_out``, ``dphi`` (and ``u = BN(z)`` with batch norm),
-    and worker 0 the forward columns of ``stats_row``.  ``acc``, ``acc_z``, ``corr`` and
-    ``shared`` are workspace.  Each worker returns having rescaled its own lanes of
-    ``h_out``, so a lane's next use of its rows needs no barrier.
+
+@jit
+def _layer_weights(worker, n_workers, cfg, ws, layer, draw):
+    """Layer ``layer``'s weight matrix in its slot of ``ws.seg_w``; with ``draw``, drawn
+    there first (every worker its share, then a barrier)."""
+    n_in, n_out = cfg.widths[layer - 1], cfg.widths[layer]
+    w = _view(ws.seg_w[min(_slot(ws, layer), cfg.w_slots)], n_out, n_in)
+    if draw:
+        draw_weights_share(w, cfg.kind, cfg.draw_ab[layer - 1, 0], cfg.draw_ab[layer - 1, 1], cfg.wide, cfg.seed,
+                           cfg.stream, weight_substream(layer), worker, n_workers)
+    return w
+
+
+@jit
+def _pre_activation(cfg, ws, layer):
+    """Layer ``layer``'s z: its own slot under batch norm (whose backward needs it), else one shared row."""
+    return _view(ws.seg_z[_slot(ws, layer) if cfg.batchnorm else 0], cfg.batch, cfg.widths[layer])
+
+
+@jit
+def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stats_row):
+    """Layer ``layer`` forward from scaled ``h_in`` (true = exp(log_s_in) h_in) into ``h_out``;
+    returns the log scale of ``h_out``.
+
+    Called by every worker.  Draws the layer's weights and bias, fills its z (and
+    ``ws.u = BN(z)`` with batch norm), ``h_out`` and phi' (its slot of ``ws.seg_dphi``, or
+    one scratch row when the backward pass reads phi' off ``h_out``), and worker 0 the
+    forward columns of ``stats_row``.  Each worker returns having rescaled its own lanes
+    of ``h_out``, so a lane's next use of its rows needs no barrier.
     """
-    bias_std = spec[3]
-    code, param, residual, alpha = int(spec[4]), spec[5], spec[6] > 0.0, spec[7]
-    batchnorm, rescale_forward, bounded = spec[8] > 0.0, spec[9] > 0.0, spec[10] > 0.0
-    rows, cols = z.shape
-    draw_weights_share(w, int(spec[0]), draw_ab[layer - 1, 0], draw_ab[layer - 1, 1], wide, seed, stream,
-                       weight_substream(layer), worker, n_workers)
+    n_lanes, bias_std, batchnorm, residual, bounded = cfg.n_lanes, cfg.bias_std, cfg.batchnorm, cfg.residual, cfg.bounded
+    acc, acc_z, corr, sync = ws.acc, ws.acc_z, ws.corr, ws.sync
+    rows, cols = cfg.batch, cfg.widths[layer]
+    w = _layer_weights(worker, n_workers, cfg, ws, layer, np.bool_(True))
+    z = _pre_activation(cfg, ws, layer)
+    u = _view(ws.u, rows, cols)
+    dphi = _view(ws.seg_dphi[0 if cfg.slope_from_output else _slot(ws, layer)], rows, cols)
+    bias = ws.bias[:cols]
     if bias_std > 0.0 and worker == 0:
-        rng.fill_serial(bias, wide, rng.KIND_NORMAL, bias_std * math.exp(-log_s_in), 0.0, seed, stream,
+        rng.fill_serial(bias, cfg.wide, rng.KIND_NORMAL, bias_std * math.exp(-log_s_in), 0.0, cfg.seed, cfg.stream,
                         weight_substream(layer) + 1)
     barrier(sync, n_workers)
 
-    branch = alpha if residual else 1.0
+    branch = cfg.alpha if residual else 1.0
     if batchnorm and residual:
         branch *= math.exp(-log_s_in)  # the branch is added in h_in's units
     for lane in range(worker, n_lanes, n_workers):
@@ -553,11 +656,14 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
         if stop > start:
             np.dot(h_in[start:stop], w.T, z[start:stop])
         if bias_std > 0.0:
-            z[start:stop] += bias
+            for i in range(start, stop):  # a loop: a slice += compiles an error formatter (see _copy_lanes)
+                z_row = z[i]
+                for j in range(cols):
+                    z_row[j] += bias[j]
         if not batchnorm:
             first, last = lane_blocks(lane, n_lanes)
             for block in range(first, last):
-                activate_block(block, z, h_in, h_out, dphi, code, param, residual, branch, bounded, acc, corr)
+                activate_block(block, z, h_in, h_out, dphi, cfg.code, cfg.param, residual, branch, bounded, acc, corr)
     barrier(sync, n_workers)
     if batchnorm:
         # BN output is scale-free: with eps scaled to these units it is exact.
@@ -569,7 +675,7 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
         for lane in range(worker, n_lanes, n_workers):
             first, last = lane_blocks(lane, n_lanes)
             for block in range(first, last):
-                activate_block(block, u, h_in, h_out, dphi, code, param, residual, branch, bounded, acc, corr)
+                activate_block(block, u, h_in, h_out, dphi, cfg.code, cfg.param, residual, branch, bounded, acc, corr)
                 column_sums_block(block, z, acc_z)
         barrier(sync, n_workers)
 
@@ -578,9 +684,9 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
         # A plain batch-norm layer restarts at scale 1; a residual one stays in h_in's units.
         log_s_out = 0.0 if batchnorm and not residual else log_s_in
         fwd_sum, fwd_sumsq, fwd_unit, fwd_bad = checked_sums(z, acc_z if batchnorm else acc)
-        act_sumsq = total(acc, ACC_ACT_SUMSQ, cols)
-        stats_row[SATURATED] = total(acc, ACC_SATURATED, cols) if bounded else 0.0
-        stats_row[DEAD_UNITS] = zero_columns(acc, ACC_ALIVE, cols)
+        act_sumsq = total(acc, np.int64(ACC_ACT_SUMSQ), cols)
+        stats_row[SATURATED] = total(acc, np.int64(ACC_SATURATED), cols) if bounded else 0.0
+        stats_row[DEAD_UNITS] = zero_columns(acc, np.int64(ACC_ALIVE), cols)
         cosines = 0.0
         for block in range(N_BLOCKS):
             cosines += corr[block]
@@ -601,38 +707,47 @@ def forward_layer(worker, n_workers, sync, n_lanes, layer, h_in, log_s_in, w, z,
                 # The cosines' float64 sums of the same squares left float64's range too
                 # (or met inf/NaN); an exact zero keeps its cosines (NaN: 0 / 0).
                 stats_row[CORR_SUM] = math.nan
-        if rescale_forward:
+        if cfg.rescale_forward:
             factor, log_rms = rms_factor(h_out, act_sumsq)
             log_s_out += log_rms
-    return _share_and_rescale(worker, n_workers, sync, n_lanes, shared, h_out, factor, log_s_out)
+    return _share_and_rescale(worker, n_workers, cfg, ws, h_out, factor, log_s_out)
 
 
 @jit
-def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_s_in, w, z, dphi, grad_act, grad_z,
-                   grad_z_t, wgrad, grad_in, with_grad_in, spec, acc, acc_in, acc_w, shared, stats_row):
-    """One layer backward; fills ``grad_in`` (scaled, when ``with_grad_in``) and returns its log scale.
+def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, grad_out, log_g, grad_in, stats_row):
+    """Layer ``layer`` backward; fills ``grad_in`` (scaled; not for layer 1) and returns its log scale.
 
-    ``grad_in`` is rescaled to RMS 1 when ``spec[1]`` (rescale_backward) is set, else left raw.
+    ``grad_in`` is rescaled to RMS 1 when ``cfg.rescale_backward``, else left raw.
 
-    Called by every worker, after ``w`` holds the layer's weights.  ``grad_out`` is
-    dL/dh_out / exp(log_g); ``dphi`` is phi'(z), or the layer's output when ``spec[11]``
-    says phi' is read off it.  Worker 0 writes the gradient statistics to ``stats_row``;
-    ``grad_act`` (batch norm only), ``grad_z_t`` (dL/dz transposed, for the weight
-    gradient by units), the ``acc*`` arrays and ``shared`` are workspace.  Each worker
+    Called by every worker.  ``grad_out`` is dL/dh_out / exp(log_g); ``h_in`` and
+    ``h_out`` are the layer's stored input and output (phi' is read off ``h_out`` when
+    ``cfg.slope_from_output``).  The layer's weights are drawn again first if its slot
+    keeps none.  Worker 0 writes the gradient statistics to ``stats_row``.  Each worker
     returns having rescaled its own lanes of ``grad_in``.
     """
-    residual, alpha, batchnorm = spec[6] > 0.0, spec[7], spec[8] > 0.0
-    code, param, from_output = int(spec[4]), spec[5], spec[11] > 0.0
-    rows, n_out = grad_z.shape
-    n_in = h_in.shape[1]
-    branch = alpha if residual else 1.0
+    n_lanes, residual, batchnorm = cfg.n_lanes, cfg.residual, cfg.batchnorm
+    code, param, from_output = cfg.code, cfg.param, cfg.slope_from_output
+    acc, acc_in, acc_w, sync = ws.acc, ws.acc_in, ws.acc_w, ws.sync
+    rows, n_in, n_out = cfg.batch, cfg.widths[layer - 1], cfg.widths[layer]
+    redraw = _slot(ws, layer) >= cfg.w_slots
+    w = _layer_weights(worker, n_workers, cfg, ws, layer, redraw)
+    if redraw:
+        barrier(sync, n_workers)
+    z = _pre_activation(cfg, ws, layer)
+    dphi = h_out if from_output else _view(ws.seg_dphi[_slot(ws, layer)], rows, n_out)
+    grad_z = _view(ws.grad_z, rows, n_out)
+    grad_act = _view(ws.grad_act, rows, n_out) if batchnorm else grad_z
+    grad_z_t = _view(ws.grad_z_t, n_out, rows)
+    wgrad = _view(ws.wgrad, n_out, n_in)
+    with_grad_in = layer > 1
+    branch = cfg.alpha if residual else 1.0
     log_gz = log_g
     if batchnorm:
         # z is stored in h_in's units: dL/dz_true = BN'(z_scaled) dL/du / exp(log_s_in).
         for lane in range(worker, n_lanes, n_workers):
             first, last = lane_blocks(lane, n_lanes)
             for block in range(first, last):
-                backprop_block(block, grad_out, dphi, branch, grad_act, acc, False, code, param, from_output)
+                backprop_block(block, grad_out, dphi, branch, grad_act, acc, np.bool_(False), code, param, from_output)
         barrier(sync, n_workers)
         eps = BATCHNORM_EPS * math.exp(-2.0 * log_s_in)
         for index in range(worker, n_lanes, n_workers):
@@ -647,7 +762,7 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
             if batchnorm:
                 column_sums_block(block, grad_z, acc)
             else:
-                backprop_block(block, grad_out, dphi, branch, grad_z, acc, True, code, param, from_output)
+                backprop_block(block, grad_out, dphi, branch, grad_z, acc, np.bool_(True), code, param, from_output)
         start, stop = lane_rows(rows, lane, n_lanes)
         transpose_rows(grad_z, start, stop, grad_z_t)
         if with_grad_in:
@@ -681,10 +796,10 @@ def backward_layer(worker, n_workers, sync, n_lanes, grad_out, log_g, h_in, log_
         stats_row[WGRAD_LOG_SCALE] = log_gz + log_s_in + unit
         stats_row[WGRAD_NONFINITE] = bad
         log_g_in = log_g if residual else log_gz
-        if with_grad_in and spec[1] > 0.0:  # numerics="raw" leaves the gradient as the hardware has it
-            factor, log_rms = rms_factor(grad_in, total(acc_in, ACC_SUMSQ, n_in))
+        if with_grad_in and cfg.rescale_backward:  # numerics="raw" leaves the gradient as the hardware has it
+            factor, log_rms = rms_factor(grad_in, total(acc_in, np.int64(ACC_SUMSQ), n_in))
             log_g_in += log_rms
-    return _share_and_rescale(worker, n_workers, sync, n_lanes, shared, grad_in, factor, log_g_in)
+    return _share_and_rescale(worker, n_workers, cfg, ws, grad_in, factor, log_g_in)
 
 
 # Pages are first touched in 2 MiB regions (transparent huge pages), one 4 KiB page at a time.
@@ -712,144 +827,93 @@ def prefault(buffer, worker, n_workers):
 @jit
 def _copy_lanes(source, target, worker, n_workers, n_lanes):
     """``target[rows] = source[rows]`` for this worker's lanes (matrices of one shape)."""
+    cols = source.shape[1]
     for lane in range(worker, n_lanes, n_workers):
         start, stop = lane_rows(source.shape[0], lane, n_lanes)
-        target[start:stop] = source[start:stop]
+        # A loop, not a slice assignment: numba's compiles an error message formatter
+        # (string code) into every kernel above it.
+        for i in range(start, stop):
+            source_row, target_row = source[i], target[i]
+            for j in range(cols):
+                target_row[j] = source_row[j]
 
 
 @jit
-def walk(worker, n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h,
-         seg_z, seg_dphi, seg_w, checkpoints, w_slots, stats, u, bias, h_last, acc, acc_z, acc_in, acc_w, corr,
-         shared, grad, grad_in, grad_act, grad_z, grad_z_t, wgrad):
+def walk(worker, n_workers, cfg, ws):
     """Worker ``worker``'s walk through every layer, forward then backward (see :func:`run`)."""
+    widths, batch, n_lanes, seg_h = cfg.widths, cfg.batch, cfg.n_lanes, ws.seg_h
     depth = widths.size - 1
     seg_len = seg_h.shape[0]
     n_segments = (depth + seg_len - 1) // seg_len
-    batchnorm = spec[8] > 0.0
-    # Without phi' stored, the backward pass reads it off the layer's output (its next
-    # slot, or h_last for a segment's last layer); the forward's phi' goes to one scratch row.
-    keep_dphi = spec[11] == 0.0
     log_scales = np.zeros(depth + 1)  # log scale of each layer's input (every worker keeps a copy)
     scratch = np.empty(N_STATS)
     if n_workers > 1:
-        for buffer in (seg_h, seg_z, seg_dphi, seg_w):
+        for buffer in (ws.seg_h, ws.seg_z, ws.seg_dphi, ws.seg_w):
             prefault(buffer, worker, n_workers)
-        barrier(sync, n_workers)
+        barrier(ws.sync, n_workers)
 
     # Forward with statistics; segment slots are overwritten, the last segment's survive.
     # Each layer writes its output straight into the next layer's input slot.
-    _copy_lanes(h0, _view(seg_h[0], batch, widths[0]), worker, n_workers, n_lanes)
+    _copy_lanes(ws.h0, _view(seg_h[0], batch, widths[0]), worker, n_workers, n_lanes)
     for layer in range(1, depth + 1):
         slot = (layer - 1) % seg_len
-        n_in, n_out = widths[layer - 1], widths[layer]
-        h_in = _view(seg_h[slot], batch, n_in)
+        h_in = _view(seg_h[slot], batch, widths[layer - 1])
         if slot == 0:
-            _copy_lanes(h_in, _view(checkpoints[(layer - 1) // seg_len], batch, n_in), worker, n_workers, n_lanes)
+            _copy_lanes(h_in, _view(ws.checkpoints[(layer - 1) // seg_len], batch, widths[layer - 1]), worker,
+                        n_workers, n_lanes)
         into_slot = layer < depth and seg_len > 1
-        h_out = _view(seg_h[layer % seg_len] if into_slot else h_last, batch, n_out)
-        log_scales[layer] = forward_layer(
-            worker, n_workers, sync, n_lanes, layer, h_in, log_scales[layer - 1],
-            _view(seg_w[min(slot, w_slots)], n_out, n_in), _view(seg_z[slot if batchnorm else 0], batch, n_out),
-            _view(u, batch, n_out), h_out, _view(seg_dphi[slot if keep_dphi else 0], batch, n_out), bias[:n_out], acc,
-            acc_z, corr, shared, spec, draw_ab, wide, seed, stream, stats[layer - 1] if worker == 0 else scratch,
-        )
+        h_out = _view(seg_h[layer % seg_len] if into_slot else ws.h_last, batch, widths[layer])
+        log_scales[layer] = forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_scales[layer - 1], h_out,
+                                          ws.stats[layer - 1] if worker == 0 else scratch)
         if layer < depth and not into_slot:
-            _copy_lanes(h_out, _view(seg_h[0], batch, n_out), worker, n_workers, n_lanes)
+            _copy_lanes(h_out, _view(seg_h[0], batch, widths[layer]), worker, n_workers, n_lanes)
 
-    _copy_lanes(grad_top, _view(grad, batch, widths[depth]), worker, n_workers, n_lanes)
+    grad, grad_in = ws.grad, ws.grad_in
+    _copy_lanes(ws.grad_top, _view(grad, batch, widths[depth]), worker, n_workers, n_lanes)
     log_g = 0.0
     for segment in range(n_segments - 1, -1, -1):
         first = segment * seg_len + 1
         last = min(depth, first + seg_len - 1)
         if segment != n_segments - 1:
             # Recompute this segment from its checkpoint: the same calls, so the same bits.
-            _copy_lanes(_view(checkpoints[segment], batch, widths[first - 1]), _view(seg_h[0], batch, widths[first - 1]),
-                        worker, n_workers, n_lanes)
+            _copy_lanes(_view(ws.checkpoints[segment], batch, widths[first - 1]),
+                        _view(seg_h[0], batch, widths[first - 1]), worker, n_workers, n_lanes)
             for layer in range(first, last + 1):
                 slot = layer - first
-                n_in, n_out = widths[layer - 1], widths[layer]
-                h_out = _view(seg_h[slot + 1] if layer < last else h_last, batch, n_out)
-                forward_layer(
-                    worker, n_workers, sync, n_lanes, layer, _view(seg_h[slot], batch, n_in), log_scales[layer - 1],
-                    _view(seg_w[min(slot, w_slots)], n_out, n_in), _view(seg_z[slot if batchnorm else 0], batch, n_out),
-                    _view(u, batch, n_out), h_out, _view(seg_dphi[slot if keep_dphi else 0], batch, n_out), bias[:n_out],
-                    acc, acc_z, corr, shared, spec, draw_ab, wide, seed, stream, scratch,
-                )
+                h_out = _view(seg_h[slot + 1] if layer < last else ws.h_last, batch, widths[layer])
+                forward_layer(worker, n_workers, cfg, ws, layer, _view(seg_h[slot], batch, widths[layer - 1]),
+                              log_scales[layer - 1], h_out, scratch)
         for layer in range(last, first - 1, -1):
             slot = layer - first
-            n_in, n_out = widths[layer - 1], widths[layer]
-            w = _view(seg_w[min(slot, w_slots)], n_out, n_in)
-            if slot >= w_slots:
-                draw_weights_share(w, int(spec[0]), draw_ab[layer - 1, 0], draw_ab[layer - 1, 1], wide, seed, stream,
-                                   weight_substream(layer), worker, n_workers)
-                barrier(sync, n_workers)
-            log_g = backward_layer(
-                worker, n_workers, sync, n_lanes, _view(grad, batch, n_out), log_g, _view(seg_h[slot], batch, n_in),
-                log_scales[layer - 1], w, _view(seg_z[slot if batchnorm else 0], batch, n_out),
-                _view(seg_dphi[slot] if keep_dphi else (seg_h[slot + 1] if layer < last else h_last), batch, n_out),
-                _view(grad_act, batch, n_out) if batchnorm else _view(grad_z, batch, n_out),
-                _view(grad_z, batch, n_out), _view(grad_z_t, n_out, batch), _view(wgrad, n_out, n_in),
-                _view(grad_in, batch, n_in), layer > 1, spec, acc, acc_in, acc_w, shared,
-                stats[layer - 1] if worker == 0 else scratch,
-            )
+            h_out = _view(seg_h[slot + 1] if layer < last else ws.h_last, batch, widths[layer])
+            log_g = backward_layer(worker, n_workers, cfg, ws, layer, _view(seg_h[slot], batch, widths[layer - 1]),
+                                   log_scales[layer - 1], h_out, _view(grad, batch, widths[layer]), log_g,
+                                   _view(grad_in, batch, widths[layer - 1]),
+                                   ws.stats[layer - 1] if worker == 0 else scratch)
             grad, grad_in = grad_in, grad  # this layer's input gradient is the next one's output gradient
 
 
-def _team(n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h, seg_z,
-          seg_dphi, seg_w, checkpoints, w_slots, stats, u, bias, h_last, acc, acc_z, acc_in, acc_w, corr, shared, grad,
-          grad_in, grad_act, grad_z, grad_z_t, wgrad):
-    """The one parallel region: ``n_workers`` concurrent walks (numba's static schedule
-    gives each prange iteration its own thread when there are at least as many threads)."""
-    for worker in numba.prange(n_workers):
-        walk(worker, n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h,
-             seg_z, seg_dphi, seg_w, checkpoints, w_slots, stats, u, bias, h_last, acc, acc_z, acc_in, acc_w, corr,
-             shared, grad, grad_in, grad_act, grad_z, grad_z_t, wgrad)
-
-
-_team_parallel = jit(_team, parallel=True)
-
-
-@jit
-def run(n_workers, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h, seg_z, seg_dphi,
-        seg_w, checkpoints, w_slots, stats):
-    """Forward and backward through ``len(widths) - 1`` layers; fills ``stats`` (layers x N_STATS).
+def _team(n_workers, cfg, ws):
+    """Forward and backward through ``len(cfg.widths) - 1`` layers; fills ``ws.stats`` (layers x N_STATS).
 
     Keeps, for ``seg_len`` layers at a time, each layer's input and derivative (and its
     pre-activation, which only batch norm's backward needs), with a checkpoint of the
     input at each segment start; earlier segments are recomputed -- weights re-drawn
     from their streams -- during the backward pass, so memory is
     O(seg_len * width^2 + depth / seg_len * batch * width), never O(depth * width^2).
-    Weights are kept for the first ``w_slots`` layers of a segment and drawn again in
+    Weights are kept for the first ``cfg.w_slots`` layers of a segment and drawn again in
     the backward pass for the others (the cheaper way to fit a budget than recomputing:
-    a draw, no GEMM).  Every buffer is flat; ``_view`` takes a contiguous matrix from
-    its start, as BLAS needs.
+    a draw, no GEMM).  The buffers (:class:`Workspace`) come preallocated from
+    ``fastinit.propagate.Plan.workspace``.
 
-    The stored layers come preallocated (see ``propagate._workspace``): ``seg_h`` and
-    ``seg_dphi`` with ``seg_len`` rows of ``batch * widest``, ``seg_z`` with ``seg_len``
-    rows under batch norm (else 1), ``seg_w`` with ``min(seg_len, w_slots + 1)`` rows of
-    ``widest^2`` (slots from ``w_slots`` on share the last row) and ``checkpoints`` with
-    one row per segment.  ``n_lanes`` (1, 2, 4 or 8) cuts the work; ``n_workers`` (at
-    most ``n_lanes``) threads do it, with the same result for any ``n_workers``.
+    The one parallel region: ``n_workers`` (at most ``cfg.n_lanes``) concurrent walks, with
+    the same result for any ``n_workers`` (numba's static schedule gives each prange
+    iteration its own thread when there are at least as many threads).
     """
-    widest = widths.max()
-    dtype = h0.dtype
-    batchnorm = spec[8] > 0.0
-    sync = np.zeros(2, dtype=np.int64)  # the workers' barrier (see fastinit._sync.barrier)
-    u = np.empty(batch * widest, dtype=dtype)
-    bias = np.empty(widest, dtype=dtype)
-    h_last = np.empty(batch * widest, dtype=dtype)  # output that no later layer reads
-    acc = np.empty((N_BLOCKS, N_ACC, widest))
-    acc_z = np.empty((N_BLOCKS, 2, widest))
-    acc_in = np.empty((N_BLOCKS, 2, widest))
-    acc_w = np.empty((n_lanes, 2, widest))
-    corr = np.empty(N_BLOCKS)
-    shared = np.zeros(N_SHARED)
-    grad = np.empty(batch * widest, dtype=dtype)
-    grad_in = np.empty(batch * widest, dtype=dtype)
-    grad_act = np.empty(batch * widest if batchnorm else 0, dtype=dtype)
-    grad_z = np.empty(batch * widest, dtype=dtype)
-    grad_z_t = np.empty(batch * widest, dtype=dtype)
-    wgrad = np.empty(widest * widest, dtype=dtype)
-    _team_parallel(n_workers, sync, n_lanes, widths, batch, spec, draw_ab, seed, stream, wide, h0, grad_top, seg_h,
-                   seg_z, seg_dphi, seg_w, checkpoints, w_slots, stats, u, bias, h_last, acc, acc_z, acc_in, acc_w,
-                   corr, shared, grad, grad_in, grad_act, grad_z, grad_z_t, wgrad)
+    for worker in numba.prange(n_workers):
+        # numba types a prange index int64 where it types the loop and uint64 in the
+        # parallel body it builds: without the cast, walk (and all below it) compiled twice.
+        walk(np.int64(worker), n_workers, cfg, ws)
+
+
+run = jit(_team, parallel=True)

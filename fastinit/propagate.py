@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -18,13 +19,14 @@ from threadpoolctl import threadpool_limits
 
 from fastinit import _propagate_kernels as K
 from fastinit import rng
+from fastinit._jit import announce_compile
 from fastinit._validation import (
     Choice, check_dtype, check_int, check_no_extra, check_real, check_seed, check_stream,
 )
 from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
 
-__all__ = ["propagate", "COLUMNS", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["propagate", "Plan", "COLUMNS", "DEFAULT_MEMORY_BUDGET"]
 
 COLUMNS = [
     "layer", "width", "fwd_mean", "fwd_var", "log10_fwd_var", "act_second_moment", "log10_act_second_moment",
@@ -43,6 +45,8 @@ _NUMERICS = Choice(("rescaled", "raw"))
 _OPTIONS = ("residual", "batchnorm", "input_std", "input_corr", "numerics", "init_params", "activation_params",
             "stream", "memory_budget")
 _LOG10_E = 1.0 / math.log(10.0)
+# A cold compile of the kernels for one dtype on the 2-core project machine (announced).
+COLD_COMPILE_SECONDS = 40
 
 
 def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float32", bias_std=0.0, **options) -> pd.DataFrame:
@@ -161,15 +165,14 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     >>> bool(abs(df.log10_fwd_var.iloc[-1] - df.log10_fwd_var.iloc[0]) < 0.5)
     True
     """
-    plan = _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options)
-    h0, grad_top = _inputs(plan)
-    stats = np.zeros((plan["depth"], K.N_STATS))
-    plan["n_workers"] = _workers(plan["n_lanes"])
-    with _kernel_threads(plan["n_workers"]):
-        K.run(plan["n_workers"], plan["n_lanes"], plan["widths"], plan["batch"], plan["spec"], plan["draw_ab"],
-              np.uint64(plan["seed"]), np.uint64(plan["stream"]), plan["dtype"] == np.float64, h0, grad_top,
-              *_workspace(plan), plan["w_slots"], stats)
-    return _frame(stats, plan)
+    plan = Plan.build(init, activation, depth=depth, width=width, batch=batch, seed=seed, dtype=dtype,
+                      bias_std=bias_std, **options)
+    n_workers = _workers(plan.n_lanes)
+    args = (n_workers, plan.config(), plan.workspace(*plan.inputs()))
+    announce_compile(K.run, args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype)
+    with _kernel_threads(n_workers):
+        K.run(*args)
+    return _frame(args[2].stats, plan, n_workers)
 
 
 @contextlib.contextmanager
@@ -248,77 +251,148 @@ def _openmp():
         return None
 
 
-def _workspace(plan):
-    """The stored layers of :func:`_memory_plan`: ``seg_h, seg_z, seg_dphi, seg_w, checkpoints``.
+@dataclass(frozen=True, eq=False)  # arrays inside: identity, not field equality
+class Plan:
+    """A validated :func:`propagate` call: every number the kernels and the result need.
 
-    Allocated here rather than in the kernel because NumPy asks Linux for transparent
-    huge pages on large arrays: first touches then fault 2 MiB at a time instead of
-    4 KiB (measured: page faults were ~30 % of a (64, 1000) run).
+    :meth:`build` is the one place that validates user input; :meth:`config` and
+    :meth:`workspace` are the one place that builds the kernels' records
+    (:class:`fastinit._propagate_kernels.LayerConfig` and ``Workspace``), each field with
+    its one type.  Tests and twins read the same plan.
     """
-    seg_len, w_slots, dtype = plan["seg_len"], plan["w_slots"], plan["dtype"]
-    widest, batch = int(plan["widths"].max()), plan["batch"]
-    n_segments = (plan["depth"] + seg_len - 1) // seg_len
-    return (np.empty((seg_len, batch * widest), dtype=dtype),
-            np.empty((seg_len if plan["batchnorm"] else 1, batch * widest), dtype=dtype),
-            np.empty((1 if plan["slope_from_output"] else seg_len, batch * widest), dtype=dtype),
-            np.empty((min(seg_len, w_slots + 1), widest * widest), dtype=dtype),
-            np.empty((n_segments, batch * widest), dtype=dtype))
 
+    init: str  # registry name
+    activation: str
+    depth: int
+    widths: np.ndarray  # int64 (depth + 1,): the input's width, then each layer's
+    batch: int
+    seed: int
+    stream: int
+    dtype: np.dtype
+    init_params: dict  # resolved
+    draws: tuple  # per layer: the initializer's draw (fastinit.initializers)
+    draw_ab: np.ndarray  # float64 (depth, 2): the draws' parameters
+    code: int  # activation code
+    param: float  # activation parameter (resolved)
+    bounded: bool
+    bias_std: float
+    residual: float | None  # branch scale, None without residual connections
+    batchnorm: bool
+    input_std: float
+    input_corr: float | None
+    numerics: str
+    forward_rescaled: bool
+    slope_from_output: bool  # phi' read off each layer's output instead of stored
+    seg_len: int  # layers stored at once (see _memory_plan)
+    w_slots: int  # of which keep their weights
+    n_lanes: int  # row ranges of the batch (see _lanes)
 
-def _plan(init, activation, depth, width, batch, seed, dtype, bias_std, options) -> dict:
-    """Validate everything at the boundary; the kernels never validate."""
-    check_no_extra("propagate()", {k: v for k, v in options.items() if k not in _OPTIONS}, _OPTIONS)
-    entry = get_initializer(init)
-    act = get_activation(activation)
-    init_params = entry.resolve(**dict(options.get("init_params") or {}))
-    param = act.resolve_param(**dict(options.get("activation_params") or {}))
-    depth = check_int("depth", depth, minimum=1)
-    if isinstance(width, (list, tuple, np.ndarray)):
-        if len(width) != depth:
-            raise ValueError(f"width must be an int or a list of depth={depth} widths, got a list of {len(width)}")
-        widths = [check_int("width", w, minimum=1) for w in width]
-    else:
-        widths = [check_int("width", width, minimum=1)] * depth
-    widths = np.array([widths[0], *widths], dtype=np.int64)  # the input has widths[0] units
-    batch = check_int("batch", batch, minimum=2)
-    seed = check_seed(seed)
-    dtype = check_dtype(dtype)
-    bias_std = check_real("bias_std", bias_std, minimum=0.0)
-    residual = options.get("residual")
-    if residual is not None:
-        residual = check_real("residual", residual, minimum=0.0, exclusive_minimum=True)
-        if len(set(widths.tolist())) != 1:
-            raise ValueError("residual connections need equal widths; got a width list with different values "
-                             "(use an int width or drop residual)")
-    batchnorm = options.get("batchnorm", False)
-    if not isinstance(batchnorm, (bool, np.bool_)):
-        raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
-    input_std = check_real("input_std", options.get("input_std", 1.0), minimum=0.0, exclusive_minimum=True)
-    input_corr = options.get("input_corr")
-    if input_corr is not None:
-        input_corr = check_real("input_corr", input_corr, minimum=-1.0, maximum=1.0)
-    numerics = _NUMERICS.check("numerics", options.get("numerics", "rescaled"))
-    stream = check_stream(options.get("stream", 0))
-    budget = check_int("memory_budget", options.get("memory_budget", DEFAULT_MEMORY_BUDGET), minimum=1)
-    forward_rescaled = numerics == "rescaled" and act.homogeneous
-    widest = int(widths.max())
-    # phi' is stored for the backward pass unless it can be read off the layer's output
-    # (a residual layer's output also holds its input).
-    slope_from_output = act.slope_from_output(param) and residual is None
-    per_layer = 1 + (not slope_from_output) + bool(batchnorm)  # h, phi', BN's pre-activation
-    seg_len, w_slots = _memory_plan(depth, batch, widest, dtype.itemsize, per_layer, budget)
-    draws = [entry.draw(int(widths[l - 1]), int(widths[l]), **init_params) for l in range(1, depth + 1)]
-    draw_ab = np.array([(d.a, d.b) for d in draws], dtype=np.float64)
-    spec = np.array([draws[0].kind, numerics == "rescaled", 0.0, bias_std, act.code, param, residual is not None, residual or 0.0,
-                     bool(batchnorm), forward_rescaled, act.bounded, slope_from_output], dtype=np.float64)
-    return {
-        "init": entry.name, "activation": act.name, "depth": depth, "widths": widths, "batch": batch,
-        "seed": seed, "dtype": dtype, "stream": stream, "spec": spec, "seg_len": seg_len, "w_slots": w_slots,
-        "input_std": input_std, "input_corr": input_corr, "forward_rescaled": forward_rescaled,
-        "numerics": numerics, "draw_ab": draw_ab, "draws": draws, "init_params": init_params, "param": param,
-        "bias_std": bias_std, "residual": residual, "batchnorm": bool(batchnorm), "code": act.code,
-        "n_lanes": _lanes(batch), "slope_from_output": slope_from_output,
-    }
+    @classmethod
+    def build(cls, init, activation, *, depth, width, batch=256, seed=0, dtype="float32", bias_std=0.0,
+              **options) -> Plan:
+        """Validate a :func:`propagate` call (same parameters) at the boundary; the kernels never validate."""
+        check_no_extra("propagate()", {k: v for k, v in options.items() if k not in _OPTIONS}, _OPTIONS)
+        entry = get_initializer(init)
+        act = get_activation(activation)
+        init_params = entry.resolve(**dict(options.get("init_params") or {}))
+        param = act.resolve_param(**dict(options.get("activation_params") or {}))
+        depth = check_int("depth", depth, minimum=1)
+        if isinstance(width, (list, tuple, np.ndarray)):
+            if len(width) != depth:
+                raise ValueError(f"width must be an int or a list of depth={depth} widths, got a list of {len(width)}")
+            widths = [check_int("width", w, minimum=1) for w in width]
+        else:
+            widths = [check_int("width", width, minimum=1)] * depth
+        widths = np.array([widths[0], *widths], dtype=np.int64)  # the input has widths[0] units
+        batch = check_int("batch", batch, minimum=2)
+        seed = check_seed(seed)
+        dtype = check_dtype(dtype)
+        bias_std = check_real("bias_std", bias_std, minimum=0.0)
+        residual = options.get("residual")
+        if residual is not None:
+            residual = check_real("residual", residual, minimum=0.0, exclusive_minimum=True)
+            if len(set(widths.tolist())) != 1:
+                raise ValueError("residual connections need equal widths; got a width list with different values "
+                                 "(use an int width or drop residual)")
+        batchnorm = options.get("batchnorm", False)
+        if not isinstance(batchnorm, (bool, np.bool_)):
+            raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
+        input_std = check_real("input_std", options.get("input_std", 1.0), minimum=0.0, exclusive_minimum=True)
+        input_corr = options.get("input_corr")
+        if input_corr is not None:
+            input_corr = check_real("input_corr", input_corr, minimum=-1.0, maximum=1.0)
+        numerics = _NUMERICS.check("numerics", options.get("numerics", "rescaled"))
+        stream = check_stream(options.get("stream", 0))
+        budget = check_int("memory_budget", options.get("memory_budget", DEFAULT_MEMORY_BUDGET), minimum=1)
+        widest = int(widths.max())
+        # phi' is stored for the backward pass unless it can be read off the layer's output
+        # (a residual layer's output also holds its input).
+        slope_from_output = act.slope_from_output(param) and residual is None
+        per_layer = 1 + (not slope_from_output) + bool(batchnorm)  # h, phi', BN's pre-activation
+        seg_len, w_slots = _memory_plan(depth, batch, widest, dtype.itemsize, per_layer, budget)
+        draws = tuple(entry.draw(int(widths[l - 1]), int(widths[l]), **init_params) for l in range(1, depth + 1))
+        return cls(
+            init=entry.name, activation=act.name, depth=depth, widths=widths, batch=batch, seed=seed, stream=stream,
+            dtype=dtype, init_params=init_params, draws=draws,
+            draw_ab=np.array([(d.a, d.b) for d in draws], dtype=np.float64), code=act.code, param=param,
+            bounded=act.bounded, bias_std=bias_std, residual=residual, batchnorm=bool(batchnorm), input_std=input_std,
+            input_corr=input_corr, numerics=numerics, forward_rescaled=numerics == "rescaled" and act.homogeneous,
+            slope_from_output=slope_from_output, seg_len=seg_len, w_slots=w_slots, n_lanes=_lanes(batch),
+        )
+
+    def config(self) -> K.LayerConfig:
+        """The kernels' read-only record; each field cast to its one type (see ``LayerConfig``)."""
+        return K.LayerConfig(
+            widths=self.widths, draw_ab=self.draw_ab, batch=int(self.batch), n_lanes=int(self.n_lanes),
+            w_slots=int(self.w_slots), seed=np.uint64(self.seed), stream=np.uint64(self.stream),
+            wide=bool(self.dtype == np.float64), kind=int(self.draws[0].kind), code=int(self.code),
+            param=float(self.param), bias_std=float(self.bias_std), residual=self.residual is not None,
+            alpha=float(self.residual or 0.0), batchnorm=bool(self.batchnorm),
+            rescale_forward=bool(self.forward_rescaled), rescale_backward=self.numerics == "rescaled",
+            bounded=bool(self.bounded), slope_from_output=bool(self.slope_from_output),
+        )
+
+    def workspace(self, h0, grad_top) -> K.Workspace:
+        """Every buffer of one kernel run (see ``Workspace``), around the inputs ``h0`` and ``grad_top``.
+
+        Allocated here rather than in the kernel because NumPy asks Linux for transparent
+        huge pages on large arrays: first touches then fault 2 MiB at a time instead of
+        4 KiB (measured: page faults were ~30 % of a (64, 1000) run).
+        """
+        dtype, batch, seg_len = self.dtype, self.batch, self.seg_len
+        widest = int(self.widths.max())
+        rows, square = batch * widest, widest * widest
+        n_segments = (self.depth + seg_len - 1) // seg_len
+        return K.Workspace(
+            h0=h0, grad_top=grad_top, stats=np.zeros((self.depth, K.N_STATS)),
+            seg_h=np.empty((seg_len, rows), dtype=dtype),
+            seg_z=np.empty((seg_len if self.batchnorm else 1, rows), dtype=dtype),
+            seg_dphi=np.empty((1 if self.slope_from_output else seg_len, rows), dtype=dtype),
+            seg_w=np.empty((min(seg_len, self.w_slots + 1), square), dtype=dtype),
+            checkpoints=np.empty((n_segments, rows), dtype=dtype),
+            sync=np.zeros(2, dtype=np.int64), shared=np.zeros(K.N_SHARED),
+            u=np.empty(rows, dtype=dtype), bias=np.empty(widest, dtype=dtype), h_last=np.empty(rows, dtype=dtype),
+            acc=np.empty((K.N_BLOCKS, K.N_ACC, widest)), acc_z=np.empty((K.N_BLOCKS, 2, widest)),
+            acc_in=np.empty((K.N_BLOCKS, 2, widest)), acc_w=np.empty((self.n_lanes, 2, widest)),
+            corr=np.empty(K.N_BLOCKS),
+            grad=np.empty(rows, dtype=dtype), grad_in=np.empty(rows, dtype=dtype),
+            grad_act=np.empty(rows if self.batchnorm else 0, dtype=dtype),
+            grad_z=np.empty(rows, dtype=dtype), grad_z_t=np.empty(rows, dtype=dtype),
+            wgrad=np.empty(square, dtype=dtype),
+        )
+
+    def inputs(self):
+        """``(h0, grad_top)``: the input batch and readout gradient from the cell's stream (substreams 0, 1, 2)."""
+        batch, n_in, n_out = self.batch, int(self.widths[0]), int(self.widths[-1])
+        seed, stream, dtype = self.seed, self.stream, self.dtype
+        h0 = rng.standard_normal(seed, (batch, n_in), stream=stream, substream=K.SUB_INPUT, dtype="float64")
+        if self.input_corr is not None:
+            c = self.input_corr
+            noise = rng.standard_normal(seed, (batch, n_in), stream=stream, substream=K.SUB_INPUT_PAIR, dtype="float64")
+            h0[1::2] = c * h0[0:2 * (batch // 2):2] + math.sqrt(1.0 - c * c) * noise[1::2][: batch // 2]
+        h0 = (self.input_std * h0).astype(dtype)
+        grad_top = rng.standard_normal(seed, (batch, n_out), stream=stream, substream=K.SUB_READOUT, dtype=dtype.name)
+        return h0, grad_top
 
 
 def _memory_plan(depth, batch, widest, itemsize, per_layer, budget):
@@ -340,20 +414,6 @@ def _memory_plan(depth, batch, widest, itemsize, per_layer, budget):
     return seg_len, seg_len
 
 
-def _inputs(plan):
-    """Input batch and readout gradient from the cell's stream (substreams 0, 1, 2)."""
-    batch, n_in, n_out = plan["batch"], int(plan["widths"][0]), int(plan["widths"][-1])
-    seed, stream, dtype = plan["seed"], plan["stream"], plan["dtype"]
-    h0 = rng.standard_normal(seed, (batch, n_in), stream=stream, substream=K.SUB_INPUT, dtype="float64")
-    if plan["input_corr"] is not None:
-        c = plan["input_corr"]
-        noise = rng.standard_normal(seed, (batch, n_in), stream=stream, substream=K.SUB_INPUT_PAIR, dtype="float64")
-        h0[1::2] = c * h0[0:2 * (batch // 2):2] + math.sqrt(1.0 - c * c) * noise[1::2][: batch // 2]
-    h0 = (plan["input_std"] * h0).astype(dtype)
-    grad_top = rng.standard_normal(seed, (batch, n_out), stream=stream, substream=K.SUB_READOUT, dtype=dtype.name)
-    return h0, grad_top
-
-
 def _moments(total, total_sq, log_scale, count):
     """Mean, variance and log10 variance of scaled sums; exact in log space whatever the scale."""
     mean = total / count
@@ -364,9 +424,9 @@ def _moments(total, total_sq, log_scale, count):
         return mean * scale, var * scale**2, log10_var
 
 
-def _frame(stats, plan) -> pd.DataFrame:
-    widths = plan["widths"]
-    batch = plan["batch"]
+def _frame(stats, plan, n_workers) -> pd.DataFrame:
+    widths = plan.widths
+    batch = plan.batch
     n_out = widths[1:].astype(np.float64)
     n_in = widths[:-1].astype(np.float64)
     # The kernels leave a sum NaN where its matrix has a non-finite entry, so the moments
@@ -384,7 +444,7 @@ def _frame(stats, plan) -> pd.DataFrame:
     # classifies are not known.
     z_unknown = fwd_nonfinite > 0
     frame = pd.DataFrame({
-        "layer": np.arange(1, plan["depth"] + 1),
+        "layer": np.arange(1, plan.depth + 1),
         "width": widths[1:],
         "fwd_mean": fwd_mean,
         "fwd_var": fwd_var,
@@ -403,9 +463,9 @@ def _frame(stats, plan) -> pd.DataFrame:
         "grad_nonfinite": grad_nonfinite,
     })
     frame.attrs.update({
-        "init": plan["init"], "activation": plan["activation"], "numerics": plan["numerics"],
-        "forward_rescaled": plan["forward_rescaled"], "segment_layers": plan["seg_len"],
-        "lanes": plan["n_lanes"], "workers": plan["n_workers"],
+        "init": plan.init, "activation": plan.activation, "numerics": plan.numerics,
+        "forward_rescaled": plan.forward_rescaled, "segment_layers": plan.seg_len,
+        "lanes": plan.n_lanes, "workers": n_workers,
     })
     frame.attrs.update(_range_limits(frame, stats, plan))
     return frame
@@ -413,12 +473,12 @@ def _frame(stats, plan) -> pd.DataFrame:
 
 def _range_limits(frame, stats, plan) -> dict:
     """``first_overflow_layer``/``_pass`` and ``first_underflow_layer``/``_pass`` (rules in :func:`propagate`)."""
-    counts = plan["batch"] * plan["widths"][1:].astype(np.float64)
+    counts = plan.batch * plan.widths[1:].astype(np.float64)
     tiny64 = np.finfo(np.float64).tiny
     # Twice log10 of the dtype's smallest normal: a second moment below it means typical
     # entries are subnormal (or flushed to 0) in the net's own dtype.
-    dtype_floor = 2.0 * math.log10(np.finfo(plan["dtype"]).tiny)
-    weights_zero = all(d.a == 0.0 and (d.kind != rng.KIND_UNIFORM or d.b == 0.0) for d in plan["draws"])
+    dtype_floor = 2.0 * math.log10(np.finfo(plan.dtype).tiny)
+    weights_zero = all(d.a == 0.0 and (d.kind != rng.KIND_UNIFORM or d.b == 0.0) for d in plan.draws)
 
     def underflow(var, log10_var, sumsq, log_scale, raw_values, explained):
         # The float64 statistic can no longer hold the variance (its log10 is still exact) ...
@@ -439,9 +499,9 @@ def _range_limits(frame, stats, plan) -> dict:
     input_zero = np.concatenate([[False], act_sumsq[:-1] == 0.0])
     upstream_zero = np.concatenate([grad_sumsq[1:] == 0.0, [False]]) | (frame.dead_frac.to_numpy() == 1.0)
     fwd_under = underflow(fwd_var, frame.log10_fwd_var.to_numpy(), fwd_sumsq, stats[:, K.FWD_LOG_SCALE],
-                          not plan["forward_rescaled"], input_zero)
+                          not plan.forward_rescaled, input_zero)
     grad_under = underflow(grad_var, frame.log10_grad_var.to_numpy(), grad_sumsq, stats[:, K.GRAD_LOG_SCALE],
-                           plan["numerics"] == "raw", upstream_zero)
+                           plan.numerics == "raw", upstream_zero)
     limits = {}
     for kind, forward, backward in (("overflow", fwd_over, grad_over), ("underflow", fwd_under, grad_under)):
         layer, where = None, None

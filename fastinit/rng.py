@@ -450,7 +450,9 @@ def _fill(out, wide, kind, a, b, seed, stream, substream):
     chunk writes only its own slice, so the result does not depend on the thread count.
     """
     for chunk in numba.prange(chunk_count(out.size, wide)):
-        fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream)
+        # The cast: numba types a prange index int64 in the loop and uint64 in the parallel
+        # body it builds, which compiled fill_chunk twice.
+        fill_chunk(out, np.int64(chunk), wide, kind, a, b, seed, stream, substream)
 
 
 # Below this many samples a parallel region costs more than it saves.
@@ -474,7 +476,7 @@ def fill_kernel(out, wide, kind, a, b, seed, stream, substream):
 
 def fill(out: np.ndarray, kind: int, a: float, b: float, seed: int, stream: int, substream: int) -> None:
     """Fill a C-contiguous float32 or float64 array in place (no validation: internal)."""
-    fill_kernel(out.reshape(-1), out.dtype == np.float64, kind, float(a), float(b), np.uint64(seed), np.uint64(stream), np.uint64(substream))
+    fill_kernel(out.reshape(-1), out.dtype == np.float64, kind, float(a), float(b), np.uint64(seed), np.uint64(stream), np.int64(substream))
 
 
 # ------------------------------------------------------------------- public draws

@@ -158,7 +158,7 @@ def propagate(plan, h0, grad_top, *, in_dtype=False):
     Returns a dict of per-layer arrays named as the DataFrame columns.
     """
     with np.errstate(all="ignore"):  # inf and NaN are data here
-        return _propagate(plan, h0, grad_top, np.dtype(plan["dtype"]) if in_dtype else np.dtype(np.float64))
+        return _propagate(plan, h0, grad_top, np.dtype(plan.dtype) if in_dtype else np.dtype(np.float64))
 
 
 def _propagate(plan, h0, grad_top, work):
@@ -167,26 +167,26 @@ def _propagate(plan, h0, grad_top, work):
     from fastinit.initializers import fill as fill_weights
     from fastinit.rng import fill as fill_stream
 
-    act = next(a for a in ACTIVATIONS.values() if a.code == plan["code"])
-    phi = lambda x: np.asarray(act.phi_np(x, plan["param"]), dtype=np.float64)  # noqa: E731
-    dphi = lambda x: np.asarray(act.dphi_np(x, plan["param"]), dtype=np.float64)  # noqa: E731
-    widths, depth = plan["widths"], plan["depth"]
-    alpha = plan["residual"]
+    act = next(a for a in ACTIVATIONS.values() if a.code == plan.code)
+    phi = lambda x: np.asarray(act.phi_np(x, plan.param), dtype=np.float64)  # noqa: E731
+    dphi = lambda x: np.asarray(act.dphi_np(x, plan.param), dtype=np.float64)  # noqa: E731
+    widths, depth = plan.widths, plan.depth
+    alpha = plan.residual
     branch = alpha if alpha is not None else 1.0
     h = h0.astype(work)
     cols = {k: [] for k in ("fwd_mean", "fwd_var", "act_second_moment", "dead_frac", "saturated_frac", "corr",
                             "fwd_nonfinite")}
     saved = []
     for layer in range(1, depth + 1):
-        w = np.empty((widths[layer], widths[layer - 1]), dtype=plan["dtype"])
-        fill_weights(w, plan["draws"][layer - 1], seed=plan["seed"], stream=plan["stream"], substream=K.weight_substream(layer))
+        w = np.empty((widths[layer], widths[layer - 1]), dtype=plan.dtype)
+        fill_weights(w, plan.draws[layer - 1], seed=plan.seed, stream=plan.stream, substream=K.weight_substream(layer))
         w = w.astype(work)
         z = h @ w.T
-        if plan["bias_std"] > 0:
-            b = np.empty(widths[layer], dtype=plan["dtype"])
-            fill_stream(b, 0, plan["bias_std"], 0.0, plan["seed"], plan["stream"], K.weight_substream(layer) + 1)
+        if plan.bias_std > 0:
+            b = np.empty(widths[layer], dtype=plan.dtype)
+            fill_stream(b, 0, plan.bias_std, 0.0, plan.seed, plan.stream, K.weight_substream(layer) + 1)
             z = z + b.astype(work)
-        if plan["batchnorm"]:
+        if plan.batchnorm:
             z64 = z.astype(np.float64)
             a = ((z64 - z64.mean(0)) / np.sqrt(z64.var(0) + BN_EPS)).astype(work)
         else:
@@ -211,7 +211,7 @@ def _propagate(plan, h0, grad_top, work):
     for layer in range(depth, 0, -1):
         h_in, w, z, a, d = saved[layer - 1]
         g_a = grad * work.type(branch) * d
-        if plan["batchnorm"]:
+        if plan.batchnorm:
             z64 = z.astype(np.float64)
             std = np.sqrt(z64.var(0) + BN_EPS)
             xhat = (z64 - z64.mean(0)) / std

@@ -11,7 +11,7 @@ import pytest
 import naive
 from conftest import Z_TOL, run_python
 from fastinit import propagate
-from fastinit.propagate import _inputs, _plan
+from fastinit.propagate import Plan
 
 COMPARED = ["fwd_mean", "fwd_var", "act_second_moment", "grad_var", "wgrad_var", "dead_frac", "saturated_frac", "corr", "nonfinite"]
 
@@ -41,8 +41,8 @@ def _run(config, dtype, depth=6, width=32, batch=20, **extra):
     kwargs.update(extra)
     init, activation = kwargs.pop("init"), kwargs.pop("activation")
     frame = propagate(init, activation, depth=depth, batch=batch, seed=3, dtype=dtype, **kwargs)
-    plan = _plan(init, activation, depth, kwargs.pop("width"), batch, 3, dtype, kwargs.pop("bias_std", 0.0), kwargs)
-    twin = naive.propagate(plan, *_inputs(plan))
+    plan = Plan.build(init, activation, depth=depth, batch=batch, seed=3, dtype=dtype, **kwargs)
+    twin = naive.propagate(plan, *plan.inputs())
     return frame, twin
 
 
@@ -93,6 +93,22 @@ def test_same_results_on_one_and_two_threads(n_lanes, options):
     lanes_2, workers_2, digest_2 = run_python(code, threads=2).split()
     assert (lanes, workers, lanes_2, workers_2) == (str(n_lanes or 2), "1", lanes, "2")
     assert digest == digest_2
+
+
+def test_one_kernel_signature_per_dtype():
+    # Options change the records' values, never their types (counts int64, flags bool,
+    # parameters float64): every call of one dtype reuses one compiled kernel.
+    code = (
+        "from fastinit import propagate\nfrom fastinit import _propagate_kernels as K\n"
+        "for dtype in ('float32', 'float64'):\n"
+        "    propagate('he_normal', 'relu', depth=3, width=8, batch=4, dtype=dtype)\n"
+        "    propagate('orthogonal', 'tanh', depth=3, width=[8, 6, 4], batch=300, dtype=dtype, bias_std=0.1,\n"
+        "              input_corr=0.3, numerics='raw', stream=2**63 + 1, seed=2**64 - 1)\n"
+        "    propagate('constant', 'gelu', depth=5, width=8, batch=8, dtype=dtype, batchnorm=True, residual=1,\n"
+        "              memory_budget=1, init_params={'value': 0.1})\n"
+        "print(len(K.run.signatures))"
+    )
+    assert run_python(code).split() == ["2"]
 
 
 @pytest.mark.parametrize("batch, expected", [(2, 1), (127, 1), (128, 2), (256, 2), (511, 2), (512, 4), (1024, 8),

@@ -30,7 +30,7 @@ from conftest import Z_TOL
 from fastinit import _propagate_kernels as K
 from fastinit import propagate
 from fastinit.initializers import fill
-from fastinit.propagate import _inputs, _plan
+from fastinit.propagate import Plan
 from test_propagate import lanes  # noqa: F401 -- the 1-, 2- and 8-lane fixture
 
 MARGIN = 1.5  # decades; see the module docstring
@@ -47,8 +47,8 @@ WIDTH, BATCH, SEED = 32, 16, 7
 
 def _run(init, activation, depth, *, width=WIDTH, batch=BATCH, dtype="float32", **options):
     frame = propagate(init, activation, depth=depth, width=width, batch=batch, seed=SEED, dtype=dtype, **options)
-    plan = _plan(init, activation, depth, width, batch, SEED, dtype, 0.0, options)
-    twin = naive.propagate(plan, *_inputs(plan), in_dtype=True)
+    plan = Plan.build(init, activation, depth=depth, width=width, batch=batch, seed=SEED, dtype=dtype, **options)
+    twin = naive.propagate(plan, *plan.inputs(), in_dtype=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         twin["log10_fwd_var"] = np.log10(twin["fwd_var"])
         twin["log10_grad_var"] = np.log10(twin["grad_var"])
@@ -176,12 +176,12 @@ def test_float64_sums_that_overflow_are_computed_exactly_not_inf(lanes):
     exact = (frame.layer >= squares_overflow) & (frame.layer < entries_overflow)
     assert (frame.fwd_var[exact] == np.inf).all() and (frame.fwd_nonfinite[exact] == 0).all()
     # Independent: the twin's z in float64, scaled by its largest entry before squaring.
-    plan = _plan("normal", "linear", depth, WIDTH, BATCH, SEED, "float64", 0.0,
-                 dict(numerics="raw", init_params={"std": math.sqrt(10.0**log10_factor / WIDTH)}))
-    h = _inputs(plan)[0]
+    plan = Plan.build("normal", "linear", depth=depth, width=WIDTH, batch=BATCH, seed=SEED, dtype="float64",
+                      numerics="raw", init_params={"std": math.sqrt(10.0**log10_factor / WIDTH)})
+    h = plan.inputs()[0]
     for layer in range(1, entries_overflow):
         w = np.empty((WIDTH, WIDTH))
-        fill(w, plan["draws"][layer - 1], seed=SEED, stream=0, substream=K.weight_substream(layer))
+        fill(w, plan.draws[layer - 1], seed=SEED, stream=0, substream=K.weight_substream(layer))
         h = h @ w.T
         m = np.abs(h).max()
         want = math.log10(np.var(h / m)) + 2.0 * math.log10(m)

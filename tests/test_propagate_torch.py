@@ -8,7 +8,7 @@ import pytest
 from fastinit import _propagate_kernels as K
 from fastinit import propagate, rng
 from fastinit.initializers import fill as fill_weights
-from fastinit.propagate import _inputs, _plan
+from fastinit.propagate import Plan
 
 CONFIGS = {
     "relu": dict(init="he_normal", activation="relu"),
@@ -22,21 +22,21 @@ TORCH_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "silu
 
 def torch_statistics(torch, plan, h0, grad_top):
     """The loop a researcher would write: autograd, retain_grad, then the statistics."""
-    f = getattr(torch.nn.functional, TORCH_ACTIVATIONS[plan["activation"]])
-    widths, alpha = plan["widths"], plan["residual"]
+    f = getattr(torch.nn.functional, TORCH_ACTIVATIONS[plan.activation])
+    widths, alpha = plan.widths, plan.residual
     h = torch.from_numpy(h0)
     weights, pre, fwd_var = [], [], []
-    for layer in range(1, plan["depth"] + 1):
+    for layer in range(1, plan.depth + 1):
         w = np.empty((widths[layer], widths[layer - 1]), dtype=np.float32)
-        fill_weights(w, plan["draws"][layer - 1], seed=plan["seed"], stream=plan["stream"], substream=K.weight_substream(layer))
+        fill_weights(w, plan.draws[layer - 1], seed=plan.seed, stream=plan.stream, substream=K.weight_substream(layer))
         w = torch.from_numpy(w).requires_grad_(True)
         z = h @ w.T
-        if plan["bias_std"] > 0:
+        if plan.bias_std > 0:
             b = np.empty(widths[layer], dtype=np.float32)
-            rng.fill(b, rng.KIND_NORMAL, plan["bias_std"], 0.0, plan["seed"], plan["stream"], K.weight_substream(layer) + 1)
+            rng.fill(b, rng.KIND_NORMAL, plan.bias_std, 0.0, plan.seed, plan.stream, K.weight_substream(layer) + 1)
             z = z + torch.from_numpy(b)
         z.retain_grad()
-        a = torch.nn.functional.batch_norm(z, None, None, training=True, eps=1e-5) if plan["batchnorm"] else z
+        a = torch.nn.functional.batch_norm(z, None, None, training=True, eps=1e-5) if plan.batchnorm else z
         h = (h + alpha * f(a)) if alpha is not None else f(a)
         weights.append(w)
         pre.append(z)
@@ -53,8 +53,8 @@ def test_matches_torch_autograd(torch, name):
     width = kwargs.pop("width", 32)
     init, activation = kwargs.pop("init"), kwargs.pop("activation")
     frame = propagate(init, activation, depth=6, width=width, batch=20, seed=8, **kwargs)
-    plan = _plan(init, activation, 6, width, 20, 8, "float32", kwargs.pop("bias_std", 0.0), kwargs)
-    fwd_var, grad_var, wgrad_var = torch_statistics(torch, plan, *_inputs(plan))
+    plan = Plan.build(init, activation, depth=6, width=width, batch=20, seed=8, dtype="float32", **kwargs)
+    fwd_var, grad_var, wgrad_var = torch_statistics(torch, plan, *plan.inputs())
     # Both run in float32 with different GEMM kernels and summation orders.
     np.testing.assert_allclose(frame.fwd_var, fwd_var, rtol=2e-4)
     np.testing.assert_allclose(frame.grad_var, grad_var, rtol=2e-4)

@@ -20,7 +20,7 @@ import numpy as np
 from fastinit import rng
 from fastinit._jit import jit
 from fastinit._propagate_kernels import BATCHNORM_EPS, _view, batchnorm_backward, batchnorm_forward
-from fastinit.activations import LINEAR, RELU, phi_and_dphi
+from fastinit.activations import apply
 
 MSE, CROSS_ENTROPY = 0, 1
 # torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing.
@@ -36,34 +36,21 @@ GRAD_NORM, GRAD_NORM_MEAN, BIAS_GRAD_NORM, WEIGHT_NORM, BIAS_NORM, UPDATE_NORM, 
 
 
 @jit
-def activate(x, b, h_in, h_out, d, code, param, alpha):
-    """``h_out = phi(x + b)`` (``h_in + alpha phi(x + b)`` when ``alpha != 0``), ``d = phi'(x + b)``.
+def activate(z, h_in, h_out, d, code, param, alpha):
+    """``h_out = phi(z)`` (``h_in + alpha phi(z)`` when ``alpha != 0``), ``d = phi'(z)``.
 
-    ReLU and linear have their own loops (they vectorise); other activations go
-    through the registry's ``phi_and_dphi`` in float64.
+    phi and phi' come from the registry's one array pass, :func:`fastinit.activations.apply`
+    (the same values and NaN rule as :func:`fastinit.propagate`); the residual sum is in
+    the net's dtype.  The matrices are C-contiguous views.
     """
-    rows, cols = x.shape
-    residual = alpha != 0.0
-    one = x.dtype.type(1.0)
-    zero = x.dtype.type(0.0)
-    branch = x.dtype.type(alpha if residual else 1.0)
-    for i in range(rows):
-        if code == RELU:
+    rows, cols = z.shape
+    apply(code, z.reshape(-1), param, h_out.reshape(-1), d.reshape(-1))
+    if alpha != 0.0:
+        branch = z.dtype.type(alpha)
+        for i in range(rows):
+            in_row, out_row = h_in[i], h_out[i]
             for j in range(cols):
-                v = x[i, j] + b[j]
-                h = zero if v <= zero else v  # NaN stays NaN, -inf gives 0 (as torch)
-                d[i, j] = one if v > zero else zero
-                h_out[i, j] = h_in[i, j] + branch * h if residual else h
-        elif code == LINEAR:
-            for j in range(cols):
-                v = x[i, j] + b[j]
-                d[i, j] = one
-                h_out[i, j] = h_in[i, j] + branch * v if residual else v
-        else:
-            for j in range(cols):
-                value, slope = phi_and_dphi(code, np.float64(x[i, j] + b[j]), param)
-                d[i, j] = slope
-                h_out[i, j] = h_in[i, j] + branch * value if residual else value
+                out_row[j] = in_row[j] + branch * out_row[j]
 
 
 @jit
@@ -197,10 +184,10 @@ def loss_and_grad(out, labels, targets, loss_kind, grad, want_grad):
 
 
 @jit
-def forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops, Z, U, D, H, zero_bias):
-    """Forward ``m`` examples from ``H[0]``: fills ``Z`` (pre-activations, with bias when
-    batch norm needs it), ``U`` (batch-normalised), ``D`` (phi') and ``H[k + 1]``; the
-    readout's output (logits) is ``H[L]``.
+def forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops, Z, U, D, H):
+    """Forward ``m`` examples from ``H[0]``: fills ``Z`` (pre-activations, bias added),
+    ``U`` (batch-normalised), ``D`` (phi') and ``H[k + 1]``; the readout's output
+    (logits) is ``H[L]``.
     """
     n_layers = widths.size - 1
     for k in range(n_layers):
@@ -210,16 +197,15 @@ def forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops,
         b = B[b_off[k]: b_off[k] + n_out]
         z = _view(Z[k], m, n_out)
         gemm(h_in, w.T, z, loops)
+        add_bias(z, b)
         if k == n_layers - 1:
-            add_bias(z, b)
             _view(H[k + 1], m, n_out)[:, :] = z
         elif batchnorm:
-            add_bias(z, b)
             u = _view(U[k], m, n_out)
             batchnorm_forward(z, u, BATCHNORM_EPS)
-            activate(u, zero_bias, h_in, _view(H[k + 1], m, n_out), _view(D[k], m, n_out), code, param, alpha[k])
+            activate(u, h_in, _view(H[k + 1], m, n_out), _view(D[k], m, n_out), code, param, alpha[k])
         else:
-            activate(z, b, h_in, _view(H[k + 1], m, n_out), _view(D[k], m, n_out), code, param, alpha[k])
+            activate(z, h_in, _view(H[k + 1], m, n_out), _view(D[k], m, n_out), code, param, alpha[k])
 
 
 @jit
@@ -274,9 +260,9 @@ def gather(X, labels, targets, perm, start, m, H0, lab_b, tgt_b):
 @jit
 def forward_backward(m, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, lab_b, tgt_b, bufs):
     """Loss (summed over the batch) and gradients of the mean loss for the batch in ``H[0]``."""
-    Z, U, D, H, G_top, G_h, G_a, G_z, G_in, zero_bias = bufs
+    Z, U, D, H, G_top, G_h, G_a, G_z, G_in = bufs
     code, param, batchnorm, loss_kind, loops = int(cfg[0]), cfg[1], cfg[2] > 0.0, int(cfg[3]), cfg[4] > 0.0
-    forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops, Z, U, D, H, zero_bias)
+    forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops, Z, U, D, H)
     n_layers = widths.size - 1
     n_out = widths[n_layers]
     g_top = _view(G_top, m, n_out)
@@ -294,7 +280,7 @@ def make_buffers(widths, batch, dtype_probe):
     return (
         np.empty((n_layers, size), dtype=dt), np.empty((n_layers, size), dtype=dt), np.empty((n_layers, size), dtype=dt),
         np.empty((n_layers + 1, size), dtype=dt), np.empty(size, dtype=dt), np.empty(size, dtype=dt),
-        np.empty(size, dtype=dt), np.empty(size, dtype=dt), np.empty(size, dtype=dt), np.zeros(widths.max(), dtype=dt),
+        np.empty(size, dtype=dt), np.empty(size, dtype=dt), np.empty(size, dtype=dt),
     )
 
 
@@ -306,7 +292,7 @@ def batch_gradients(X, labels, targets, W, B, gW, gB, w_off, b_off, widths, alph
     perm = np.arange(m)
     lab_b = np.empty(m, dtype=np.int64)
     tgt_b = np.empty((m, targets.shape[1]), dtype=targets.dtype)
-    gather(X, labels, targets, perm, 0, m, bufs[3][0], lab_b, tgt_b)
+    gather(X, labels, targets, perm, np.int64(0), m, bufs[3][0], lab_b, tgt_b)
     return forward_backward(m, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, lab_b, tgt_b, bufs) / m
 
 
@@ -419,7 +405,7 @@ def distinct_rows(w, b, rtol):
 def permutation(n, seed, stream, epoch):
     """Epoch ``epoch``'s order of ``n`` examples: argsort of float64 uniforms on substream ``epoch``."""
     keys = np.empty(n)
-    rng.fill_kernel(keys, True, rng.KIND_UNIFORM, 0.0, 1.0, seed, stream, np.uint64(epoch))
+    rng.fill_kernel(keys, np.bool_(True), rng.KIND_UNIFORM, 0.0, 1.0, seed, stream, np.int64(epoch))
     return np.argsort(keys, kind="mergesort")
 
 
@@ -427,7 +413,7 @@ def permutation(n, seed, stream, epoch):
 def evaluate(X, labels, targets, W, B, w_off, b_off, widths, alpha, cfg, batch, bufs, sst):
     """Loss, accuracy and R^2 over the whole training set, forward only, in chunks of ``batch``
     in data-set order (batch norm uses each chunk's statistics, training mode)."""
-    Z, U, D, H, G_top, _, _, _, _, zero_bias = bufs
+    Z, U, D, H, G_top, _, _, _, _ = bufs
     code, param, batchnorm, loss_kind, loops = int(cfg[0]), cfg[1], cfg[2] > 0.0, int(cfg[3]), cfg[4] > 0.0
     n = X.shape[0]
     n_layers = widths.size - 1
@@ -438,7 +424,7 @@ def evaluate(X, labels, targets, W, B, w_off, b_off, widths, alpha, cfg, batch, 
     for start in range(0, n, batch):
         m = min(batch, n - start)
         _view(H[0], m, X.shape[1])[:, :] = X[start:start + m]
-        forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops, Z, U, D, H, zero_bias)
+        forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops, Z, U, D, H)
         t, c, s = loss_and_grad(_view(H[n_layers], m, n_out), labels[start:start + m], targets[start:start + m],
                                 loss_kind, _view(G_top, m, n_out), False)
         total += t
@@ -493,11 +479,12 @@ def train(X, labels, targets, W, B, w_off, b_off, widths, alpha, cfg, lr, moment
     tgt_b = np.empty((batch, targets.shape[1]), dtype=targets.dtype)
     norm_sum = np.zeros(n_layers)
 
-    perm = permutation(n, seed, order_stream, 1)
+    # np.int64 for constants: a literal argument compiles a kernel's own copy (and its callees').
+    perm = permutation(n, seed, order_stream, np.int64(1))
     m = min(batch, n)
-    gather(X, labels, targets, perm, 0, m, H[0], lab_b, tgt_b)
+    gather(X, labels, targets, perm, np.int64(0), m, H[0], lab_b, tgt_b)
     pending = forward_backward(m, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, lab_b, tgt_b, bufs)
-    finite = record_state(0, X, labels, targets, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, batch, bufs, sst,
+    finite = record_state(np.int64(0), X, labels, targets, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, batch, bufs, sst,
                           rtol, epoch_rec, layer_rec)
     if not finite:
         return 0
@@ -521,7 +508,7 @@ def train(X, labels, targets, W, B, w_off, b_off, widths, alpha, cfg, lr, moment
                 clipped += 1
         perm = permutation(n, seed, order_stream, epoch + 1)
         m = min(batch, n)
-        gather(X, labels, targets, perm, 0, m, H[0], lab_b, tgt_b)
+        gather(X, labels, targets, perm, np.int64(0), m, H[0], lab_b, tgt_b)
         pending = forward_backward(m, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, lab_b, tgt_b, bufs)
         epoch_rec[epoch, BATCH_LOSS] = batch_loss / n
         epoch_rec[epoch, CLIPPED_STEPS] = clipped

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fastinit import _propagate_kernels as PK
+from fastinit._jit import announce_compile
 from fastinit._validation import (
     Choice, check_dtype, check_int, check_no_extra, check_params, check_real, check_seed, check_stream,
 )
@@ -21,6 +22,9 @@ from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
 from fastinit.train import _kernels as K
 from fastinit.train.tasks import ORDER_STREAM, get_task, make_task
+
+# A cold compile of the training kernels for one dtype on the 2-core project machine (announced).
+COLD_COMPILE_SECONDS = 40
 
 __all__ = ["run", "COLUMNS", "OPTIONS", "DISTINCT_RTOL", "Network", "build_network"]
 
@@ -213,9 +217,12 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     layer_rec = np.full((plan["epochs"] + 1, n_layers, K.N_LAYER_COLS), np.nan)
     labels, targets = _task_arrays(data, plan["dtype"])
     sst = float(((targets.astype(np.float64) - targets.mean(axis=0, dtype=np.float64)) ** 2).sum()) or 1.0
-    last = K.train(data.x, labels, targets, net.W, net.B, net.w_off, net.b_off, net.widths, net.alpha, net.cfg,
-                   plan["lr"], plan["momentum"], plan["clip_norm"] or 0.0, plan["batch"], plan["epochs"],
-                   np.uint64(plan["seed"]), np.uint64(ORDER_STREAM), sst, plan["distinct_rtol"], epoch_rec, layer_rec)
+    args = (data.x, labels, targets, net.W, net.B, net.w_off, net.b_off, net.widths, net.alpha, net.cfg,
+            plan["lr"], plan["momentum"], plan["clip_norm"] or 0.0, plan["batch"], plan["epochs"],
+            np.uint64(plan["seed"]), np.uint64(ORDER_STREAM), sst, plan["distinct_rtol"], epoch_rec, layer_rec)
+    dtype = np.dtype(plan["dtype"])
+    announce_compile(K.train, args, f"the training kernels for {dtype.name}", COLD_COMPILE_SECONDS, dtype)
+    last = K.train(*args)
     return _frame(plan, net, epoch_rec, layer_rec, last)
 
 
@@ -280,7 +287,7 @@ def build_network(plan) -> Network:
     for k, draw in enumerate(plan["draws"]):
         view = W[w_off[k]: w_off[k + 1]].reshape(int(widths[k + 1]), int(widths[k]))
         PK.draw_weights(view, draw.kind, float(draw.a), float(draw.b), dtype == np.float64, np.uint64(plan["seed"]),
-                        np.uint64(plan["stream"]), np.uint64(PK.weight_substream(k + 1)))
+                        np.uint64(plan["stream"]), np.int64(PK.weight_substream(k + 1)))
     alpha = np.zeros(n_layers)
     if plan["residual"] is not None:
         for k in range(n_layers - 1):
