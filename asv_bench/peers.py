@@ -140,6 +140,7 @@ def bench_propagate(repeat: int):
 def print_propagate(rows, peak: float) -> None:
     """Markdown table of the propagate comparison."""
     print("\n### Propagation: batch 256, He normal, float32, forward + backward with statistics\n")
+    print(machine_line() + "\n")
     print(f"peak sgemm (2048^3, numpy/OpenBLAS, all cores): {peak:.0f} GFLOP/s; "
           "effective GFLOP/s = 6 batch width^2 depth / seconds\n")
     print("| (width, depth) | activation | implementation | median s | fastinit speed-up | GFLOP/s | % of peak |")
@@ -151,12 +152,44 @@ def print_propagate(rows, peak: float) -> None:
         print(f"| {shape} | {activation} | {label} | {seconds:.3f} | {ratio:.2f}x | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_kernels() -> str:
+    """The BLAS libraries loaded in this process and the kernel set each uses (threadpoolctl).
+
+    Tuned kernels differ between machines (OpenBLAS picks SkylakeX, Haswell, Zen, ... at load
+    time), and a kernel's lead over BLAS can halve from one to the next, so every table says
+    which it ran on.  scipy's BLAS is the one numba's ``np.dot`` calls.
+    """
+    import scipy.linalg.cython_blas  # noqa: F401 -- load it, so that it is listed
+    from threadpoolctl import threadpool_info
+
+    libraries = [f"{i['internal_api']} {i.get('version') or '?'} {i.get('architecture') or '?'} ({i['prefix']})"
+                 for i in threadpool_info() if i["user_api"] == "blas"]
+    return "; ".join(libraries) or "none found"
+
+
+def machine_line() -> str:
+    """One line naming the CPU, its cores, the BLAS kernels in use and numba's thread setting."""
+    return (f"machine: {cpu_model()}, {os.cpu_count()} cores; BLAS: {blas_kernels()}; numba threads: "
+            f"{os.environ.get('NUMBA_NUM_THREADS', 'default')}")
+
+
 def print_table(title: str, rows: list[tuple[str, float]]) -> None:
     """Print rows as a Markdown table with each row's speed relative to the first."""
     base = rows[0][1]
     print(f"\n### {title}\n")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numba threads: "
-          f"{os.environ.get('NUMBA_NUM_THREADS', 'default')}\n")
+    print(machine_line() + "\n")
     print("| implementation | median s | fastinit speed-up |")
     print("|---|---:|---:|")
     for label, seconds in rows:
