@@ -76,7 +76,7 @@ def log_variance_spread(depth, width, *, activation="relu", activation_params=No
 
         ln M_l ~ Normal(-(c/2) beta_l, c beta_l)        (relu: -(5/2) beta_l, 5 beta_l)
 
-    theory.md section 4's "sum over hidden layers": every layer whose output is averaged
+    docs/theory.md section 4's "sum over hidden layers": every layer whose output is averaged
     is hidden here.  For the pre-activation ``z_{l+1}`` (``fastinit.propagate``'s
     ``fwd_var``) use row ``l``: its own spread over the ``n_{l+1}`` units adds a
     ``chi^2_n / n`` factor (mean -1/n, variance 2/n) for one input.  A batch of inputs
@@ -133,7 +133,7 @@ def jacobian_spectrum(activation, depth, sigma_w2, sigma_b2=0.0, *, weights="gau
 
     with ``s_1 = -1`` for Gaussian weights (a square Wishart factor has normalised
     variance 1) and ``0`` for orthogonal ones.  On the critical line (chi1 = 1) this is
-    theory.md's ``L (mu2/mu1^2 - 1 - s1)``: linear Gaussian nets have variance ``L``,
+    docs/theory.md's ``L (mu2/mu1^2 - 1 - s1)``: linear Gaussian nets have variance ``L``,
     orthogonal linear nets 0 (isometry), relu ``2 L`` and ``L``; tanh and erf approach
     isometry with orthogonal weights as q* -> 0.  Square layers, infinite width.
 

@@ -567,7 +567,7 @@ def spread_plot(ax, measured: pd.DataFrame, predicted: pd.DataFrame | None = Non
         :func:`analysis.fit.spread` rows (``init``, ``width``, ``depth_over_width``,
         ``var_ln``, ``seeds``) with ``var_ln_low``/``var_ln_high``: its confidence interval.
     predicted : pandas.DataFrame, optional
-        Columns ``depth_over_width`` and ``var_ln`` (theory.md section 4).
+        Columns ``depth_over_width`` and ``var_ln`` (docs/theory.md section 4).
     pooled : pandas.DataFrame, optional
         A second estimate per ``init``: ``depth_over_width``, ``var_ln``, ``var_ln_low``,
         ``var_ln_high`` (drawn as a line with its band).

@@ -204,7 +204,7 @@ def spread(rows: pd.DataFrame, column: str = "log10_fwd_var") -> pd.DataFrame:
     pandas.DataFrame
         Per group and layer: ``seeds``, ``mean_ln`` and ``var_ln`` (sample variance
         across seeds of the natural log, ddof=1), and ``depth_over_width`` =
-        layer / width, the x-axis of the finite-width theory (theory.md section 4).
+        layer / width, the x-axis of the finite-width theory (docs/theory.md section 4).
     """
     group = _group_columns(rows)
     ln = rows[column] * math.log(10.0)

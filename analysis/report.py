@@ -446,7 +446,7 @@ def _chi2_interval(variance, dof, level: float = 0.95):
 def _spread_by_steps(rows, level: float = 0.95) -> pd.DataFrame:
     """Var of ln Var(z_l) as the sum of the across-seed variances of its per-layer steps, with an interval.
 
-    theory.md section 4: ln M_l is a sum of independent per-layer steps, so its variance is
+    docs/theory.md section 4: ln M_l is a sum of independent per-layer steps, so its variance is
     the sum of theirs.  Each step's variance over seeds has seeds - 1 degrees of freedom,
     and the sum has Satterthwaite's effective degrees of freedom, about (seeds - 1) x
     layers: a test of the spread with many more samples than the seeds alone.

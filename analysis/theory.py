@@ -1,6 +1,6 @@
 """Theory of signal propagation at initialization: rule-of-thumb factors, mean field, predictions.
 
-What this module computes (theory.md, the project's theory notes, sections 2-5), for every
+What this module computes (docs/theory.md, the project's theory notes, sections 2-5), for every
 activation of ``fastinit.ACTIVATIONS`` and every initializer of ``fastinit.INITIALIZERS``:
 
 * Gaussian moments E[phi(sqrt(q) z)^k], E[phi'(sqrt(q) z)^k] (:func:`gaussian_moment`), by
@@ -117,7 +117,7 @@ def layer_factors(weight_variance, activation, fan_in, fan_out, *, q=1.0, init_p
     """Rule-of-thumb factors of one layer: forward on Var(z), backward on Var(dL/dz).
 
     For a layer that takes pre-activations ``z`` of variance ``q`` through ``phi`` and a
-    weight ``W`` of shape ``(fan_out, fan_in)`` (zero bias), theory.md section 2 gives::
+    weight ``W`` of shape ``(fan_out, fan_in)`` (zero bias), docs/theory.md section 2 gives::
 
         forward  = fan_in  * Var(W) * E[phi(z)^2] / q      (Var z_next / Var z)
         backward = fan_out * Var(W) * E[phi'(z)^2]         (Var dL/dz / Var dL/dz_next)

@@ -5,7 +5,7 @@ figures 1 and 2 are :func:`describe` of :func:`criticality`, so they cannot disa
 
 What is judged.  A deep net at initialization is trainable when neither pass blows the
 signal up or wipes it out over its depth.  The backward per-layer gain of the gradient
-variance is the mean-field chi1 (Schoenholz et al. 2017; theory.md section 3): the gradient
+variance is the mean-field chi1 (Schoenholz et al. 2017; docs/theory.md section 3): the gradient
 changes by ``chi1**L`` over ``L`` layers, and its depth scale is ``xi = -1 / ln chi1``.  For
 a bounded activation (tanh, sigmoid) the forward variance settles at its fixed point q*
 whatever the weight scale, so a flat forward curve alone says nothing -- a saturated,

@@ -4,7 +4,7 @@ For each scheme: the declared variance rule Var(W), the second moment E[W^2] of 
 sampled weight matrix (with its 95 % interval; it estimates Var(W) for the zero-mean
 schemes and differs from it for ``constant``), and the per-layer factor by which that
 second moment multiplies the pre-activation variance of a linear and of a ReLU layer
-(theory.md section 2: ``fan_in * E[W^2] * E[phi(z)^2] / Var(z)``).
+(docs/theory.md section 2: ``fan_in * E[W^2] * E[phi(z)^2] / Var(z)``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def synthetic(draws: int, seeds: int, *, seed: int, slope=SLOPE, sigma=SIGMA, de
     """``draws`` independent groups of ``seeds`` random-walk curves with a known drift per layer.
 
     log10 forward variance = cumulative sum of N(slope, sigma^2) steps (the finite-width
-    picture of theory.md section 4); the backward curve mirrors it, so its gain is the same.
+    picture of docs/theory.md section 4); the backward curve mirrors it, so its gain is the same.
     """
     steps = np.random.default_rng(seed).normal(slope, sigma, size=(draws, seeds, depth))
     curve = np.cumsum(steps, axis=2)

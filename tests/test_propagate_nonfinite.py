@@ -5,14 +5,14 @@ Each net's overflow or underflow layer is predicted in closed form and held agai
 kernel and against the NumPy twin run in the net's own dtype (``naive.propagate(...,
 in_dtype=True)``, the hardware's float32 arithmetic without any of the kernel's code).
 
-Closed form (theory.md section 2): a linear layer with ``Var(W) = s^2`` and fan-in ``n``
+Closed form (docs/theory.md section 2): a linear layer with ``Var(W) = s^2`` and fan-in ``n``
 multiplies E[z^2] by ``F = n s^2`` forward, and E[(dL/dz)^2] by ``F`` backward (equal
 widths), so the typical |entry| of z_l is ``input_std * F^(l/2)`` and that of dL/dz_l is
 ``F^((depth - l)/2)`` (the readout gradient is N(0, 1)).  With ``F = 10^9`` the typical
 entry moves 4.5 decades a layer; the nets below are chosen so that the layer before a
 crossing sits at least MARGIN decades inside the range and the crossing layer at least
 MARGIN outside.  MARGIN covers the largest of the batch x width entries (< 5 std, 0.7
-decades) and the finite-width spread of the second moment (theory.md section 4: log-std
+decades) and the finite-width spread of the second moment (docs/theory.md section 4: log-std
 sqrt(2 depth / n) nats, at most 0.4 decades here), so the predicted layer is certain.
 """
 

@@ -1,6 +1,6 @@
-"""Per-layer variance factors of theory.md section 2, measured with fixed seeds.
+"""Per-layer variance factors of docs/theory.md section 2, measured with fixed seeds.
 
-Tolerances come from the finite-width fluctuations (theory.md section 4): for one
+Tolerances come from the finite-width fluctuations (docs/theory.md section 4): for one
 input, the log of a layer's second-moment factor has variance about c/n (c = 2 for
 linear Gaussian layers, 5 for ReLU with He weights) and mean -c/(2n), the drift.
 A slope fitted over L layers then has a standard error of about sqrt(c / n) / L^(1/2)

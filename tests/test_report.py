@@ -75,7 +75,7 @@ def test_index_gives_a_reading_per_figure(report):
 def test_fit_table_agrees_with_theory_for_canonical_pairs(report):
     gains = pd.read_csv(report / "gains.csv")
     forward = gains[gains.direction == "forward"].set_index(["init", "activation"])
-    # theory.md section 2: lecun+linear 1, he+relu 1, xavier+relu 1/2 (width 64: finite-width
+    # docs/theory.md section 2: lecun+linear 1, he+relu 1, xavier+relu 1/2 (width 64: finite-width
     # drift exp(-2.5/64) = 0.96 forward, within a few interval half-widths).
     assert forward.loc[("lecun_normal", "linear"), "theory"] == pytest.approx(1.0, abs=1e-9)
     assert forward.loc[("he_normal", "relu"), "theory"] == pytest.approx(1.0, abs=1e-9)

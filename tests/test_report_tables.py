@@ -99,7 +99,7 @@ def test_terminal_summary_and_report_readings_give_the_same_verdict(study):
         for name, reading in readings.items():
             assert lines[0] in reading, (activation, name)
     table = criticality(load(out)).set_index("activation")
-    # relu: chi1 = sigma_w^2 / 2 (theory.md section 2): He (2) is critical, Xavier (1 at equal widths) halves per
+    # relu: chi1 = sigma_w^2 / 2 (docs/theory.md section 2): He (2) is critical, Xavier (1 at equal widths) halves per
     # layer, ten decades over 40 layers.
     assert table.loc["relu", "verdict"] == "near-critical" and table.loc["relu", "best"] == "he_normal"
     assert "xavier_normal" not in table.loc["relu", "near"]

@@ -86,14 +86,14 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
 
 
 def test_summary_factors_match_theory_for_canonical_pairs(tmp_path):
-    """relu+he is flat, relu+xavier halves per layer (theory.md section 2), zeros vanish."""
+    """relu+he is flat, relu+xavier halves per layer (docs/theory.md section 2), zeros vanish."""
     depth, width, seeds = 40, 256, 4
     study = build_study({"name": "theory"}, {"init": ["he_normal", "xavier_normal", "zeros"],
                                              "activation": ["relu"], "depth": [depth], "width": [width],
                                              "batch": [64], "seeds": seeds})
     run_study(study, tmp_path, executor="serial", progress=False)
     factors = layer_factors(load(tmp_path)).set_index("init")
-    # log variance is a random walk with per-layer variance at most 5/width (theory.md
+    # log variance is a random walk with per-layer variance at most 5/width (docs/theory.md
     # section 4; batch averaging only lowers it), drifting by -2.5/width in ln; the
     # least-squares slope of a random walk over L steps has variance 6 sigma^2 / (5 L).
     drift = np.exp(-2.5 / width)

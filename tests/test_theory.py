@@ -322,7 +322,7 @@ def test_factors_of_every_activation_with_unequal_widths(name):
 
 def test_factors_use_every_initializers_textbook_variance():
     fan_in, fan_out = 48, 80
-    textbook = {  # theory.md section 1
+    textbook = {  # docs/theory.md section 1
         "uniform": 1.0 / (3 * fan_in), "xavier_normal": 2.0 / (fan_in + fan_out), "he_uniform": 2.0 / fan_in,
         "lecun_uniform": 1.0 / fan_in, "orthogonal": 1.0 / max(fan_in, fan_out), "zeros": 0.0,
         "variance_scaling": 1.0 / fan_in, "flax_default": 1.0 / fan_in, "normal": 1.0,

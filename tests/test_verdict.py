@@ -158,7 +158,7 @@ def test_an_unrescaled_pass_that_decays_into_the_subnormals_underflowed():
 
 
 def relu_cell(init, sigma_w2, depth):
-    """Noise-free relu curves from the closed form (theory.md section 2): both passes gain sigma_w2 / 2 per layer."""
+    """Noise-free relu curves from the closed form (docs/theory.md section 2): both passes gain sigma_w2 / 2 per layer."""
     slope = math.log10(sigma_w2 / 2.0)
     return cell(init, "relu", depth=depth, forward=line(slope), backward=line(-slope))
 
@@ -216,7 +216,7 @@ def test_named_critical_scale_is_critical_by_independent_quadrature(activation):
     row = criticality(rows).iloc[0]
     sigma_w2, q = row.critical_sigma_w2, row.critical_q
     if activation == "tanh":
-        # tanh'(0) = 1: chi1 -> sigma_w^2 as q* -> 0, the marginal point theory.md section 3 names.
+        # tanh'(0) = 1: chi1 -> sigma_w^2 as q* -> 0, the marginal point docs/theory.md section 3 names.
         assert sigma_w2 == pytest.approx(1.0, rel=1e-9) and q == 0.0
         assert "only marginally" in describe(criticality(rows))[0]
         return

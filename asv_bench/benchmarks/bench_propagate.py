@@ -15,7 +15,7 @@ import fastinit
 
 from .common import SEED
 
-HEADLINE_SHAPES = [(64, 1000), (256, 500), (1024, 100)]  # (width, depth) from design.md section 7
+HEADLINE_SHAPES = [(64, 1000), (256, 500), (1024, 100)]  # (width, depth) from docs/design.md section 7
 BATCH = 256
 HE_RELU = {"nonlinearity": "relu"}
 # float64 is timed at one shape only: it shows the dtype's cost without doubling the suite.
@@ -85,7 +85,7 @@ class DeepNet:
     Its layers would need 1.3 GB stored; the 384 MiB memory budget holds 3,072 of them
     (ReLU keeps only each layer's output and weights), so the backward pass recomputes
     segments from checkpoints and peak memory stays at the budget plus what the
-    interpreter holds (numba, LLVM, SciPy), whatever the depth.  design.md's 10,000 x 512
+    interpreter holds (numba, LLVM, SciPy), whatever the depth.  docs/design.md's 10,000 x 512
     net peaks the same way (648 MB RSS) but takes ~20 s against a few here, which would
     dominate the suite and CI.
     """
@@ -138,7 +138,7 @@ class ImportAndCompile:
 
 
 # Per-layer forward variance factor n Var(W) E[phi(z)^2] / Var(z) for equal widths, zero bias
-# (theory.md section 2).  tanh: in the small-signal (linear) regime tanh(z) ~ z, so the factor
+# (docs/theory.md section 2).  tanh: in the small-signal (linear) regime tanh(z) ~ z, so the factor
 # is n Var(W) = 1 for Xavier; see FitQuality.
 THEORY_GAIN = {
     "linear+lecun_normal": 1.0,
@@ -154,8 +154,8 @@ class FitQuality:
     The gain is ``10 ** slope`` of a least-squares line through ``log10_fwd_var`` over the
     layers.  Linear/LeCun is exact up to sampling noise (below 0.001 here).  ReLU/He and ReLU/Xavier
     also carry ReLU's finite-width drift, about -2.5/width per layer in the log (Hanin &
-    Rolnick 2018; theory.md section 4): 0.017 and half that at width 256.  tanh/Xavier (sigma_w^2 = 1) is
-    marginal: the variance decays like 1/(2 l) (theory.md section 3), approaching the
+    Rolnick 2018; docs/theory.md section 4): 0.017 and half that at width 256.  tanh/Xavier (sigma_w^2 = 1) is
+    marginal: the variance decays like 1/(2 l) (docs/theory.md section 3), approaching the
     small-signal gain 1 only as l grows (0.015 here); it is tracked to catch changes, not to be
     zero.  Deterministic: a fixed seed, so any change is a change
     in the code.
