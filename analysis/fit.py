@@ -42,8 +42,8 @@ from scipy import stats
 from fastinit.sweep.spec import PROPAGATION_GROUP, TRAINING_GROUP
 from fastinit.sweep.summary import log_slope, pass_status, run_diverged
 
-__all__ = ["GROUP_COLUMNS", "TRAINING_GROUP", "slopes", "fit_gains", "compare", "spread", "default_target",
-           "epochs_to_target"]
+__all__ = ["GROUP_COLUMNS", "TRAINING_GROUP", "slopes", "fit_gains", "compare", "spread", "spread_by_steps",
+           "variance_interval", "default_target", "epochs_to_target"]
 
 # Parameters that define a cell group (all but the replicate).
 GROUP_COLUMNS = list(PROPAGATION_GROUP)
@@ -213,6 +213,68 @@ def spread(rows: pd.DataFrame, column: str = "log10_fwd_var") -> pd.DataFrame:
     table["depth_over_width"] = table["layer"] / table["width"]
     return table
 
+
+def variance_interval(variance, dof, level: float = 0.95):
+    """Confidence interval of a normal sample variance from its chi-square pivot.
+
+    Parameters
+    ----------
+    variance : array_like
+        Sample variances.
+    dof : array_like
+        Their degrees of freedom (``n - 1`` for ``n`` samples, or an effective number).
+    level : float, default 0.95
+        Coverage.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(low, high)``; NaN where ``dof`` is 0 or not finite.
+    """
+    variance, dof = np.asarray(variance, dtype=np.float64), np.asarray(dof, dtype=np.float64)
+    tail = (1.0 - level) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return dof * variance / stats.chi2.ppf(1.0 - tail, dof), dof * variance / stats.chi2.ppf(tail, dof)
+
+
+def spread_by_steps(rows: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Var of ln Var(z_l) as the sum of the across-seed variances of its per-layer steps, with an interval.
+
+    docs/theory.md section 4: ln M_l is a sum of independent per-layer steps, so its variance is
+    the sum of theirs.  Each step's variance over seeds has seeds - 1 degrees of freedom,
+    and the sum has Satterthwaite's effective degrees of freedom, about (seeds - 1) x
+    layers: a test of the spread with many more samples than the seeds alone.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Per-layer rows of one network shape (``init``, ``seed``, ``layer``, ``width``,
+        ``log10_fwd_var``).
+    level : float, default 0.95
+        Coverage of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per initializer and layer: ``var_ln`` with ``var_ln_low``/``var_ln_high``, ``dof``
+        (effective) and ``depth_over_width``.
+    """
+    records = []
+    for init, frame in rows.groupby("init", sort=False):
+        table = frame.pivot_table(index="layer", columns="seed", values="log10_fwd_var") * math.log(10.0)
+        steps = table.diff()
+        steps.iloc[0] = table.iloc[0]  # layer 1's own spread starts the sum
+        variance = steps.var(axis=1, ddof=1).to_numpy()
+        dof = steps.count(axis=1).to_numpy() - 1.0
+        total = np.cumsum(variance)
+        with np.errstate(divide="ignore", invalid="ignore"):  # one seed: no degree of freedom, NaN interval
+            effective = total**2 / np.cumsum(variance**2 / dof)
+        low, high = variance_interval(total, effective, level)
+        records.append(pd.DataFrame({"init": init, "layer": table.index, "var_ln": total, "var_ln_low": low,
+                                     "var_ln_high": high, "dof": effective}))
+    out = pd.concat(records, ignore_index=True)
+    out["depth_over_width"] = out["layer"] / int(rows.width.iloc[0])
+    return out
 
 
 # The default target loss, as a fraction of the median loss at initialization: 3/4 of

@@ -40,7 +40,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from analysis import figures, fit, theory, verdict  # noqa: E402
 from fastinit.initializers import get_initializer  # noqa: E402
@@ -435,40 +434,6 @@ def _two(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.2g}"
 
 
-def _chi2_interval(variance, dof, level: float = 0.95):
-    """Confidence interval of a normal sample variance with ``dof`` degrees of freedom (chi-square pivot)."""
-    variance, dof = np.asarray(variance, dtype=np.float64), np.asarray(dof, dtype=np.float64)
-    tail = (1.0 - level) / 2.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return dof * variance / stats.chi2.ppf(1.0 - tail, dof), dof * variance / stats.chi2.ppf(tail, dof)
-
-
-def _spread_by_steps(rows, level: float = 0.95) -> pd.DataFrame:
-    """Var of ln Var(z_l) as the sum of the across-seed variances of its per-layer steps, with an interval.
-
-    docs/theory.md section 4: ln M_l is a sum of independent per-layer steps, so its variance is
-    the sum of theirs.  Each step's variance over seeds has seeds - 1 degrees of freedom,
-    and the sum has Satterthwaite's effective degrees of freedom, about (seeds - 1) x
-    layers: a test of the spread with many more samples than the seeds alone.
-    """
-    records = []
-    for init, frame in rows.groupby("init", sort=False):
-        table = frame.pivot_table(index="layer", columns="seed", values="log10_fwd_var") * math.log(10.0)
-        steps = table.diff()
-        steps.iloc[0] = table.iloc[0]  # layer 1's own spread starts the sum
-        variance = steps.var(axis=1, ddof=1).to_numpy()
-        dof = steps.count(axis=1).to_numpy() - 1.0
-        total = np.cumsum(variance)
-        with np.errstate(divide="ignore", invalid="ignore"):  # one seed: no degree of freedom, NaN interval
-            effective = total**2 / np.cumsum(variance**2 / dof)
-        low, high = _chi2_interval(total, effective, level)
-        records.append(pd.DataFrame({"init": init, "layer": table.index, "var_ln": total, "var_ln_low": low,
-                                     "var_ln_high": high, "dof": effective}))
-    out = pd.concat(records, ignore_index=True)
-    out["depth_over_width"] = out["layer"] / int(rows.width.iloc[0])
-    return out
-
-
 def _spread_section(rows, out, formats):
     name = "fig4_finite_width_spread"
     plain = (rows.bias_std == 0) & (rows.residual == 0) & ~rows.batchnorm.astype(bool)
@@ -480,8 +445,8 @@ def _spread_section(rows, out, formats):
     if relu_he.empty or relu_he.seed.nunique() < 2 or not np.isfinite(relu_he.log10_fwd_var).all():
         return name, [], "Not drawn: the study has no ReLU + He cells with two or more seeds and finite variances."
     measured = fit.spread(relu_he)
-    measured["var_ln_low"], measured["var_ln_high"] = _chi2_interval(measured.var_ln, measured.seeds - 1)
-    pooled = _spread_by_steps(relu_he)
+    measured["var_ln_low"], measured["var_ln_high"] = fit.variance_interval(measured.var_ln, measured.seeds - 1)
+    pooled = fit.spread_by_steps(relu_he)
     depth = int(relu_he.depth.max())
     width = int(relu_he.width.min())
     # z_l = W_l h_{l-1}: the spread of h_{l-1} (theory row l - 1, none at l = 1) plus z_l's own chi^2_n / n
@@ -503,7 +468,7 @@ def _spread_section(rows, out, formats):
                      f"summed over the per-layer steps {steps.var_ln:.2f} [{steps.var_ln_low:.2f}, "
                      f"{steps.var_ln_high:.2f}] ({steps.dof:.0f} effective degrees of freedom), theory {finding} "
                      f"(measured/theory {steps.var_ln / expected:.2f})")
-    low, high = _chi2_interval(1.0, int(relu_he.seed.nunique()) - 1)
+    low, high = fit.variance_interval(1.0, int(relu_he.seed.nunique()) - 1)
     factor = high / low
     outcome = ("confirm it at this depth" if all(f == "inside the interval" for f in findings) else
                "refute it at this depth (theory outside the interval)")

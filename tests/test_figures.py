@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from analysis import figures
-from analysis.report import _chi2_interval, _estimate_text, _gain_reading, _range_note
+from analysis.fit import variance_interval as _chi2_interval
+from analysis.report import _estimate_text, _gain_reading, _range_note
 
 DEPTH = 40
 OVERFLOW_AT = 25  # first layer whose statistic is not finite in the overflowing cell
