@@ -16,16 +16,9 @@ Why these flags:
 from __future__ import annotations
 
 import logging
-import os
-import types
 
-# numba's OpenMP workers spin after each parallel region by default; between them the
-# kernels call BLAS, whose own threads then fight the spinners for the cores (measured
-# 40x slower propagation on 2 cores).  libgomp reads this when numba first starts its
-# pool, which is lazily, so setting it here works even if numba was imported before.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numba
 
-import numba  # noqa: E402
 
 __all__ = ["jit", "JIT_OPTIONS", "announce_compile"]
 
@@ -34,20 +27,18 @@ JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
 _log = logging.getLogger("fastinit")
 
 
-def jit(function=None, *, parallel: bool = False, inline: bool = False):
+def jit(function=None, *, inline: bool = False):
     """Compile ``function`` with the project's jit policy.
+
+    There is no ``parallel`` option: numba's parallel regions re-optimise everything they
+    call and cost seconds of compile time each; parallel kernels run on a thread team
+    instead (:mod:`fastinit._team`).
 
     Parameters
     ----------
     function : callable, optional
         The Python function to compile.  When omitted, a decorator is returned,
-        so both ``@jit`` and ``@jit(parallel=True)`` work.
-    parallel : bool, default False
-        Let numba run ``prange`` loops on its thread pool.  Kernels that use it
-        must write each iteration to its own slice (no shared accumulators).
-        The same Python function may be compiled both ways (a serial variant
-        for small arrays): the parallel one gets its own name, see
-        :func:`_parallel_twin`.
+        so both ``@jit`` and ``@jit(inline=True)`` work.
     inline : bool, default False
         Inline the function into its callers at numba-IR level
         (``inline="always"``).  Use it for small helpers called from loops that
@@ -59,38 +50,11 @@ def jit(function=None, *, parallel: bool = False, inline: bool = False):
         The compiled function, or a decorator producing one.
     """
     def decorate(func):
-        if parallel:
-            func = _parallel_twin(func)
-            # Start numba's threading layer now: a parallel kernel loaded from the cache
-            # does not, and a new function linking against it then aborts with "Symbol
-            # not found: allocate_sched" (e.g. a user's jitted loop over our kernels).
-            numba.get_num_threads()
-        return numba.njit(func, parallel=parallel, inline="always" if inline else "never", **JIT_OPTIONS)
+        return numba.njit(func, inline="always" if inline else "never", **JIT_OPTIONS)
 
     if function is None:
         return decorate
     return decorate(function)
-
-
-def _parallel_twin(func):
-    """A copy of ``func`` named ``<qualname>_parallel``, for the parallel compilation.
-
-    numba keys its on-disk cache and its symbol names by the function's qualified
-    name and signature, not by the ``parallel`` flag.  Compiling one function both
-    serially and in parallel therefore made the two dispatchers share one cache
-    entry: whichever compiled first was loaded by the other (measured: a 64 x 64
-    weight draw took 50 us because the "serial" kernel was the parallel one, paying
-    a thread-pool launch per call), and a cached caller could link the wrong copy
-    and crash (numba issues #8578, #10128).  A distinct name gives the parallel
-    variant its own cache file and symbols.
-    """
-    twin = types.FunctionType(func.__code__, func.__globals__, f"{func.__name__}_parallel",
-                              func.__defaults__, func.__closure__)
-    twin.__qualname__ = f"{func.__qualname__}_parallel"
-    twin.__module__ = func.__module__
-    twin.__doc__ = func.__doc__
-    twin.__kwdefaults__ = func.__kwdefaults__
-    return twin
 
 
 _CHECKED = set()  # (dispatcher, key) pairs already checked in this process

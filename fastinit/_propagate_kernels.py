@@ -17,10 +17,10 @@ fixed order.  Non-finite entries make a total non-finite; only then (or when a s
 squares is 0) a scalar pass counts them (the sums are then NaN: not known) or, if every
 entry is finite and only float64's range was left, sums again in a power-of-two unit.
 
-Threads.  :func:`run` opens one parallel region per call; its ``n_workers`` workers
-walk the layers together and meet at a spin barrier (:mod:`fastinit._sync`) between
-phases, because starting a region per phase wakes sleeping threads (~45 us each on
-the project machine, more than a width-256 layer).  Work is cut by the shapes only,
+Threads.  :func:`run` starts ``n_workers`` workers once per call (:mod:`fastinit._team`);
+they walk the layers together and meet at a spin barrier (:mod:`fastinit._sync`) between
+phases, because waking sleeping threads per phase costs ~45 us each on the project
+machine, more than a width-256 layer.  Work is cut by the shapes only,
 never by the number of workers, so results do not depend on the thread count:
 
 * *lanes*: the batch is cut into ``n_lanes`` row ranges, each a union of row blocks.
@@ -49,12 +49,12 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 from fastinit import rng
 from fastinit._jit import jit
 from fastinit._sync import barrier
+from fastinit._team import run_team, team_size
 from fastinit.activations import apply, slope_from_output
 from fastinit.initializers import CONSTANT, ORTHOGONAL
 
@@ -116,19 +116,15 @@ def _orthogonal(w, a, seed, stream, substream):
             w[i, j] = a * (value * np.sign(r[k, k]))
 
 
-@jit
 def draw_weights(w, kind, a, b, wide, seed, stream, substream):
-    """Draw one weight matrix ``w`` (fan_out, fan_in) in place, as ``initializers.fill``."""
-    if kind == CONSTANT:
-        w[:, :] = a
-    elif kind == ORTHOGONAL:
-        _orthogonal(w, a, seed, stream, substream)
-    else:
-        rng.fill_kernel(w.reshape(-1), wide, kind, a, b, seed, stream, substream)
+    """Draw one weight matrix ``w`` (fan_out, fan_in) in place, as ``initializers.fill``
+    (from Python: large matrices are drawn by a thread team)."""
+    n_workers = team_size(rng.chunk_count(w.size, wide)) if w.size >= rng.PARALLEL_MIN_SAMPLES else 1
+    run_team(draw_weights_share, n_workers, w, kind, a, b, wide, seed, stream, substream)
 
 
 @jit
-def draw_weights_share(w, kind, a, b, wide, seed, stream, substream, worker, n_workers):
+def draw_weights_share(worker, n_workers, w, kind, a, b, wide, seed, stream, substream):
     """Worker ``worker``'s share of :func:`draw_weights`: sampler chunks ``worker, worker +
     n_workers, ...``; constant and orthogonal matrices are drawn whole by worker 0."""
     if kind == CONSTANT or kind == ORTHOGONAL:
@@ -613,8 +609,8 @@ def _layer_weights(worker, n_workers, cfg, ws, layer, draw):
     n_in, n_out = cfg.widths[layer - 1], cfg.widths[layer]
     w = _view(ws.seg_w[min(_slot(ws, layer), cfg.w_slots)], n_out, n_in)
     if draw:
-        draw_weights_share(w, cfg.kind, cfg.draw_ab[layer - 1, 0], cfg.draw_ab[layer - 1, 1], cfg.wide, cfg.seed,
-                           cfg.stream, weight_substream(layer), worker, n_workers)
+        draw_weights_share(worker, n_workers, w, cfg.kind, cfg.draw_ab[layer - 1, 0], cfg.draw_ab[layer - 1, 1],
+                           cfg.wide, cfg.seed, cfg.stream, weight_substream(layer))
     return w
 
 
@@ -893,7 +889,7 @@ def walk(worker, n_workers, cfg, ws):
             grad, grad_in = grad_in, grad  # this layer's input gradient is the next one's output gradient
 
 
-def _team(n_workers, cfg, ws):
+def run(n_workers, cfg, ws):
     """Forward and backward through ``len(cfg.widths) - 1`` layers; fills ``ws.stats`` (layers x N_STATS).
 
     Keeps, for ``seg_len`` layers at a time, each layer's input and derivative (and its
@@ -906,14 +902,7 @@ def _team(n_workers, cfg, ws):
     a draw, no GEMM).  The buffers (:class:`Workspace`) come preallocated from
     ``fastinit.propagate.Plan.workspace``.
 
-    The one parallel region: ``n_workers`` (at most ``cfg.n_lanes``) concurrent walks, with
-    the same result for any ``n_workers`` (numba's static schedule gives each prange
-    iteration its own thread when there are at least as many threads).
+    ``n_workers`` (at most ``cfg.n_lanes``) concurrent walks on a thread team
+    (:mod:`fastinit._team`), with the same result for any ``n_workers``.
     """
-    for worker in numba.prange(n_workers):
-        # numba types a prange index int64 where it types the loop and uint64 in the
-        # parallel body it builds: without the cast, walk (and all below it) compiled twice.
-        walk(np.int64(worker), n_workers, cfg, ws)
-
-
-run = jit(_team, parallel=True)
+    run_team(walk, n_workers, cfg, ws)

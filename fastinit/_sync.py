@@ -1,11 +1,9 @@
-"""A spin barrier for workers that share one numba parallel region.
+"""A spin barrier for the workers of a thread team (:mod:`fastinit._team`).
 
-numba starts and joins its thread pool around every ``prange`` loop.  With OpenMP's
-passive wait policy (which :mod:`fastinit._jit` sets, so that sleeping workers never
-fight OpenBLAS for the cores) each start wakes a sleeping thread: measured 40-50 us on
-the project machine, more than a whole layer of a width-256 net.  The propagation
-kernel therefore opens *one* region per call and its workers walk the layers together,
-meeting here between phases (measured: 0.1 us per barrier on 2 cores).
+Waking a sleeping thread costs 40-50 us on the project machine, more than a whole
+layer of a width-256 net.  The propagation kernel therefore starts its workers *once*
+per call; they walk the layers together, meeting here between phases (measured: 0.1 us
+per barrier on 2 cores).
 
 numba has no atomics on the CPU target, so the three operations the barrier needs are
 LLVM intrinsics.  They are named external symbols or plain instructions, never raw

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from fastinit import _propagate_kernels as K
 from fastinit import rng
 from fastinit._jit import announce_compile
+from fastinit._team import team_size
 from fastinit._validation import (
     Choice, check_dtype, check_int, check_no_extra, check_real, check_seed, check_stream,
 )
@@ -167,33 +168,27 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     """
     plan = Plan.build(init, activation, depth=depth, width=width, batch=batch, seed=seed, dtype=dtype,
                       bias_std=bias_std, **options)
-    n_workers = _workers(plan.n_lanes)
+    n_workers = team_size(plan.n_lanes)
     args = (n_workers, plan.config(), plan.workspace(*plan.inputs()))
-    announce_compile(K.run, args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype)
-    with _kernel_threads(n_workers):
+    announce_compile(K.walk, (0,) + args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS,
+                     plan.dtype)
+    with _one_blas_thread():
         K.run(*args)
     return _frame(args[2].stats, plan, n_workers)
 
 
 @contextlib.contextmanager
-def _kernel_threads(n_workers):
-    """Threads as the kernel needs them, restored afterwards.
+def _one_blas_thread():
+    """BLAS on one thread for the duration of the kernel, restored afterwards.
 
     Every GEMM is one lane's, on one BLAS thread: the lanes are the parallelism, and
     OpenBLAS's last bits depend on its thread count (scipy's BLAS, which numba's np.dot
-    calls, is loaded first so that the limit reaches it).  numba's thread count is set to
-    exactly ``n_workers`` with a static schedule: numba cuts the prange into as many
-    chunks as threads, and each worker needs a thread of its own for the barrier.
+    calls, is loaded first so that the limit reaches it).
     """
     import scipy.linalg.cython_blas  # noqa: F401
 
-    threads = numba.get_num_threads()
-    numba.set_num_threads(n_workers)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"), numba.parallel_chunksize(0):
-            yield
-    finally:
-        numba.set_num_threads(threads)
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _lanes(batch):
@@ -205,50 +200,6 @@ def _lanes(batch):
     if lanes == 1 and batch // 2 >= LANE_MIN_ROWS:
         lanes = 2
     return lanes
-
-
-def _workers(n_lanes):
-    """Threads for the kernel's workers: one per lane, at most numba's thread count.
-
-    The workers wait for each other at a spin barrier, so they must run at once: numba's
-    OpenMP and workqueue layers give each a thread of its own; TBB may run two on one
-    thread, so under TBB the kernel runs single-threaded.  So may OpenMP when it is
-    allowed to shrink a team (``OMP_DYNAMIC``, ``omp_set_dynamic``) or capped by a thread
-    limit (``OMP_THREAD_LIMIT``): then one worker, or at most the limit.
-    """
-    layer = numba.threading_layer()
-    if layer not in ("omp", "workqueue"):
-        return 1
-    workers = max(1, min(n_lanes, numba.get_num_threads()))
-    if layer == "omp":
-        workers = min(workers, _omp_team_limit())
-    return workers
-
-
-def _omp_team_limit():
-    """Most threads an OpenMP region started from this thread is sure to get (the
-    calling thread's dynamic-adjustment and thread-limit settings)."""
-    lib = _openmp()
-    if lib is None:
-        return 2**31
-    if lib.omp_get_dynamic():
-        return 1
-    return max(1, lib.omp_get_thread_limit())
-
-
-@functools.cache
-def _openmp():
-    """The OpenMP runtime numba's OpenMP layer runs on (ctypes), or None if not found."""
-    try:
-        import ctypes
-
-        from numba.np.ufunc import omppool
-
-        lib = ctypes.CDLL(omppool.__file__)  # its symbol lookups also search the runtime it links
-        lib.omp_get_dynamic.restype = lib.omp_get_thread_limit.restype = ctypes.c_int
-        return lib
-    except (ImportError, OSError, AttributeError):
-        return None
 
 
 @dataclass(frozen=True, eq=False)  # arrays inside: identity, not field equality

@@ -30,10 +30,10 @@ from __future__ import annotations
 import hashlib
 import math
 
-import numba
 import numpy as np
 
 from fastinit._jit import jit
+from fastinit._team import run_team, team_size
 from fastinit._validation import check_dtype, check_int, check_real, check_seed, check_shape, check_stream
 
 __all__ = [
@@ -367,7 +367,7 @@ def _fast_path_f64(kind, words, out, reject, a, b):
 
 @jit
 def fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream):
-    """Fill chunk ``chunk`` of the 1-D array ``out`` (see :func:`_fill`); the unit of parallel work.
+    """Fill chunk ``chunk`` of the 1-D array ``out`` (see :func:`fill_serial`); the unit of parallel work.
 
     Chunk ``c`` covers samples ``[c * n, (c + 1) * n)``, ``n = chunk_samples(wide)``,
     and writes nothing else, so chunks may be filled in any order, by any thread.
@@ -441,42 +441,43 @@ def chunk_count(size, wide):
     return (size + chunk_size - 1) // chunk_size
 
 
-def _fill(out, wide, kind, a, b, seed, stream, substream):
+@jit
+def fill_serial(out, wide, kind, a, b, seed, stream, substream):
     """Fill the 1-D float32 or float64 array ``out`` from ``(seed, stream, substream)``.
 
     ``kind`` selects the distribution: ``KIND_NORMAL`` gives ``a * z``,
     ``KIND_TRUNCATED`` gives ``a * z`` with ``|z| <= b``, ``KIND_UNIFORM`` gives
-    ``U[a, b)``.  ``wide`` must be True exactly when ``out`` is float64.  Each prange
-    chunk writes only its own slice, so the result does not depend on the thread count.
+    ``U[a, b)``.  ``wide`` must be True exactly when ``out`` is float64.
     """
-    for chunk in numba.prange(chunk_count(out.size, wide)):
-        # The cast: numba types a prange index int64 in the loop and uint64 in the parallel
-        # body it builds, which compiled fill_chunk twice.
-        fill_chunk(out, np.int64(chunk), wide, kind, a, b, seed, stream, substream)
-
-
-# Below this many samples a parallel region costs more than it saves.
-PARALLEL_MIN_SAMPLES = 1 << 16
-fill_parallel = jit(_fill, parallel=True)
-fill_serial = jit(_fill)
+    fill_share(np.int64(0), np.int64(1), out, wide, kind, a, b, seed, stream, substream)
 
 
 @jit
-def fill_kernel(out, wide, kind, a, b, seed, stream, substream):
-    """:func:`_fill` on numba's thread pool for large arrays, serially for small ones.
+def fill_share(worker, n_workers, out, wide, kind, a, b, seed, stream, substream):
+    """Worker ``worker``'s share of :func:`fill_serial`: chunks ``worker, worker + n_workers, ...``.
 
-    Fill the 1-D float32 or float64 array ``out`` from ``(seed, stream, substream)``;
-    the numbers are the same either way.
+    Each chunk writes only its own slice, so ``n_workers`` workers running at once
+    (:func:`fastinit._team.run_team`) give the numbers one worker gives.
     """
-    if out.size >= PARALLEL_MIN_SAMPLES:
-        fill_parallel(out, wide, kind, a, b, seed, stream, substream)
-    else:
-        fill_serial(out, wide, kind, a, b, seed, stream, substream)
+    for chunk in range(worker, chunk_count(out.size, wide), n_workers):
+        fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream)
+
+
+# Below this many samples a second worker costs more than it saves.
+PARALLEL_MIN_SAMPLES = 1 << 16
 
 
 def fill(out: np.ndarray, kind: int, a: float, b: float, seed: int, stream: int, substream: int) -> None:
-    """Fill a C-contiguous float32 or float64 array in place (no validation: internal)."""
-    fill_kernel(out.reshape(-1), out.dtype == np.float64, kind, float(a), float(b), np.uint64(seed), np.uint64(stream), np.int64(substream))
+    """Fill a C-contiguous float32 or float64 array in place (no validation: internal).
+
+    Large arrays are drawn by a thread team (:mod:`fastinit._team`); the numbers are
+    the same for any number of workers.
+    """
+    flat = out.reshape(-1)
+    wide = flat.dtype == np.float64
+    n_workers = team_size(chunk_count(flat.size, wide)) if flat.size >= PARALLEL_MIN_SAMPLES else 1
+    run_team(fill_share, n_workers, flat, wide, kind, float(a), float(b), np.uint64(seed), np.uint64(stream),
+             np.int64(substream))
 
 
 # ------------------------------------------------------------------- public draws

@@ -106,7 +106,7 @@ def test_one_kernel_signature_per_dtype():
         "              input_corr=0.3, numerics='raw', stream=2**63 + 1, seed=2**64 - 1)\n"
         "    propagate('constant', 'gelu', depth=5, width=8, batch=8, dtype=dtype, batchnorm=True, residual=1,\n"
         "              memory_budget=1, init_params={'value': 0.1})\n"
-        "print(len(K.run.signatures))"
+        "print(len(K.walk.signatures))"
     )
     assert run_python(code).split() == ["2"]
 
@@ -119,33 +119,21 @@ def test_lanes_follow_the_batch_only(batch, expected):
     assert _lanes(batch) == expected
 
 
-@pytest.mark.parametrize("omp_env, threads, workers", [
-    ({"OMP_DYNAMIC": "true"}, 2, 1),
-    ({"OMP_THREAD_LIMIT": "1"}, 2, 1),
-    ({"OMP_THREAD_LIMIT": "3"}, 8, 3),  # 8 chunks on a team of 3: the first thread would get 3 workers
-])
-def test_no_deadlock_when_openmp_may_shrink_the_team(omp_env, threads, workers):
-    # The workers meet at a spin barrier, so they must all run at once.  OpenMP may run
-    # a region on fewer threads than numba asks for (dynamic adjustment, a thread limit);
-    # one thread then owns two workers and the first waits forever for the second.
-    import os
-    import subprocess
-
+@pytest.mark.parametrize("threads", [3, 8])
+def test_more_workers_than_cores_neither_hang_nor_change_the_result(threads):
+    # The workers meet at a spin barrier, so they must all run at once: each is a thread
+    # of its own, and a waiting worker yields its core after a while, so even 8 workers
+    # on this machine's cores finish (a hang fails at the subprocess timeout).
     code = (
-        "import sys, numba\nfrom fastinit import propagate\n"
+        "import hashlib, sys\nfrom fastinit import propagate\n"
         "sys.modules['fastinit.propagate']._lanes = lambda batch: 8\n"
         "df = propagate('he_normal', 'tanh', depth=4, width=16, batch=32, seed=4)\n"
-        "print(numba.threading_layer(), df.attrs['workers'])"
+        "print(df.attrs['workers'], hashlib.sha256(df.to_numpy().tobytes()).hexdigest())"
     )
-    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), NUMBA_THREADING_LAYER="omp", **omp_env)
-    try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"propagate hung under {omp_env}")
-    if done.returncode != 0 and "omp" in done.stderr.lower() and "threading layer" in done.stderr.lower():
-        pytest.skip("numba's OpenMP threading layer is not available")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["omp", str(workers)]
+    workers, digest = run_python(code, threads=threads).split()
+    workers_1, digest_1 = run_python(code, threads=1).split()
+    assert (workers, workers_1) == (str(threads), "1")
+    assert digest == digest_1
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

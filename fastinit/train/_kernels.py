@@ -405,7 +405,7 @@ def distinct_rows(w, b, rtol):
 def permutation(n, seed, stream, epoch):
     """Epoch ``epoch``'s order of ``n`` examples: argsort of float64 uniforms on substream ``epoch``."""
     keys = np.empty(n)
-    rng.fill_kernel(keys, np.bool_(True), rng.KIND_UNIFORM, 0.0, 1.0, seed, stream, np.int64(epoch))
+    rng.fill_serial(keys, np.bool_(True), rng.KIND_UNIFORM, 0.0, 1.0, seed, stream, np.int64(epoch))
     return np.argsort(keys, kind="mergesort")
 
 
