@@ -8,16 +8,14 @@ readout gradient dL/dh_L (a random linear readout), through the same weights.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from fastinit import _propagate_kernels as K
+from fastinit._kernels import blocks, draw, layer, records, walk
 from fastinit import rng
 from fastinit._jit import announce_compile
 from fastinit._team import team_size
@@ -170,10 +168,10 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
                       bias_std=bias_std, **options)
     n_workers = team_size(plan.n_lanes)
     args = (n_workers, plan.config(), plan.workspace(*plan.inputs()))
-    announce_compile(K.walk, (0,) + args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS,
+    announce_compile(walk.walk, (0,) + args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS,
                      plan.dtype)
     with _one_blas_thread():
-        K.run(*args)
+        walk.run(*args)
     return _frame(args[2].stats, plan, n_workers)
 
 
@@ -185,7 +183,7 @@ def _one_blas_thread():
     OpenBLAS's last bits depend on its thread count (scipy's BLAS, which numba's np.dot
     calls, is loaded first so that the limit reaches it).
     """
-    import scipy.linalg.cython_blas  # noqa: F401
+    import scipy.linalg.cython_blas  # noqa: F401 (loads the BLAS np.dot calls)
 
     with threadpool_limits(limits=1, user_api="blas"):
         yield
@@ -208,7 +206,7 @@ class Plan:
 
     :meth:`build` is the one place that validates user input; :meth:`config` and
     :meth:`workspace` are the one place that builds the kernels' records
-    (:class:`fastinit._propagate_kernels.LayerConfig` and ``Workspace``), each field with
+    (:class:`fastinit._kernels.records.LayerConfig` and ``Workspace``), each field with
     its one type.  Tests and twins read the same plan.
     """
 
@@ -291,9 +289,9 @@ class Plan:
             slope_from_output=slope_from_output, seg_len=seg_len, w_slots=w_slots, n_lanes=_lanes(batch),
         )
 
-    def config(self) -> K.LayerConfig:
+    def config(self) -> records.LayerConfig:
         """The kernels' read-only record; each field cast to its one type (see ``LayerConfig``)."""
-        return K.LayerConfig(
+        return records.LayerConfig(
             widths=self.widths, draw_ab=self.draw_ab, batch=int(self.batch), n_lanes=int(self.n_lanes),
             w_slots=int(self.w_slots), seed=np.uint64(self.seed), stream=np.uint64(self.stream),
             wide=bool(self.dtype == np.float64), kind=int(self.draws[0].kind), code=int(self.code),
@@ -303,7 +301,7 @@ class Plan:
             bounded=bool(self.bounded), slope_from_output=bool(self.slope_from_output),
         )
 
-    def workspace(self, h0, grad_top) -> K.Workspace:
+    def workspace(self, h0, grad_top) -> records.Workspace:
         """Every buffer of one kernel run (see ``Workspace``), around the inputs ``h0`` and ``grad_top``.
 
         Allocated here rather than in the kernel because NumPy asks Linux for transparent
@@ -314,18 +312,18 @@ class Plan:
         widest = int(self.widths.max())
         rows, square = batch * widest, widest * widest
         n_segments = (self.depth + seg_len - 1) // seg_len
-        return K.Workspace(
-            h0=h0, grad_top=grad_top, stats=np.zeros((self.depth, K.N_STATS)),
+        return records.Workspace(
+            h0=h0, grad_top=grad_top, stats=np.zeros((self.depth, records.N_STATS)),
             seg_h=np.empty((seg_len, rows), dtype=dtype),
             seg_z=np.empty((seg_len if self.batchnorm else 1, rows), dtype=dtype),
             seg_dphi=np.empty((1 if self.slope_from_output else seg_len, rows), dtype=dtype),
             seg_w=np.empty((min(seg_len, self.w_slots + 1), square), dtype=dtype),
             checkpoints=np.empty((n_segments, rows), dtype=dtype),
-            sync=np.zeros(2, dtype=np.int64), shared=np.zeros(K.N_SHARED),
+            sync=np.zeros(2, dtype=np.int64), shared=np.zeros(layer.N_SHARED),
             u=np.empty(rows, dtype=dtype), bias=np.empty(widest, dtype=dtype), h_last=np.empty(rows, dtype=dtype),
-            acc=np.empty((K.N_BLOCKS, K.N_ACC, widest)), acc_z=np.empty((K.N_BLOCKS, 2, widest)),
-            acc_in=np.empty((K.N_BLOCKS, 2, widest)), acc_w=np.empty((self.n_lanes, 2, widest)),
-            corr=np.empty(K.N_BLOCKS),
+            acc=np.empty((blocks.N_BLOCKS, blocks.N_ACC, widest)), acc_z=np.empty((blocks.N_BLOCKS, 2, widest)),
+            acc_in=np.empty((blocks.N_BLOCKS, 2, widest)), acc_w=np.empty((self.n_lanes, 2, widest)),
+            corr=np.empty(blocks.N_BLOCKS),
             grad=np.empty(rows, dtype=dtype), grad_in=np.empty(rows, dtype=dtype),
             grad_act=np.empty(rows if self.batchnorm else 0, dtype=dtype),
             grad_z=np.empty(rows, dtype=dtype), grad_z_t=np.empty(rows, dtype=dtype),
@@ -336,13 +334,13 @@ class Plan:
         """``(h0, grad_top)``: the input batch and readout gradient from the cell's stream (substreams 0, 1, 2)."""
         batch, n_in, n_out = self.batch, int(self.widths[0]), int(self.widths[-1])
         seed, stream, dtype = self.seed, self.stream, self.dtype
-        h0 = rng.standard_normal(seed, (batch, n_in), stream=stream, substream=K.SUB_INPUT, dtype="float64")
+        h0 = rng.standard_normal(seed, (batch, n_in), stream=stream, substream=draw.SUB_INPUT, dtype="float64")
         if self.input_corr is not None:
             c = self.input_corr
-            noise = rng.standard_normal(seed, (batch, n_in), stream=stream, substream=K.SUB_INPUT_PAIR, dtype="float64")
+            noise = rng.standard_normal(seed, (batch, n_in), stream=stream, substream=draw.SUB_INPUT_PAIR, dtype="float64")
             h0[1::2] = c * h0[0:2 * (batch // 2):2] + math.sqrt(1.0 - c * c) * noise[1::2][: batch // 2]
         h0 = (self.input_std * h0).astype(dtype)
-        grad_top = rng.standard_normal(seed, (batch, n_out), stream=stream, substream=K.SUB_READOUT, dtype=dtype.name)
+        grad_top = rng.standard_normal(seed, (batch, n_out), stream=stream, substream=draw.SUB_READOUT, dtype=dtype.name)
         return h0, grad_top
 
 
@@ -382,15 +380,15 @@ def _frame(stats, plan, n_workers) -> pd.DataFrame:
     n_in = widths[:-1].astype(np.float64)
     # The kernels leave a sum NaN where its matrix has a non-finite entry, so the moments
     # below are NaN there without further masking.
-    fwd_mean, fwd_var, log10_fwd = _moments(stats[:, K.FWD_SUM], stats[:, K.FWD_SUMSQ], stats[:, K.FWD_LOG_SCALE], batch * n_out)
-    act_sq = stats[:, K.ACT_SUMSQ] / (batch * n_out)
-    _, grad_var, log10_grad = _moments(stats[:, K.GRAD_SUM], stats[:, K.GRAD_SUMSQ], stats[:, K.GRAD_LOG_SCALE], batch * n_out)
-    _, wgrad_var, log10_wgrad = _moments(stats[:, K.WGRAD_SUM], stats[:, K.WGRAD_SUMSQ], stats[:, K.WGRAD_LOG_SCALE], n_out * n_in)
+    fwd_mean, fwd_var, log10_fwd = _moments(stats[:, records.FWD_SUM], stats[:, records.FWD_SUMSQ], stats[:, records.FWD_LOG_SCALE], batch * n_out)
+    act_sq = stats[:, records.ACT_SUMSQ] / (batch * n_out)
+    _, grad_var, log10_grad = _moments(stats[:, records.GRAD_SUM], stats[:, records.GRAD_SUMSQ], stats[:, records.GRAD_LOG_SCALE], batch * n_out)
+    _, wgrad_var, log10_wgrad = _moments(stats[:, records.WGRAD_SUM], stats[:, records.WGRAD_SUMSQ], stats[:, records.WGRAD_LOG_SCALE], n_out * n_in)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        log10_act = np.log10(act_sq) + 2.0 * stats[:, K.ACT_LOG_SCALE] * _LOG10_E
-        act_second_moment = act_sq * np.exp(2.0 * stats[:, K.ACT_LOG_SCALE])
-    fwd_nonfinite = stats[:, K.FWD_NONFINITE].astype(np.int64)
-    grad_nonfinite = stats[:, K.GRAD_NONFINITE].astype(np.int64)
+        log10_act = np.log10(act_sq) + 2.0 * stats[:, records.ACT_LOG_SCALE] * _LOG10_E
+        act_second_moment = act_sq * np.exp(2.0 * stats[:, records.ACT_LOG_SCALE])
+    fwd_nonfinite = stats[:, records.FWD_NONFINITE].astype(np.int64)
+    grad_nonfinite = stats[:, records.GRAD_NONFINITE].astype(np.int64)
     # phi'(z) of a non-finite z is a limit or NaN, not a measurement: the units it
     # classifies are not known.
     z_unknown = fwd_nonfinite > 0
@@ -406,10 +404,10 @@ def _frame(stats, plan, n_workers) -> pd.DataFrame:
         "log10_grad_var": log10_grad,
         "wgrad_var": wgrad_var,
         "log10_wgrad_var": log10_wgrad,
-        "dead_frac": np.where(z_unknown, np.nan, stats[:, K.DEAD_UNITS] / n_out),
-        "saturated_frac": np.where(z_unknown, np.nan, stats[:, K.SATURATED] / (batch * n_out)),
+        "dead_frac": np.where(z_unknown, np.nan, stats[:, records.DEAD_UNITS] / n_out),
+        "saturated_frac": np.where(z_unknown, np.nan, stats[:, records.SATURATED] / (batch * n_out)),
         "nonfinite": fwd_nonfinite + grad_nonfinite,
-        "corr": stats[:, K.CORR_SUM],
+        "corr": stats[:, records.CORR_SUM],
         "fwd_nonfinite": fwd_nonfinite,
         "grad_nonfinite": grad_nonfinite,
     })
@@ -441,17 +439,17 @@ def _range_limits(frame, stats, plan) -> dict:
         # ... or flushed to exactly 0 with nothing in the net to explain it.
         return mask | ((sumsq == 0.0) & ~explained & ~weights_zero)
 
-    fwd_sumsq, act_sumsq, grad_sumsq = stats[:, K.FWD_SUMSQ], stats[:, K.ACT_SUMSQ], stats[:, K.GRAD_SUMSQ]
+    fwd_sumsq, act_sumsq, grad_sumsq = stats[:, records.FWD_SUMSQ], stats[:, records.ACT_SUMSQ], stats[:, records.GRAD_SUMSQ]
     fwd_var, grad_var = frame.fwd_var.to_numpy(), frame.grad_var.to_numpy()
-    fwd_over = (frame.fwd_nonfinite.to_numpy() > 0) | (stats[:, K.ACT_NONFINITE] > 0) | ~np.isfinite(fwd_var)
-    grad_over = ((frame.grad_nonfinite.to_numpy() > 0) | (stats[:, K.WGRAD_NONFINITE] > 0)
+    fwd_over = (frame.fwd_nonfinite.to_numpy() > 0) | (stats[:, records.ACT_NONFINITE] > 0) | ~np.isfinite(fwd_var)
+    grad_over = ((frame.grad_nonfinite.to_numpy() > 0) | (stats[:, records.WGRAD_NONFINITE] > 0)
                  | ~np.isfinite(grad_var))
     # z_l = 0 is explained by h_{l-1} = 0; dL/dz_l = 0 by dL/dz_{l+1} = 0 or every unit dead.
     input_zero = np.concatenate([[False], act_sumsq[:-1] == 0.0])
     upstream_zero = np.concatenate([grad_sumsq[1:] == 0.0, [False]]) | (frame.dead_frac.to_numpy() == 1.0)
-    fwd_under = underflow(fwd_var, frame.log10_fwd_var.to_numpy(), fwd_sumsq, stats[:, K.FWD_LOG_SCALE],
+    fwd_under = underflow(fwd_var, frame.log10_fwd_var.to_numpy(), fwd_sumsq, stats[:, records.FWD_LOG_SCALE],
                           not plan.forward_rescaled, input_zero)
-    grad_under = underflow(grad_var, frame.log10_grad_var.to_numpy(), grad_sumsq, stats[:, K.GRAD_LOG_SCALE],
+    grad_under = underflow(grad_var, frame.log10_grad_var.to_numpy(), grad_sumsq, stats[:, records.GRAD_LOG_SCALE],
                            plan.numerics == "raw", upstream_zero)
     limits = {}
     for kind, forward, backward in (("overflow", fwd_over, grad_over), ("underflow", fwd_under, grad_under)):

@@ -163,7 +163,7 @@ def propagate(plan, h0, grad_top, *, in_dtype=False):
 
 def _propagate(plan, h0, grad_top, work):
     from fastinit import ACTIVATIONS
-    from fastinit import _propagate_kernels as K
+    from fastinit._kernels import draw as K
     from fastinit.initializers import fill as fill_weights
     from fastinit.rng import fill as fill_stream
 

@@ -99,7 +99,7 @@ def test_one_kernel_signature_per_dtype():
     # Options change the records' values, never their types (counts int64, flags bool,
     # parameters float64): every call of one dtype reuses one compiled kernel.
     code = (
-        "from fastinit import propagate\nfrom fastinit import _propagate_kernels as K\n"
+        "from fastinit import propagate\nfrom fastinit._kernels import walk as K\n"
         "for dtype in ('float32', 'float64'):\n"
         "    propagate('he_normal', 'relu', depth=3, width=8, batch=4, dtype=dtype)\n"
         "    propagate('orthogonal', 'tanh', depth=3, width=[8, 6, 4], batch=300, dtype=dtype, bias_std=0.1,\n"

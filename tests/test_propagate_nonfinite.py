@@ -27,7 +27,7 @@ from scipy import special
 
 import naive
 from conftest import Z_TOL
-from fastinit import _propagate_kernels as K
+from fastinit._kernels import draw as K
 from fastinit import propagate
 from fastinit.initializers import fill
 from fastinit.propagate import Plan

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastinit import _propagate_kernels as K
+from fastinit._kernels import draw as K
 from fastinit import propagate, rng
 from fastinit.initializers import fill as fill_weights
 from fastinit.propagate import Plan

@@ -19,7 +19,8 @@ import numpy as np
 
 from fastinit import rng
 from fastinit._jit import jit
-from fastinit._propagate_kernels import BATCHNORM_EPS, _view, batchnorm_backward, batchnorm_forward
+from fastinit._kernels.blocks import view as _view
+from fastinit._kernels.norm import BATCHNORM_EPS, batchnorm_backward, batchnorm_forward
 from fastinit.activations import apply
 
 MSE, CROSS_ENTROPY = 0, 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fastinit import _propagate_kernels as PK
+from fastinit._kernels.draw import draw_weights, weight_substream
 from fastinit._jit import announce_compile
 from fastinit._validation import (
     Choice, check_dtype, check_int, check_no_extra, check_params, check_real, check_seed, check_stream,
@@ -286,8 +286,8 @@ def build_network(plan) -> Network:
     B = np.zeros(int(b_off[-1]), dtype=dtype)
     for k, draw in enumerate(plan["draws"]):
         view = W[w_off[k]: w_off[k + 1]].reshape(int(widths[k + 1]), int(widths[k]))
-        PK.draw_weights(view, draw.kind, float(draw.a), float(draw.b), dtype == np.float64, np.uint64(plan["seed"]),
-                        np.uint64(plan["stream"]), np.int64(PK.weight_substream(k + 1)))
+        draw_weights(view, draw.kind, float(draw.a), float(draw.b), dtype == np.float64, np.uint64(plan["seed"]),
+                        np.uint64(plan["stream"]), np.int64(weight_substream(k + 1)))
     alpha = np.zeros(n_layers)
     if plan["residual"] is not None:
         for k in range(n_layers - 1):

@@ -37,7 +37,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from fastinit import rng
-from fastinit._propagate_kernels import weight_substream
+from fastinit._kernels.draw import weight_substream
 from fastinit._validation import Real, check_choice, check_dtype, check_int, check_no_extra, check_seed
 from fastinit.train._kernels import CROSS_ENTROPY, MSE
 

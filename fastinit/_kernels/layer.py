@@ -1,0 +1,248 @@
+"""One layer forward and one layer backward, for every worker of the team.
+
+Each function is called by every worker; they meet at the spin barrier
+(:func:`fastinit._sync.barrier`) between phases, worker 0 alone reduces statistics and
+hands scalars to the others through ``ws.shared``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastinit import rng
+from fastinit._jit import jit
+from fastinit._sync import barrier
+from fastinit._kernels.blocks import (ACC_ACT_SUMSQ, ACC_ALIVE, ACC_SATURATED, ACC_SUMSQ, N_BLOCKS, activate_block,
+                                      backprop_block, column_sums_block, column_sums_rows, lane_blocks, lane_rows,
+                                      part, scale_rows, transpose_rows, view)
+from fastinit._kernels.draw import draw_weights_share, weight_substream
+from fastinit._kernels.norm import BATCHNORM_EPS, batchnorm_backward_columns, batchnorm_forward_columns
+from fastinit._kernels.records import (ACT_LOG_SCALE, ACT_NONFINITE, ACT_SUMSQ, CORR_SUM, DEAD_UNITS, FWD_LOG_SCALE,
+                                       FWD_NONFINITE, FWD_SUM, FWD_SUMSQ, GRAD_LOG_SCALE, GRAD_NONFINITE, GRAD_SUM,
+                                       GRAD_SUMSQ, SATURATED, WGRAD_LOG_SCALE, WGRAD_NONFINITE, WGRAD_SUM,
+                                       WGRAD_SUMSQ)
+from fastinit._kernels.reduce import checked_sums, finite_sums, rms_factor, total, zero_columns
+
+# Scalars worker 0 hands to the others (``shared[...]``).
+SHARED_FACTOR, SHARED_LOG_SCALE = 0, 1
+N_SHARED = 2
+
+
+@jit
+def _share_and_rescale(worker, n_workers, cfg, ws, x, factor, log_scale):
+    """Hand worker 0's ``factor`` and ``log_scale`` to every worker, then let each multiply
+    its own lanes of ``x`` by ``factor``; returns the log scale."""
+    if worker == 0:
+        ws.shared[SHARED_FACTOR] = factor
+        ws.shared[SHARED_LOG_SCALE] = log_scale
+    barrier(ws.sync, n_workers)
+    factor, log_scale = ws.shared[SHARED_FACTOR], ws.shared[SHARED_LOG_SCALE]
+    if factor != 1.0:
+        for lane in range(worker, cfg.n_lanes, n_workers):
+            start, stop = lane_rows(x.shape[0], lane, cfg.n_lanes)
+            scale_rows(x, start, stop, factor)
+    return log_scale
+
+
+@jit
+def _slot(ws, layer):
+    """Layer ``layer``'s slot in the stored segment."""
+    return (layer - 1) % ws.seg_h.shape[0]
+
+
+@jit
+def _layer_weights(worker, n_workers, cfg, ws, layer, draw):
+    """Layer ``layer``'s weight matrix in its slot of ``ws.seg_w``; with ``draw``, drawn
+    there first (every worker its share, then a barrier)."""
+    n_in, n_out = cfg.widths[layer - 1], cfg.widths[layer]
+    w = view(ws.seg_w[min(_slot(ws, layer), cfg.w_slots)], n_out, n_in)
+    if draw:
+        draw_weights_share(worker, n_workers, w, cfg.kind, cfg.draw_ab[layer - 1, 0], cfg.draw_ab[layer - 1, 1],
+                           cfg.wide, cfg.seed, cfg.stream, weight_substream(layer))
+    return w
+
+
+@jit
+def _pre_activation(cfg, ws, layer):
+    """Layer ``layer``'s z: its own slot under batch norm (whose backward needs it), else one shared row."""
+    return view(ws.seg_z[_slot(ws, layer) if cfg.batchnorm else 0], cfg.batch, cfg.widths[layer])
+
+
+@jit
+def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stats_row):
+    """Layer ``layer`` forward from scaled ``h_in`` (true = exp(log_s_in) h_in) into ``h_out``;
+    returns the log scale of ``h_out``.
+
+    Called by every worker.  Draws the layer's weights and bias, fills its z (and
+    ``ws.u = BN(z)`` with batch norm), ``h_out`` and phi' (its slot of ``ws.seg_dphi``, or
+    one scratch row when the backward pass reads phi' off ``h_out``), and worker 0 the
+    forward columns of ``stats_row``.  Each worker returns having rescaled its own lanes
+    of ``h_out``, so a lane's next use of its rows needs no barrier.
+    """
+    n_lanes, bias_std, batchnorm, residual, bounded = cfg.n_lanes, cfg.bias_std, cfg.batchnorm, cfg.residual, cfg.bounded
+    acc, acc_z, corr, sync = ws.acc, ws.acc_z, ws.corr, ws.sync
+    rows, cols = cfg.batch, cfg.widths[layer]
+    w = _layer_weights(worker, n_workers, cfg, ws, layer, np.bool_(True))
+    z = _pre_activation(cfg, ws, layer)
+    u = view(ws.u, rows, cols)
+    dphi = view(ws.seg_dphi[0 if cfg.slope_from_output else _slot(ws, layer)], rows, cols)
+    bias = ws.bias[:cols]
+    if bias_std > 0.0 and worker == 0:
+        rng.fill_serial(bias, cfg.wide, rng.KIND_NORMAL, bias_std * math.exp(-log_s_in), 0.0, cfg.seed, cfg.stream,
+                        weight_substream(layer) + 1)
+    barrier(sync, n_workers)
+
+    branch = cfg.alpha if residual else 1.0
+    if batchnorm and residual:
+        branch *= math.exp(-log_s_in)  # the branch is added in h_in's units
+    for lane in range(worker, n_lanes, n_workers):
+        start, stop = lane_rows(rows, lane, n_lanes)
+        if stop > start:
+            np.dot(h_in[start:stop], w.T, z[start:stop])
+        if bias_std > 0.0:
+            for i in range(start, stop):  # a loop: a slice += compiles an error formatter (see _copy_lanes)
+                z_row = z[i]
+                for j in range(cols):
+                    z_row[j] += bias[j]
+        if not batchnorm:
+            first, last = lane_blocks(lane, n_lanes)
+            for block in range(first, last):
+                activate_block(block, z, h_in, h_out, dphi, cfg.code, cfg.param, residual, branch, bounded, acc, corr)
+    barrier(sync, n_workers)
+    if batchnorm:
+        # BN output is scale-free: with eps scaled to these units it is exact.
+        eps = BATCHNORM_EPS * math.exp(-2.0 * log_s_in)
+        for index in range(worker, n_lanes, n_workers):
+            first, stop = part(cols, index, n_lanes)
+            batchnorm_forward_columns(z, u, eps, first, stop)
+        barrier(sync, n_workers)
+        for lane in range(worker, n_lanes, n_workers):
+            first, last = lane_blocks(lane, n_lanes)
+            for block in range(first, last):
+                activate_block(block, u, h_in, h_out, dphi, cfg.code, cfg.param, residual, branch, bounded, acc, corr)
+                column_sums_block(block, z, acc_z)
+        barrier(sync, n_workers)
+
+    factor, log_s_out = 1.0, 0.0  # worker 0's are shared
+    if worker == 0:
+        # A plain batch-norm layer restarts at scale 1; a residual one stays in h_in's units.
+        log_s_out = 0.0 if batchnorm and not residual else log_s_in
+        fwd_sum, fwd_sumsq, fwd_unit, fwd_bad = checked_sums(z, acc_z if batchnorm else acc)
+        act_sumsq = total(acc, np.int64(ACC_ACT_SUMSQ), cols)
+        stats_row[SATURATED] = total(acc, np.int64(ACC_SATURATED), cols) if bounded else 0.0
+        stats_row[DEAD_UNITS] = zero_columns(acc, np.int64(ACC_ALIVE), cols)
+        cosines = 0.0
+        for block in range(N_BLOCKS):
+            cosines += corr[block]
+        stats_row[CORR_SUM] = cosines / (rows // 2)
+        stats_row[FWD_SUM] = fwd_sum
+        stats_row[FWD_SUMSQ] = fwd_sumsq
+        stats_row[FWD_LOG_SCALE] = log_s_in + fwd_unit
+        stats_row[FWD_NONFINITE] = fwd_bad
+        stats_row[ACT_SUMSQ] = act_sumsq
+        stats_row[ACT_LOG_SCALE] = log_s_out
+        stats_row[ACT_NONFINITE] = 0
+        if not math.isfinite(act_sumsq) or act_sumsq == 0.0:  # as in checked_sums
+            _, act_sq, act_unit, act_bad = finite_sums(h_out)
+            stats_row[ACT_SUMSQ] = math.nan if act_bad > 0 else act_sq
+            stats_row[ACT_LOG_SCALE] = log_s_out + act_unit
+            stats_row[ACT_NONFINITE] = act_bad
+            if act_bad > 0 or act_sq != 0.0:
+                # The cosines' float64 sums of the same squares left float64's range too
+                # (or met inf/NaN); an exact zero keeps its cosines (NaN: 0 / 0).
+                stats_row[CORR_SUM] = math.nan
+        if cfg.rescale_forward:
+            factor, log_rms = rms_factor(h_out, act_sumsq)
+            log_s_out += log_rms
+    return _share_and_rescale(worker, n_workers, cfg, ws, h_out, factor, log_s_out)
+
+
+@jit
+def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, grad_out, log_g, grad_in, stats_row):
+    """Layer ``layer`` backward; fills ``grad_in`` (scaled; not for layer 1) and returns its log scale.
+
+    ``grad_in`` is rescaled to RMS 1 when ``cfg.rescale_backward``, else left raw.
+
+    Called by every worker.  ``grad_out`` is dL/dh_out / exp(log_g); ``h_in`` and
+    ``h_out`` are the layer's stored input and output (phi' is read off ``h_out`` when
+    ``cfg.slope_from_output``).  The layer's weights are drawn again first if its slot
+    keeps none.  Worker 0 writes the gradient statistics to ``stats_row``.  Each worker
+    returns having rescaled its own lanes of ``grad_in``.
+    """
+    n_lanes, residual, batchnorm = cfg.n_lanes, cfg.residual, cfg.batchnorm
+    code, param, from_output = cfg.code, cfg.param, cfg.slope_from_output
+    acc, acc_in, acc_w, sync = ws.acc, ws.acc_in, ws.acc_w, ws.sync
+    rows, n_in, n_out = cfg.batch, cfg.widths[layer - 1], cfg.widths[layer]
+    redraw = _slot(ws, layer) >= cfg.w_slots
+    w = _layer_weights(worker, n_workers, cfg, ws, layer, redraw)
+    if redraw:
+        barrier(sync, n_workers)
+    z = _pre_activation(cfg, ws, layer)
+    dphi = h_out if from_output else view(ws.seg_dphi[_slot(ws, layer)], rows, n_out)
+    grad_z = view(ws.grad_z, rows, n_out)
+    grad_act = view(ws.grad_act, rows, n_out) if batchnorm else grad_z
+    grad_z_t = view(ws.grad_z_t, n_out, rows)
+    wgrad = view(ws.wgrad, n_out, n_in)
+    with_grad_in = layer > 1
+    branch = cfg.alpha if residual else 1.0
+    log_gz = log_g
+    if batchnorm:
+        # z is stored in h_in's units: dL/dz_true = BN'(z_scaled) dL/du / exp(log_s_in).
+        for lane in range(worker, n_lanes, n_workers):
+            first, last = lane_blocks(lane, n_lanes)
+            for block in range(first, last):
+                backprop_block(block, grad_out, dphi, branch, grad_act, acc, np.bool_(False), code, param, from_output)
+        barrier(sync, n_workers)
+        eps = BATCHNORM_EPS * math.exp(-2.0 * log_s_in)
+        for index in range(worker, n_lanes, n_workers):
+            first, stop = part(n_out, index, n_lanes)
+            batchnorm_backward_columns(z, grad_act, grad_z, eps, first, stop)
+        barrier(sync, n_workers)
+        log_gz = log_g - log_s_in
+    skip_factor = math.exp(log_gz - log_g)  # the residual path's gradient in dL/dz's units
+    for lane in range(worker, n_lanes, n_workers):
+        first, last = lane_blocks(lane, n_lanes)
+        for block in range(first, last):
+            if batchnorm:
+                column_sums_block(block, grad_z, acc)
+            else:
+                backprop_block(block, grad_out, dphi, branch, grad_z, acc, np.bool_(True), code, param, from_output)
+        start, stop = lane_rows(rows, lane, n_lanes)
+        transpose_rows(grad_z, start, stop, grad_z_t)
+        if with_grad_in:
+            if stop > start:
+                np.dot(grad_z[start:stop], w, grad_in[start:stop])
+            if residual:
+                for i in range(start, stop):
+                    in_row, out_row = grad_in[i], grad_out[i]
+                    for j in range(n_in):
+                        in_row[j] = in_row[j] * skip_factor + out_row[j]
+            for block in range(first, last):
+                column_sums_block(block, grad_in, acc_in)
+    barrier(sync, n_workers)
+    for index in range(worker, n_lanes, n_workers):
+        first, stop = part(n_out, index, n_lanes)
+        if stop > first:
+            np.dot(grad_z_t[first:stop], h_in, wgrad[first:stop])
+        column_sums_rows(wgrad, first, stop, acc_w[index])
+    barrier(sync, n_workers)
+
+    factor, log_g_in = 1.0, 0.0  # worker 0's are shared
+    if worker == 0:
+        s, s2, unit, bad = checked_sums(grad_z, acc)
+        stats_row[GRAD_SUM] = s
+        stats_row[GRAD_SUMSQ] = s2
+        stats_row[GRAD_LOG_SCALE] = log_gz + unit
+        stats_row[GRAD_NONFINITE] = bad
+        s, s2, unit, bad = checked_sums(wgrad, acc_w)
+        stats_row[WGRAD_SUM] = s
+        stats_row[WGRAD_SUMSQ] = s2
+        stats_row[WGRAD_LOG_SCALE] = log_gz + log_s_in + unit
+        stats_row[WGRAD_NONFINITE] = bad
+        log_g_in = log_g if residual else log_gz
+        if with_grad_in and cfg.rescale_backward:  # numerics="raw" leaves the gradient as the hardware has it
+            factor, log_rms = rms_factor(grad_in, total(acc_in, np.int64(ACC_SUMSQ), n_in))
+            log_g_in += log_rms
+    return _share_and_rescale(worker, n_workers, cfg, ws, grad_in, factor, log_g_in)

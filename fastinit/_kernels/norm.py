@@ -1,0 +1,63 @@
+"""Batch normalisation (gamma 1, beta 0, biased variance, as PyTorch), forward and backward, by columns."""
+
+from __future__ import annotations
+
+import math
+
+from fastinit._jit import jit
+
+BATCHNORM_EPS = 1e-5  # PyTorch's default
+
+
+@jit
+def _column_standardizer(z, j, eps):
+    """Mean of column ``j`` of ``z`` over the batch and ``1 / sqrt(var + eps)`` (biased var, as PyTorch)."""
+    rows = z.shape[0]
+    mean = 0.0
+    for i in range(rows):
+        mean += z[i, j]
+    mean /= rows
+    var = 0.0
+    for i in range(rows):
+        d = z[i, j] - mean
+        var += d * d
+    return mean, 1.0 / math.sqrt(var / rows + eps)
+
+
+@jit
+def batchnorm_forward_columns(z, out, eps, first, stop):
+    """Per-unit batch normalisation (gamma 1, beta 0) of columns ``[first, stop)`` into ``out``."""
+    rows = z.shape[0]
+    for j in range(first, stop):
+        mean, inv = _column_standardizer(z, j, eps)
+        for i in range(rows):
+            out[i, j] = (z[i, j] - mean) * inv
+
+
+@jit
+def batchnorm_forward(z, out, eps):
+    """Per-unit batch normalisation (gamma 1, beta 0); returns nothing, fills ``out``."""
+    batchnorm_forward_columns(z, out, eps, 0, z.shape[1])
+
+
+@jit
+def batchnorm_backward_columns(z, grad_u, grad_z, eps, first, stop):
+    """Gradient through batch normalisation for columns ``[first, stop)`` (``u = BN(z)``)."""
+    rows = z.shape[0]
+    for j in range(first, stop):
+        mean, inv = _column_standardizer(z, j, eps)
+        g_mean = 0.0
+        gu_mean = 0.0
+        for i in range(rows):
+            g_mean += grad_u[i, j]
+            gu_mean += grad_u[i, j] * (z[i, j] - mean) * inv
+        g_mean /= rows
+        gu_mean /= rows
+        for i in range(rows):
+            grad_z[i, j] = inv * (grad_u[i, j] - g_mean - (z[i, j] - mean) * inv * gu_mean)
+
+
+@jit
+def batchnorm_backward(z, grad_u, grad_z, eps):
+    """Gradient through batch normalisation: ``grad_z`` from ``grad_u`` (``u = BN(z)``)."""
+    batchnorm_backward_columns(z, grad_u, grad_z, eps, 0, z.shape[1])

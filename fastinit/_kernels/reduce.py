@@ -1,0 +1,117 @@
+"""Reductions of the per-block accumulators, and the slow path that says why a total is not finite.
+
+Blocks are reduced serially in a fixed order.  Non-finite entries make a total non-finite;
+only then (or when a sum of squares is 0) a scalar pass counts them (the sums are then
+NaN: not known) or, if every entry is finite and only float64's range was left, sums again
+in a power-of-two unit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastinit._jit import jit
+from fastinit._kernels.blocks import ACC_SUM, ACC_SUMSQ, N_BLOCKS
+
+@jit
+def total(acc, quantity, cols):
+    """Sum of ``acc[:, quantity, :cols]`` over blocks (or parts), then columns, in a fixed order.
+
+    Folds the blocks into block 0 (clobbering it) first: a vectorised pass.
+    """
+    first = acc[0, quantity]
+    for block in range(1, acc.shape[0]):
+        other = acc[block, quantity]
+        for j in range(cols):
+            first[j] += other[j]
+    t = 0.0
+    for j in range(cols):
+        t += first[j]
+    return t
+
+
+@jit
+def zero_columns(acc, quantity, cols):
+    """Number of columns whose ``acc[:, quantity, column]`` is 0 in every block."""
+    count = 0
+    for j in range(cols):
+        nonzero = False
+        for block in range(N_BLOCKS):
+            if acc[block, quantity, j] != 0.0:
+                nonzero = True
+        if not nonzero:
+            count += 1
+    return count
+
+
+@jit
+def finite_sums(x):
+    """Slow path, taken only when a fast total came out non-finite or a sum of squares 0:
+    ``(sum, sum of squares, log_unit, non-finite count)`` of the finite entries of ``x``,
+    the sums in units of ``exp(log_unit)``, the power of two just above the largest finite
+    ``|entry|`` (1 if there is none).
+
+    In those units neither sum can overflow float64 (each term is at most 1) and the
+    largest terms cannot underflow; dividing by a power of two is exact (but for
+    quotients below float64's normal range, whose share of the sums is below 1e-300).
+    """
+    flat = x.reshape(-1)
+    largest = 0.0
+    bad = 0
+    for k in range(flat.size):
+        v = abs(np.float64(flat[k]))
+        if math.isfinite(v):
+            largest = max(largest, v)
+        else:
+            bad += 1
+    exponent = math.frexp(largest)[1] if largest > 0.0 else 0
+    unit = math.ldexp(1.0, exponent)
+    s = 0.0
+    s2 = 0.0
+    for k in range(flat.size):
+        v = np.float64(flat[k])
+        if math.isfinite(v):
+            v /= unit
+            s += v
+            s2 += v * v
+    return s, s2, exponent * math.log(2.0), bad
+
+
+@jit
+def checked_sums(x, acc):
+    """Totals of ``acc``'s ACC_SUM / ACC_SUMSQ for the matrix ``x`` they were summed from:
+    ``(sum, sum of squares, log_unit, non-finite count)``, the sums in units of ``exp(log_unit)``.
+
+    Fast path: the totals, ``log_unit`` 0.  If a total is not finite, :func:`finite_sums`
+    tells why: non-finite entries (then both sums are NaN, not known) or finite entries
+    whose squares overflow float64 (then the sums are exact in a larger unit).  A zero sum
+    of squares is checked the same way: every entry 0 (an exact zero, ``log_unit`` 0), or
+    squares that underflow float64 (then the sums are exact in a smaller unit).
+    """
+    cols = x.shape[1]
+    s = total(acc, np.int64(ACC_SUM), cols)
+    s2 = total(acc, np.int64(ACC_SUMSQ), cols)
+    # s2 == 0 with a non-zero entry: squares below float64's range (a subnormal net).
+    if math.isfinite(s) and math.isfinite(s2) and s2 != 0.0:
+        return s, s2, 0.0, 0
+    s, s2, log_unit, bad = finite_sums(x)
+    if bad > 0:
+        return math.nan, math.nan, 0.0, bad
+    return s, s2, log_unit, 0
+
+
+@jit
+def rms_factor(x, sumsq):
+    """``(1 / RMS, log RMS)`` of ``x`` given its sum of squares (of its finite entries, found
+    again if ``sumsq`` is not finite); ``(1, 0)`` -- leave ``x`` alone -- if that RMS is 0
+    or not finite."""
+    unit = 1.0
+    if not math.isfinite(sumsq):
+        _, sumsq, log_unit, _ = finite_sums(x)
+        unit = math.exp(log_unit)
+    rms = unit * math.sqrt(sumsq / x.size)
+    if rms > 0.0 and math.isfinite(rms):
+        return 1.0 / rms, math.log(rms)
+    return 1.0, 0.0

@@ -1,0 +1,121 @@
+"""The checkpointed walk through every layer, forward then backward, and the team that walks it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastinit._jit import jit
+from fastinit._sync import barrier
+from fastinit._team import run_team
+from fastinit._kernels.blocks import lane_rows, view
+from fastinit._kernels.layer import backward_layer, forward_layer
+from fastinit._kernels.records import N_STATS
+
+# Pages are first touched in 2 MiB regions (transparent huge pages), one 4 KiB page at a time.
+_REGION_BYTES = 2 * 2**20
+_PAGE_BYTES = 4096
+
+
+@jit
+def prefault(buffer, worker, n_workers):
+    """Touch this worker's share of ``buffer``'s pages (2 MiB regions ``worker, worker +
+    n_workers, ...``) so that the kernel's page zeroing is split between the workers.
+
+    Otherwise whichever worker first writes a fresh 2 MiB huge page zeroes it alone (the
+    stored layers of a width-256, depth-500 net are ~250 MB of them) while the other
+    waits at the next barrier.  Writes zeros into memory that is not yet read.
+    """
+    flat = buffer.reshape(-1)
+    region = _REGION_BYTES // flat.itemsize
+    page = _PAGE_BYTES // flat.itemsize
+    for start in range(worker * region, flat.size, n_workers * region):
+        for k in range(start, min(start + region, flat.size), page):
+            flat[k] = 0.0
+
+
+@jit
+def _copy_lanes(source, target, worker, n_workers, n_lanes):
+    """``target[rows] = source[rows]`` for this worker's lanes (matrices of one shape)."""
+    cols = source.shape[1]
+    for lane in range(worker, n_lanes, n_workers):
+        start, stop = lane_rows(source.shape[0], lane, n_lanes)
+        # A loop, not a slice assignment: numba's compiles an error message formatter
+        # (string code) into every kernel above it.
+        for i in range(start, stop):
+            source_row, target_row = source[i], target[i]
+            for j in range(cols):
+                target_row[j] = source_row[j]
+
+
+@jit
+def walk(worker, n_workers, cfg, ws):
+    """Worker ``worker``'s walk through every layer, forward then backward (see :func:`run`)."""
+    widths, batch, n_lanes, seg_h = cfg.widths, cfg.batch, cfg.n_lanes, ws.seg_h
+    depth = widths.size - 1
+    seg_len = seg_h.shape[0]
+    n_segments = (depth + seg_len - 1) // seg_len
+    log_scales = np.zeros(depth + 1)  # log scale of each layer's input (every worker keeps a copy)
+    scratch = np.empty(N_STATS)
+    if n_workers > 1:
+        for buffer in (ws.seg_h, ws.seg_z, ws.seg_dphi, ws.seg_w):
+            prefault(buffer, worker, n_workers)
+        barrier(ws.sync, n_workers)
+
+    # Forward with statistics; segment slots are overwritten, the last segment's survive.
+    # Each layer writes its output straight into the next layer's input slot.
+    _copy_lanes(ws.h0, view(seg_h[0], batch, widths[0]), worker, n_workers, n_lanes)
+    for layer in range(1, depth + 1):
+        slot = (layer - 1) % seg_len
+        h_in = view(seg_h[slot], batch, widths[layer - 1])
+        if slot == 0:
+            _copy_lanes(h_in, view(ws.checkpoints[(layer - 1) // seg_len], batch, widths[layer - 1]), worker,
+                        n_workers, n_lanes)
+        into_slot = layer < depth and seg_len > 1
+        h_out = view(seg_h[layer % seg_len] if into_slot else ws.h_last, batch, widths[layer])
+        log_scales[layer] = forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_scales[layer - 1], h_out,
+                                          ws.stats[layer - 1] if worker == 0 else scratch)
+        if layer < depth and not into_slot:
+            _copy_lanes(h_out, view(seg_h[0], batch, widths[layer]), worker, n_workers, n_lanes)
+
+    grad, grad_in = ws.grad, ws.grad_in
+    _copy_lanes(ws.grad_top, view(grad, batch, widths[depth]), worker, n_workers, n_lanes)
+    log_g = 0.0
+    for segment in range(n_segments - 1, -1, -1):
+        first = segment * seg_len + 1
+        last = min(depth, first + seg_len - 1)
+        if segment != n_segments - 1:
+            # Recompute this segment from its checkpoint: the same calls, so the same bits.
+            _copy_lanes(view(ws.checkpoints[segment], batch, widths[first - 1]),
+                        view(seg_h[0], batch, widths[first - 1]), worker, n_workers, n_lanes)
+            for layer in range(first, last + 1):
+                slot = layer - first
+                h_out = view(seg_h[slot + 1] if layer < last else ws.h_last, batch, widths[layer])
+                forward_layer(worker, n_workers, cfg, ws, layer, view(seg_h[slot], batch, widths[layer - 1]),
+                              log_scales[layer - 1], h_out, scratch)
+        for layer in range(last, first - 1, -1):
+            slot = layer - first
+            h_out = view(seg_h[slot + 1] if layer < last else ws.h_last, batch, widths[layer])
+            log_g = backward_layer(worker, n_workers, cfg, ws, layer, view(seg_h[slot], batch, widths[layer - 1]),
+                                   log_scales[layer - 1], h_out, view(grad, batch, widths[layer]), log_g,
+                                   view(grad_in, batch, widths[layer - 1]),
+                                   ws.stats[layer - 1] if worker == 0 else scratch)
+            grad, grad_in = grad_in, grad  # this layer's input gradient is the next one's output gradient
+
+
+def run(n_workers, cfg, ws):
+    """Forward and backward through ``len(cfg.widths) - 1`` layers; fills ``ws.stats`` (layers x N_STATS).
+
+    Keeps, for ``seg_len`` layers at a time, each layer's input and derivative (and its
+    pre-activation, which only batch norm's backward needs), with a checkpoint of the
+    input at each segment start; earlier segments are recomputed -- weights re-drawn
+    from their streams -- during the backward pass, so memory is
+    O(seg_len * width^2 + depth / seg_len * batch * width), never O(depth * width^2).
+    Weights are kept for the first ``cfg.w_slots`` layers of a segment and drawn again in
+    the backward pass for the others (the cheaper way to fit a budget than recomputing:
+    a draw, no GEMM).  The buffers (:class:`Workspace`) come preallocated from
+    ``fastinit.propagate.Plan.workspace``.
+
+    ``n_workers`` (at most ``cfg.n_lanes``) concurrent walks on a thread team
+    (:mod:`fastinit._team`), with the same result for any ``n_workers``.
+    """
+    run_team(walk, n_workers, cfg, ws)
