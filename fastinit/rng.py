@@ -183,13 +183,13 @@ _T32 = _K32 * _W32
 _T64 = _K64 * _W64
 
 
-@jit
+@jit(inner=True)
 def _open_unit(word):
     """A uniform in the open interval (0, 1) from one 32-bit word (safe for log)."""
     return (np.float64(word) + 0.5) * _TWO_POW_M32
 
 
-@jit
+@jit(inner=True)
 def _propose(lo, hi, wide):
     """Split random bits into a ziggurat proposal ``(accepted, x, layer, negative)``.
 
@@ -212,7 +212,7 @@ def _propose(lo, hi, wide):
     return accepted, x, idx, negative
 
 
-@jit
+@jit(inner=True)
 def _ziggurat_step(idx, x, negative, b0, b1, b2, b3, wide):
     """One further attempt at a ziggurat draw rejected at ``x`` in layer ``idx``.
 
@@ -235,7 +235,7 @@ def _ziggurat_step(idx, x, negative, b0, b1, b2, b3, wide):
     return accepted, (-x if negative else x), idx, x, negative
 
 
-@jit
+@jit(inner=True)
 def _ziggurat_retry(idx, x, negative, b0, b1, b2, b3, k0, k1, wide):
     """Finish a ziggurat draw by :func:`_ziggurat_step` on the blocks after ``b0..b3``.
 
@@ -250,7 +250,7 @@ def _ziggurat_retry(idx, x, negative, b0, b1, b2, b3, k0, k1, wide):
             return z, b0, b1, b2, b3
 
 
-@jit
+@jit(inner=True)
 def _truncation_step(z, bound, b0, b1, b2, b3, k0, k1, wide):
     """Redraw a sample ``z`` outside ``[-bound, bound]`` from the spill-chain block ``b0..b3``.
 
@@ -268,7 +268,7 @@ def _truncation_step(z, bound, b0, b1, b2, b3, k0, k1, wide):
     return _ziggurat_retry(idx, x, negative, b0, b1, b2, b3, k0, k1, wide)
 
 
-@jit
+@jit(inner=True)
 def _redraw(lo, hi, wide, bound, c0, c1, c2, c3, k0, k1):
     """A sample flagged by the fast path, from its main words and its first spill block.
 
@@ -313,7 +313,7 @@ KIND_UNIFORM = 1
 KIND_TRUNCATED = 2
 
 
-@jit
+@jit(inner=True)
 def _philox_words(first_block, words, sub, s_lo, s_hi, k0, k1):
     """Fill ``words`` (uint32, a multiple of 4 long) with consecutive Philox blocks."""
     for i in range(words.size // 4):
@@ -324,7 +324,7 @@ def _philox_words(first_block, words, sub, s_lo, s_hi, k0, k1):
         words[4 * i + 3] = w3
 
 
-@jit
+@jit(inner=True)
 def _fast_path_f32(kind, words, out, reject, a, b):
     """Vectorisable first pass for float32 samples; flags the ones to redraw."""
     if kind == KIND_UNIFORM:
@@ -346,7 +346,7 @@ def _fast_path_f32(kind, words, out, reject, a, b):
         reject[i] = x >= min(_T32[idx], limit)
 
 
-@jit
+@jit(inner=True)
 def _fast_path_f64(kind, words, out, reject, a, b):
     """Vectorisable first pass for float64 samples (two words each)."""
     if kind == KIND_UNIFORM:
@@ -463,8 +463,10 @@ def fill_share(worker, n_workers, out, wide, kind, a, b, seed, stream, substream
         fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream)
 
 
-# Below this many samples a second worker costs more than it saves.
-PARALLEL_MIN_SAMPLES = 1 << 16
+# Below this many samples (~1 ms of drawing) starting a second worker costs more than it
+# saves; below it the draw also runs the very function (and signature) the kernels call,
+# so a first propagate compiles the sampler once, not again for an entry point.
+PARALLEL_MIN_SAMPLES = 1 << 20
 
 
 def fill(out: np.ndarray, kind: int, a: float, b: float, seed: int, stream: int, substream: int) -> None:
@@ -475,9 +477,12 @@ def fill(out: np.ndarray, kind: int, a: float, b: float, seed: int, stream: int,
     """
     flat = out.reshape(-1)
     wide = flat.dtype == np.float64
+    args = (flat, wide, np.int64(kind), float(a), float(b), np.uint64(seed), np.uint64(stream), np.int64(substream))
     n_workers = team_size(chunk_count(flat.size, wide)) if flat.size >= PARALLEL_MIN_SAMPLES else 1
-    run_team(fill_share, n_workers, flat, wide, kind, float(a), float(b), np.uint64(seed), np.uint64(stream),
-             np.int64(substream))
+    if n_workers == 1:
+        fill_serial(*args)
+    else:
+        run_team(fill_share, n_workers, *args)
 
 
 # ------------------------------------------------------------------- public draws

@@ -8,6 +8,8 @@ import pkgutil
 import re
 
 import numba
+import numpy as np
+import pytest
 
 import fastinit
 
@@ -40,3 +42,17 @@ def test_every_dispatcher_uses_the_policy():
         assert options.get("nogil"), dispatcher
         assert type(dispatcher._cache).__name__ == "FunctionCache", f"{dispatcher} is not cached"
         assert options.get("error_model") == "numpy", dispatcher
+
+
+def test_an_inner_kernel_runs_under_a_jitted_caller_and_refuses_python():
+    # Inner kernels have no CPython wrapper; a Python call must raise, never jump into nothing.
+    from fastinit._kernels import blocks
+    from fastinit._jit import jit
+
+    @jit
+    def parts(n, k):
+        return blocks.part(n, np.int64(0), k)[1]
+
+    assert parts(np.int64(10), np.int64(3)) == 3
+    with pytest.raises(TypeError, match=r"blocks\.part is compiled for jitted callers only"):
+        blocks.part(10, 0, 3)

@@ -26,13 +26,13 @@ ACC_SUM, ACC_SUMSQ, ACC_ACT_SUMSQ, ACC_ALIVE, ACC_SATURATED = 0, 1, 2, 3, 4
 N_ACC = 5
 
 
-@jit
+@jit(inner=True)
 def view(flat, rows, cols):
     """The contiguous ``(rows, cols)`` matrix at the start of the 1-D buffer ``flat``."""
     return flat[: rows * cols].reshape((rows, cols))
 
 
-@jit
+@jit(inner=True)
 def _block(rows, block):
     """Rows ``[start, stop)`` of block ``block``: a fixed partition with even starts,
     so that the row pairs (0, 1), (2, 3), ... of the cosine never straddle two blocks."""
@@ -42,26 +42,26 @@ def _block(rows, block):
     return start, stop
 
 
-@jit
+@jit(inner=True)
 def lane_blocks(lane, n_lanes):
     """Row blocks ``[first, stop)`` of lane ``lane`` (``n_lanes`` divides ``N_BLOCKS``)."""
     return lane * N_BLOCKS // n_lanes, (lane + 1) * N_BLOCKS // n_lanes
 
 
-@jit
+@jit(inner=True)
 def lane_rows(rows, lane, n_lanes):
     """Rows ``[start, stop)`` of lane ``lane``: the rows of its blocks."""
     first, stop = lane_blocks(lane, n_lanes)
     return _block(rows, first)[0], _block(rows, stop - 1)[1]
 
 
-@jit
+@jit(inner=True)
 def part(n, index, n_parts):
     """Units ``[start, stop)`` of part ``index`` of ``n`` units cut into ``n_parts``."""
     return n * index // n_parts, n * (index + 1) // n_parts
 
 
-@jit
+@jit(inner=True)
 def _clear(acc_block, quantities, cols):
     for k in range(quantities):
         row = acc_block[k]
@@ -115,7 +115,7 @@ def _cosine(a, b):
 # so the data are the rows its GEMM has just written.
 
 
-@jit
+@jit(inner=True)
 def activate_block(block, z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, acc, corr):
     """Rows of block ``block``: ``h_out = branch_scale * phi(z)`` (plus ``h_in`` when
     ``residual``), ``dphi = phi'(z)``.
@@ -159,7 +159,7 @@ def activate_block(block, z, h_in, h_out, dphi, code, param, residual, branch_sc
     corr[block] = cosines
 
 
-@jit
+@jit(inner=True)
 def backprop_block(block, grad_out, slope, branch_scale, grad, acc, with_stats, code, param, from_output):
     """Rows of block ``block``: ``grad = grad_out * branch_scale * phi'``; with ``with_stats``,
     column sums of ``grad`` and its square in ``acc[block, ACC_SUM]`` and ``acc[block, ACC_SUMSQ]``.
@@ -191,7 +191,7 @@ def backprop_block(block, grad_out, slope, branch_scale, grad, acc, with_stats, 
                 s2[j] += v * v
 
 
-@jit
+@jit(inner=True)
 def column_sums_rows(x, start, stop, acc_block):
     """Column sums of rows ``[start, stop)`` of ``x`` and of their squares into
     ``acc_block[ACC_SUM]`` and ``acc_block[ACC_SUMSQ]``."""
@@ -206,14 +206,14 @@ def column_sums_rows(x, start, stop, acc_block):
             s2[j] += v * v
 
 
-@jit
+@jit(inner=True)
 def column_sums_block(block, x, acc):
     """:func:`column_sums_rows` over the rows of block ``block``, into ``acc[block]``."""
     start, stop = _block(x.shape[0], block)
     column_sums_rows(x, start, stop, acc[block])
 
 
-@jit
+@jit(inner=True)
 def scale_rows(x, start, stop, factor):
     """``x[start:stop] *= factor`` (in float64, rounded once)."""
     cols = x.shape[1]
@@ -223,7 +223,7 @@ def scale_rows(x, start, stop, factor):
             row[j] = row[j] * factor
 
 
-@jit
+@jit(inner=True)
 def transpose_rows(x, start, stop, out):
     """``out[:, start:stop] = x[start:stop].T`` in 16 x 16 tiles (both sides stay in cache lines)."""
     cols = x.shape[1]

@@ -24,12 +24,12 @@ def weight_substream(layer):
     return 2 * layer + 2
 
 
-@jit
+@jit(inner=True)
 def _orthogonal(w, a, seed, stream, substream):
     """``a`` times a (semi-)orthogonal matrix: QR of a float64 Gaussian, signs fixed by diag(R)."""
     rows, cols = w.shape
     gaussian = np.empty(rows * cols, dtype=np.float64)
-    rng.fill_serial(gaussian, np.bool_(True), rng.KIND_NORMAL, 1.0, 0.0, seed, stream, substream)
+    rng.fill_serial(gaussian, np.bool_(True), np.int64(rng.KIND_NORMAL), 1.0, 0.0, seed, stream, substream)
     matrix = gaussian.reshape((rows, cols))
     # Plain loops rather than ascontiguousarray, diag, sign of an array and broadcasting:
     # the same numbers, and far less code for every kernel above this one to compile.

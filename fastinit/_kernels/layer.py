@@ -30,7 +30,7 @@ SHARED_FACTOR, SHARED_LOG_SCALE = 0, 1
 N_SHARED = 2
 
 
-@jit
+@jit(inner=True)
 def _share_and_rescale(worker, n_workers, cfg, ws, x, factor, log_scale):
     """Hand worker 0's ``factor`` and ``log_scale`` to every worker, then let each multiply
     its own lanes of ``x`` by ``factor``; returns the log scale."""
@@ -46,13 +46,13 @@ def _share_and_rescale(worker, n_workers, cfg, ws, x, factor, log_scale):
     return log_scale
 
 
-@jit
+@jit(inner=True)
 def _slot(ws, layer):
     """Layer ``layer``'s slot in the stored segment."""
     return (layer - 1) % ws.seg_h.shape[0]
 
 
-@jit
+@jit(inner=True)
 def _layer_weights(worker, n_workers, cfg, ws, layer, draw):
     """Layer ``layer``'s weight matrix in its slot of ``ws.seg_w``; with ``draw``, drawn
     there first (every worker its share, then a barrier)."""
@@ -64,13 +64,13 @@ def _layer_weights(worker, n_workers, cfg, ws, layer, draw):
     return w
 
 
-@jit
+@jit(inner=True)
 def _pre_activation(cfg, ws, layer):
     """Layer ``layer``'s z: its own slot under batch norm (whose backward needs it), else one shared row."""
     return view(ws.seg_z[_slot(ws, layer) if cfg.batchnorm else 0], cfg.batch, cfg.widths[layer])
 
 
-@jit
+@jit(inner=True)
 def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stats_row):
     """Layer ``layer`` forward from scaled ``h_in`` (true = exp(log_s_in) h_in) into ``h_out``;
     returns the log scale of ``h_out``.
@@ -90,7 +90,7 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
     dphi = view(ws.seg_dphi[0 if cfg.slope_from_output else _slot(ws, layer)], rows, cols)
     bias = ws.bias[:cols]
     if bias_std > 0.0 and worker == 0:
-        rng.fill_serial(bias, cfg.wide, rng.KIND_NORMAL, bias_std * math.exp(-log_s_in), 0.0, cfg.seed, cfg.stream,
+        rng.fill_serial(bias, cfg.wide, np.int64(rng.KIND_NORMAL), bias_std * math.exp(-log_s_in), 0.0, cfg.seed, cfg.stream,
                         weight_substream(layer) + 1)
     barrier(sync, n_workers)
 
@@ -159,7 +159,7 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
     return _share_and_rescale(worker, n_workers, cfg, ws, h_out, factor, log_s_out)
 
 
-@jit
+@jit(inner=True)
 def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, grad_out, log_g, grad_in, stats_row):
     """Layer ``layer`` backward; fills ``grad_in`` (scaled; not for layer 1) and returns its log scale.
 

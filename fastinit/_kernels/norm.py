@@ -9,7 +9,7 @@ from fastinit._jit import jit
 BATCHNORM_EPS = 1e-5  # PyTorch's default
 
 
-@jit
+@jit(inner=True)
 def _column_standardizer(z, j, eps):
     """Mean of column ``j`` of ``z`` over the batch and ``1 / sqrt(var + eps)`` (biased var, as PyTorch)."""
     rows = z.shape[0]
@@ -24,7 +24,7 @@ def _column_standardizer(z, j, eps):
     return mean, 1.0 / math.sqrt(var / rows + eps)
 
 
-@jit
+@jit(inner=True)
 def batchnorm_forward_columns(z, out, eps, first, stop):
     """Per-unit batch normalisation (gamma 1, beta 0) of columns ``[first, stop)`` into ``out``."""
     rows = z.shape[0]
@@ -34,13 +34,13 @@ def batchnorm_forward_columns(z, out, eps, first, stop):
             out[i, j] = (z[i, j] - mean) * inv
 
 
-@jit
+@jit(inner=True)
 def batchnorm_forward(z, out, eps):
     """Per-unit batch normalisation (gamma 1, beta 0); returns nothing, fills ``out``."""
     batchnorm_forward_columns(z, out, eps, 0, z.shape[1])
 
 
-@jit
+@jit(inner=True)
 def batchnorm_backward_columns(z, grad_u, grad_z, eps, first, stop):
     """Gradient through batch normalisation for columns ``[first, stop)`` (``u = BN(z)``)."""
     rows = z.shape[0]
@@ -57,7 +57,7 @@ def batchnorm_backward_columns(z, grad_u, grad_z, eps, first, stop):
             grad_z[i, j] = inv * (grad_u[i, j] - g_mean - (z[i, j] - mean) * inv * gu_mean)
 
 
-@jit
+@jit(inner=True)
 def batchnorm_backward(z, grad_u, grad_z, eps):
     """Gradient through batch normalisation: ``grad_z`` from ``grad_u`` (``u = BN(z)``)."""
     batchnorm_backward_columns(z, grad_u, grad_z, eps, 0, z.shape[1])

@@ -15,7 +15,7 @@ import numpy as np
 from fastinit._jit import jit
 from fastinit._kernels.blocks import ACC_SUM, ACC_SUMSQ, N_BLOCKS
 
-@jit
+@jit(inner=True)
 def total(acc, quantity, cols):
     """Sum of ``acc[:, quantity, :cols]`` over blocks (or parts), then columns, in a fixed order.
 
@@ -32,7 +32,7 @@ def total(acc, quantity, cols):
     return t
 
 
-@jit
+@jit(inner=True)
 def zero_columns(acc, quantity, cols):
     """Number of columns whose ``acc[:, quantity, column]`` is 0 in every block."""
     count = 0
@@ -46,7 +46,7 @@ def zero_columns(acc, quantity, cols):
     return count
 
 
-@jit
+@jit(inner=True)
 def finite_sums(x):
     """Slow path, taken only when a fast total came out non-finite or a sum of squares 0:
     ``(sum, sum of squares, log_unit, non-finite count)`` of the finite entries of ``x``,
@@ -79,7 +79,7 @@ def finite_sums(x):
     return s, s2, exponent * math.log(2.0), bad
 
 
-@jit
+@jit(inner=True)
 def checked_sums(x, acc):
     """Totals of ``acc``'s ACC_SUM / ACC_SUMSQ for the matrix ``x`` they were summed from:
     ``(sum, sum of squares, log_unit, non-finite count)``, the sums in units of ``exp(log_unit)``.
@@ -102,7 +102,7 @@ def checked_sums(x, acc):
     return s, s2, log_unit, 0
 
 
-@jit
+@jit(inner=True)
 def rms_factor(x, sumsq):
     """``(1 / RMS, log RMS)`` of ``x`` given its sum of squares (of its finite entries, found
     again if ``sumsq`` is not finite); ``(1, 0)`` -- leave ``x`` alone -- if that RMS is 0

@@ -16,7 +16,7 @@ _REGION_BYTES = 2 * 2**20
 _PAGE_BYTES = 4096
 
 
-@jit
+@jit(inner=True)
 def prefault(buffer, worker, n_workers):
     """Touch this worker's share of ``buffer``'s pages (2 MiB regions ``worker, worker +
     n_workers, ...``) so that the kernel's page zeroing is split between the workers.
@@ -33,7 +33,7 @@ def prefault(buffer, worker, n_workers):
             flat[k] = 0.0
 
 
-@jit
+@jit(inner=True)
 def _copy_lanes(source, target, worker, n_workers, n_lanes):
     """``target[rows] = source[rows]`` for this worker's lanes (matrices of one shape)."""
     cols = source.shape[1]
