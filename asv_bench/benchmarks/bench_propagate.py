@@ -103,6 +103,15 @@ _FIRST_CALL = """
 import fastinit
 fastinit.propagate("he_normal", "relu", depth=2, width=8, batch=4)
 """
+# A first float64 call after a float32 one: what the second dtype adds to a cold start.
+_FLOAT64_AFTER_FLOAT32 = _FIRST_CALL + """fastinit.propagate("he_normal", "relu", depth=2, width=8, batch=4, dtype="float64")
+"""
+_FIRST_TRAIN = """
+import fastinit.train
+fastinit.train.run("he_normal", "relu", depth=3, width=32, task="teacher", epochs=2)
+"""
+# Untimed in the child before numba is imported; the directory goes when the child's timeit returns.
+_EMPTY_CACHE = "import os, tempfile\ncold = tempfile.TemporaryDirectory()\nos.environ['NUMBA_CACHE_DIR'] = cold.name"
 
 
 class ImportAndCompile:
@@ -110,7 +119,8 @@ class ImportAndCompile:
 
     ``import``: ``import fastinit`` alone.  ``first_call_cached``: import plus a first
     ``propagate`` with numba's on-disk cache warm (the cache is filled in setup).
-    ``first_call_cold``: the same with an empty ``NUMBA_CACHE_DIR``, so every kernel compiles.
+    ``first_call_cold``: the same with an empty ``NUMBA_CACHE_DIR``, so every kernel compiles;
+    ``float32_then_float64_cold`` adds a first float64 call.
     """
 
     number = 1
@@ -127,14 +137,34 @@ class ImportAndCompile:
         return _FIRST_CALL
 
     def timeraw_first_call_cold(self):
-        # The setup code runs untimed in the child before numba is imported; the directory
-        # is removed when the child's timeit returns.
-        setup = "import os, tempfile\ncold = tempfile.TemporaryDirectory()\nos.environ['NUMBA_CACHE_DIR'] = cold.name"
-        return _FIRST_CALL, setup
+        return _FIRST_CALL, _EMPTY_CACHE
 
-    # Compiling everything takes 30-40 s on this machine: one sample is enough.
-    timeraw_first_call_cold.repeat = 1
-    timeraw_first_call_cold.timeout = 300
+    def timeraw_float32_then_float64_cold(self):
+        return _FLOAT64_AFTER_FLOAT32, _EMPTY_CACHE
+
+    # A cold compile takes 15-40 s on this machine: one sample is enough.
+    timeraw_first_call_cold.repeat = timeraw_float32_then_float64_cold.repeat = 1
+    timeraw_first_call_cold.timeout = timeraw_float32_then_float64_cold.timeout = 300
+
+
+class TrainStart:
+    """A first ``fastinit.train.run`` in a fresh interpreter, with numba's cache warm and empty."""
+
+    number = 1
+    repeat = (3, 5, 20.0)
+    rounds = 1
+
+    def setup(self):
+        exec(_FIRST_TRAIN)  # fill the cache
+
+    def timeraw_first_train_cached(self):
+        return _FIRST_TRAIN
+
+    def timeraw_first_train_cold(self):
+        return _FIRST_TRAIN, _EMPTY_CACHE
+
+    timeraw_first_train_cold.repeat = 1
+    timeraw_first_train_cold.timeout = 300
 
 
 # Per-layer forward variance factor n Var(W) E[phi(z)^2] / Var(z) for equal widths, zero bias
