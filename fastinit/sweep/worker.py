@@ -16,7 +16,7 @@ import traceback
 import numba
 from threadpoolctl import threadpool_limits
 
-from fastinit import train
+from fastinit import rng, train
 from fastinit.propagate import propagate
 from fastinit.sweep import store
 from fastinit.sweep.cells import Cell
@@ -33,11 +33,12 @@ BLAS_THREADS = 1
 BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def warm_up(dtypes=("float32",), training: bool = False, width: int = 256, batch: int = 256) -> float:
+def warm_up(dtypes=("float32",), training: bool = False) -> float:
     """Compile (or load from the on-disk cache) every kernel a cell can reach.
 
-    Both the serial and the parallel variants are reached: small arrays take the
-    serial kernels and ``width * batch >= 65536`` the parallel ones.
+    One small net per dtype reaches every propagate kernel (work is cut by shapes at run
+    time, never by compiled variants); large input draws take the sampler's thread-team
+    entry point (:data:`fastinit.rng.PARALLEL_MIN_SAMPLES` and up), so one is drawn too.
 
     Parameters
     ----------
@@ -45,8 +46,6 @@ def warm_up(dtypes=("float32",), training: bool = False, width: int = 256, batch
         Network dtypes of the study.
     training : bool, default False
         Also the training kernels (a study with training cells).
-    width, batch : int
-        A cell shape large enough to reach the parallel kernels.
 
     Returns
     -------
@@ -55,8 +54,9 @@ def warm_up(dtypes=("float32",), training: bool = False, width: int = 256, batch
     """
     start = time.perf_counter()
     for dtype in dtypes:
-        for shape in ((4, 4), (width, batch)):
-            propagate("he_normal", "relu", depth=2, width=shape[0], batch=shape[1], dtype=dtype)
+        propagate("he_normal", "relu", depth=2, width=4, batch=4, dtype=dtype)
+        for sample_dtype in {dtype, "float64"}:  # inputs are drawn in float64, the readout in the net's dtype
+            rng.standard_normal(0, rng.PARALLEL_MIN_SAMPLES, dtype=sample_dtype)
         if training:
             train.run("he_normal", "relu", depth=2, width=4, task="spirals", epochs=1, batch=32, dtype=dtype,
                       task_params={"n_train": 64})
