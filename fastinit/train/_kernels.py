@@ -22,6 +22,12 @@ weights in one flat array ``W`` (layer ``k`` -- 0-based -- is the C-contiguous
 ``B`` (at ``b_off[k]``); gradients and momentum buffers share the layout, so global-norm
 clipping and the SGD update are single passes over flat arrays.
 
+Compile time.  numba links every callee into its caller and re-optimises the whole
+module there, so each level of calls costs again all the code below it: the glue
+between the epoch loop and the layer passes (:func:`forward_backward`,
+:func:`evaluate`, :func:`record_state`) is inlined into :func:`train`, which calls
+:func:`forward` and :func:`backward` directly.
+
 Per step: 3 GEMMs per layer (``z = h W^T``, ``dW = dz^T h``, ``dh = dz W``); everything
 else is elementwise passes over preallocated buffers.  Losses and norms accumulate in
 float64 whatever the dtype.  No slice assignments and no literal constant arguments:
@@ -260,7 +266,7 @@ def gather(data, perm, start, m, bufs):
             bufs.targets[i, j] = data.targets[src, j]
 
 
-@jit
+@jit(inline=True)
 def forward_backward(net, W, B, bufs, m):
     """Loss (summed over the batch) and gradients of the mean loss for the batch in ``bufs.h[0]``."""
     forward(net, W, B, bufs, m)
@@ -393,7 +399,7 @@ def permutation(n, seed, stream, epoch):
     return np.argsort(keys, kind="mergesort")
 
 
-@jit
+@jit(inline=True)
 def evaluate(net, data, W, B, bufs, batch):
     """Loss, accuracy and R^2 over the whole training set, forward only, in chunks of ``batch``
     in data-set order (batch norm uses each chunk's statistics, training mode)."""
@@ -415,7 +421,7 @@ def evaluate(net, data, W, B, bufs, batch):
     return total / n, math.nan, 1.0 - sse / data.sst
 
 
-@jit
+@jit(inline=True)
 def record_state(epoch, net, sched, data, W, B, bufs, epoch_rec, layer_rec):
     """Fill epoch ``epoch``'s rows: loss/accuracy on the training set, the gradient already
     in ``bufs.gW, bufs.gB`` (the next epoch's first mini-batch), norms and distinct units

@@ -1,8 +1,9 @@
 """``fastinit.train.run``: train a deep MLP with mini-batch SGD, recording per-epoch measures.
 
 The public wrapper: it validates every input at the boundary, draws the weights from the
-registries' streams, generates the task and hands preallocated arrays to the jitted
-epoch loop in :mod:`fastinit.train._kernels` (no Python per step).
+registries' streams, generates the task and hands the records a frozen :class:`Plan` makes
+(preallocated arrays included) to the jitted epoch loop in :mod:`fastinit.train._kernels`
+(no Python per step).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from fastinit._kernels.blocks import N_BLOCKS
 from fastinit.train.tasks import ORDER_STREAM, Dataset, get_task, make_task
 
 # A cold compile of the training kernels for one dtype on the 2-core project machine (announced).
-COLD_COMPILE_SECONDS = 40
+COLD_COMPILE_SECONDS = 20
 
 __all__ = ["run", "COLUMNS", "OPTIONS", "DISTINCT_RTOL", "Network", "Plan", "build_network"]
 
