@@ -236,7 +236,9 @@ def transpose_rows(x, start, stop, out):
 # their own way: the one activation apply and the one residual rule for every kernel.
 
 
-@jit
+# Inlined: activate_block's code stays what it was before train shared it (one function, one
+# link level fewer to compile under propagate's walk).
+@jit(inline=True)
 def activate_rows(z, h_in, h_out, dphi, code, param, residual, branch_scale, start, stop):
     """Rows ``[start, stop)``: ``h_out = branch_scale * phi(z)`` (plus ``h_in`` when
     ``residual``), ``dphi = phi'(z)``; no statistics.

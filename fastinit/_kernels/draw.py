@@ -72,7 +72,9 @@ def draw_weights_share(worker, n_workers, w, kind, a, b, wide, seed, stream, sub
     draw_samples_share(worker, n_workers, w, kind, a, b, wide, seed, stream, substream)
 
 
-@jit
+# Inlined into draw_weights_share (the code under propagate's walk stays as it was); called
+# from Python, it compiles alone, without _orthogonal.
+@jit(inline=True)
 def draw_samples_share(worker, n_workers, w, kind, a, b, wide, seed, stream, substream):
     """Worker ``worker``'s share of a sampler's draw (``kind`` an ``rng.KIND_*``): chunks
     ``worker, worker + n_workers, ...`` of ``w``, each a function of its index alone."""
