@@ -31,7 +31,8 @@ def matmul_loops(a, b, c):
                 c[i, j] += x * b[k, j]
 
 
-@jit
+# Inlined: a two-way branch is not worth a compiled function of its own per operand layout.
+@jit(inline=True)
 def gemm(a, b, c, loops):
     """``c = a @ b`` through BLAS, or :func:`matmul_loops` when ``loops``."""
     if loops:

@@ -184,7 +184,7 @@ def loss_and_grad(out, labels, targets, loss_kind, grad, want_grad):
 # ------------------------------------------------------------------ forward / backward
 
 
-@jit
+@jit(inline=True)
 def _logits(net, bufs, m):
     """The readout's output for ``m`` rows: its z (the readout has no activation)."""
     n_layers = net.widths.size - 1
@@ -289,7 +289,7 @@ def batch_gradients(net, data, W, B, bufs):
 # ------------------------------------------------------------------ update
 
 
-@jit
+@jit(inline=True)
 def clip_coefficient(gW, gB, max_norm):
     """torch ``clip_grad_norm_``: global L2 norm over all gradients and the factor to apply.
 
@@ -302,7 +302,7 @@ def clip_coefficient(gW, gB, max_norm):
     return norm, min(1.0, max_norm / (norm + CLIP_EPS))
 
 
-@jit
+@jit(inline=True)
 def sgd(P, G, V, lr, momentum, coef, clip):
     """torch.optim.SGD after clipping: ``g *= coef``; ``v = momentum v + g``; ``p -= lr v``."""
     c = P.dtype.type(coef)
