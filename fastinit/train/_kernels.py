@@ -25,8 +25,9 @@ clipping and the SGD update are single passes over flat arrays.
 Compile time.  numba links every callee into its caller and re-optimises the whole
 module there, so each level of calls costs again all the code below it: the glue
 between the epoch loop and the layer passes (:func:`forward_backward`,
-:func:`evaluate`, :func:`record_state`) is inlined into :func:`train`, which calls
-:func:`forward` and :func:`backward` directly.
+:func:`evaluate`, :func:`record_state`) is inlined into :func:`train_epoch`, which calls
+:func:`forward` and :func:`backward` directly; each epoch's example order is drawn in
+Python (:func:`permutation`), so the samplers' code is not linked in at all.
 
 Per step: 3 GEMMs per layer (``z = h W^T``, ``dW = dz^T h``, ``dh = dz W``); everything
 else is elementwise passes over preallocated buffers.  Losses and norms accumulate in
@@ -123,6 +124,7 @@ class Buffers(NamedTuple):
     vB: np.ndarray  # like B
     w_start: np.ndarray  # like W: the weights at the epoch's start
     norm_sum: np.ndarray  # float64 (L,): per-layer sums of gradient norms over an epoch
+    pending: np.ndarray  # float64 (1,): the summed loss of the gradient in gW, gB
 
 
 # ------------------------------------------------------------------ loss
@@ -391,12 +393,16 @@ def distinct_rows(w, b, rtol):
     return np.float64(n_reps)
 
 
-@jit
 def permutation(n, seed, stream, epoch):
-    """Epoch ``epoch``'s order of ``n`` examples: argsort of float64 uniforms on substream ``epoch``."""
-    keys = np.empty(n)
-    rng.fill_serial(keys, np.bool_(True), rng.KIND_UNIFORM, 0.0, 1.0, seed, stream, np.int64(epoch))
-    return np.argsort(keys, kind="mergesort")
+    """Epoch ``epoch``'s order of ``n`` examples: the stable argsort of float64 uniforms on substream ``epoch``.
+
+    Drawn from Python, once per epoch: :func:`fastinit.rng.fill` runs the float64
+    fill kernel the tasks compiled already, so the epoch kernel links none of the
+    samplers' code (seconds of compile time); any stable sort gives the same order.
+    """
+    keys = np.empty(int(n))
+    rng.fill(keys, rng.KIND_UNIFORM, 0.0, 1.0, np.uint64(seed), np.uint64(stream), np.int64(epoch))
+    return np.argsort(keys, kind="stable")
 
 
 @jit(inline=True)
@@ -445,53 +451,45 @@ def record_state(epoch, net, sched, data, W, B, bufs, epoch_rec, layer_rec):
 
 
 @jit
-def train(net, sched, data, W, B, bufs, epoch_rec, layer_rec):
-    """Mini-batch SGD for ``sched.epochs`` epochs; fills the records of epochs ``0 .. last``.
+def train_epoch(epoch, net, sched, data, W, B, bufs, order, next_order, epoch_rec, layer_rec):
+    """Epoch ``epoch`` of mini-batch SGD in the example order ``order`` (epoch 0: none, the state
+    at initialisation), then the gradient on ``next_order``'s first mini-batch and the epoch's
+    records; returns whether the training loss and the weights are finite.
 
-    Returns the last epoch recorded: ``sched.epochs``, or the first epoch whose training
-    loss or weights are not finite (the run stops there; later rows stay NaN).
+    The first step of each epoch uses the gradient the previous call left in ``bufs`` (the one
+    the records report), with its loss in ``bufs.pending[0]``.
     """
     n = data.x.shape[0]
     n_layers = net.widths.size - 1
     batch = sched.batch
-    steps = (n + batch - 1) // batch
-    gW, vW, w_start, norm_sum = bufs.gW, bufs.vW, bufs.w_start, bufs.norm_sum
-    for i in range(W.size):
-        vW[i] = 0.0
-    for i in range(B.size):
-        bufs.vB[i] = 0.0
-
-    # np.int64 for constants: a literal argument compiles a kernel's own copy (and its callees').
-    perm = permutation(n, sched.seed, sched.order_stream, np.int64(1))
     m = min(batch, n)
-    gather(data, perm, np.int64(0), m, bufs)
-    pending = forward_backward(net, W, B, bufs, m)
-    if not record_state(np.int64(0), net, sched, data, W, B, bufs, epoch_rec, layer_rec):
-        return 0
-    for epoch in range(1, sched.epochs + 1):
+    gW, vW, w_start, norm_sum = bufs.gW, bufs.vW, bufs.w_start, bufs.norm_sum
+    steps = (n + batch - 1) // batch
+    batch_loss = 0.0
+    clipped = 0
+    if epoch > 0:
         for i in range(W.size):
             w_start[i] = W[i]
         for k in range(n_layers):
             norm_sum[k] = 0.0
-        batch_loss = 0.0
-        clipped = 0
         for step in range(steps):
             start = step * batch
             m = min(batch, n - start)
-            if step > 0:  # the first step's gradient was computed for the previous record
-                gather(data, perm, start, m, bufs)
+            if step > 0:
+                gather(data, order, start, m, bufs)
                 batch_loss += forward_backward(net, W, B, bufs, m)
             else:
-                batch_loss += pending
+                batch_loss += bufs.pending[0]
             for k in range(n_layers):
                 norm_sum[k] += math.sqrt(sum_of_squares(gW[net.w_off[k]: net.w_off[k + 1]]))
             _, coef = sgd_step(W, B, gW, bufs.gB, vW, bufs.vB, sched.lr, sched.momentum, sched.max_norm)
             if coef < 1.0:
                 clipped += 1
-        perm = permutation(n, sched.seed, sched.order_stream, epoch + 1)
-        m = min(batch, n)
-        gather(data, perm, np.int64(0), m, bufs)
-        pending = forward_backward(net, W, B, bufs, m)
+    m = min(batch, n)
+    # np.int64 for constants: a literal argument compiles a kernel's own copy (and its callees').
+    gather(data, next_order, np.int64(0), m, bufs)
+    bufs.pending[0] = forward_backward(net, W, B, bufs, m)
+    if epoch > 0:
         epoch_rec[epoch, BATCH_LOSS] = batch_loss / n
         epoch_rec[epoch, CLIPPED_STEPS] = clipped
         for k in range(n_layers):
@@ -501,6 +499,21 @@ def train(net, sched, data, W, B, bufs, epoch_rec, layer_rec):
                 r = np.float64(W[i]) - np.float64(w_start[i])
                 diff += r * r
             layer_rec[epoch, k, UPDATE_NORM] = math.sqrt(diff)
-        if not record_state(epoch, net, sched, data, W, B, bufs, epoch_rec, layer_rec):
+    return record_state(epoch, net, sched, data, W, B, bufs, epoch_rec, layer_rec)
+
+
+def train(net, sched, data, W, B, bufs, epoch_rec, layer_rec):
+    """Mini-batch SGD for ``sched.epochs`` epochs; fills the records of epochs ``0 .. last``.
+
+    Returns the last epoch recorded: ``sched.epochs``, or the first epoch whose training
+    loss or weights are not finite (the run stops there; later rows stay NaN).  Python
+    calls :func:`train_epoch` once per epoch (never per step) and draws the orders.
+    """
+    n = data.x.shape[0]
+    order = permutation(n, sched.seed, sched.order_stream, 1)
+    for epoch in range(sched.epochs + 1):
+        next_order = order if epoch == 0 else permutation(n, sched.seed, sched.order_stream, epoch + 1)
+        if not train_epoch(np.int64(epoch), net, sched, data, W, B, bufs, order, next_order, epoch_rec, layer_rec):
             return epoch
+        order = next_order
     return sched.epochs
