@@ -305,7 +305,17 @@ class Plan:
     @classmethod
     def build(cls, init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, batch=64, seed=0,
               **options) -> "Plan":
-        """Validate everything at the boundary (the kernels never validate); parameters as :func:`run`.
+        """Validate everything at the boundary (the kernels never validate).
+
+        Parameters
+        ----------
+        init, activation, depth, width, task, epochs, lr, batch, seed, **options
+            As :func:`run`.
+
+        Returns
+        -------
+        Plan
+            The resolved parameters, the task's data and each layer's draw.
 
         Raises
         ------
@@ -352,7 +362,14 @@ class Plan:
             code=act.code)
 
     def net(self) -> K.Net:
-        """The :class:`~fastinit.train._kernels.Net` record: layer layout, activation, flags."""
+        """The record the layer kernels read.
+
+        Returns
+        -------
+        fastinit.train._kernels.Net
+            Widths and offsets of the flat layout, residual scales (0 where fan-in and
+            fan-out differ), activation code and parameter, batch norm, loss, products.
+        """
         widths = self.widths
         n_layers = widths.size - 1
         w_off = np.concatenate([[0], np.cumsum(widths[1:] * widths[:-1])]).astype(np.int64)
@@ -368,13 +385,27 @@ class Plan:
                      loops=self.gemm == "loops")
 
     def schedule(self) -> K.Schedule:
-        """The :class:`~fastinit.train._kernels.Schedule` record: optimiser and loop."""
+        """The record of the optimiser and the loop.
+
+        Returns
+        -------
+        fastinit.train._kernels.Schedule
+            Learning rate, momentum, clipping norm (0: none), batch, epochs, the order's
+            seed and stream, the ``distinct_units`` tolerance.
+        """
         return K.Schedule(lr=float(self.lr), momentum=float(self.momentum), max_norm=float(self.clip_norm or 0.0),
                           batch=int(self.batch), epochs=int(self.epochs), seed=np.uint64(self.seed),
                           order_stream=np.uint64(ORDER_STREAM), rtol=float(self.distinct_rtol))
 
     def dataset(self) -> K.Data:
-        """The :class:`~fastinit.train._kernels.Data` record of the task's training set."""
+        """The record of the task's training set.
+
+        Returns
+        -------
+        fastinit.train._kernels.Data
+            Inputs, labels (classification) or targets (regression) with a placeholder
+            for the other, the data-set order and the targets' total sum of squares.
+        """
         data = self.data
         if data.classification:
             labels, targets = data.y, np.zeros((data.y.shape[0], 1), dtype=self.dtype)
