@@ -267,12 +267,3 @@ def add_bias_rows(z, bias, start, stop):
         for j in range(cols):
             row[j] += bias[j]
 
-
-@jit
-def copy_rows(src, start, stop, dst):
-    """``dst[start:stop] = src[start:stop]`` by loops (no slice assignment, see :func:`add_bias_rows`)."""
-    cols = src.shape[1]
-    for i in range(start, stop):
-        s_row, d_row = src[i], dst[i]
-        for j in range(cols):
-            d_row[j] = s_row[j]

@@ -45,7 +45,7 @@ import numpy as np
 from fastinit import rng
 from fastinit._jit import jit
 from fastinit._kernels.blocks import (ACC_SUM, N_BLOCKS, activate_rows, add_bias_rows, backprop_block,
-                                      column_sums_rows, copy_rows, view)
+                                      column_sums_rows, view)
 from fastinit._kernels.norm import BATCHNORM_EPS, batchnorm_backward, batchnorm_forward
 from fastinit._kernels.products import gemm
 from fastinit._kernels.reduce import sum_of_squares
