@@ -63,9 +63,9 @@ def gemm_floor_numba(epochs):
 def torch_loop(torch, epochs, evaluate=True):
     """The loop a researcher writes: nn.Linear stack, CrossEntropyLoss, optim.SGD, same data and weights."""
     from fastinit.train import build_network
-    from fastinit.train.run import _plan
+    from fastinit.train.run import Plan
 
-    plan = _plan("he_normal", "relu", DEPTH, WIDTH, TASK["task"], 1, LR, BATCH, 0, {"task_params": TASK["task_params"]})
+    plan = Plan.build("he_normal", "relu", depth=DEPTH, width=WIDTH, epochs=1, lr=LR, batch=BATCH, seed=0, **TASK)
     net = build_network(plan)
     layers = []
     for l in range(1, net.n_layers + 1):
@@ -76,8 +76,8 @@ def torch_loop(torch, epochs, evaluate=True):
             lin.bias.zero_()
         layers += [lin, torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers[:-1])
-    x = torch.from_numpy(plan["data"].x)
-    y = torch.from_numpy(plan["data"].y)
+    x = torch.from_numpy(plan.data.x)
+    y = torch.from_numpy(plan.data.y)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     loss_fn = torch.nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(0)

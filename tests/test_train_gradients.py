@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastinit.train import build_network
-from fastinit.train.run import _plan
+from fastinit.train.run import Plan
 import naive_train
 
 # Gradient comparisons are entrywise with atol = RTOL * max|g| of the layer (small
@@ -30,11 +30,12 @@ TORCH_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "gelu
 def _setup(name, dtype, batch=24, depth=4, width=16):
     config = dict(CONFIGS[name])
     init, activation, task = config.pop("init"), config.pop("activation"), config.pop("task")
-    plan = _plan(init, activation, depth, width, task, 1, 0.1, batch, 5, {"dtype": dtype, **config})
+    plan = Plan.build(init, activation, depth=depth, width=width, task=task, epochs=1, lr=0.1, batch=batch, seed=5,
+                      dtype=dtype, **config)
     net = build_network(plan)
     # Move biases off zero so their gradients and the bias paths are exercised.
     net.B[:] = 0.1 * np.sin(np.arange(net.B.size)).astype(net.B.dtype)
-    data = plan["data"]
+    data = plan.data
     x = data.x[:batch]
     labels = data.y[:batch] if data.classification else None
     targets = None if data.classification else data.y[:batch]
@@ -66,7 +67,7 @@ def _assert_close(ours, ref, rtol, what, scale=None):
 def torch_gradients(torch, plan, net, x, labels, targets):
     """The same net in torch with the same weights: loss.backward() on the mean loss."""
     dtype = torch.float64 if net.W.dtype == np.float64 else torch.float32
-    f = getattr(torch.nn.functional, TORCH_ACTIVATIONS[plan["activation"]])
+    f = getattr(torch.nn.functional, TORCH_ACTIVATIONS[plan.activation])
     params = []
     h = torch.from_numpy(np.array(x))
     for l in range(1, net.n_layers + 1):
@@ -77,7 +78,7 @@ def torch_gradients(torch, plan, net, x, labels, targets):
         if l == net.n_layers:
             h = z
             break
-        u = torch.nn.functional.batch_norm(z, None, None, training=True, eps=1e-5) if plan["batchnorm"] else z
+        u = torch.nn.functional.batch_norm(z, None, None, training=True, eps=1e-5) if plan.batchnorm else z
         alpha = net.alpha[l - 1]
         h = h + alpha * f(u) if alpha else f(u)
     if labels is not None:
@@ -107,8 +108,8 @@ def test_gradients_match_numpy_twin(name):
     loss, gW, gB = net.gradients(x, labels, targets)
     weights, biases = _layers(net)
     ref_loss, ref_w, ref_b = naive_train.mlp_gradients(
-        weights, biases, x, activation=plan["activation"], labels=labels, targets=targets,
-        batchnorm=plan["batchnorm"], alphas=net.alpha)
+        weights, biases, x, activation=plan.activation, labels=labels, targets=targets,
+        batchnorm=plan.batchnorm, alphas=net.alpha)
     assert loss == pytest.approx(ref_loss, rel=GRAD_RTOL_F64)
     for layer, ((w, b), rw, rb) in enumerate(zip(_split(net, gW, gB), ref_w, ref_b), start=1):
         _assert_close(w, rw, GRAD_RTOL_F64, f"dL/dW layer {layer}")
@@ -125,7 +126,7 @@ def test_sgd_steps_match_numpy_twin(clip_norm):
     for step in range(2):
         batch = slice(12 * step, 12 * step + 12)
         _, grad_w, grad_b = naive_train.mlp_gradients(
-            params[: net.n_layers], params[net.n_layers:], x[batch], activation=plan["activation"],
+            params[: net.n_layers], params[net.n_layers:], x[batch], activation=plan.activation,
             labels=labels[batch], batchnorm=True)
         if clip_norm is not None and step == 0:
             _, norm = naive_train.clip_grad_norm(grad_w + grad_b, clip_norm)

@@ -6,10 +6,13 @@ Modules, one concern each, bottom up:
   records that cross the Python/kernel boundary, and the columns of ``stats``;
 * :mod:`~fastinit._kernels.draw` -- weight draws (any layer's, again, in shares);
 * :mod:`~fastinit._kernels.blocks` -- row blocks, lanes and parts, and the elementwise
-  passes over one block (activation with statistics, backprop through phi');
+  passes over one block (activation with statistics, backprop through phi'), and the same
+  passes over any rows without statistics (``activate_rows``, as :mod:`fastinit.train` uses them);
 * :mod:`~fastinit._kernels.reduce` -- fixed-order totals and the slow path for
   non-finite or out-of-range sums;
 * :mod:`~fastinit._kernels.norm` -- batch normalisation forward and backward;
+* :mod:`~fastinit._kernels.products` -- matrix products through BLAS, or by loops that
+  round every output position the same way (exact symmetry in float32);
 * :mod:`~fastinit._kernels.layer` -- one layer forward / backward for every worker;
 * :mod:`~fastinit._kernels.walk` -- the checkpointed walk and :func:`run`, the team
   (:mod:`fastinit._team`) that walks it.

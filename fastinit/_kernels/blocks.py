@@ -126,15 +126,8 @@ def activate_block(block, z, h_in, h_out, dphi, code, param, residual, branch_sc
     are C-contiguous, so a block's rows are one contiguous run.
     """
     rows, cols = z.shape
-    combine = residual or branch_scale != 1.0
     start, stop = _block(rows, block)
-    first, last = start * cols, stop * cols
-    z_flat, h_flat, d_flat, in_flat = z.reshape(-1), h_out.reshape(-1), dphi.reshape(-1), h_in.reshape(-1)
-    apply(code, z_flat[first:last], param, h_flat[first:last], d_flat[first:last])
-    if combine:
-        for k in range(first, last):
-            value = branch_scale * np.float64(h_flat[k])
-            h_flat[k] = value + np.float64(in_flat[k]) if residual else value
+    activate_rows(z, h_in, h_out, dphi, code, param, residual, branch_scale, start, stop)
     a = acc[block]
     _clear(a, np.int64(N_ACC), cols)
     s, s2, h2, alive, saturated = a[ACC_SUM], a[ACC_SUMSQ], a[ACC_ACT_SUMSQ], a[ACC_ALIVE], a[ACC_SATURATED]
@@ -235,3 +228,42 @@ def transpose_rows(x, start, stop, out):
                 out_row = out[j]
                 for i in range(i0, i1):
                     out_row[i] = x[i, j]
+
+
+# ------------------------------------------------------------------ any rows, no statistics
+#
+# The same passes for callers that keep no statistics (fastinit.train) or cut the batch
+# their own way: the one activation apply and the one residual rule for every kernel.
+
+
+# Inlined: activate_block's code stays what it was before train shared it (one function, one
+# link level fewer to compile under propagate's walk).
+@jit(inline=True)
+def activate_rows(z, h_in, h_out, dphi, code, param, residual, branch_scale, start, stop):
+    """Rows ``[start, stop)``: ``h_out = branch_scale * phi(z)`` (plus ``h_in`` when
+    ``residual``), ``dphi = phi'(z)``; no statistics.
+
+    phi and phi' come from :func:`fastinit.activations.apply` (its NaN rule); the branch
+    and the skip path are combined in float64 and rounded once to ``h_out``'s dtype.
+    The matrices are C-contiguous, so the rows are one contiguous run.
+    """
+    cols = z.shape[1]
+    first, last = start * cols, stop * cols
+    z_flat, h_flat, d_flat, in_flat = z.reshape(-1), h_out.reshape(-1), dphi.reshape(-1), h_in.reshape(-1)
+    apply(code, z_flat[first:last], param, h_flat[first:last], d_flat[first:last])
+    if residual or branch_scale != 1.0:
+        for k in range(first, last):
+            value = branch_scale * np.float64(h_flat[k])
+            h_flat[k] = value + np.float64(in_flat[k]) if residual else value
+
+
+@jit
+def add_bias_rows(z, bias, start, stop):
+    """``z[start:stop] += bias`` row by row, in ``z``'s dtype (a loop: a slice ``+=``
+    compiles an error-message formatter into its caller)."""
+    cols = z.shape[1]
+    for i in range(start, stop):
+        row = z[i]
+        for j in range(cols):
+            row[j] += bias[j]
+

@@ -50,8 +50,12 @@ def _orthogonal(w, a, seed, stream, substream):
 def draw_weights(w, kind, a, b, wide, seed, stream, substream):
     """Draw one weight matrix ``w`` (fan_out, fan_in) in place, as ``initializers.fill``
     (from Python: large matrices are drawn by a thread team)."""
+    if kind == CONSTANT or kind == ORTHOGONAL:
+        run_team(draw_weights_share, 1, w, kind, a, b, wide, seed, stream, substream)
+        return
+    # A sampler's draw needs no QR: its own kernel compiles without LAPACK's code (seconds, cold).
     n_workers = team_size(rng.chunk_count(w.size, wide)) if w.size >= rng.PARALLEL_MIN_SAMPLES else 1
-    run_team(draw_weights_share, n_workers, w, kind, a, b, wide, seed, stream, substream)
+    run_team(draw_samples_share, n_workers, w, kind, a, b, wide, seed, stream, substream)
 
 
 @jit
@@ -65,6 +69,15 @@ def draw_weights_share(worker, n_workers, w, kind, a, b, wide, seed, stream, sub
             else:
                 _orthogonal(w, a, seed, stream, substream)
         return
+    draw_samples_share(worker, n_workers, w, kind, a, b, wide, seed, stream, substream)
+
+
+# Inlined into draw_weights_share (the code under propagate's walk stays as it was); called
+# from Python, it compiles alone, without _orthogonal.
+@jit(inline=True)
+def draw_samples_share(worker, n_workers, w, kind, a, b, wide, seed, stream, substream):
+    """Worker ``worker``'s share of a sampler's draw (``kind`` an ``rng.KIND_*``): chunks
+    ``worker, worker + n_workers, ...`` of ``w``, each a function of its index alone."""
     flat = w.reshape(-1)
     for chunk in range(worker, rng.chunk_count(flat.size, wide), n_workers):
         rng.fill_chunk(flat, chunk, wide, kind, a, b, seed, stream, substream)

@@ -115,3 +115,28 @@ def rms_factor(x, sumsq):
     if rms > 0.0 and math.isfinite(rms):
         return 1.0 / rms, math.log(rms)
     return 1.0, 0.0
+
+
+@jit
+def sum_of_squares(x):
+    """Float64 sum of squares of the 1-D array ``x``; inf and NaN propagate (they are data).
+
+    Four interleaved partial sums give the CPU independent additions to overlap, in a
+    fixed order (no reassociation needed, so the same bits on every machine).
+    """
+    n = x.size
+    q0 = q1 = q2 = q3 = 0.0
+    quads = n // 4
+    for k in range(quads):
+        a = np.float64(x[4 * k])
+        b = np.float64(x[4 * k + 1])
+        c = np.float64(x[4 * k + 2])
+        e = np.float64(x[4 * k + 3])
+        q0 += a * a
+        q1 += b * b
+        q2 += c * c
+        q3 += e * e
+    for k in range(4 * quads, n):
+        v = np.float64(x[k])
+        q0 += v * v
+    return (q0 + q1) + (q2 + q3)

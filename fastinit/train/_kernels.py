@@ -1,27 +1,54 @@
 """Jitted kernels of :func:`fastinit.train.run`: forward, backward, SGD, the epoch loop.
 
+Every elementwise pass is a shared layer kernel (:mod:`fastinit._kernels`): the
+activation and its derivative (:func:`~fastinit._kernels.blocks.activate_rows`, one
+apply, one NaN rule, one residual rule), the backprop through phi'
+(:func:`~fastinit._kernels.blocks.backprop_block`), batch norm
+(:mod:`fastinit._kernels.norm`), column sums and sums of squares
+(:mod:`fastinit._kernels.blocks`, :mod:`fastinit._kernels.reduce`) and the products
+(:mod:`fastinit._kernels.products`).  What is train's own is here: the loss, the SGD
+update, the measures and the epoch loop.
+
+Boundary.  Four records cross into jitted code, all built by
+:class:`fastinit.train.run.Plan`: :class:`Net` (the layer layout and what the layer
+kernels read), :class:`Schedule` (the optimiser and the loop), :class:`Data` (the
+training set) and :class:`Buffers` (every array a step writes, preallocated), plus the
+parameters ``W``, ``B`` and the two output records.  Every field keeps one type, so each
+kernel compiles once per dtype.
+
 Layout.  A net of ``L`` linear layers (``depth`` hidden + the readout) keeps all its
 weights in one flat array ``W`` (layer ``k`` -- 0-based -- is the C-contiguous
 ``(widths[k+1], widths[k])`` block at ``w_off[k]``, PyTorch layout) and all biases in
 ``B`` (at ``b_off[k]``); gradients and momentum buffers share the layout, so global-norm
 clipping and the SGD update are single passes over flat arrays.
 
-Per step: 3 GEMMs per layer (``z = h W^T``, ``dW = dz^T h``, ``dh = dz W``) through
-numba's ``np.dot`` (scipy's BLAS); everything else is fused element-wise passes over
-preallocated buffers.  Losses and norms accumulate in float64 whatever the dtype.
+Compile time.  numba links every callee into its caller and re-optimises the whole
+module there, so each level of calls costs again all the code below it: the glue
+between the epoch loop and the layer passes (:func:`forward_backward`,
+:func:`evaluate`, :func:`record_state`) is inlined into :func:`train_epoch`, which calls
+:func:`forward` and :func:`backward` directly; each epoch's example order is drawn in
+Python (:func:`permutation`), so the samplers' code is not linked in at all.
+
+Per step: 3 GEMMs per layer (``z = h W^T``, ``dW = dz^T h``, ``dh = dz W``); everything
+else is elementwise passes over preallocated buffers.  Losses and norms accumulate in
+float64 whatever the dtype.  No slice assignments and no literal constant arguments:
+each compiles code of its own into every caller (see :mod:`fastinit._kernels`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from fastinit import rng
 from fastinit._jit import jit
-from fastinit._kernels.blocks import view as _view
+from fastinit._kernels.blocks import (ACC_SUM, N_BLOCKS, activate_rows, add_bias_rows, backprop_block,
+                                      column_sums_rows, view)
 from fastinit._kernels.norm import BATCHNORM_EPS, batchnorm_backward, batchnorm_forward
-from fastinit.activations import apply
+from fastinit._kernels.products import gemm
+from fastinit._kernels.reduce import sum_of_squares
 
 MSE, CROSS_ENTROPY = 0, 1
 # torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing.
@@ -33,96 +60,71 @@ LOSS, ACCURACY, R2, BATCH_LOSS, CLIPPED_STEPS, GLOBAL_GRAD_NORM, N_EPOCH_COLS = 
 GRAD_NORM, GRAD_NORM_MEAN, BIAS_GRAD_NORM, WEIGHT_NORM, BIAS_NORM, UPDATE_NORM, DISTINCT, N_LAYER_COLS = range(8)
 
 
-# ------------------------------------------------------------------ element-wise
+# ------------------------------------------------------------------ records
+#
+# numba types a NamedTuple by its fields' types: counts and codes int64, flags bool,
+# parameters float64, seeds uint64, so one record type compiles once per dtype.
 
 
-@jit
-def activate(z, h_in, h_out, d, code, param, alpha):
-    """``h_out = phi(z)`` (``h_in + alpha phi(z)`` when ``alpha != 0``), ``d = phi'(z)``.
+class Net(NamedTuple):
+    """The net's layout and what its layer kernels read; never written."""
 
-    phi and phi' come from the registry's one array pass, :func:`fastinit.activations.apply`
-    (the same values and NaN rule as :func:`fastinit.propagate`); the residual sum is in
-    the net's dtype.  The matrices are C-contiguous views.
-    """
-    rows, cols = z.shape
-    apply(code, z.reshape(-1), param, h_out.reshape(-1), d.reshape(-1))
-    if alpha != 0.0:
-        branch = z.dtype.type(alpha)
-        for i in range(rows):
-            in_row, out_row = h_in[i], h_out[i]
-            for j in range(cols):
-                out_row[j] = in_row[j] + branch * out_row[j]
+    widths: np.ndarray  # int64 (L + 1,): widths[0] inputs, widths[k + 1] layer k's units (0-based k)
+    w_off: np.ndarray  # int64 (L + 1,): layer k's weights are W[w_off[k]:w_off[k + 1]]
+    b_off: np.ndarray  # int64 (L + 1,): its bias B[b_off[k]:b_off[k + 1]]
+    alpha: np.ndarray  # float64 (L,): residual branch scale of layer k, 0 for none
+    code: int  # activation code (fastinit.activations)
+    param: float  # activation parameter
+    batchnorm: bool
+    loss: int  # MSE or CROSS_ENTROPY
+    loops: bool  # products by position-uniform loops instead of BLAS
 
 
-@jit
-def add_bias(z, b):
-    """``z += b`` row by row, in place."""
-    rows, cols = z.shape
-    for i in range(rows):
-        for j in range(cols):
-            z[i, j] += b[j]
+class Schedule(NamedTuple):
+    """The optimiser and the loop."""
+
+    lr: float
+    momentum: float
+    max_norm: float  # 0: no clipping
+    batch: int
+    epochs: int
+    seed: np.uint64  # root seed of the mini-batch order
+    order_stream: np.uint64
+    rtol: float  # of distinct_rows
 
 
-@jit
-def column_sums(x, out):
-    """``out[j] = sum_i x[i, j]`` accumulated in float64."""
-    rows, cols = x.shape
-    acc = np.zeros(cols)
-    for i in range(rows):
-        for j in range(cols):
-            acc[j] += x[i, j]
-    for j in range(cols):
-        out[j] = acc[j]
+class Data(NamedTuple):
+    """The training set; ``labels`` (classification) or ``targets`` (regression) is a placeholder."""
+
+    x: np.ndarray  # (n, widths[0])
+    labels: np.ndarray  # int64 (n,)
+    targets: np.ndarray  # (n, outputs or 1)
+    order: np.ndarray  # int64 (n,): 0 .. n - 1, the data-set order of the evaluation
+    sst: float  # total sum of squares of the targets (the R^2 denominator)
 
 
-@jit
-def sumsq(x):
-    """Float64 sum of squares of the 1-D array ``x``; inf and NaN propagate (they are data)."""
-    n = x.size
-    q0 = q1 = q2 = q3 = 0.0
-    quads = n // 4
-    for k in range(quads):
-        a = np.float64(x[4 * k])
-        b = np.float64(x[4 * k + 1])
-        c = np.float64(x[4 * k + 2])
-        e = np.float64(x[4 * k + 3])
-        q0 += a * a
-        q1 += b * b
-        q2 += c * c
-        q3 += e * e
-    for k in range(4 * quads, n):
-        v = np.float64(x[k])
-        q0 += v * v
-    return (q0 + q1) + (q2 + q3)
+class Buffers(NamedTuple):
+    """Every array a step writes, for batches of up to ``batch`` rows (``size = batch * max(widths)``)."""
 
-
-@jit
-def matmul_loops(a, b, c):
-    """``c = a @ b`` by plain loops, every entry summed in the same k order with the same ops.
-
-    Slow next to BLAS, but *position-uniform*: equal inputs give bitwise-equal outputs in
-    every row and column.  OpenBLAS's sgemm is not (its micro-kernel rounds columns 8-15
-    of each 16-column tile differently, 1 ulp), which breaks the exact symmetry of
-    constant-initialised units in float32; see ``gemm="loops"`` in ``run``.
-    """
-    rows, inner = a.shape
-    cols = b.shape[1]
-    for i in range(rows):
-        for j in range(cols):
-            c[i, j] = 0.0
-        for k in range(inner):
-            x = a[i, k]
-            for j in range(cols):
-                c[i, j] += x * b[k, j]
-
-
-@jit
-def gemm(a, b, c, loops):
-    """``c = a @ b`` through BLAS, or :func:`matmul_loops` when ``loops``."""
-    if loops:
-        matmul_loops(a, b, c)
-    else:
-        np.dot(a, b, c)
+    z: np.ndarray  # (L, size): pre-activations, bias added; z[L - 1] is the logits
+    u: np.ndarray  # (L under batch norm, else 1, size): BN(z)
+    d: np.ndarray  # (L, size): phi'
+    h: np.ndarray  # (L, size): h[k] is layer k's input, h[0] the batch
+    g_top: np.ndarray  # (size,): dL/d logits
+    g_h: np.ndarray  # (size,): dL/dh of the layer's output; swaps roles with g_in layer by layer
+    g_in: np.ndarray  # (size,)
+    g_a: np.ndarray  # (size,): dL/d(the activation's input)
+    g_z: np.ndarray  # (size under batch norm, else 0,): dL/dz through BN
+    acc: np.ndarray  # float64 (N_BLOCKS, 2, max(widths)): column sums
+    labels: np.ndarray  # int64 (batch,): the batch's labels
+    targets: np.ndarray  # (batch, outputs or 1): the batch's targets
+    gW: np.ndarray  # like W: gradients
+    gB: np.ndarray  # like B
+    vW: np.ndarray  # like W: momentum buffers
+    vB: np.ndarray  # like B
+    w_start: np.ndarray  # like W: the weights at the epoch's start
+    norm_sum: np.ndarray  # float64 (L,): per-layer sums of gradient norms over an epoch
+    pending: np.ndarray  # float64 (1,): the summed loss of the gradient in gW, gB
 
 
 # ------------------------------------------------------------------ loss
@@ -184,136 +186,125 @@ def loss_and_grad(out, labels, targets, loss_kind, grad, want_grad):
 # ------------------------------------------------------------------ forward / backward
 
 
+@jit(inline=True)
+def _logits(net, bufs, m):
+    """The readout's output for ``m`` rows: its z (the readout has no activation)."""
+    n_layers = net.widths.size - 1
+    return view(bufs.z[n_layers - 1], m, net.widths[n_layers])
+
+
 @jit
-def forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops, Z, U, D, H):
-    """Forward ``m`` examples from ``H[0]``: fills ``Z`` (pre-activations, bias added),
-    ``U`` (batch-normalised), ``D`` (phi') and ``H[k + 1]``; the readout's output
-    (logits) is ``H[L]``.
-    """
-    n_layers = widths.size - 1
+def forward(net, W, B, bufs, m):
+    """Forward the ``m`` examples in ``bufs.h[0]``: fills ``z`` (bias added), ``u`` (batch
+    norm), ``d`` (phi') and ``h[k + 1]``; the logits are the readout's ``z``."""
+    n_layers = net.widths.size - 1
     for k in range(n_layers):
-        n_in, n_out = widths[k], widths[k + 1]
-        h_in = _view(H[k], m, n_in)
-        w = _view(W[w_off[k]:], n_out, n_in)
-        b = B[b_off[k]: b_off[k] + n_out]
-        z = _view(Z[k], m, n_out)
-        gemm(h_in, w.T, z, loops)
-        add_bias(z, b)
-        if k == n_layers - 1:
-            _view(H[k + 1], m, n_out)[:, :] = z
-        elif batchnorm:
-            u = _view(U[k], m, n_out)
-            batchnorm_forward(z, u, BATCHNORM_EPS)
-            activate(u, h_in, _view(H[k + 1], m, n_out), _view(D[k], m, n_out), code, param, alpha[k])
-        else:
-            activate(z, h_in, _view(H[k + 1], m, n_out), _view(D[k], m, n_out), code, param, alpha[k])
+        n_in, n_out = net.widths[k], net.widths[k + 1]
+        h_in = view(bufs.h[k], m, n_in)
+        z = view(bufs.z[k], m, n_out)
+        gemm(h_in, view(W[net.w_off[k]:], n_out, n_in).T, z, net.loops)
+        add_bias_rows(z, B[net.b_off[k]:], 0, m)
+        if k < n_layers - 1:
+            pre = z
+            if net.batchnorm:
+                pre = view(bufs.u[k], m, n_out)
+                batchnorm_forward(z, pre, BATCHNORM_EPS)
+            residual = net.alpha[k] != 0.0
+            activate_rows(pre, h_in, view(bufs.h[k + 1], m, n_out), view(bufs.d[k], m, n_out), net.code, net.param,
+                          residual, net.alpha[k] if residual else 1.0, 0, m)
 
 
 @jit
-def backward(m, W, w_off, b_off, widths, alpha, batchnorm, loops, Z, D, H, gW, gB, g_top, G_h, G_a, G_z, G_in):
-    """Backward from ``g_top`` = dL/d(logits) (m, n_out); fills ``gW`` and ``gB``.
-
-    ``G_h, G_a, G_z, G_in`` are flat scratch buffers of ``m * max(widths)`` entries.
-    """
-    n_layers = widths.size - 1
+def backward(net, W, bufs, m):
+    """Backward from ``bufs.g_top`` = dL/d logits; fills ``bufs.gW`` and ``bufs.gB``."""
+    n_layers = net.widths.size - 1
+    g_h, g_in = bufs.g_h, bufs.g_in
+    with_stats = from_output = np.bool_(False)  # train keeps no statistics and stores phi'
     for k in range(n_layers - 1, -1, -1):
-        n_in, n_out = widths[k], widths[k + 1]
-        if k == n_layers - 1:
-            gz = g_top
-        else:
-            gh = _view(G_h, m, n_out)
-            ga = _view(G_a, m, n_out)
-            d = _view(D[k], m, n_out)
-            branch = alpha[k] if alpha[k] != 0.0 else 1.0
-            for i in range(m):
-                for j in range(n_out):
-                    ga[i, j] = gh[i, j] * (branch * d[i, j])
-            if batchnorm:
-                gz = _view(G_z, m, n_out)
-                batchnorm_backward(_view(Z[k], m, n_out), ga, gz, BATCHNORM_EPS)
-            else:
-                gz = ga
-        h_in = _view(H[k], m, n_in)
-        gemm(gz.T, h_in, _view(gW[w_off[k]:], n_out, n_in), loops)
-        column_sums(gz, gB[b_off[k]: b_off[k] + n_out])
+        n_in, n_out = net.widths[k], net.widths[k + 1]
+        gz = view(bufs.g_top, m, n_out)
+        if k < n_layers - 1:
+            ga = view(bufs.g_a, m, n_out)
+            branch = net.alpha[k] if net.alpha[k] != 0.0 else 1.0
+            grad_out, slope = view(g_h, m, n_out), view(bufs.d[k], m, n_out)
+            for block in range(N_BLOCKS):
+                backprop_block(block, grad_out, slope, branch, ga, bufs.acc, with_stats, net.code, net.param,
+                               from_output)
+            gz = ga
+            if net.batchnorm:
+                gz = view(bufs.g_z, m, n_out)
+                batchnorm_backward(view(bufs.z[k], m, n_out), ga, gz, BATCHNORM_EPS)
+        w = view(W[net.w_off[k]:], n_out, n_in)
+        gemm(gz.T, view(bufs.h[k], m, n_in), view(bufs.gW[net.w_off[k]:], n_out, n_in), net.loops)
+        sums = bufs.acc[0]
+        column_sums_rows(gz, 0, m, sums)
+        g_b = bufs.gB[net.b_off[k]:]
+        for j in range(n_out):
+            g_b[j] = sums[ACC_SUM, j]
         if k > 0:
-            g_in = _view(G_in, m, n_in)
-            gemm(gz, _view(W[w_off[k]:], n_out, n_in), g_in, loops)
-            if k < n_layers - 1 and alpha[k] != 0.0:
-                g_in += _view(G_h, m, n_out)
-            _view(G_h, m, n_in)[:, :] = g_in
+            grad_in = view(g_in, m, n_in)
+            gemm(gz, w, grad_in, net.loops)
+            if k < n_layers - 1 and net.alpha[k] != 0.0:
+                # The skip path, added in the net's dtype (n_in == n_out on a residual layer).
+                grad_out = view(g_h, m, n_in)
+                for i in range(m):
+                    in_row, out_row = grad_in[i], grad_out[i]
+                    for j in range(n_in):
+                        in_row[j] += out_row[j]
+            g_h, g_in = g_in, g_h
 
 
 @jit
-def gather(X, labels, targets, perm, start, m, H0, lab_b, tgt_b):
+def gather(data, perm, start, m, bufs):
     """Copy examples ``perm[start:start + m]`` into the batch buffers."""
-    n_in = X.shape[1]
-    h0 = _view(H0, m, n_in)
+    n_in, n_t = data.x.shape[1], data.targets.shape[1]
+    h0 = view(bufs.h[0], m, n_in)
     for i in range(m):
         src = perm[start + i]
         for j in range(n_in):
-            h0[i, j] = X[src, j]
-        lab_b[i] = labels[src]
-        for j in range(targets.shape[1]):
-            tgt_b[i, j] = targets[src, j]
+            h0[i, j] = data.x[src, j]
+        bufs.labels[i] = data.labels[src]
+        for j in range(n_t):
+            bufs.targets[i, j] = data.targets[src, j]
 
 
-@jit
-def forward_backward(m, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, lab_b, tgt_b, bufs):
-    """Loss (summed over the batch) and gradients of the mean loss for the batch in ``H[0]``."""
-    Z, U, D, H, G_top, G_h, G_a, G_z, G_in = bufs
-    code, param, batchnorm, loss_kind, loops = int(cfg[0]), cfg[1], cfg[2] > 0.0, int(cfg[3]), cfg[4] > 0.0
-    forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops, Z, U, D, H)
-    n_layers = widths.size - 1
-    n_out = widths[n_layers]
-    g_top = _view(G_top, m, n_out)
-    loss, _, _ = loss_and_grad(_view(H[n_layers], m, n_out), lab_b, tgt_b, loss_kind, g_top, True)
-    backward(m, W, w_off, b_off, widths, alpha, batchnorm, loops, Z, D, H, gW, gB, g_top, G_h, G_a, G_z, G_in)
+@jit(inline=True)
+def forward_backward(net, W, B, bufs, m):
+    """Loss (summed over the batch) and gradients of the mean loss for the batch in ``bufs.h[0]``."""
+    forward(net, W, B, bufs, m)
+    n_out = net.widths[net.widths.size - 1]
+    loss, _, _ = loss_and_grad(_logits(net, bufs, m), bufs.labels, bufs.targets, net.loss, view(bufs.g_top, m, n_out),
+                               np.bool_(True))
+    backward(net, W, bufs, m)
     return loss
 
 
 @jit
-def make_buffers(widths, batch, dtype_probe):
-    """Preallocate every per-step buffer for batches of up to ``batch`` examples."""
-    n_layers = widths.size - 1
-    size = batch * widths.max()
-    dt = dtype_probe.dtype
-    return (
-        np.empty((n_layers, size), dtype=dt), np.empty((n_layers, size), dtype=dt), np.empty((n_layers, size), dtype=dt),
-        np.empty((n_layers + 1, size), dtype=dt), np.empty(size, dtype=dt), np.empty(size, dtype=dt),
-        np.empty(size, dtype=dt), np.empty(size, dtype=dt), np.empty(size, dtype=dt),
-    )
-
-
-@jit
-def batch_gradients(X, labels, targets, W, B, gW, gB, w_off, b_off, widths, alpha, cfg):
-    """Gradients of the mean loss over all of ``X`` taken as one batch (a test hook); returns the mean loss."""
-    m = X.shape[0]
-    bufs = make_buffers(widths, m, W)
-    perm = np.arange(m)
-    lab_b = np.empty(m, dtype=np.int64)
-    tgt_b = np.empty((m, targets.shape[1]), dtype=targets.dtype)
-    gather(X, labels, targets, perm, np.int64(0), m, bufs[3][0], lab_b, tgt_b)
-    return forward_backward(m, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, lab_b, tgt_b, bufs) / m
+def batch_gradients(net, data, W, B, bufs):
+    """Gradients (into ``bufs.gW``, ``bufs.gB``) of the mean loss over all of ``data`` taken as one
+    batch (a test hook); returns the mean loss."""
+    m = data.x.shape[0]
+    gather(data, data.order, np.int64(0), m, bufs)
+    return forward_backward(net, W, B, bufs, m) / m
 
 
 # ------------------------------------------------------------------ update
 
 
-@jit
+@jit(inline=True)
 def clip_coefficient(gW, gB, max_norm):
     """torch ``clip_grad_norm_``: global L2 norm over all gradients and the factor to apply.
 
     Returns ``(norm, coef)`` with ``coef = min(1, max_norm / (norm + 1e-6))`` (1 when
     ``max_norm`` is 0, meaning no clipping).  A non-finite norm gives coef 0 or NaN, as torch.
     """
-    norm = math.sqrt(sumsq(gW) + sumsq(gB))
+    norm = math.sqrt(sum_of_squares(gW) + sum_of_squares(gB))
     if max_norm <= 0.0:
         return norm, 1.0
     return norm, min(1.0, max_norm / (norm + CLIP_EPS))
 
 
-@jit
+@jit(inline=True)
 def sgd(P, G, V, lr, momentum, coef, clip):
     """torch.optim.SGD after clipping: ``g *= coef``; ``v = momentum v + g``; ``p -= lr v``."""
     c = P.dtype.type(coef)
@@ -402,127 +393,127 @@ def distinct_rows(w, b, rtol):
     return np.float64(n_reps)
 
 
-@jit
 def permutation(n, seed, stream, epoch):
-    """Epoch ``epoch``'s order of ``n`` examples: argsort of float64 uniforms on substream ``epoch``."""
-    keys = np.empty(n)
-    rng.fill_serial(keys, np.bool_(True), rng.KIND_UNIFORM, 0.0, 1.0, seed, stream, np.int64(epoch))
-    return np.argsort(keys, kind="mergesort")
+    """Epoch ``epoch``'s order of ``n`` examples: the stable argsort of float64 uniforms on substream ``epoch``.
+
+    Drawn from Python, once per epoch: :func:`fastinit.rng.fill` runs the float64
+    fill kernel the tasks compiled already, so the epoch kernel links none of the
+    samplers' code (seconds of compile time); any stable sort gives the same order.
+    """
+    keys = np.empty(int(n))
+    rng.fill(keys, rng.KIND_UNIFORM, 0.0, 1.0, np.uint64(seed), np.uint64(stream), np.int64(epoch))
+    return np.argsort(keys, kind="stable")
 
 
-@jit
-def evaluate(X, labels, targets, W, B, w_off, b_off, widths, alpha, cfg, batch, bufs, sst):
+@jit(inline=True)
+def evaluate(net, data, W, B, bufs, batch):
     """Loss, accuracy and R^2 over the whole training set, forward only, in chunks of ``batch``
     in data-set order (batch norm uses each chunk's statistics, training mode)."""
-    Z, U, D, H, G_top, _, _, _, _ = bufs
-    code, param, batchnorm, loss_kind, loops = int(cfg[0]), cfg[1], cfg[2] > 0.0, int(cfg[3]), cfg[4] > 0.0
-    n = X.shape[0]
-    n_layers = widths.size - 1
-    n_out = widths[n_layers]
+    n = data.x.shape[0]
     total = 0.0
     correct = 0
     sse = 0.0
     for start in range(0, n, batch):
         m = min(batch, n - start)
-        _view(H[0], m, X.shape[1])[:, :] = X[start:start + m]
-        forward(m, W, B, w_off, b_off, widths, alpha, code, param, batchnorm, loops, Z, U, D, H)
-        t, c, s = loss_and_grad(_view(H[n_layers], m, n_out), labels[start:start + m], targets[start:start + m],
-                                loss_kind, _view(G_top, m, n_out), False)
+        gather(data, data.order, start, m, bufs)
+        forward(net, W, B, bufs, m)
+        t, c, s = loss_and_grad(_logits(net, bufs, m), bufs.labels, bufs.targets, net.loss,
+                                view(bufs.g_top, m, net.widths[net.widths.size - 1]), np.bool_(False))
         total += t
         correct += c
         sse += s
-    if loss_kind == CROSS_ENTROPY:
+    if net.loss == CROSS_ENTROPY:
         return total / n, correct / n, math.nan
-    return total / n, math.nan, 1.0 - sse / sst
+    return total / n, math.nan, 1.0 - sse / data.sst
 
 
-@jit
-def record_state(epoch, X, labels, targets, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, batch, bufs, sst,
-                 rtol, epoch_rec, layer_rec):
+@jit(inline=True)
+def record_state(epoch, net, sched, data, W, B, bufs, epoch_rec, layer_rec):
     """Fill epoch ``epoch``'s rows: loss/accuracy on the training set, the gradient already
-    in ``gW, gB`` (the next epoch's first mini-batch), norms and distinct units per layer."""
-    loss, acc, r2 = evaluate(X, labels, targets, W, B, w_off, b_off, widths, alpha, cfg, batch, bufs, sst)
+    in ``bufs.gW, bufs.gB`` (the next epoch's first mini-batch), norms and distinct units
+    per layer; returns whether the loss and the weights are finite."""
+    loss, acc, r2 = evaluate(net, data, W, B, bufs, sched.batch)
+    gW, gB = bufs.gW, bufs.gB
     epoch_rec[epoch, LOSS] = loss
     epoch_rec[epoch, ACCURACY] = acc
     epoch_rec[epoch, R2] = r2
-    epoch_rec[epoch, GLOBAL_GRAD_NORM] = math.sqrt(sumsq(gW) + sumsq(gB))
-    for k in range(widths.size - 1):
-        n_in, n_out = widths[k], widths[k + 1]
-        w = W[w_off[k]: w_off[k] + n_out * n_in]
-        b = B[b_off[k]: b_off[k] + n_out]
-        layer_rec[epoch, k, GRAD_NORM] = math.sqrt(sumsq(gW[w_off[k]: w_off[k] + n_out * n_in]))
-        layer_rec[epoch, k, BIAS_GRAD_NORM] = math.sqrt(sumsq(gB[b_off[k]: b_off[k] + n_out]))
-        layer_rec[epoch, k, WEIGHT_NORM] = math.sqrt(sumsq(w))
-        layer_rec[epoch, k, BIAS_NORM] = math.sqrt(sumsq(b))
-        layer_rec[epoch, k, DISTINCT] = distinct_rows(w.reshape((n_out, n_in)), b, rtol)
-    return math.isfinite(loss) and math.isfinite(sumsq(W) + sumsq(B))
+    epoch_rec[epoch, GLOBAL_GRAD_NORM] = math.sqrt(sum_of_squares(gW) + sum_of_squares(gB))
+    for k in range(net.widths.size - 1):
+        n_in, n_out = net.widths[k], net.widths[k + 1]
+        w_first, b_first = net.w_off[k], net.b_off[k]
+        w, b = W[w_first: w_first + n_out * n_in], B[b_first: b_first + n_out]
+        layer_rec[epoch, k, GRAD_NORM] = math.sqrt(sum_of_squares(gW[w_first: w_first + n_out * n_in]))
+        layer_rec[epoch, k, BIAS_GRAD_NORM] = math.sqrt(sum_of_squares(gB[b_first: b_first + n_out]))
+        layer_rec[epoch, k, WEIGHT_NORM] = math.sqrt(sum_of_squares(w))
+        layer_rec[epoch, k, BIAS_NORM] = math.sqrt(sum_of_squares(b))
+        layer_rec[epoch, k, DISTINCT] = distinct_rows(w.reshape((n_out, n_in)), b, sched.rtol)
+    return math.isfinite(loss) and math.isfinite(sum_of_squares(W) + sum_of_squares(B))
 
 
 @jit
-def train(X, labels, targets, W, B, w_off, b_off, widths, alpha, cfg, lr, momentum, max_norm, batch, epochs,
-          seed, order_stream, sst, rtol, epoch_rec, layer_rec):
-    """Mini-batch SGD for ``epochs`` epochs; fills the records of epochs ``0 .. last``.
+def train_epoch(epoch, net, sched, data, W, B, bufs, order, next_order, epoch_rec, layer_rec):
+    """Epoch ``epoch`` of mini-batch SGD in the example order ``order`` (epoch 0: none, the state
+    at initialisation), then the gradient on ``next_order``'s first mini-batch and the epoch's
+    records; returns whether the training loss and the weights are finite.
 
-    Returns the last epoch recorded: ``epochs``, or the first epoch whose training loss
-    or weights are not finite (the run stops there; later rows stay NaN).
+    The first step of each epoch uses the gradient the previous call left in ``bufs`` (the one
+    the records report), with its loss in ``bufs.pending[0]``.
     """
-    n = X.shape[0]
-    n_layers = widths.size - 1
-    steps = (n + batch - 1) // batch
-    bufs = make_buffers(widths, batch, W)
-    H = bufs[3]
-    gW = np.empty_like(W)
-    gB = np.empty_like(B)
-    VW = np.zeros_like(W)
-    VB = np.zeros_like(B)
-    w_start = np.empty_like(W)
-    lab_b = np.empty(batch, dtype=np.int64)
-    tgt_b = np.empty((batch, targets.shape[1]), dtype=targets.dtype)
-    norm_sum = np.zeros(n_layers)
-
-    # np.int64 for constants: a literal argument compiles a kernel's own copy (and its callees').
-    perm = permutation(n, seed, order_stream, np.int64(1))
+    n = data.x.shape[0]
+    n_layers = net.widths.size - 1
+    batch = sched.batch
     m = min(batch, n)
-    gather(X, labels, targets, perm, np.int64(0), m, H[0], lab_b, tgt_b)
-    pending = forward_backward(m, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, lab_b, tgt_b, bufs)
-    finite = record_state(np.int64(0), X, labels, targets, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, batch, bufs, sst,
-                          rtol, epoch_rec, layer_rec)
-    if not finite:
-        return 0
-    for epoch in range(1, epochs + 1):
-        w_start[:] = W
-        norm_sum[:] = 0.0
-        batch_loss = 0.0
-        clipped = 0
+    gW, vW, w_start, norm_sum = bufs.gW, bufs.vW, bufs.w_start, bufs.norm_sum
+    steps = (n + batch - 1) // batch
+    batch_loss = 0.0
+    clipped = 0
+    if epoch > 0:
+        for i in range(W.size):
+            w_start[i] = W[i]
+        for k in range(n_layers):
+            norm_sum[k] = 0.0
         for step in range(steps):
             start = step * batch
             m = min(batch, n - start)
-            if step > 0:  # the first step's gradient was computed for the previous record
-                gather(X, labels, targets, perm, start, m, H[0], lab_b, tgt_b)
-                batch_loss += forward_backward(m, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, lab_b, tgt_b, bufs)
+            if step > 0:
+                gather(data, order, start, m, bufs)
+                batch_loss += forward_backward(net, W, B, bufs, m)
             else:
-                batch_loss += pending
+                batch_loss += bufs.pending[0]
             for k in range(n_layers):
-                norm_sum[k] += math.sqrt(sumsq(gW[w_off[k]: w_off[k] + widths[k + 1] * widths[k]]))
-            _, coef = sgd_step(W, B, gW, gB, VW, VB, lr, momentum, max_norm)
+                norm_sum[k] += math.sqrt(sum_of_squares(gW[net.w_off[k]: net.w_off[k + 1]]))
+            _, coef = sgd_step(W, B, gW, bufs.gB, vW, bufs.vB, sched.lr, sched.momentum, sched.max_norm)
             if coef < 1.0:
                 clipped += 1
-        perm = permutation(n, seed, order_stream, epoch + 1)
-        m = min(batch, n)
-        gather(X, labels, targets, perm, np.int64(0), m, H[0], lab_b, tgt_b)
-        pending = forward_backward(m, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, lab_b, tgt_b, bufs)
+    m = min(batch, n)
+    # np.int64 for constants: a literal argument compiles a kernel's own copy (and its callees').
+    gather(data, next_order, np.int64(0), m, bufs)
+    bufs.pending[0] = forward_backward(net, W, B, bufs, m)
+    if epoch > 0:
         epoch_rec[epoch, BATCH_LOSS] = batch_loss / n
         epoch_rec[epoch, CLIPPED_STEPS] = clipped
         for k in range(n_layers):
             layer_rec[epoch, k, GRAD_NORM_MEAN] = norm_sum[k] / steps
-            size = widths[k + 1] * widths[k]
             diff = 0.0
-            for i in range(w_off[k], w_off[k] + size):
+            for i in range(net.w_off[k], net.w_off[k + 1]):
                 r = np.float64(W[i]) - np.float64(w_start[i])
                 diff += r * r
             layer_rec[epoch, k, UPDATE_NORM] = math.sqrt(diff)
-        finite = record_state(epoch, X, labels, targets, W, B, gW, gB, w_off, b_off, widths, alpha, cfg, batch, bufs,
-                              sst, rtol, epoch_rec, layer_rec)
-        if not finite:
+    return record_state(epoch, net, sched, data, W, B, bufs, epoch_rec, layer_rec)
+
+
+def train(net, sched, data, W, B, bufs, epoch_rec, layer_rec):
+    """Mini-batch SGD for ``sched.epochs`` epochs; fills the records of epochs ``0 .. last``.
+
+    Returns the last epoch recorded: ``sched.epochs``, or the first epoch whose training
+    loss or weights are not finite (the run stops there; later rows stay NaN).  Python
+    calls :func:`train_epoch` once per epoch (never per step) and draws the orders.
+    """
+    n = data.x.shape[0]
+    order = permutation(n, sched.seed, sched.order_stream, 1)
+    for epoch in range(sched.epochs + 1):
+        next_order = order if epoch == 0 else permutation(n, sched.seed, sched.order_stream, epoch + 1)
+        if not train_epoch(np.int64(epoch), net, sched, data, W, B, bufs, order, next_order, epoch_rec, layer_rec):
             return epoch
-    return epochs
+        order = next_order
+    return sched.epochs

@@ -1,8 +1,9 @@
 """``fastinit.train.run``: train a deep MLP with mini-batch SGD, recording per-epoch measures.
 
 The public wrapper: it validates every input at the boundary, draws the weights from the
-registries' streams, generates the task and hands preallocated arrays to the jitted
-epoch loop in :mod:`fastinit.train._kernels` (no Python per step).
+registries' streams, generates the task and hands the records a frozen :class:`Plan` makes
+(preallocated arrays included) to the jitted epoch loop in :mod:`fastinit.train._kernels`
+(no Python per step).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from fastinit._validation import (
 from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
 from fastinit.train import _kernels as K
-from fastinit.train.tasks import ORDER_STREAM, get_task, make_task
+from fastinit._kernels.blocks import N_BLOCKS
+from fastinit.train.tasks import ORDER_STREAM, Dataset, get_task, make_task
 
 # A cold compile of the training kernels for one dtype on the 2-core project machine (announced).
-COLD_COMPILE_SECONDS = 40
+COLD_COMPILE_SECONDS = 20
 
-__all__ = ["run", "COLUMNS", "OPTIONS", "DISTINCT_RTOL", "Network", "build_network"]
+__all__ = ["run", "COLUMNS", "OPTIONS", "DISTINCT_RTOL", "Network", "Plan", "build_network"]
 
 # Two rows of [W_l | b_l] count as one unit when no entry differs by more than this
 # times the layer's largest |entry|.  Units kept identical by symmetry differ at most by
@@ -45,21 +47,38 @@ COLUMNS = [
 ]
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Network:
     """A net's parameters in the kernels' flat layout (weights drawn, biases zero).
 
     ``W[w_off[k]:w_off[k] + widths[k+1] * widths[k]]`` is layer ``k + 1``'s weight matrix
     (row-major, PyTorch ``(fan_out, fan_in)``); :meth:`weight` and :meth:`bias` return views.
+    ``config`` is the :class:`fastinit.train._kernels.Net` record the kernels read.
     """
 
-    widths: np.ndarray
-    w_off: np.ndarray
-    b_off: np.ndarray
+    config: K.Net
     W: np.ndarray
     B: np.ndarray
-    alpha: np.ndarray
-    cfg: np.ndarray
+
+    @property
+    def widths(self) -> np.ndarray:
+        """Units of the input and of each layer, int64 ``(n_layers + 1,)``."""
+        return self.config.widths
+
+    @property
+    def w_off(self) -> np.ndarray:
+        """Offsets of each layer's weights in ``W`` (and one past the last)."""
+        return self.config.w_off
+
+    @property
+    def b_off(self) -> np.ndarray:
+        """Offsets of each layer's bias in ``B`` (and one past the last)."""
+        return self.config.b_off
+
+    @property
+    def alpha(self) -> np.ndarray:
+        """Residual branch scale of each layer (0: none)."""
+        return self.config.alpha
 
     def weight(self, layer: int) -> np.ndarray:
         """View of layer ``layer``'s weights (1-based; ``depth + 1`` is the readout)."""
@@ -83,10 +102,10 @@ class Network:
         Returns ``(loss, gW, gB)`` with ``gW``, ``gB`` in the flat layout.
         """
         labels, targets = _targets(x.shape[0], labels, targets, self.W.dtype)
-        gW, gB = np.empty_like(self.W), np.empty_like(self.B)
-        loss = K.batch_gradients(np.ascontiguousarray(x, dtype=self.W.dtype), labels, targets, self.W, self.B, gW, gB,
-                                 self.w_off, self.b_off, self.widths, self.alpha, self.cfg)
-        return loss, gW, gB
+        data = _data(np.ascontiguousarray(x, dtype=self.W.dtype), labels, targets, 1.0)
+        bufs = _buffers(self.config, x.shape[0], self.W, targets.shape[1])
+        loss = K.batch_gradients(self.config, data, self.W, self.B, bufs)
+        return loss, bufs.gW, bufs.gB
 
     def step(self, x, labels=None, targets=None, *, lr, momentum=0.0, clip_norm=None, velocity=None):
         """One SGD step on batch ``x`` in place; returns ``(loss, norm before clipping, velocity)``."""
@@ -100,6 +119,30 @@ def _targets(n, labels, targets, dtype):
     labels = np.zeros(n, dtype=np.int64) if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
     targets = np.zeros((n, 1), dtype=dtype) if targets is None else np.ascontiguousarray(targets, dtype=dtype)
     return labels, targets
+
+
+def _data(x, labels, targets, sst) -> K.Data:
+    return K.Data(x, labels, targets, np.arange(x.shape[0], dtype=np.int64), float(sst))
+
+
+def _buffers(config: K.Net, rows: int, W: np.ndarray, n_targets: int) -> K.Buffers:
+    """Every array a step writes, for batches of up to ``rows`` rows of a net with weights like ``W``."""
+    widths = config.widths
+    n_layers, widest = widths.size - 1, int(widths.max())
+    size, dtype = rows * widest, W.dtype
+    n_b = int(config.b_off[-1])
+
+    def flat(n):
+        return np.empty(n, dtype=dtype)
+
+    return K.Buffers(
+        z=np.empty((n_layers, size), dtype=dtype), u=np.empty((n_layers if config.batchnorm else 1, size), dtype=dtype),
+        d=np.empty((n_layers, size), dtype=dtype), h=np.empty((n_layers, size), dtype=dtype),
+        g_top=flat(size), g_h=flat(size), g_in=flat(size), g_a=flat(size), g_z=flat(size if config.batchnorm else 0),
+        acc=np.zeros((N_BLOCKS, 2, widest)), labels=np.zeros(rows, dtype=np.int64),
+        targets=np.zeros((rows, n_targets), dtype=dtype), gW=flat(W.size), gB=flat(n_b), vW=np.zeros_like(W),
+        vB=np.zeros(n_b, dtype=dtype), w_start=flat(W.size), norm_sum=np.zeros(n_layers), pending=np.zeros(1),
+    )
 
 
 def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, batch=64, seed=0, **options) -> pd.DataFrame:
@@ -209,94 +252,192 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     >>> df.groupby("epoch").loss.first().is_monotonic_decreasing
     True
     """
-    plan = _plan(init, activation, depth, width, task, epochs, lr, batch, seed, options)
-    data = plan["data"]
+    plan = Plan.build(init, activation, depth=depth, width=width, task=task, epochs=epochs, lr=lr, batch=batch,
+                      seed=seed, **options)
     net = build_network(plan)
-    n_layers = net.n_layers
-    epoch_rec = np.full((plan["epochs"] + 1, K.N_EPOCH_COLS), np.nan)
-    layer_rec = np.full((plan["epochs"] + 1, n_layers, K.N_LAYER_COLS), np.nan)
-    labels, targets = _task_arrays(data, plan["dtype"])
-    sst = float(((targets.astype(np.float64) - targets.mean(axis=0, dtype=np.float64)) ** 2).sum()) or 1.0
-    args = (data.x, labels, targets, net.W, net.B, net.w_off, net.b_off, net.widths, net.alpha, net.cfg,
-            plan["lr"], plan["momentum"], plan["clip_norm"] or 0.0, plan["batch"], plan["epochs"],
-            np.uint64(plan["seed"]), np.uint64(ORDER_STREAM), sst, plan["distinct_rtol"], epoch_rec, layer_rec)
-    dtype = np.dtype(plan["dtype"])
-    announce_compile(K.train, args, f"the training kernels for {dtype.name}", COLD_COMPILE_SECONDS, dtype)
+    epoch_rec = np.full((plan.epochs + 1, K.N_EPOCH_COLS), np.nan)
+    layer_rec = np.full((plan.epochs + 1, net.n_layers, K.N_LAYER_COLS), np.nan)
+    data = plan.dataset()
+    args = (net.config, plan.schedule(), data, net.W, net.B, _buffers(net.config, plan.batch, net.W,
+            data.targets.shape[1]), epoch_rec, layer_rec)
+    order = np.arange(plan.data.x.shape[0], dtype=np.int64)  # any order: the types are what matter
+    announce_compile(K.train_epoch, (np.int64(0), *args[:6], order, order, *args[6:]),
+                     f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype)
     last = K.train(*args)
     return _frame(plan, net, epoch_rec, layer_rec, last)
 
 
-def _task_arrays(data, dtype):
-    if data.classification:
-        return data.y, np.zeros((data.y.shape[0], 1), dtype=dtype)
-    return np.zeros(data.y.shape[0], dtype=np.int64), data.y
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A validated :func:`run`: every resolved parameter, the task's data and the layers' draws.
+
+    Build it with :meth:`build` (the same signature as :func:`run`); it makes the records
+    the kernels take (:meth:`net`, :meth:`schedule`, :meth:`dataset`), and
+    :func:`build_network` draws its weights.  Immutable, so one plan can make any number
+    of networks with the same bits.
+    """
+
+    init: str
+    activation: str
+    task: str
+    depth: int
+    width: int
+    epochs: int
+    lr: float
+    batch: int
+    seed: int
+    dtype: np.dtype
+    momentum: float
+    clip_norm: float | None
+    batchnorm: bool
+    residual: float | None
+    stream: int
+    distinct_rtol: float
+    gemm: str
+    init_params: dict
+    activation_param: float
+    task_params: dict
+    data: Dataset  # the task's training set
+    widths: np.ndarray  # int64: inputs, depth x width, outputs
+    draws: tuple  # each layer's initializers.Draw (kind and parameters from its fans)
+    code: int  # activation code
+
+    @classmethod
+    def build(cls, init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, batch=64, seed=0,
+              **options) -> "Plan":
+        """Validate everything at the boundary (the kernels never validate).
+
+        Parameters
+        ----------
+        init, activation, depth, width, task, epochs, lr, batch, seed, **options
+            As :func:`run`.
+
+        Returns
+        -------
+        Plan
+            The resolved parameters, the task's data and each layer's draw.
+
+        Raises
+        ------
+        ValueError, TypeError
+            For any bad input; the one-line message names the parameter, the value and the fix.
+        """
+        check_no_extra("train.run()", {k: v for k, v in options.items() if k not in OPTIONS}, OPTIONS)
+        entry = get_initializer(init)
+        act = get_activation(activation)
+        task_entry = get_task(task)
+        init_params = entry.resolve(**check_params("init_params", options.get("init_params")))
+        param = act.resolve_param(**check_params("activation_params", options.get("activation_params")))
+        task_params = task_entry.resolve(**check_params("task_params", options.get("task_params")))
+        depth = check_int("depth", depth, minimum=1)
+        width = check_int("width", width, minimum=1)
+        epochs = check_int("epochs", epochs, minimum=1, maximum=2**31 - 3)
+        lr = check_real("lr", lr, minimum=0.0, exclusive_minimum=True)
+        seed = check_seed(seed)
+        dtype = check_dtype(options.get("dtype", "float32"))
+        momentum = check_real("momentum", options.get("momentum", 0.9), minimum=0.0)
+        if momentum >= 1.0:
+            raise ValueError(f"momentum must be a real number in [0, 1), got {momentum!r}; use e.g. 0.9, or 0 for plain SGD")
+        clip_norm = options.get("clip_norm")
+        if clip_norm is not None:
+            clip_norm = check_real("clip_norm", clip_norm, minimum=0.0, exclusive_minimum=True)
+        batchnorm = options.get("batchnorm", False)
+        if not isinstance(batchnorm, (bool, np.bool_)):
+            raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
+        batch = check_int("batch", batch, minimum=2 if batchnorm else 1)
+        residual = options.get("residual")
+        if residual is not None:
+            residual = check_real("residual", residual, minimum=0.0, exclusive_minimum=True)
+        stream = check_stream(options.get("stream", 0))
+        distinct_rtol = check_real("distinct_rtol", options.get("distinct_rtol", DISTINCT_RTOL), minimum=0.0)
+        gemm = _GEMM.check("gemm", options.get("gemm", "blas"))
+        data = make_task(task_entry.name, seed=seed, dtype=dtype, **task_params)
+        widths = np.array([data.n_inputs] + [width] * depth + [data.n_outputs], dtype=np.int64)
+        draws = [entry.draw(int(widths[k]), int(widths[k + 1]), **init_params) for k in range(depth + 1)]
+        return cls(
+            init=entry.name, activation=act.name, task=task_entry.name, depth=depth, width=width, epochs=epochs, lr=lr,
+            batch=batch, seed=seed, dtype=dtype, momentum=momentum, clip_norm=clip_norm, batchnorm=bool(batchnorm),
+            residual=residual, stream=stream, distinct_rtol=distinct_rtol, gemm=gemm, init_params=init_params,
+            activation_param=param, task_params=task_params, data=data, widths=widths, draws=tuple(draws),
+            code=act.code)
+
+    def net(self) -> K.Net:
+        """The record the layer kernels read.
+
+        Returns
+        -------
+        fastinit.train._kernels.Net
+            Widths and offsets of the flat layout, residual scales (0 where fan-in and
+            fan-out differ), activation code and parameter, batch norm, loss, products.
+        """
+        widths = self.widths
+        n_layers = widths.size - 1
+        w_off = np.concatenate([[0], np.cumsum(widths[1:] * widths[:-1])]).astype(np.int64)
+        b_off = np.concatenate([[0], np.cumsum(widths[1:])]).astype(np.int64)
+        alpha = np.zeros(n_layers)
+        if self.residual is not None:
+            for k in range(n_layers - 1):
+                if widths[k] == widths[k + 1]:
+                    alpha[k] = self.residual
+        return K.Net(widths=widths, w_off=w_off, b_off=b_off, alpha=alpha, code=int(self.code),
+                     param=float(self.activation_param), batchnorm=bool(self.batchnorm),
+                     loss=int(self.data.loss),  # the tasks use the kernels' loss codes
+                     loops=self.gemm == "loops")
+
+    def schedule(self) -> K.Schedule:
+        """The record of the optimiser and the loop.
+
+        Returns
+        -------
+        fastinit.train._kernels.Schedule
+            Learning rate, momentum, clipping norm (0: none), batch, epochs, the order's
+            seed and stream, the ``distinct_units`` tolerance.
+        """
+        return K.Schedule(lr=float(self.lr), momentum=float(self.momentum), max_norm=float(self.clip_norm or 0.0),
+                          batch=int(self.batch), epochs=int(self.epochs), seed=np.uint64(self.seed),
+                          order_stream=np.uint64(ORDER_STREAM), rtol=float(self.distinct_rtol))
+
+    def dataset(self) -> K.Data:
+        """The record of the task's training set.
+
+        Returns
+        -------
+        fastinit.train._kernels.Data
+            Inputs, labels (classification) or targets (regression) with a placeholder
+            for the other, the data-set order and the targets' total sum of squares.
+        """
+        data = self.data
+        if data.classification:
+            labels, targets = data.y, np.zeros((data.y.shape[0], 1), dtype=self.dtype)
+        else:
+            labels, targets = np.zeros(data.y.shape[0], dtype=np.int64), data.y
+        sst = float(((targets.astype(np.float64) - targets.mean(axis=0, dtype=np.float64)) ** 2).sum()) or 1.0
+        return _data(data.x, labels, targets, sst)
 
 
-def _plan(init, activation, depth, width, task, epochs, lr, batch, seed, options) -> dict:
-    """Validate everything at the boundary; the kernels never validate."""
-    check_no_extra("train.run()", {k: v for k, v in options.items() if k not in OPTIONS}, OPTIONS)
-    entry = get_initializer(init)
-    act = get_activation(activation)
-    task_entry = get_task(task)
-    init_params = entry.resolve(**check_params("init_params", options.get("init_params")))
-    param = act.resolve_param(**check_params("activation_params", options.get("activation_params")))
-    task_params = task_entry.resolve(**check_params("task_params", options.get("task_params")))
-    depth = check_int("depth", depth, minimum=1)
-    width = check_int("width", width, minimum=1)
-    epochs = check_int("epochs", epochs, minimum=1, maximum=2**31 - 3)
-    lr = check_real("lr", lr, minimum=0.0, exclusive_minimum=True)
-    seed = check_seed(seed)
-    dtype = check_dtype(options.get("dtype", "float32"))
-    momentum = check_real("momentum", options.get("momentum", 0.9), minimum=0.0)
-    if momentum >= 1.0:
-        raise ValueError(f"momentum must be a real number in [0, 1), got {momentum!r}; use e.g. 0.9, or 0 for plain SGD")
-    clip_norm = options.get("clip_norm")
-    if clip_norm is not None:
-        clip_norm = check_real("clip_norm", clip_norm, minimum=0.0, exclusive_minimum=True)
-    batchnorm = options.get("batchnorm", False)
-    if not isinstance(batchnorm, (bool, np.bool_)):
-        raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
-    batch = check_int("batch", batch, minimum=2 if batchnorm else 1)
-    residual = options.get("residual")
-    if residual is not None:
-        residual = check_real("residual", residual, minimum=0.0, exclusive_minimum=True)
-    stream = check_stream(options.get("stream", 0))
-    distinct_rtol = check_real("distinct_rtol", options.get("distinct_rtol", DISTINCT_RTOL), minimum=0.0)
-    gemm = _GEMM.check("gemm", options.get("gemm", "blas"))
-    data = make_task(task_entry.name, seed=seed, dtype=dtype, **task_params)
-    widths = np.array([data.n_inputs] + [width] * depth + [data.n_outputs], dtype=np.int64)
-    draws = [entry.draw(int(widths[k]), int(widths[k + 1]), **init_params) for k in range(depth + 1)]
-    return {
-        "init": entry.name, "activation": act.name, "task": task_entry.name, "depth": depth, "width": width,
-        "epochs": epochs, "lr": lr, "batch": batch, "seed": seed, "dtype": dtype, "momentum": momentum,
-        "clip_norm": clip_norm, "batchnorm": bool(batchnorm), "residual": residual, "stream": stream,
-        "distinct_rtol": distinct_rtol, "gemm": gemm, "init_params": init_params, "activation_param": param,
-        "task_params": task_params, "data": data, "widths": widths, "draws": draws, "code": act.code,
-    }
+def build_network(plan: Plan) -> Network:
+    """Allocate the flat parameter arrays of ``plan``'s net and draw every layer's weights from its substream.
 
+    Parameters
+    ----------
+    plan : Plan
+        A validated run (:meth:`Plan.build`).
 
-def build_network(plan) -> Network:
-    """Allocate the flat parameter arrays and draw every layer's weights from its substream."""
-    widths, dtype = plan["widths"], plan["dtype"]
-    n_layers = widths.size - 1
-    sizes = widths[1:] * widths[:-1]
-    w_off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    b_off = np.concatenate([[0], np.cumsum(widths[1:])]).astype(np.int64)
+    Returns
+    -------
+    Network
+        Weights drawn as :func:`fastinit.propagate` draws them (layer ``l`` on substream
+        ``weight_substream(l)``), biases zero.
+    """
+    config, dtype = plan.net(), plan.dtype
+    widths, w_off = config.widths, config.w_off
     W = np.empty(int(w_off[-1]), dtype=dtype)
-    B = np.zeros(int(b_off[-1]), dtype=dtype)
-    for k, draw in enumerate(plan["draws"]):
+    B = np.zeros(int(config.b_off[-1]), dtype=dtype)
+    for k, draw in enumerate(plan.draws):
         view = W[w_off[k]: w_off[k + 1]].reshape(int(widths[k + 1]), int(widths[k]))
-        draw_weights(view, draw.kind, float(draw.a), float(draw.b), dtype == np.float64, np.uint64(plan["seed"]),
-                        np.uint64(plan["stream"]), np.int64(weight_substream(k + 1)))
-    alpha = np.zeros(n_layers)
-    if plan["residual"] is not None:
-        for k in range(n_layers - 1):
-            if widths[k] == widths[k + 1]:
-                alpha[k] = plan["residual"]
-    loss_kind = plan["data"].loss  # the tasks use the kernels' loss codes
-    cfg = np.array([plan["code"], plan["activation_param"], plan["batchnorm"], loss_kind, plan["gemm"] == "loops"],
-                   dtype=np.float64)
-    return Network(widths, w_off, b_off, W, B, alpha, cfg)
+        draw_weights(view, draw.kind, float(draw.a), float(draw.b), dtype == np.float64, np.uint64(plan.seed),
+                     np.uint64(plan.stream), np.int64(weight_substream(k + 1)))
+    return Network(config, W, B)
 
 
 def _frame(plan, net, epoch_rec, layer_rec, last) -> pd.DataFrame:
@@ -326,10 +467,10 @@ def _frame(plan, net, epoch_rec, layer_rec, last) -> pd.DataFrame:
     })[COLUMNS]
     frame.attrs.update({
         "diverged": diverged_epoch is not None, "diverged_epoch": diverged_epoch,
-        "steps_per_epoch": -(-plan["data"].x.shape[0] // plan["batch"]),
-        **{key: plan[key] for key in ("init", "activation", "task", "depth", "width", "epochs", "lr", "batch", "seed",
+        "steps_per_epoch": -(-plan.data.x.shape[0] // plan.batch),
+        **{key: getattr(plan, key) for key in ("init", "activation", "task", "depth", "width", "epochs", "lr", "batch", "seed",
                                       "momentum", "clip_norm", "batchnorm", "residual", "stream", "distinct_rtol", "gemm")},
-        "dtype": plan["dtype"].name, "init_params": dict(plan["init_params"]), "task_params": dict(plan["task_params"]),
-        "activation_param": plan["activation_param"],
+        "dtype": plan.dtype.name, "init_params": dict(plan.init_params), "task_params": dict(plan.task_params),
+        "activation_param": plan.activation_param,
     })
     return frame
