@@ -371,35 +371,22 @@ def fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream):
 
     Chunk ``c`` covers samples ``[c * n, (c + 1) * n)``, ``n = chunk_samples(wide)``,
     and writes nothing else, so chunks may be filled in any order, by any thread.
-
-    The samples are made in float64 by :func:`_chunk_values` and rounded once on the
-    copy into ``out`` -- the very rounding a float64 value stored into a float32 array
-    gets -- so the sampler itself compiles once for both dtypes (~2 s of a cold start).
     """
-    chunk_size = chunk_samples(wide)
-    start = chunk * chunk_size
-    stop = min(start + chunk_size, out.size)
-    values = np.empty(stop - start)
-    _chunk_values(values, chunk, start, wide, kind, a, b, seed, stream, substream)
-    for i in range(stop - start):
-        out[start + i] = values[i]
-
-
-@jit(inner=True)
-def _chunk_values(values, chunk, start, wide, kind, a, b, seed, stream, substream):
-    """Samples ``start, start + 1, ...`` (those of chunk ``chunk``) into the float64 array ``values``."""
     per_block = 2 if wide else 4
     k0, k1 = np.uint64(seed) & _MASK32, np.uint64(seed) >> np.uint64(32)
     s_lo, s_hi = np.uint64(stream) & _MASK32, np.uint64(stream) >> np.uint64(32)
     sub = np.uint64(substream)
-    stop = start + values.size
+    n = out.size
+    chunk_size = chunk_samples(wide)
+    start = chunk * chunk_size
+    stop = min(start + chunk_size, n)
     words = np.empty(4 * ((stop - start + per_block - 1) // per_block), dtype=np.uint32)
     reject = np.empty(stop - start, dtype=np.bool_)
     _philox_words(chunk * _CHUNK_BLOCKS, words, sub, s_lo, s_hi, k0, k1)
     if wide:
-        _fast_path_f64(kind, words, values, reject, a, b)
+        _fast_path_f64(kind, words, out[start:stop], reject, a, b)
     else:
-        _fast_path_f32(kind, words, values, reject, a, b)
+        _fast_path_f32(kind, words, out[start:stop], reject, a, b)
     if kind == KIND_UNIFORM:
         return
     # About 1.5 % of samples are flagged.  List them, compute the first block of each
@@ -438,7 +425,7 @@ def _chunk_values(values, chunk, start, wide, kind, a, b, seed, stream, substrea
         hi = np.uint64(words[2 * i + 1]) if wide else np.uint64(0)
         z = _redraw(lo, hi, wide, bound, np.uint64(spill[4 * r]), np.uint64(spill[4 * r + 1]),
                     np.uint64(spill[4 * r + 2]), np.uint64(spill[4 * r + 3]), k0, k1)
-        values[i] = a * z
+        out[start + i] = a * z
 
 
 @jit
