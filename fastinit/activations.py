@@ -53,6 +53,7 @@ LINEAR, RELU, LEAKY_RELU, TANH, SIGMOID, GELU, SILU, ELU, SELU, SOFTPLUS, ERF = 
 
 SELU_LAMBDA = 1.0507009873554805
 SELU_ALPHA = 1.6732632423543772
+_SELU_LAMBDA_ALPHA = SELU_LAMBDA * SELU_ALPHA
 _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
@@ -65,18 +66,18 @@ _GAUSS_CLIP = 40.0
 # One kernel(x, param) -> (phi, phi') per activation, float64 in and out.  Each handles NaN
 # itself: the piecewise-linear ones in their selects (no branch, so loops over them
 # vectorise), the others with an explicit test first.
-@jit(inline=True)
+@jit
 def _linear(x, param):
     return x, (1.0 if x == x else math.nan)
 
 
-@jit(inline=True)
+@jit
 def _relu(x, param):
     return (x if x > 0.0 else (0.0 if x <= 0.0 else math.nan),
             1.0 if x > 0.0 else (0.0 if x <= 0.0 else math.nan))
 
 
-@jit(inline=True)
+@jit
 def _leaky_relu(x, param):
     # slope 0 at x = -inf would give 0 * inf = NaN; the limit is 0.
     negative = (param * x) if param != 0.0 else 0.0
@@ -84,7 +85,7 @@ def _leaky_relu(x, param):
             1.0 if x > 0.0 else (param if x <= 0.0 else math.nan))
 
 
-@jit(inline=True)
+@jit
 def _tanh(x, param):
     if math.isnan(x):
         return math.nan, math.nan
@@ -94,41 +95,37 @@ def _tanh(x, param):
     return math.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
-@jit(inline=True)
-def _logistic(x):
-    """``(e, s) = (exp(-|x|), sigmoid(x))``: the one exp sigmoid, silu and softplus need, never overflowing."""
-    e = math.exp(-abs(x))  # in (0, 1]
-    return e, (1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e))
-
-
-@jit(inline=True)
+@jit
 def _sigmoid(x, param):
     if math.isnan(x):
         return math.nan, math.nan
-    e, s = _logistic(x)
+    e = math.exp(-abs(x))  # in (0, 1]: the only exp sigmoid, silu and softplus need, never overflows
+    s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
     return s, e / ((1.0 + e) * (1.0 + e))
 
 
-@jit(inline=True)
+@jit
 def _softplus(x, param):
     if math.isnan(x):
         return math.nan, math.nan
-    e, s = _logistic(x)
+    e = math.exp(-abs(x))
+    s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
     return max(x, 0.0) + math.log1p(e), s
 
 
-@jit(inline=True)
+@jit
 def _silu(x, param):
     if math.isnan(x):
         return math.nan, math.nan
     if math.isinf(x):  # x * s and x * (1 - s) are inf * 0 there; use the limits
         return (x, 1.0) if x > 0.0 else (0.0, 0.0)
-    e, s = _logistic(x)
+    e = math.exp(-abs(x))
+    s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
     one_minus_s = e / (1.0 + e) if x >= 0.0 else 1.0 / (1.0 + e)
     return x * s, s * (1.0 + x * one_minus_s)
 
 
-@jit(inline=True)
+@jit
 def _gelu(x, param):
     if math.isnan(x):
         return math.nan, math.nan
@@ -138,26 +135,25 @@ def _gelu(x, param):
     return x * cdf, cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)
 
 
-@jit(inline=True)
-def _scaled_elu(x, alpha, scale):
+@jit
+def _elu(x, param):
     if math.isnan(x):
         return math.nan, math.nan
     if x > 0.0:
-        return scale * x, scale
-    return scale * alpha * math.expm1(x), scale * alpha * math.exp(x)
+        return x, 1.0
+    return param * math.expm1(x), param * math.exp(x)
 
 
-@jit(inline=True)
-def _elu(x, param):
-    return _scaled_elu(x, param, 1.0)
-
-
-@jit(inline=True)
+@jit
 def _selu(x, param):
-    return _scaled_elu(x, SELU_ALPHA, SELU_LAMBDA)
+    if math.isnan(x):
+        return math.nan, math.nan
+    if x > 0.0:
+        return SELU_LAMBDA * x, SELU_LAMBDA
+    return _SELU_LAMBDA_ALPHA * math.expm1(x), _SELU_LAMBDA_ALPHA * math.exp(x)
 
 
-@jit(inline=True)
+@jit
 def _erf(x, param):
     if math.isnan(x):
         return math.nan, math.nan
@@ -217,17 +213,17 @@ def _tanh_float32(x, param):
 # phi' read off v = c phi(z), c > 0, for the activations whose slope depends only on the
 # sign of z and phi(z) > 0 exactly when z > 0.  At the kink z = 0 it is the left slope,
 # as in the kernels; NaN stays NaN.
-@jit(inline=True)
+@jit
 def _linear_slope_from_output(v, param):
     return 1.0 if v == v else math.nan
 
 
-@jit(inline=True)
+@jit
 def _relu_slope_from_output(v, param):
     return 1.0 if v > 0.0 else (0.0 if v <= 0.0 else math.nan)
 
 
-@jit(inline=True)
+@jit
 def _leaky_relu_slope_from_output(v, param):
     return 1.0 if v > 0.0 else (param if v <= 0.0 else math.nan)
 
@@ -315,6 +311,11 @@ class Activation:
         :func:`slope_from_output`; None where ``phi'`` cannot be read off the output.
     output_slope_if : callable
         ``param -> bool``: for which parameters ``output_slope`` is valid.
+    vectorises : bool
+        ``kernel`` is a few selects, without branches or libm calls: :func:`apply` gives it a
+        loop of its own, which LLVM vectorises.  The others share one loop through
+        :func:`phi_and_dphi`, whose branch on the code costs little next to their exp or erf
+        (and a loop each would add to the compile time).
     """
 
     name: str
@@ -336,6 +337,7 @@ class Activation:
     kernel_float32: Callable | None = field(default=None, compare=False, repr=False)
     output_slope: Callable | None = field(default=None, compare=False, repr=False)
     output_slope_if: Callable[[float], bool] = field(default=_always, compare=False, repr=False)
+    vectorises: bool = False
 
     def __reduce__(self):
         # Pickled by name (e.g. into a process pool): jitted kernels and lambdas do not
@@ -425,24 +427,26 @@ class Activation:
 
 def _entry(name, code, description, kernel, twin, *, param_name=None, default_param=0.0, param_rule=None,
            homogeneous=False, bounded=False, has_dead_zone=False, smooth=True, torch_name=None, torch_gain=None,
-           closed_forms=None, kernel_float32=None, output_slope=None, output_slope_if=_always):
+           closed_forms=None, kernel_float32=None, output_slope=None, output_slope_if=_always, vectorises=False):
     return Activation(name, code, param_name, default_param, homogeneous, bounded, has_dead_zone, torch_name,
                       description, smooth, kernel=kernel, twin=twin, param_rule=dict(param_rule or {}),
                       torch_gain=torch_gain, closed_forms=closed_forms, kernel_float32=kernel_float32,
-                      output_slope=output_slope, output_slope_if=output_slope_if)
+                      output_slope=output_slope, output_slope_if=output_slope_if,
+                      vectorises=vectorises)
 
 
 # ----------------------------------------------------------------------------- the registry
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in (
     _entry("linear", LINEAR, "phi(x) = x", _linear, lambda x, _: (x.copy(), np.ones_like(x)),
-           homogeneous=True, torch_name="linear", torch_gain=lambda _: 1.0,
+           homogeneous=True, vectorises=True, torch_name="linear", torch_gain=lambda _: 1.0,
            closed_forms=_closed_forms.PiecewiseLinear(lambda _: 1.0), output_slope=_linear_slope_from_output),
     _entry("relu", RELU, "phi(x) = max(x, 0)", _relu,
            lambda x, _: (np.maximum(x, 0.0), (x > 0.0).astype(np.float64)),
-           homogeneous=True, has_dead_zone=True, smooth=False, torch_name="relu", torch_gain=lambda _: math.sqrt(2.0),
+           homogeneous=True, has_dead_zone=True, smooth=False, vectorises=True, torch_name="relu", torch_gain=lambda _: math.sqrt(2.0),
            closed_forms=_closed_forms.PiecewiseLinear(lambda _: 0.0), output_slope=_relu_slope_from_output),
     _entry("leaky_relu", LEAKY_RELU, "phi(x) = x if x > 0 else slope * x", _leaky_relu, _leaky_np,
-           param_name="slope", default_param=0.01, homogeneous=True, smooth=False, torch_name="leaky_relu",
+           param_name="slope", default_param=0.01, homogeneous=True, smooth=False, vectorises=True,
+           torch_name="leaky_relu",
            torch_gain=lambda slope: math.sqrt(2.0 / (1.0 + slope**2)),
            closed_forms=_closed_forms.PiecewiseLinear(lambda slope: slope), output_slope=_leaky_relu_slope_from_output,
            # A negative slope makes phi(z) > 0 for z < 0 too: the sign of the output no
@@ -498,100 +502,10 @@ def get_activation(name: str) -> Activation:
 
 
 # ----------------------------------------------------------------------------- dispatch
-# One branch per record, written from the registry by fastinit._dispatch_source (why
-# generated, and why in this file, is said there); tests/test_activations.py fails while it
-# and the registry disagree.
+# The jitted entry points, one branch per record, written from the registry by
+# fastinit._dispatch_source (why generated, and why in this file, is said there);
+# tests/test_activations.py fails while they and the registry disagree.
 # <generated by fastinit._dispatch_source: do not edit>
-# Generated from the records in registry order; branches test codes, which are distinct.
-
-
-@jit(inline=True)
-def _phi_and_dphi_of(code, x, param):
-    """``(phi(x), phi'(x))`` of a non-NaN ``x`` by the record of ``code``; NaN for an unknown code."""
-    if code == LINEAR:
-        return _linear(x, param)
-    if code == RELU:
-        return _relu(x, param)
-    if code == LEAKY_RELU:
-        return _leaky_relu(x, param)
-    if code == TANH:
-        return _tanh(x, param)
-    if code == SIGMOID:
-        return _sigmoid(x, param)
-    if code == GELU:
-        return _gelu(x, param)
-    if code == SILU:
-        return _silu(x, param)
-    if code == ELU:
-        return _elu(x, param)
-    if code == SELU:
-        return _selu(x, param)
-    if code == SOFTPLUS:
-        return _softplus(x, param)
-    if code == ERF:
-        return _erf(x, param)
-    return math.nan, math.nan
-
-
-@jit(inline=True)
-def _apply_of(code, x, param, out_phi, out_dphi):
-    """Fill ``out_phi``, ``out_dphi`` by the record of ``code`` (its float32 variant on float32 ``x``)."""
-    if code == TANH and x.itemsize == 4:
-        for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _tanh_float32(np.float64(x[i]), param)
-    elif code == LINEAR:
-        for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _linear(np.float64(x[i]), param)
-    elif code == RELU:
-        for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _relu(np.float64(x[i]), param)
-    elif code == LEAKY_RELU:
-        for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _leaky_relu(np.float64(x[i]), param)
-    elif code == TANH:
-        for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _tanh(np.float64(x[i]), param)
-    elif code == SIGMOID:
-        for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _sigmoid(np.float64(x[i]), param)
-    elif code == GELU:
-        for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _gelu(np.float64(x[i]), param)
-    elif code == SILU:
-        for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _silu(np.float64(x[i]), param)
-    elif code == ELU:
-        for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _elu(np.float64(x[i]), param)
-    elif code == SELU:
-        for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _selu(np.float64(x[i]), param)
-    elif code == SOFTPLUS:
-        for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _softplus(np.float64(x[i]), param)
-    elif code == ERF:
-        for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _erf(np.float64(x[i]), param)
-    else:
-        for i in range(x.shape[0]):
-            out_phi[i] = math.nan
-            out_dphi[i] = math.nan
-
-
-@jit(inline=True)
-def _slope_from_output_of(code, v, param):
-    """``phi'`` from the output ``v`` by the record of ``code``; NaN without an output slope."""
-    if code == LINEAR:
-        return _linear_slope_from_output(v, param)
-    if code == RELU:
-        return _relu_slope_from_output(v, param)
-    if code == LEAKY_RELU:
-        return _leaky_relu_slope_from_output(v, param)
-    return math.nan
-# </generated>
-
-
-# ----------------------------------------------------------------------------- entry points
 @jit
 def phi_and_dphi(code, x, param):
     """Return ``(phi(x), phi'(x))`` for the activation ``code``, sharing the work.
@@ -609,11 +523,115 @@ def phi_and_dphi(code, x, param):
     Returns
     -------
     tuple of float
-        The value and the derivative; ``(nan, nan)`` for NaN input or an unknown code.
+        The value and the derivative, as the record's ``kernel`` gives them; ``(nan, nan)``
+        for NaN input or an unknown code.
     """
     if math.isnan(x):  # one NaN for every activation (a kernel may pass x's own through)
         return math.nan, math.nan
-    return _phi_and_dphi_of(code, x, param)
+    if code == LINEAR:
+        return (x, 1.0 if x == x else math.nan)
+    if code == RELU:
+        return (x if x > 0.0 else 0.0 if x <= 0.0 else math.nan, 1.0 if x > 0.0 else 0.0 if x <= 0.0 else math.nan)
+    if code == LEAKY_RELU:
+        negative = param * x if param != 0.0 else 0.0
+        return (x if x > 0.0 else negative if x <= 0.0 else math.nan, 1.0 if x > 0.0 else param if x <= 0.0 else math.nan)
+    if code == TANH:
+        e = math.exp(-2.0 * abs(x))
+        return (math.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e)))
+    if code == SIGMOID:
+        e = math.exp(-abs(x))
+        s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+        return (s, e / ((1.0 + e) * (1.0 + e)))
+    if code == GELU:
+        if math.isinf(x):
+            return (x, 1.0) if x > 0.0 else (0.0, 0.0)
+        cdf = 0.5 * math.erfc(-x * _SQRT_HALF)
+        return (x * cdf, cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x))
+    if code == SILU:
+        if math.isinf(x):
+            return (x, 1.0) if x > 0.0 else (0.0, 0.0)
+        e = math.exp(-abs(x))
+        s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+        one_minus_s = e / (1.0 + e) if x >= 0.0 else 1.0 / (1.0 + e)
+        return (x * s, s * (1.0 + x * one_minus_s))
+    if code == ELU:
+        if x > 0.0:
+            return (x, 1.0)
+        return (param * math.expm1(x), param * math.exp(x))
+    if code == SELU:
+        if x > 0.0:
+            return (SELU_LAMBDA * x, SELU_LAMBDA)
+        return (_SELU_LAMBDA_ALPHA * math.expm1(x), _SELU_LAMBDA_ALPHA * math.exp(x))
+    if code == SOFTPLUS:
+        e = math.exp(-abs(x))
+        s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+        return (max(x, 0.0) + math.log1p(e), s)
+    if code == ERF:
+        return (math.erf(x), _TWO_OVER_SQRT_PI * math.exp(-x * x))
+    return math.nan, math.nan
+
+
+@jit
+def apply(code, x, param, out_phi, out_dphi):
+    """Fill ``out_phi`` and ``out_dphi`` with ``phi`` and ``phi'`` of the 1-D array ``x``.
+
+    Branches on ``code`` once, then runs a loop specialised to that activation: a loop of
+    its own for records that vectorise (linear, relu and leaky_relu are a few selects) and
+    for float32 variants (tanh on float32 arrays is a branch-free polynomial), one loop
+    through :func:`phi_and_dphi` for the others.  Every path computes in float64 and rounds
+    once when storing: float64 results equal :func:`phi_and_dphi` bit for bit (but for NaN
+    payloads: linear passes ``x``'s own NaN through), float32 tanh differs from the float64
+    libm value by far less than a float32 rounding.
+
+    Parameters
+    ----------
+    code : int
+        Activation code; an unknown one gives NaN.
+    x : numpy.ndarray
+        1-D float32 or float64 input.
+    param : float
+        Activation parameter (see :func:`phi_and_dphi`).
+    out_phi, out_dphi : numpy.ndarray
+        Preallocated 1-D arrays of ``x``'s length (any float dtype), written in place.
+    """
+    if code == TANH and x.itemsize == 4:
+        for i in range(x.shape[0]):
+            out_phi[i], out_dphi[i] = _tanh_float32(np.float64(x[i]), param)
+    elif code == LINEAR:
+        for i in range(x.shape[0]):
+            v = np.float64(x[i])
+            out_phi[i] = v
+            out_dphi[i] = 1.0 if v == v else math.nan
+    elif code == RELU:
+        for i in range(x.shape[0]):
+            v = np.float64(x[i])
+            out_phi[i] = v if v > 0.0 else 0.0 if v <= 0.0 else math.nan
+            out_dphi[i] = 1.0 if v > 0.0 else 0.0 if v <= 0.0 else math.nan
+    elif code == LEAKY_RELU:
+        for i in range(x.shape[0]):
+            v = np.float64(x[i])
+            negative = param * v if param != 0.0 else 0.0
+            out_phi[i] = v if v > 0.0 else negative if v <= 0.0 else math.nan
+            out_dphi[i] = 1.0 if v > 0.0 else param if v <= 0.0 else math.nan
+    else:
+        for i in range(x.shape[0]):
+            out_phi[i], out_dphi[i] = phi_and_dphi(code, np.float64(x[i]), param)
+
+
+@jit(inline=True)
+def slope_from_output(code, v, param):
+    """``phi'(z)`` from ``v = c phi(z)``, ``c > 0``, for the activations of
+    :meth:`Activation.slope_from_output`; equal to :func:`apply`'s ``phi'`` bit for bit
+    (NaN stays NaN).  ``phi'`` at the kink ``z = 0`` is the left slope, as in :func:`apply`.
+    NaN for an activation without an output slope."""
+    if code == LINEAR:
+        return 1.0 if v == v else math.nan
+    if code == RELU:
+        return 1.0 if v > 0.0 else 0.0 if v <= 0.0 else math.nan
+    if code == LEAKY_RELU:
+        return 1.0 if v > 0.0 else param if v <= 0.0 else math.nan
+    return math.nan
+# </generated>
 
 
 @jit
@@ -627,38 +645,3 @@ def phi(code, x, param):
 def dphi(code, x, param):
     """Return ``phi'(x)`` for the activation ``code``; see :func:`phi_and_dphi`."""
     return phi_and_dphi(code, x, param)[1]
-
-
-@jit
-def apply(code, x, param, out_phi, out_dphi):
-    """Fill ``out_phi`` and ``out_dphi`` with ``phi`` and ``phi'`` of the 1-D array ``x``.
-
-    Branches on ``code`` once, then runs a loop over that record's kernel (its float32
-    variant on float32 arrays): linear, relu and leaky_relu are a few selects, and tanh on
-    float32 arrays is a branch-free polynomial, so LLVM vectorises those loops.  Every path
-    computes in float64 and rounds once when storing: float64 results equal
-    :func:`phi_and_dphi` bit for bit (but for NaN payloads: linear passes ``x``'s own NaN
-    through), float32 tanh differs from the float64 libm value by far less than a float32
-    rounding.
-
-    Parameters
-    ----------
-    code : int
-        Activation code; an unknown one fills both outputs with NaN.
-    x : numpy.ndarray
-        1-D float32 or float64 input.
-    param : float
-        Activation parameter (see :func:`phi_and_dphi`).
-    out_phi, out_dphi : numpy.ndarray
-        Preallocated 1-D arrays of ``x``'s length (any float dtype), written in place.
-    """
-    _apply_of(code, x, param, out_phi, out_dphi)
-
-
-@jit(inline=True)
-def slope_from_output(code, v, param):
-    """``phi'(z)`` from ``v = c phi(z)``, ``c > 0``, for the activations of
-    :meth:`Activation.slope_from_output`; equal to :func:`apply`'s ``phi'`` bit for bit
-    (NaN stays NaN).  ``phi'`` at the kink ``z = 0`` is the left slope, as in :func:`apply`.
-    NaN for an activation without an output slope."""
-    return _slope_from_output_of(code, v, param)
