@@ -16,14 +16,14 @@ those specialisations do not survive in the on-disk cache (``cache=True``); an i
 ordinary argument, so one compiled, cached kernel serves every activation and switching
 activation costs no compilation.
 
-The jitted entry points :func:`phi_and_dphi`, :func:`phi`, :func:`dphi`, :func:`apply` and
-:func:`slope_from_output` are not written per activation: each is one branch per record,
-generated while numba compiles it (:func:`fastinit._jit.overload`) from :data:`_RECORDS`, so
-adding an activation is adding its record.  :func:`apply` branches on ``code`` once per array
-(not per element) into a loop over the record's kernel, which LLVM inlines and, for the
-branch-free kernels (linear, relu, leaky_relu, float32 tanh), vectorises.  The generated code is
-cached like any other: it depends only on this file, whose changes numba's cache sees (which is
-why the records and the dispatch live in one module).
+The jitted entry points :func:`phi_and_dphi` (with :func:`phi`, :func:`dphi`), :func:`apply`
+and :func:`slope_from_output` are one branch per record, generated from the registry into the
+end of this file by :mod:`fastinit._dispatch_source` (which says why generated, and why here);
+a test fails while they disagree, so adding an activation is adding its record and running
+``python -m fastinit._dispatch_source``.  :func:`apply` branches on ``code`` once per array (not
+per element): records that ``vectorise`` (linear, relu, leaky_relu) and float32 variants
+(tanh) get a loop of their own, which LLVM vectorises; the others share a loop through
+:func:`phi_and_dphi`, whose branch on the code costs little next to their exp or erf.
 
 Numerical contract: no overflow at large ``|x|``, the mathematical limits at ``+-inf``,
 NaN in gives NaN out, and PyTorch's subgradients at kinks (``relu'(0) = 0``,
@@ -63,9 +63,11 @@ _GAUSS_CLIP = 40.0
 
 
 # ----------------------------------------------------------------------------- jitted scalars
-# One kernel(x, param) -> (phi, phi') per activation, float64 in and out.  Each handles NaN
-# itself: the piecewise-linear ones in their selects (no branch, so loops over them
-# vectorise), the others with an explicit test first.
+# One kernel(x, param) -> (phi, phi') per activation, float64 in and out, each the source of
+# its branch in the generated dispatch (which copies the body: parameters must be (x, param),
+# helpers it calls are calls there too, and each costs compile time).  Each handles NaN
+# itself, so it stands alone: the piecewise-linear ones in their selects (no branch, so loops
+# over them vectorise), the others with a leading NaN test, which the dispatch makes once.
 @jit
 def _linear(x, param):
     return x, (1.0 if x == x else math.nan)
