@@ -125,6 +125,27 @@ def _without_nan_test(body):
     return body[1:] if body and ast.dump(body[0]) == _NAN_TEST else body
 
 
+def _by_shared_start(bodies):
+    """``(indices, n)``: bodies grouped, in order of first appearance, by their first statement,
+    with ``n`` the statements all of a group share (0 for a group of one).  A group's branch
+    computes those once (sigmoid, silu and softplus share their exp): less code to compile."""
+    placed, groups = set(), []
+    for k, body in enumerate(bodies):
+        if k in placed:
+            continue
+        group = [j for j in range(k, len(bodies)) if j not in placed and bodies[j] and body
+                 and ast.dump(bodies[j][0]) == ast.dump(body[0])]
+        shared = 0
+        if len(group) > 1:
+            # Every member keeps at least its final statement of its own.
+            while all(shared < len(bodies[j]) - 1 for j in group) and len(
+                    {ast.dump(bodies[j][shared]) for j in group}) == 1:
+                shared += 1
+        placed.update(group)
+        groups.append((group, shared))
+    return groups
+
+
 def _lines(statements, indent):
     return [textwrap.indent(ast.unparse(statement), " " * indent) for statement in statements]
 
@@ -180,9 +201,15 @@ def source(module=None) -> str:
     scalar = ["@jit", "def phi_and_dphi(code, x, param):", f"    {_PHI_AND_DPHI_DOC}",
               "    if math.isnan(x):  # one NaN for every activation (a kernel may pass x's own through)",
               "        return math.nan, math.nan"]
-    for record in records:
-        scalar += [f"    if code == {_code(module, record)}:",
-                   *_lines(_without_nan_test(_function(module, record.kernel, ["x", "param"])[1]), 8)]
+    bodies = [_without_nan_test(_function(module, r.kernel, ["x", "param"])[1]) for r in records]
+    for group, shared in _by_shared_start(bodies):
+        tests = " or ".join(f"code == {_code(module, records[k])}" for k in group)
+        scalar += [f"    if {tests}:", *_lines(bodies[group[0]][:shared], 8)]
+        if len(group) == 1:
+            scalar += _lines(bodies[group[0]][shared:], 8)
+            continue
+        for k in group:
+            scalar += [f"        if code == {_code(module, records[k])}:", *_lines(bodies[k][shared:], 12)]
     scalar += ["    return math.nan, math.nan"]
 
     branches = [(f"code == {_code(module, r)} and x.itemsize == 4", r.kernel_float32)

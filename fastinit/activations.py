@@ -101,7 +101,9 @@ def _tanh(x, param):
 def _sigmoid(x, param):
     if math.isnan(x):
         return math.nan, math.nan
-    e = math.exp(-abs(x))  # in (0, 1]: the only exp sigmoid, silu and softplus need, never overflows
+    # In (0, 1]: the only exp sigmoid, silu and softplus need, never overflowing; the three
+    # start alike, so the dispatch computes it once for them.
+    e = math.exp(-abs(x))
     s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
     return s, e / ((1.0 + e) * (1.0 + e))
 
@@ -119,10 +121,10 @@ def _softplus(x, param):
 def _silu(x, param):
     if math.isnan(x):
         return math.nan, math.nan
-    if math.isinf(x):  # x * s and x * (1 - s) are inf * 0 there; use the limits
-        return (x, 1.0) if x > 0.0 else (0.0, 0.0)
     e = math.exp(-abs(x))
     s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+    if math.isinf(x):  # x * s and x * (1 - s) are inf * 0 there; use the limits
+        return (x, 1.0) if x > 0.0 else (0.0, 0.0)
     one_minus_s = e / (1.0 + e) if x >= 0.0 else 1.0 / (1.0 + e)
     return x * s, s * (1.0 + x * one_minus_s)
 
@@ -198,7 +200,7 @@ def _exp_nonpositive(y):
     return p * scale
 
 
-@jit(inline=True)
+@jit
 def _tanh_float32(x, param):
     """``(tanh(x), sech(x)^2)`` for float32 arrays, accurate far below float32 rounding."""
     a = abs(x)
@@ -207,9 +209,10 @@ def _tanh_float32(x, param):
     inv = 1.0 / (1.0 + e)  # the one division: a vector divide costs as much as ten multiplies
     t = (1.0 - e) * inv if a >= _TANH_SERIES_BELOW else a - a * a * a * (1.0 / 3.0)
     slope = 4.0 * e * inv * inv
-    if x != x:
-        return math.nan, math.nan
-    return (-t if x < 0.0 else t), slope
+    # One return, so the dispatch copies this body into apply's loop instead of inlining a
+    # call (each inlined call costs ~60 ms of compile time).
+    known = x == x
+    return ((-t if x < 0.0 else t) if known else math.nan), (slope if known else math.nan)
 
 
 # phi' read off v = c phi(z), c > 0, for the activations whose slope depends only on the
@@ -540,22 +543,23 @@ def phi_and_dphi(code, x, param):
     if code == TANH:
         e = math.exp(-2.0 * abs(x))
         return (math.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e)))
-    if code == SIGMOID:
+    if code == SIGMOID or code == SILU or code == SOFTPLUS:
         e = math.exp(-abs(x))
         s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
-        return (s, e / ((1.0 + e) * (1.0 + e)))
+        if code == SIGMOID:
+            return (s, e / ((1.0 + e) * (1.0 + e)))
+        if code == SILU:
+            if math.isinf(x):
+                return (x, 1.0) if x > 0.0 else (0.0, 0.0)
+            one_minus_s = e / (1.0 + e) if x >= 0.0 else 1.0 / (1.0 + e)
+            return (x * s, s * (1.0 + x * one_minus_s))
+        if code == SOFTPLUS:
+            return (max(x, 0.0) + math.log1p(e), s)
     if code == GELU:
         if math.isinf(x):
             return (x, 1.0) if x > 0.0 else (0.0, 0.0)
         cdf = 0.5 * math.erfc(-x * _SQRT_HALF)
         return (x * cdf, cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x))
-    if code == SILU:
-        if math.isinf(x):
-            return (x, 1.0) if x > 0.0 else (0.0, 0.0)
-        e = math.exp(-abs(x))
-        s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
-        one_minus_s = e / (1.0 + e) if x >= 0.0 else 1.0 / (1.0 + e)
-        return (x * s, s * (1.0 + x * one_minus_s))
     if code == ELU:
         if x > 0.0:
             return (x, 1.0)
@@ -564,10 +568,6 @@ def phi_and_dphi(code, x, param):
         if x > 0.0:
             return (SELU_LAMBDA * x, SELU_LAMBDA)
         return (_SELU_LAMBDA_ALPHA * math.expm1(x), _SELU_LAMBDA_ALPHA * math.exp(x))
-    if code == SOFTPLUS:
-        e = math.exp(-abs(x))
-        s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
-        return (max(x, 0.0) + math.log1p(e), s)
     if code == ERF:
         return (math.erf(x), _TWO_OVER_SQRT_PI * math.exp(-x * x))
     return math.nan, math.nan
@@ -598,7 +598,16 @@ def apply(code, x, param, out_phi, out_dphi):
     """
     if code == TANH and x.itemsize == 4:
         for i in range(x.shape[0]):
-            out_phi[i], out_dphi[i] = _tanh_float32(np.float64(x[i]), param)
+            v = np.float64(x[i])
+            a = abs(v)
+            a = a if a < _TANH_CLAMP else _TANH_CLAMP
+            e = _exp_nonpositive(-2.0 * a)
+            inv = 1.0 / (1.0 + e)
+            t = (1.0 - e) * inv if a >= _TANH_SERIES_BELOW else a - a * a * a * (1.0 / 3.0)
+            slope = 4.0 * e * inv * inv
+            known = v == v
+            out_phi[i] = (-t if v < 0.0 else t) if known else math.nan
+            out_dphi[i] = slope if known else math.nan
     elif code == LINEAR:
         for i in range(x.shape[0]):
             v = np.float64(x[i])
