@@ -6,7 +6,7 @@ fails, naming this command, while the generated section and the registry disagre
 
 What is written: :func:`~fastinit.activations.phi_and_dphi`, one ``if code == ...`` branch per
 record holding the body of the record's ``kernel``; :func:`~fastinit.activations.apply`, a loop
-of its own for each float32 variant and each record that ``vectorises``, the others through
+of its own for each float32 variant and each branch-free variant (``kernel_vector``), the others through
 ``phi_and_dphi``; :func:`~fastinit.activations.slope_from_output`, one branch per record with an
 ``output_slope``.  Bodies are copied through :mod:`ast` (parameters renamed where needed), so
 the generated code is the kernels' own code, without their comments.
@@ -64,7 +64,7 @@ _APPLY_DOC = '''\
 """Fill ``out_phi`` and ``out_dphi`` with ``phi`` and ``phi'`` of the 1-D array ``x``.
 
     Branches on ``code`` once, then runs a loop specialised to that activation: a loop of
-    its own for records that vectorise (linear, relu and leaky_relu are a few selects) and
+    its own for records with a branch-free variant (linear, relu and leaky_relu: a few selects) and
     for float32 variants (tanh on float32 arrays is a branch-free polynomial), one loop
     through :func:`phi_and_dphi` for the others.  Every path computes in float64 and rounds
     once when storing: float64 results equal :func:`phi_and_dphi` bit for bit (but for NaN
@@ -146,6 +146,20 @@ def _by_shared_start(bodies):
     return groups
 
 
+def _chain(module, records, bodies) -> list[str]:
+    """One branch per group of :func:`_by_shared_start`, each record's own rest inside it."""
+    lines = []
+    for group, shared in _by_shared_start(bodies):
+        tests = " or ".join(f"code == {_code(module, records[k])}" for k in group)
+        lines += [f"    if {tests}:", *_lines(bodies[group[0]][:shared], 8)]
+        if len(group) == 1:
+            lines += _lines(bodies[group[0]][shared:], 8)
+            continue
+        for k in group:
+            lines += [f"        if code == {_code(module, records[k])}:", *_lines(bodies[k][shared:], 12)]
+    return lines
+
+
 def _lines(statements, indent):
     return [textwrap.indent(ast.unparse(statement), " " * indent) for statement in statements]
 
@@ -199,22 +213,14 @@ def source(module=None) -> str:
     records = list(module.ACTIVATIONS.values())
 
     scalar = ["@jit", "def phi_and_dphi(code, x, param):", f"    {_PHI_AND_DPHI_DOC}",
-              "    if math.isnan(x):  # one NaN for every activation (a kernel may pass x's own through)",
+              "    if math.isnan(x):  # every kernel's own NaN test, made once",
               "        return math.nan, math.nan"]
     bodies = [_without_nan_test(_function(module, r.kernel, ["x", "param"])[1]) for r in records]
-    for group, shared in _by_shared_start(bodies):
-        tests = " or ".join(f"code == {_code(module, records[k])}" for k in group)
-        scalar += [f"    if {tests}:", *_lines(bodies[group[0]][:shared], 8)]
-        if len(group) == 1:
-            scalar += _lines(bodies[group[0]][shared:], 8)
-            continue
-        for k in group:
-            scalar += [f"        if code == {_code(module, records[k])}:", *_lines(bodies[k][shared:], 12)]
-    scalar += ["    return math.nan, math.nan"]
+    scalar += [*_chain(module, records, bodies), "    return math.nan, math.nan"]
 
     branches = [(f"code == {_code(module, r)} and x.itemsize == 4", r.kernel_float32)
                 for r in records if r.kernel_float32 is not None]
-    branches += [(f"code == {_code(module, r)}", r.kernel) for r in records if r.vectorises]
+    branches += [(f"code == {_code(module, r)}", r.kernel_vector) for r in records if r.kernel_vector is not None]
     array = ["@jit", "def apply(code, x, param, out_phi, out_dphi):", f"    {_APPLY_DOC}"]
     for i, (test, kernel) in enumerate(branches):
         array += [f"    {'if' if i == 0 else 'elif'} {test}:", *_loop(module, kernel)]
@@ -222,11 +228,9 @@ def source(module=None) -> str:
     array += ["    else:", *("        " + line for line in shared)] if branches else ["    " + line for line in shared]
 
     slope = ["@jit(inline=True)", "def slope_from_output(code, v, param):", f"    {_SLOPE_DOC}"]
-    for record in records:
-        if record.output_slope is not None:
-            slope += [f"    if code == {_code(module, record)}:",
-                      *_lines(_function(module, record.output_slope, ["v", "param"])[1], 8)]
-    slope += ["    return math.nan"]
+    sloped = [r for r in records if r.output_slope is not None]
+    bodies = [_function(module, r.output_slope, ["v", "param"])[1] for r in sloped]
+    slope += [*_chain(module, sloped, bodies), "    return math.nan"]
 
     body = "\n\n\n".join("\n".join(part) for part in (scalar, array, slope))
     return f"{BEGIN}\n{body}\n{END}"

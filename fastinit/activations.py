@@ -21,7 +21,7 @@ and :func:`slope_from_output` are one branch per record, generated from the regi
 end of this file by :mod:`fastinit._dispatch_source` (which says why generated, and why here);
 a test fails while they disagree, so adding an activation is adding its record and running
 ``python -m fastinit._dispatch_source``.  :func:`apply` branches on ``code`` once per array (not
-per element): records that ``vectorise`` (linear, relu, leaky_relu) and float32 variants
+per element): records with a branch-free variant (linear, relu, leaky_relu) and float32 variants
 (tanh) get a loop of their own, which LLVM vectorises; the others share a loop through
 :func:`phi_and_dphi`, whose branch on the code costs little next to their exp or erf.
 
@@ -65,23 +65,49 @@ _GAUSS_CLIP = 40.0
 # ----------------------------------------------------------------------------- jitted scalars
 # One kernel(x, param) -> (phi, phi') per activation, float64 in and out, each the source of
 # its branch in the generated dispatch (which copies the body: parameters must be (x, param),
-# helpers it calls are calls there too, and each costs compile time).  Each handles NaN
-# itself, so it stands alone: the piecewise-linear ones in their selects (no branch, so loops
-# over them vectorise), the others with a leading NaN test, which the dispatch makes once.
+# helpers it calls are calls there too, and each costs compile time).  Each starts with the
+# same NaN test, so it stands alone; the dispatch makes that test once for all of them.
 @jit
 def _linear(x, param):
-    return x, (1.0 if x == x else math.nan)
+    if math.isnan(x):
+        return math.nan, math.nan
+    return x, 1.0
 
 
 @jit
 def _relu(x, param):
+    if math.isnan(x):
+        return math.nan, math.nan
+    if x > 0.0:
+        return x, 1.0
+    return 0.0, 0.0
+
+
+@jit
+def _leaky_relu(x, param):
+    if math.isnan(x):
+        return math.nan, math.nan
+    if x > 0.0:
+        return x, 1.0
+    # slope 0 at x = -inf would give 0 * inf = NaN; the limit is 0.
+    return (param * x if param != 0.0 else 0.0), param
+
+
+# Branch-free variants of the piecewise-linear kernels for apply's loops: selects that LLVM
+# vectorises, NaN handled inside them (linear passes x's own NaN through).
+@jit
+def _linear_vector(x, param):
+    return x, (1.0 if x == x else math.nan)
+
+
+@jit
+def _relu_vector(x, param):
     return (x if x > 0.0 else (0.0 if x <= 0.0 else math.nan),
             1.0 if x > 0.0 else (0.0 if x <= 0.0 else math.nan))
 
 
 @jit
-def _leaky_relu(x, param):
-    # slope 0 at x = -inf would give 0 * inf = NaN; the limit is 0.
+def _leaky_relu_vector(x, param):
     negative = (param * x) if param != 0.0 else 0.0
     return (x if x > 0.0 else (negative if x <= 0.0 else math.nan),
             1.0 if x > 0.0 else (param if x <= 0.0 else math.nan))
@@ -225,12 +251,20 @@ def _linear_slope_from_output(v, param):
 
 @jit
 def _relu_slope_from_output(v, param):
-    return 1.0 if v > 0.0 else (0.0 if v <= 0.0 else math.nan)
+    if v > 0.0:
+        return 1.0
+    if v <= 0.0:
+        return 0.0
+    return math.nan
 
 
 @jit
 def _leaky_relu_slope_from_output(v, param):
-    return 1.0 if v > 0.0 else (param if v <= 0.0 else math.nan)
+    if v > 0.0:
+        return 1.0
+    if v <= 0.0:
+        return param
+    return math.nan
 
 
 # ----------------------------------------------------------------------------- NumPy twins
@@ -316,11 +350,11 @@ class Activation:
         :func:`slope_from_output`; None where ``phi'`` cannot be read off the output.
     output_slope_if : callable
         ``param -> bool``: for which parameters ``output_slope`` is valid.
-    vectorises : bool
-        ``kernel`` is a few selects, without branches or libm calls: :func:`apply` gives it a
-        loop of its own, which LLVM vectorises.  The others share one loop through
-        :func:`phi_and_dphi`, whose branch on the code costs little next to their exp or erf
-        (and a loop each would add to the compile time).
+    kernel_vector : numba dispatcher or None
+        A branch-free variant of ``kernel`` (a few selects): :func:`apply` gives it a loop of
+        its own, which LLVM vectorises; equal to ``kernel`` bit for bit but for NaN payloads.
+        Records without one share a loop through :func:`phi_and_dphi`, whose branch on the
+        code costs little next to their exp or erf (and a loop each would add compile time).
     """
 
     name: str
@@ -342,7 +376,7 @@ class Activation:
     kernel_float32: Callable | None = field(default=None, compare=False, repr=False)
     output_slope: Callable | None = field(default=None, compare=False, repr=False)
     output_slope_if: Callable[[float], bool] = field(default=_always, compare=False, repr=False)
-    vectorises: bool = False
+    kernel_vector: Callable | None = field(default=None, compare=False, repr=False)
 
     def __reduce__(self):
         # Pickled by name (e.g. into a process pool): jitted kernels and lambdas do not
@@ -432,26 +466,26 @@ class Activation:
 
 def _entry(name, code, description, kernel, twin, *, param_name=None, default_param=0.0, param_rule=None,
            homogeneous=False, bounded=False, has_dead_zone=False, smooth=True, torch_name=None, torch_gain=None,
-           closed_forms=None, kernel_float32=None, output_slope=None, output_slope_if=_always, vectorises=False):
+           closed_forms=None, kernel_float32=None, output_slope=None, output_slope_if=_always, kernel_vector=None):
     return Activation(name, code, param_name, default_param, homogeneous, bounded, has_dead_zone, torch_name,
                       description, smooth, kernel=kernel, twin=twin, param_rule=dict(param_rule or {}),
                       torch_gain=torch_gain, closed_forms=closed_forms, kernel_float32=kernel_float32,
                       output_slope=output_slope, output_slope_if=output_slope_if,
-                      vectorises=vectorises)
+                      kernel_vector=kernel_vector)
 
 
 # ----------------------------------------------------------------------------- the registry
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in (
     _entry("linear", LINEAR, "phi(x) = x", _linear, lambda x, _: (x.copy(), np.ones_like(x)),
-           homogeneous=True, vectorises=True, torch_name="linear", torch_gain=lambda _: 1.0,
+           homogeneous=True, kernel_vector=_linear_vector, torch_name="linear", torch_gain=lambda _: 1.0,
            closed_forms=_closed_forms.PiecewiseLinear(lambda _: 1.0), output_slope=_linear_slope_from_output),
     _entry("relu", RELU, "phi(x) = max(x, 0)", _relu,
            lambda x, _: (np.maximum(x, 0.0), (x > 0.0).astype(np.float64)),
-           homogeneous=True, has_dead_zone=True, smooth=False, vectorises=True, torch_name="relu", torch_gain=lambda _: math.sqrt(2.0),
+           homogeneous=True, has_dead_zone=True, smooth=False, kernel_vector=_relu_vector, torch_name="relu", torch_gain=lambda _: math.sqrt(2.0),
            closed_forms=_closed_forms.PiecewiseLinear(lambda _: 0.0), output_slope=_relu_slope_from_output),
     _entry("leaky_relu", LEAKY_RELU, "phi(x) = x if x > 0 else slope * x", _leaky_relu, _leaky_np,
-           param_name="slope", default_param=0.01, homogeneous=True, smooth=False, vectorises=True,
-           torch_name="leaky_relu",
+           param_name="slope", default_param=0.01, homogeneous=True, smooth=False,
+           kernel_vector=_leaky_relu_vector, torch_name="leaky_relu",
            torch_gain=lambda slope: math.sqrt(2.0 / (1.0 + slope**2)),
            closed_forms=_closed_forms.PiecewiseLinear(lambda slope: slope), output_slope=_leaky_relu_slope_from_output,
            # A negative slope makes phi(z) > 0 for z < 0 too: the sign of the output no
@@ -531,15 +565,19 @@ def phi_and_dphi(code, x, param):
         The value and the derivative, as the record's ``kernel`` gives them; ``(nan, nan)``
         for NaN input or an unknown code.
     """
-    if math.isnan(x):  # one NaN for every activation (a kernel may pass x's own through)
+    if math.isnan(x):  # every kernel's own NaN test, made once
         return math.nan, math.nan
     if code == LINEAR:
-        return (x, 1.0 if x == x else math.nan)
-    if code == RELU:
-        return (x if x > 0.0 else 0.0 if x <= 0.0 else math.nan, 1.0 if x > 0.0 else 0.0 if x <= 0.0 else math.nan)
-    if code == LEAKY_RELU:
-        negative = param * x if param != 0.0 else 0.0
-        return (x if x > 0.0 else negative if x <= 0.0 else math.nan, 1.0 if x > 0.0 else param if x <= 0.0 else math.nan)
+        return (x, 1.0)
+    if code == RELU or code == LEAKY_RELU or code == ELU:
+        if x > 0.0:
+            return (x, 1.0)
+        if code == RELU:
+            return (0.0, 0.0)
+        if code == LEAKY_RELU:
+            return (param * x if param != 0.0 else 0.0, param)
+        if code == ELU:
+            return (param * math.expm1(x), param * math.exp(x))
     if code == TANH:
         e = math.exp(-2.0 * abs(x))
         return (math.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e)))
@@ -560,10 +598,6 @@ def phi_and_dphi(code, x, param):
             return (x, 1.0) if x > 0.0 else (0.0, 0.0)
         cdf = 0.5 * math.erfc(-x * _SQRT_HALF)
         return (x * cdf, cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x))
-    if code == ELU:
-        if x > 0.0:
-            return (x, 1.0)
-        return (param * math.expm1(x), param * math.exp(x))
     if code == SELU:
         if x > 0.0:
             return (SELU_LAMBDA * x, SELU_LAMBDA)
@@ -578,7 +612,7 @@ def apply(code, x, param, out_phi, out_dphi):
     """Fill ``out_phi`` and ``out_dphi`` with ``phi`` and ``phi'`` of the 1-D array ``x``.
 
     Branches on ``code`` once, then runs a loop specialised to that activation: a loop of
-    its own for records that vectorise (linear, relu and leaky_relu are a few selects) and
+    its own for records with a branch-free variant (linear, relu and leaky_relu: a few selects) and
     for float32 variants (tanh on float32 arrays is a branch-free polynomial), one loop
     through :func:`phi_and_dphi` for the others.  Every path computes in float64 and rounds
     once when storing: float64 results equal :func:`phi_and_dphi` bit for bit (but for NaN
@@ -637,10 +671,17 @@ def slope_from_output(code, v, param):
     NaN for an activation without an output slope."""
     if code == LINEAR:
         return 1.0 if v == v else math.nan
-    if code == RELU:
-        return 1.0 if v > 0.0 else 0.0 if v <= 0.0 else math.nan
-    if code == LEAKY_RELU:
-        return 1.0 if v > 0.0 else param if v <= 0.0 else math.nan
+    if code == RELU or code == LEAKY_RELU:
+        if v > 0.0:
+            return 1.0
+        if code == RELU:
+            if v <= 0.0:
+                return 0.0
+            return math.nan
+        if code == LEAKY_RELU:
+            if v <= 0.0:
+                return param
+            return math.nan
     return math.nan
 # </generated>
 
