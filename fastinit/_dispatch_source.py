@@ -155,8 +155,12 @@ def _chain(module, records, bodies) -> list[str]:
         if len(group) == 1:
             lines += _lines(bodies[group[0]][shared:], 8)
             continue
-        for k in group:
+        # Each rest ends in a return, so the group's last member needs no test of its own.
+        always_returns = all(isinstance(bodies[k][-1], ast.Return) for k in group)
+        for k in group[:-1] if always_returns else group:
             lines += [f"        if code == {_code(module, records[k])}:", *_lines(bodies[k][shared:], 12)]
+        if always_returns:
+            lines += _lines(bodies[group[-1]][shared:], 8)
     return lines
 
 

@@ -576,8 +576,7 @@ def phi_and_dphi(code, x, param):
             return (0.0, 0.0)
         if code == LEAKY_RELU:
             return (param * x if param != 0.0 else 0.0, param)
-        if code == ELU:
-            return (param * math.expm1(x), param * math.exp(x))
+        return (param * math.expm1(x), param * math.exp(x))
     if code == TANH:
         e = math.exp(-2.0 * abs(x))
         return (math.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e)))
@@ -591,8 +590,7 @@ def phi_and_dphi(code, x, param):
                 return (x, 1.0) if x > 0.0 else (0.0, 0.0)
             one_minus_s = e / (1.0 + e) if x >= 0.0 else 1.0 / (1.0 + e)
             return (x * s, s * (1.0 + x * one_minus_s))
-        if code == SOFTPLUS:
-            return (max(x, 0.0) + math.log1p(e), s)
+        return (max(x, 0.0) + math.log1p(e), s)
     if code == GELU:
         if math.isinf(x):
             return (x, 1.0) if x > 0.0 else (0.0, 0.0)
@@ -678,10 +676,9 @@ def slope_from_output(code, v, param):
             if v <= 0.0:
                 return 0.0
             return math.nan
-        if code == LEAKY_RELU:
-            if v <= 0.0:
-                return param
-            return math.nan
+        if v <= 0.0:
+            return param
+        return math.nan
     return math.nan
 # </generated>
 
