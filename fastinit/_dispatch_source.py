@@ -1,15 +1,18 @@
 """Writes the jitted entry points of ``fastinit/activations.py`` from its registry.
 
 Run ``python -m fastinit._dispatch_source`` after adding or changing a record of
-:data:`fastinit.activations.ACTIVATIONS` (or one of its kernels); ``tests/test_activations.py``
-fails, naming this command, while the generated section and the registry disagree.
+:data:`fastinit.activations.ACTIVATIONS` (or one of its kernels); ``tests/test_activations_dispatch.py``
+fails, naming this command, while the generated section and the registry disagree, and also
+holds every entry point against each record's own jitted kernels bit for bit.
 
 What is written: :func:`~fastinit.activations.phi_and_dphi`, one ``if code == ...`` branch per
-record holding the body of the record's ``kernel``; :func:`~fastinit.activations.apply`, a loop
-of its own for each float32 variant and each branch-free variant (``kernel_vector``), the others through
-``phi_and_dphi``; :func:`~fastinit.activations.slope_from_output`, one branch per record with an
-``output_slope``.  Bodies are copied through :mod:`ast` (parameters renamed where needed), so
-the generated code is the kernels' own code, without their comments.
+record holding the body of the record's ``kernel`` (less its leading NaN test, made once for
+all); :func:`~fastinit.activations.apply`, a loop of its own for each float32 variant and each
+branch-free variant (``kernel_vector``), the others through ``phi_and_dphi``;
+:func:`~fastinit.activations.slope_from_output`, one branch per record with an
+``output_slope``.  Bodies are copied through :mod:`ast` (``x`` renamed in loops), so the
+generated code is the kernels' own code, without their comments.  Records whose bodies start
+alike share one branch for that start (sigmoid, silu and softplus compute their exp once).
 
 Why generated source, and why bodies rather than calls (cold compile of ``apply`` on a
 float32 array with an empty cache, 2-core Xeon; the hand-written chain took 1.0 s):
@@ -22,7 +25,8 @@ float32 array with an empty cache, 2-core Xeon; the hand-written chain took 1.0 
   "always"`` re-runs the untyped pipeline and deep-copies the callee's IR at every call
   site), 2.0 s when it compiles each as a function of its own.
 
-One function whose branches hold the code itself compiles as the hand-written chain did.
+One function whose branches hold the code itself compiles as the hand-written chain did
+(measured: ``apply`` 1.04 s against 1.11 s, ``phi_and_dphi`` alone 0.57 s against 0.54 s).
 The section lives in ``activations.py`` beside the kernels because numba's on-disk cache is
 keyed by the source file of the cached function: a kernel edited in another file would leave
 a stale cached dispatch behind.
@@ -228,7 +232,8 @@ def source(module=None) -> str:
     array = ["@jit", "def apply(code, x, param, out_phi, out_dphi):", f"    {_APPLY_DOC}"]
     for i, (test, kernel) in enumerate(branches):
         array += [f"    {'if' if i == 0 else 'elif'} {test}:", *_loop(module, kernel)]
-    shared = ["for i in range(x.shape[0]):", "    out_phi[i], out_dphi[i] = phi_and_dphi(code, np.float64(x[i]), param)"]
+    shared = ["for i in range(x.shape[0]):",
+              "    out_phi[i], out_dphi[i] = phi_and_dphi(code, np.float64(x[i]), param)"]
     array += ["    else:", *("        " + line for line in shared)] if branches else ["    " + line for line in shared]
 
     slope = ["@jit(inline=True)", "def slope_from_output(code, v, param):", f"    {_SLOPE_DOC}"]
