@@ -14,6 +14,7 @@ import pandas as pd
 from analysis._moments import act as _act, as_array, moments, moments_at
 from analysis._solvers import solve_fixed_point
 from fastinit._validation import check_choice, check_int
+from fastinit.activations import ACTIVATIONS
 
 __all__ = ["log_variance_spread", "finite_width_drift", "jacobian_spectrum", "SpectrumMoments"]
 
@@ -21,7 +22,8 @@ __all__ = ["log_variance_spread", "finite_width_drift", "jacobian_spectrum", "Sp
 def _homogeneous(activation, activation_params):
     a = _act(activation, activation_params)
     if not a.homogeneous:
-        raise ValueError(f"activation must be positively homogeneous (linear, relu, leaky_relu) for finite-width "
+        homogeneous = ", ".join(name for name, record in ACTIVATIONS.items() if record.homogeneous)
+        raise ValueError(f"activation must be positively homogeneous ({homogeneous}) for finite-width "
                          f"fluctuations: only then is each layer an independent factor; got {a.name!r}")
     return a
 

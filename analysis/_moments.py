@@ -1,9 +1,9 @@
 """Gaussian moments of the registry's activations: closed forms where they exist, quadrature otherwise.
 
 Shared by :mod:`analysis.theory` and :mod:`analysis._finite_width`, with the boundary
-validation they both use.  The closed forms (piecewise-linear family and erf) live here, in
-one table keyed by registry name, rather than on ``fastinit.Activation``: the analysis layer
-reads the registry but does not own it.  Tests hold every entry of the table against
+validation they both use.  The closed forms (piecewise-linear family and erf) are carried by
+the registry's records (``Activation.closed_forms``, :mod:`fastinit._closed_forms`); an
+activation without them is integrated by quadrature.  Tests hold every closed form against
 quadrature and against formulas written independently in the tests.
 """
 
@@ -88,8 +88,7 @@ class Act:
         self.param = param
         self.homogeneous = spec.homogeneous
         self._arg = param if spec.param_name else None
-        # Piecewise-linear family: slope 1 for x > 0, `slope` below (relu 0, linear 1).
-        self.slope = {"linear": 1.0, "relu": 0.0, "leaky_relu": param}.get(spec.name)
+        self._closed = spec.closed_forms
         self._points: dict[str, float] = {}
         self._limits: dict[tuple[str, bool], float] = {}
 
@@ -110,45 +109,11 @@ class Act:
 
     def closed(self, which: str, q):
         """The moment in closed form for q > 0, or None where there is none."""
-        s = self.slope
-        if s is not None:
-            if which == "phi":
-                return (1.0 - s) * np.sqrt(q) / math.sqrt(2.0 * math.pi)
-            if which == "phi2":
-                return 0.5 * (1.0 + s * s) * q
-            if which == "dphi2":
-                return np.full_like(q, 0.5 * (1.0 + s * s))
-            if which == "phi4":
-                return 1.5 * (1.0 + s**4) * q * q
-            return np.full_like(q, 0.5 * (1.0 + s**4))
-        if self.name == "erf":  # Williams (1997): E[erf(u) erf(v)] = (2/pi) asin(2 q12 / ...)
-            if which == "phi":
-                return np.zeros_like(q)
-            if which == "phi2":
-                return 2.0 / math.pi * np.arcsin(2.0 * q / (1.0 + 2.0 * q))
-            if which == "dphi2":
-                return 4.0 / math.pi / np.sqrt(1.0 + 4.0 * q)
-            if which == "dphi4":
-                return 16.0 / math.pi**2 / np.sqrt(1.0 + 8.0 * q)
-        return None
+        return None if self._closed is None else self._closed.moment(which, q, self.param)
 
     def closed2(self, which: str, q, c):
         """E[phi(u1) phi(u2)] ("phi") or E[phi'(u1) phi'(u2)] ("dphi") in closed form, or None."""
-        s = self.slope
-        if s is not None:
-            # Arc-cosine kernel of degree 1 (Cho & Saul 2009) for relu, and for
-            # phi(x) = relu(x) - s relu(-x): E = (1 + s^2) K(c) - 2 s K(-c).
-            theta = np.arccos(c)
-            if which == "phi":
-                def kernel(cc, th):
-                    return q * (np.sqrt(np.maximum(1.0 - cc * cc, 0.0)) + (math.pi - th) * cc) / (2.0 * math.pi)
-                return (1.0 + s * s) * kernel(c, theta) - 2.0 * s * kernel(-c, math.pi - theta)
-            return ((1.0 + s * s) * (math.pi - theta) + 2.0 * s * theta) / (2.0 * math.pi)
-        if self.name == "erf":
-            if which == "phi":
-                return 2.0 / math.pi * np.arcsin(2.0 * q * c / (1.0 + 2.0 * q))
-            return 4.0 / math.pi / np.sqrt((1.0 + 2.0 * q) ** 2 - 4.0 * q * q * c * c)
-        return None
+        return None if self._closed is None else self._closed.cross(which, q, c, self.param)
 
     @functools.cached_property
     def unit_moments(self) -> tuple[float, float]:
@@ -183,7 +148,7 @@ def moments(a: Act, q, which, method: str = "auto") -> list[np.ndarray]:
     if method != "quadrature":
         for name in which:
             value = a.closed("phi2" if name == "slope" else name, q)
-            if name == "slope" and a.slope is None:
+            if name == "slope" and not a.homogeneous:
                 value = None  # q d/dq E[phi^2] = E[phi^2] only for the homogeneous family
             if value is None and method == "closed_form":
                 raise ValueError(f"method='closed_form': no closed form of {name} for activation {a.name!r}; "

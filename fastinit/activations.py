@@ -1,19 +1,29 @@
-"""The activation registry: one place for every nonlinearity, its derivative and its traits.
+"""The activation registry: one record per nonlinearity, and the kernel dispatch derived from it.
+
+Each :class:`Activation` record in :data:`ACTIVATIONS` carries everything about one activation:
+
+* its jitted scalar ``kernel(x, param) -> (phi(x), phi'(x))`` (float64 in and out, NaN in gives
+  NaN out), and optionally a faster variant for float32 arrays and a ``phi'``-from-output kernel;
+* its vectorised NumPy twin (:meth:`Activation.phi_np`, :meth:`Activation.dphi_np`), the
+  reference the tests hold the kernel against;
+* its traits (homogeneous, bounded, dead zone, smooth), its parameter (name, default, rule),
+  PyTorch's gain where PyTorch has one, and its Gaussian moments in closed form where they exist
+  (:mod:`fastinit._closed_forms`; the theory layer integrates by quadrature otherwise).
 
 Kernels are specialised by an **integer code**, not by passing Python functions.  A numba
 kernel that receives a function as an argument is recompiled for every function passed, and
 those specialisations do not survive in the on-disk cache (``cache=True``); an integer is an
 ordinary argument, so one compiled, cached kernel serves every activation and switching
-activation costs no compilation.  The branch on ``code`` is cheap next to the ``exp``/``erf`` it selects.
+activation costs no compilation.
 
-Three layers describe each activation:
-
-* jitted scalars :func:`phi`, :func:`dphi` and :func:`phi_and_dphi` (float64 in and out),
-  used inside kernels; :func:`apply` maps an activation over an array, branching on ``code``
-  once per array (not per element) into a loop whose body LLVM can inline and vectorise;
-* :class:`Activation` entries in :data:`ACTIVATIONS` carrying the traits the theory layer
-  needs and vectorised NumPy twins (:meth:`Activation.phi_np`, :meth:`Activation.dphi_np`);
-* :func:`get_activation`, the validated way in from user input.
+The jitted entry points :func:`phi_and_dphi` (with :func:`phi`, :func:`dphi`), :func:`apply`
+and :func:`slope_from_output` are one branch per record, generated from the registry into the
+end of this file by :mod:`fastinit._dispatch_source` (which says why generated, and why here);
+a test fails while they disagree, so adding an activation is adding its record and running
+``python -m fastinit._dispatch_source``.  :func:`apply` branches on ``code`` once per array (not
+per element): records with a branch-free variant (linear, relu, leaky_relu) and float32 variants
+(tanh) get a loop of their own, which LLVM vectorises; the others share a loop through
+:func:`phi_and_dphi`, whose branch on the code costs little next to their exp or erf.
 
 Numerical contract: no overflow at large ``|x|``, the mathematical limits at ``+-inf``,
 NaN in gives NaN out, and PyTorch's subgradients at kinks (``relu'(0) = 0``,
@@ -23,24 +33,27 @@ NaN in gives NaN out, and PyTorch's subgradients at kinks (``relu'(0) = 0``,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 import numpy as np
 from scipy import special
 
+from fastinit import _closed_forms
 from fastinit._jit import jit
 from fastinit._validation import check_name, check_no_extra, check_real
 
 __all__ = [
     "ACTIVATIONS", "ALIASES", "Activation", "apply", "dphi", "get_activation", "phi",
-    "phi_and_dphi", "LINEAR", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "GELU", "SILU",
-    "ELU", "SELU", "SOFTPLUS", "ERF", "SELU_LAMBDA", "SELU_ALPHA",
+    "phi_and_dphi", "slope_from_output", "LINEAR", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "GELU",
+    "SILU", "ELU", "SELU", "SOFTPLUS", "ERF", "SELU_LAMBDA", "SELU_ALPHA",
 ]
 
 LINEAR, RELU, LEAKY_RELU, TANH, SIGMOID, GELU, SILU, ELU, SELU, SOFTPLUS, ERF = range(11)
 
 SELU_LAMBDA = 1.0507009873554805
 SELU_ALPHA = 1.6732632423543772
+_SELU_LAMBDA_ALPHA = SELU_LAMBDA * SELU_ALPHA
 _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
@@ -50,9 +63,60 @@ _GAUSS_CLIP = 40.0
 
 
 # ----------------------------------------------------------------------------- jitted scalars
-@jit(inline=True)
-def _tanh_and_slope(x):
-    """``(tanh(x), sech(x)^2)`` in float64 with libm; NaN is handled by the caller."""
+# One kernel(x, param) -> (phi, phi') per activation, float64 in and out, each the source of
+# its branch in the generated dispatch (which copies the body: parameters must be (x, param),
+# helpers it calls are calls there too, and each costs compile time).  Each starts with the
+# same NaN test, so it stands alone; the dispatch makes that test once for all of them.
+@jit
+def _linear(x, param):
+    if math.isnan(x):
+        return math.nan, math.nan
+    return x, 1.0
+
+
+@jit
+def _relu(x, param):
+    if math.isnan(x):
+        return math.nan, math.nan
+    if x > 0.0:
+        return x, 1.0
+    return 0.0, 0.0
+
+
+@jit
+def _leaky_relu(x, param):
+    if math.isnan(x):
+        return math.nan, math.nan
+    if x > 0.0:
+        return x, 1.0
+    # slope 0 at x = -inf would give 0 * inf = NaN; the limit is 0.
+    return (param * x if param != 0.0 else 0.0), param
+
+
+# Branch-free variants of the piecewise-linear kernels for apply's loops: selects that LLVM
+# vectorises, NaN handled inside them (linear passes x's own NaN through).
+@jit
+def _linear_vector(x, param):
+    return x, (1.0 if x == x else math.nan)
+
+
+@jit
+def _relu_vector(x, param):
+    return (x if x > 0.0 else (0.0 if x <= 0.0 else math.nan),
+            1.0 if x > 0.0 else (0.0 if x <= 0.0 else math.nan))
+
+
+@jit
+def _leaky_relu_vector(x, param):
+    negative = (param * x) if param != 0.0 else 0.0
+    return (x if x > 0.0 else (negative if x <= 0.0 else math.nan),
+            1.0 if x > 0.0 else (param if x <= 0.0 else math.nan))
+
+
+@jit
+def _tanh(x, param):
+    if math.isnan(x):
+        return math.nan, math.nan
     # sech^2 from exp(-2|x|): never overflows and, unlike 1 - tanh^2, keeps its
     # relative accuracy in the tails.
     e = math.exp(-2.0 * abs(x))
@@ -60,76 +124,70 @@ def _tanh_and_slope(x):
 
 
 @jit
-def phi_and_dphi(code, x, param):
-    """Return ``(phi(x), phi'(x))`` for the activation ``code``, sharing the work.
-
-    Parameters
-    ----------
-    code : int
-        One of the module constants (``RELU``, ``GELU``, ...).
-    x : float
-        The pre-activation.
-    param : float
-        The slope of ``leaky_relu`` or the alpha of ``elu``; ignored otherwise.  Kernels
-        never validate: use :meth:`Activation.resolve_param` at the boundary.
-
-    Returns
-    -------
-    tuple of float
-        The value and the derivative; ``(nan, nan)`` for NaN input or an unknown code.
-    """
+def _sigmoid(x, param):
     if math.isnan(x):
         return math.nan, math.nan
-    if code == LINEAR:
-        return x, 1.0
-    if code == RELU:
+    # In (0, 1]: the only exp sigmoid, silu and softplus need, never overflowing; the three
+    # start alike, so the dispatch computes it once for them.
+    e = math.exp(-abs(x))
+    s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+    return s, e / ((1.0 + e) * (1.0 + e))
+
+
+@jit
+def _softplus(x, param):
+    if math.isnan(x):
+        return math.nan, math.nan
+    e = math.exp(-abs(x))
+    s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+    return max(x, 0.0) + math.log1p(e), s
+
+
+@jit
+def _silu(x, param):
+    if math.isnan(x):
+        return math.nan, math.nan
+    e = math.exp(-abs(x))
+    s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+    if math.isinf(x):  # x * s and x * (1 - s) are inf * 0 there; use the limits
         return (x, 1.0) if x > 0.0 else (0.0, 0.0)
-    if code == LEAKY_RELU:
-        if x > 0.0:
-            return x, 1.0
-        # slope 0 at x = -inf would give 0 * inf = NaN; the limit is 0.
-        return (param * x if param != 0.0 else 0.0), param
-    if code == TANH:
-        return _tanh_and_slope(x)
-    if code == SIGMOID or code == SILU or code == SOFTPLUS:
-        e = math.exp(-abs(x))  # in (0, 1]: the only exp these three need, never overflows
-        s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
-        if code == SIGMOID:
-            return s, e / ((1.0 + e) * (1.0 + e))
-        if code == SOFTPLUS:
-            return max(x, 0.0) + math.log1p(e), s
-        if math.isinf(x):  # x * s and x * (1 - s) are inf * 0 there; use the limits
-            return (x, 1.0) if x > 0.0 else (0.0, 0.0)
-        one_minus_s = e / (1.0 + e) if x >= 0.0 else 1.0 / (1.0 + e)
-        return x * s, s * (1.0 + x * one_minus_s)
-    if code == GELU:
-        if math.isinf(x):
-            return (x, 1.0) if x > 0.0 else (0.0, 0.0)
-        cdf = 0.5 * math.erfc(-x * _SQRT_HALF)  # erfc, not 1 + erf: accurate for x << 0
-        return x * cdf, cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)
-    if code == ELU or code == SELU:
-        alpha = param if code == ELU else SELU_ALPHA
-        scale = 1.0 if code == ELU else SELU_LAMBDA
-        if x > 0.0:
-            return scale * x, scale
-        return scale * alpha * math.expm1(x), scale * alpha * math.exp(x)
-    if code == ERF:
-        return math.erf(x), _TWO_OVER_SQRT_PI * math.exp(-x * x)
-    return math.nan, math.nan
+    one_minus_s = e / (1.0 + e) if x >= 0.0 else 1.0 / (1.0 + e)
+    return x * s, s * (1.0 + x * one_minus_s)
 
 
 @jit
-def phi(code, x, param):
-    """Return ``phi(x)`` for the activation ``code``; see :func:`phi_and_dphi`."""
-    # One if/elif chain (in phi_and_dphi) is the single source of truth; LLVM inlines it
-    # and drops the unused derivative.
-    return phi_and_dphi(code, x, param)[0]
+def _gelu(x, param):
+    if math.isnan(x):
+        return math.nan, math.nan
+    if math.isinf(x):
+        return (x, 1.0) if x > 0.0 else (0.0, 0.0)
+    cdf = 0.5 * math.erfc(-x * _SQRT_HALF)  # erfc, not 1 + erf: accurate for x << 0
+    return x * cdf, cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)
 
 
 @jit
-def dphi(code, x, param):
-    """Return ``phi'(x)`` for the activation ``code``; see :func:`phi_and_dphi`."""
-    return phi_and_dphi(code, x, param)[1]
+def _elu(x, param):
+    if math.isnan(x):
+        return math.nan, math.nan
+    if x > 0.0:
+        return x, 1.0
+    return param * math.expm1(x), param * math.exp(x)
+
+
+@jit
+def _selu(x, param):
+    if math.isnan(x):
+        return math.nan, math.nan
+    if x > 0.0:
+        return SELU_LAMBDA * x, SELU_LAMBDA
+    return _SELU_LAMBDA_ALPHA * math.expm1(x), _SELU_LAMBDA_ALPHA * math.exp(x)
+
+
+@jit
+def _erf(x, param):
+    if math.isnan(x):
+        return math.nan, math.nan
+    return math.erf(x), _TWO_OVER_SQRT_PI * math.exp(-x * x)
 
 
 # Branch-free float32 tanh (float64 arithmetic, no libm call, so LLVM vectorises it).
@@ -168,79 +226,44 @@ def _exp_nonpositive(y):
     return p * scale
 
 
-@jit(inline=True)
-def _tanh_and_slope_vectorisable(x):
-    """``(tanh(x), sech(x)^2)`` for float32 networks, accurate far below float32 rounding."""
+@jit
+def _tanh_float32(x, param):
+    """``(tanh(x), sech(x)^2)`` for float32 arrays, accurate far below float32 rounding."""
     a = abs(x)
     a = a if a < _TANH_CLAMP else _TANH_CLAMP  # also maps NaN to the clamp: fixed below
     e = _exp_nonpositive(-2.0 * a)
     inv = 1.0 / (1.0 + e)  # the one division: a vector divide costs as much as ten multiplies
     t = (1.0 - e) * inv if a >= _TANH_SERIES_BELOW else a - a * a * a * (1.0 / 3.0)
     slope = 4.0 * e * inv * inv
-    if x != x:
-        return math.nan, math.nan
-    return (-t if x < 0.0 else t), slope
+    # One return, so the dispatch copies this body into apply's loop instead of inlining a
+    # call (each inlined call costs ~60 ms of compile time).
+    known = x == x
+    return ((-t if x < 0.0 else t) if known else math.nan), (slope if known else math.nan)
+
+
+# phi' read off v = c phi(z), c > 0, for the activations whose slope depends only on the
+# sign of z and phi(z) > 0 exactly when z > 0.  At the kink z = 0 it is the left slope,
+# as in the kernels; NaN stays NaN.
+@jit
+def _linear_slope_from_output(v, param):
+    return 1.0 if v == v else math.nan
 
 
 @jit
-def apply(code, x, param, out_phi, out_dphi):
-    """Fill ``out_phi`` and ``out_dphi`` with ``phi`` and ``phi'`` of the 1-D array ``x``.
-
-    Branches on ``code`` once, then runs a loop specialised to that activation:
-    linear, relu and leaky_relu are a few selects, and tanh on float32 arrays is a
-    branch-free polynomial, so LLVM vectorises those loops; the other activations
-    call :func:`phi_and_dphi` per element.  Every path computes in float64 and rounds
-    once when storing: float64 results equal :func:`phi_and_dphi` bit for bit, float32
-    tanh differs from the float64 libm value by far less than a float32 rounding.
-
-    Parameters
-    ----------
-    code : int
-        Activation code.
-    x : numpy.ndarray
-        1-D float32 or float64 input.
-    param : float
-        Activation parameter (see :func:`phi_and_dphi`).
-    out_phi, out_dphi : numpy.ndarray
-        Preallocated 1-D arrays of ``x``'s length (any float dtype), written in place.
-    """
-    n = x.shape[0]
-    if code == LINEAR:
-        for i in range(n):
-            v = np.float64(x[i])
-            out_phi[i] = v
-            out_dphi[i] = 1.0 if v == v else math.nan
-    elif code == RELU:
-        for i in range(n):
-            v = np.float64(x[i])
-            out_phi[i] = v if v > 0.0 else (0.0 if v <= 0.0 else math.nan)
-            out_dphi[i] = 1.0 if v > 0.0 else (0.0 if v <= 0.0 else math.nan)
-    elif code == LEAKY_RELU:
-        # slope 0 at x = -inf would give 0 * inf = NaN; the limit is 0.
-        for i in range(n):
-            v = np.float64(x[i])
-            negative = (param * v) if param != 0.0 else 0.0
-            out_phi[i] = v if v > 0.0 else (negative if v <= 0.0 else math.nan)
-            out_dphi[i] = 1.0 if v > 0.0 else (param if v <= 0.0 else math.nan)
-    elif code == TANH and x.itemsize == 4:
-        for i in range(n):
-            out_phi[i], out_dphi[i] = _tanh_and_slope_vectorisable(np.float64(x[i]))
-    else:
-        for i in range(n):
-            out_phi[i], out_dphi[i] = phi_and_dphi(code, np.float64(x[i]), param)
-
-
-@jit(inline=True)
-def slope_from_output(code, v, param):
-    """``phi'(z)`` from ``v = c phi(z)``, ``c > 0``, for the activations of
-    :meth:`Activation.slope_from_output`; equal to :func:`apply`'s ``phi'`` bit for bit
-    (NaN stays NaN).  ``phi'`` at the kink ``z = 0`` is the left slope, as in :func:`apply`."""
-    if code == LINEAR:
-        return 1.0 if v == v else math.nan
+def _relu_slope_from_output(v, param):
     if v > 0.0:
         return 1.0
     if v <= 0.0:
-        return 0.0 if code == RELU else param
+        return 0.0
+    return math.nan
+
+
+@jit
+def _leaky_relu_slope_from_output(v, param):
+    if v > 0.0:
+        return 1.0
+    if v <= 0.0:
+        return param
     return math.nan
 
 
@@ -259,46 +282,30 @@ def _with_limits(x, formula):
             np.where(infinite, (x > 0.0).astype(np.float64), slope))
 
 
-def _elu(x, alpha):
+def _elu_np(x, alpha):
     neg = np.minimum(x, 0.0)
     return (np.where(x > 0.0, x, alpha * np.expm1(neg)),
             np.where(x > 0.0, 1.0, alpha * np.exp(neg)))
 
 
-def _leaky(x, slope):
+def _leaky_np(x, slope):
     neg = slope * np.minimum(x, 0.0) if slope != 0.0 else np.zeros_like(x)
     return np.where(x > 0.0, x, neg), np.where(x > 0.0, 1.0, slope)
 
 
-def _tanh(x, _):
+def _tanh_np(x, _):
     e = np.exp(-2.0 * np.abs(x))
     return np.tanh(x), 4.0 * e / (1.0 + e) ** 2
 
 
-_TWINS = {
-    LINEAR: lambda x, _: (x.copy(), np.ones_like(x)),
-    RELU: lambda x, _: (np.maximum(x, 0.0), (x > 0.0).astype(np.float64)),
-    LEAKY_RELU: _leaky,
-    TANH: _tanh,
-    SIGMOID: lambda x, _: (special.expit(x), special.expit(x) * special.expit(-x)),
-    GELU: lambda x, _: _with_limits(x, lambda v: (
-        v * special.ndtr(v), special.ndtr(v) + v * _INV_SQRT_2PI * _gauss(v))),
-    SILU: lambda x, _: _with_limits(x, lambda v: (
-        v * special.expit(v), special.expit(v) * (1.0 + v * special.expit(-v)))),
-    ELU: _elu,
-    SELU: lambda x, _: tuple(SELU_LAMBDA * part for part in _elu(x, SELU_ALPHA)),
-    SOFTPLUS: lambda x, _: (np.logaddexp(0.0, x), special.expit(x)),
-    ERF: lambda x, _: (special.erf(x), _TWO_OVER_SQRT_PI * _gauss(x) ** 2),
-}
-
-# How each parameter is validated: keyword arguments of check_real.
-_PARAM_RULES = {"slope": {}, "alpha": {"minimum": 0.0, "exclusive_minimum": True}}
+# ----------------------------------------------------------------------------- the record
+def _always(param: float) -> bool:
+    return True
 
 
-# ----------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class Activation:
-    """One registry entry: an activation's code, parameter and traits.
+    """One registry entry: everything about one activation.
 
     Attributes
     ----------
@@ -323,6 +330,31 @@ class Activation:
     smooth : bool
         ``phi`` is infinitely differentiable; False means a kink at 0, where Gaussian
         quadrature should split the integral and finite differences are meaningless.
+    kernel : numba dispatcher
+        Jitted ``(x, param) -> (phi(x), phi'(x))``, float64, NaN in gives NaN out; inlined into
+        the dispatch of :func:`phi_and_dphi` and :func:`apply`.
+    twin : callable
+        NumPy ``(x, param) -> (phi, phi')`` over a float64 array without NaN.
+    param_rule : mapping
+        Keyword arguments of :func:`fastinit._validation.check_real` for the parameter.
+    torch_gain : callable or None
+        ``param -> torch.nn.init.calculate_gain(torch_name, param)``; None where PyTorch has
+        none (:func:`fastinit.gain` then uses the second-moment preserving gain).
+    closed_forms : object or None
+        Gaussian moments in closed form (:mod:`fastinit._closed_forms`), None where there are none.
+    kernel_float32 : numba dispatcher or None
+        A faster variant of ``kernel`` used by :func:`apply` on float32 arrays; its values,
+        rounded to float32, agree with ``kernel``'s far below float32 rounding.
+    output_slope : numba dispatcher or None
+        Jitted ``(v, param) -> phi'(z)`` from ``v = c phi(z)``, ``c > 0``, for
+        :func:`slope_from_output`; None where ``phi'`` cannot be read off the output.
+    output_slope_if : callable
+        ``param -> bool``: for which parameters ``output_slope`` is valid.
+    kernel_vector : numba dispatcher or None
+        A branch-free variant of ``kernel`` (a few selects): :func:`apply` gives it a loop of
+        its own, which LLVM vectorises; equal to ``kernel`` bit for bit but for NaN payloads.
+        Records without one share a loop through :func:`phi_and_dphi`, whose branch on the
+        code costs little next to their exp or erf (and a loop each would add compile time).
     """
 
     name: str
@@ -335,6 +367,21 @@ class Activation:
     torch_name: str | None
     description: str
     smooth: bool
+    # Functions and mappings are neither compared nor hashed: an entry is known by its traits.
+    kernel: Callable = field(default=None, compare=False, repr=False)
+    twin: Callable = field(default=None, compare=False, repr=False)
+    param_rule: Mapping = field(default_factory=dict, compare=False, repr=False)
+    torch_gain: Callable[[float], float] | None = field(default=None, compare=False, repr=False)
+    closed_forms: object | None = field(default=None, compare=False, repr=False)
+    kernel_float32: Callable | None = field(default=None, compare=False, repr=False)
+    output_slope: Callable | None = field(default=None, compare=False, repr=False)
+    output_slope_if: Callable[[float], bool] = field(default=_always, compare=False, repr=False)
+    kernel_vector: Callable | None = field(default=None, compare=False, repr=False)
+
+    def __reduce__(self):
+        # Pickled by name (e.g. into a process pool): jitted kernels and lambdas do not
+        # pickle, and the receiving process has the same registry.
+        return get_activation, (self.name,)
 
     def slope_from_output(self, param: float) -> bool:
         """Whether ``phi'(z)`` can be read off ``c phi(z)`` for any ``c > 0``, so that a
@@ -352,7 +399,7 @@ class Activation:
         -------
         bool
         """
-        return self.homogeneous and (self.param_name != "slope" or param >= 0.0)
+        return self.output_slope is not None and bool(self.output_slope_if(param))
 
     def resolve_param(self, **params) -> float:
         """Validate the activation's parameter and return it (or the default) as a float.
@@ -379,7 +426,7 @@ class Activation:
         check_no_extra(f"activation {self.name!r}", params, allowed)
         if value is None:
             return self.default_param
-        return check_real(self.param_name, value, **_PARAM_RULES[self.param_name])
+        return check_real(self.param_name, value, **self.param_rule)
 
     def _evaluate(self, x, param, which: int) -> np.ndarray:
         if param is not None and self.param_name:
@@ -388,7 +435,7 @@ class Activation:
             param = self.default_param
         x = np.asarray(x, dtype=np.float64)
         nan = np.isnan(x)
-        out = _TWINS[self.code](np.where(nan, 0.0, x), param)[which]
+        out = self.twin(np.where(nan, 0.0, x), param)[which]
         return np.where(nan, np.nan, out)
 
     def phi_np(self, x, param: float | None = None) -> np.ndarray:
@@ -417,30 +464,56 @@ class Activation:
         return self._evaluate(x, param, 1)
 
 
-def _entry(name, code, description, *, param_name=None, default_param=0.0, homogeneous=False,
-           bounded=False, has_dead_zone=False, torch_name=None, smooth=True):
-    return Activation(name, code, param_name, default_param, homogeneous, bounded,
-                      has_dead_zone, torch_name, description, smooth)
+def _entry(name, code, description, kernel, twin, *, param_name=None, default_param=0.0, param_rule=None,
+           homogeneous=False, bounded=False, has_dead_zone=False, smooth=True, torch_name=None, torch_gain=None,
+           closed_forms=None, kernel_float32=None, output_slope=None, output_slope_if=_always, kernel_vector=None):
+    return Activation(name, code, param_name, default_param, homogeneous, bounded, has_dead_zone, torch_name,
+                      description, smooth, kernel=kernel, twin=twin, param_rule=dict(param_rule or {}),
+                      torch_gain=torch_gain, closed_forms=closed_forms, kernel_float32=kernel_float32,
+                      output_slope=output_slope, output_slope_if=output_slope_if,
+                      kernel_vector=kernel_vector)
 
 
+# ----------------------------------------------------------------------------- the registry
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in (
-    _entry("linear", LINEAR, "phi(x) = x", homogeneous=True, torch_name="linear"),
-    _entry("relu", RELU, "phi(x) = max(x, 0)", homogeneous=True, has_dead_zone=True,
-           torch_name="relu", smooth=False),
-    _entry("leaky_relu", LEAKY_RELU, "phi(x) = x if x > 0 else slope * x",
-           param_name="slope", default_param=0.01, homogeneous=True,
-           torch_name="leaky_relu", smooth=False),
-    _entry("tanh", TANH, "phi(x) = tanh(x)", bounded=True, torch_name="tanh"),
-    _entry("sigmoid", SIGMOID, "phi(x) = 1 / (1 + exp(-x))", bounded=True,
-           torch_name="sigmoid"),
-    _entry("gelu", GELU, "phi(x) = x * Phi(x), Phi the standard normal CDF (exact erf form)"),
-    _entry("silu", SILU, "phi(x) = x * sigmoid(x) (also called swish)"),
-    _entry("elu", ELU, "phi(x) = x if x > 0 else alpha * (exp(x) - 1)",
-           param_name="alpha", default_param=1.0, smooth=False),
-    _entry("selu", SELU, f"phi(x) = {SELU_LAMBDA} * elu(x, alpha={SELU_ALPHA})",
-           torch_name="selu", smooth=False),
-    _entry("softplus", SOFTPLUS, "phi(x) = log(1 + exp(x))"),
-    _entry("erf", ERF, "phi(x) = erf(x)", bounded=True),
+    _entry("linear", LINEAR, "phi(x) = x", _linear, lambda x, _: (x.copy(), np.ones_like(x)),
+           homogeneous=True, kernel_vector=_linear_vector, torch_name="linear", torch_gain=lambda _: 1.0,
+           closed_forms=_closed_forms.PiecewiseLinear(lambda _: 1.0), output_slope=_linear_slope_from_output),
+    _entry("relu", RELU, "phi(x) = max(x, 0)", _relu,
+           lambda x, _: (np.maximum(x, 0.0), (x > 0.0).astype(np.float64)),
+           homogeneous=True, has_dead_zone=True, smooth=False, kernel_vector=_relu_vector, torch_name="relu",
+           torch_gain=lambda _: math.sqrt(2.0),
+           closed_forms=_closed_forms.PiecewiseLinear(lambda _: 0.0), output_slope=_relu_slope_from_output),
+    _entry("leaky_relu", LEAKY_RELU, "phi(x) = x if x > 0 else slope * x", _leaky_relu, _leaky_np,
+           param_name="slope", default_param=0.01, homogeneous=True, smooth=False,
+           kernel_vector=_leaky_relu_vector, torch_name="leaky_relu",
+           torch_gain=lambda slope: math.sqrt(2.0 / (1.0 + slope**2)),
+           closed_forms=_closed_forms.PiecewiseLinear(lambda slope: slope), output_slope=_leaky_relu_slope_from_output,
+           # A negative slope makes phi(z) > 0 for z < 0 too: the sign of the output no
+           # longer tells the side of the kink.
+           output_slope_if=lambda slope: slope >= 0.0),
+    _entry("tanh", TANH, "phi(x) = tanh(x)", _tanh, _tanh_np, bounded=True, torch_name="tanh",
+           torch_gain=lambda _: 5.0 / 3.0, kernel_float32=_tanh_float32),
+    _entry("sigmoid", SIGMOID, "phi(x) = 1 / (1 + exp(-x))", _sigmoid,
+           lambda x, _: (special.expit(x), special.expit(x) * special.expit(-x)),
+           bounded=True, torch_name="sigmoid", torch_gain=lambda _: 1.0),
+    _entry("gelu", GELU, "phi(x) = x * Phi(x), Phi the standard normal CDF (exact erf form)", _gelu,
+           lambda x, _: _with_limits(x, lambda v: (
+               v * special.ndtr(v), special.ndtr(v) + v * _INV_SQRT_2PI * _gauss(v)))),
+    _entry("silu", SILU, "phi(x) = x * sigmoid(x) (also called swish)", _silu,
+           lambda x, _: _with_limits(x, lambda v: (
+               v * special.expit(v), special.expit(v) * (1.0 + v * special.expit(-v))))),
+    _entry("elu", ELU, "phi(x) = x if x > 0 else alpha * (exp(x) - 1)", _elu, _elu_np,
+           param_name="alpha", default_param=1.0, param_rule={"minimum": 0.0, "exclusive_minimum": True},
+           smooth=False),
+    _entry("selu", SELU, f"phi(x) = {SELU_LAMBDA} * elu(x, alpha={SELU_ALPHA})", _selu,
+           lambda x, _: tuple(SELU_LAMBDA * part for part in _elu_np(x, SELU_ALPHA)),
+           smooth=False, torch_name="selu", torch_gain=lambda _: 3.0 / 4.0),
+    _entry("softplus", SOFTPLUS, "phi(x) = log(1 + exp(x))", _softplus,
+           lambda x, _: (np.logaddexp(0.0, x), special.expit(x))),
+    _entry("erf", ERF, "phi(x) = erf(x)", _erf,
+           lambda x, _: (special.erf(x), _TWO_OVER_SQRT_PI * _gauss(x) ** 2),
+           bounded=True, closed_forms=_closed_forms.Erf()),
 )}
 
 ALIASES: dict[str, str] = {"swish": "silu"}
@@ -466,3 +539,159 @@ def get_activation(name: str) -> Activation:
     """
     name = check_name("activation", name, [*ACTIVATIONS, *ALIASES])
     return ACTIVATIONS[ALIASES.get(name, name)]
+
+
+# ----------------------------------------------------------------------------- dispatch
+# The jitted entry points, one branch per record, written from the registry by
+# fastinit._dispatch_source (why generated, and why in this file, is said there);
+# tests/test_activations.py fails while they and the registry disagree.
+# <generated by fastinit._dispatch_source: do not edit>
+@jit
+def phi_and_dphi(code, x, param):
+    """Return ``(phi(x), phi'(x))`` for the activation ``code``, sharing the work.
+
+    Parameters
+    ----------
+    code : int
+        One of the module constants (``RELU``, ``GELU``, ...): an :attr:`Activation.code`.
+    x : float
+        The pre-activation.
+    param : float
+        The slope of ``leaky_relu`` or the alpha of ``elu``; ignored otherwise.  Kernels
+        never validate: use :meth:`Activation.resolve_param` at the boundary.
+
+    Returns
+    -------
+    tuple of float
+        The value and the derivative, as the record's ``kernel`` gives them; ``(nan, nan)``
+        for NaN input or an unknown code.
+    """
+    if math.isnan(x):  # every kernel's own NaN test, made once
+        return math.nan, math.nan
+    if code == LINEAR:
+        return (x, 1.0)
+    if code == RELU or code == LEAKY_RELU or code == ELU:
+        if x > 0.0:
+            return (x, 1.0)
+        if code == RELU:
+            return (0.0, 0.0)
+        if code == LEAKY_RELU:
+            return (param * x if param != 0.0 else 0.0, param)
+        return (param * math.expm1(x), param * math.exp(x))
+    if code == TANH:
+        e = math.exp(-2.0 * abs(x))
+        return (math.tanh(x), 4.0 * e / ((1.0 + e) * (1.0 + e)))
+    if code == SIGMOID or code == SILU or code == SOFTPLUS:
+        e = math.exp(-abs(x))
+        s = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+        if code == SIGMOID:
+            return (s, e / ((1.0 + e) * (1.0 + e)))
+        if code == SILU:
+            if math.isinf(x):
+                return (x, 1.0) if x > 0.0 else (0.0, 0.0)
+            one_minus_s = e / (1.0 + e) if x >= 0.0 else 1.0 / (1.0 + e)
+            return (x * s, s * (1.0 + x * one_minus_s))
+        return (max(x, 0.0) + math.log1p(e), s)
+    if code == GELU:
+        if math.isinf(x):
+            return (x, 1.0) if x > 0.0 else (0.0, 0.0)
+        cdf = 0.5 * math.erfc(-x * _SQRT_HALF)
+        return (x * cdf, cdf + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x))
+    if code == SELU:
+        if x > 0.0:
+            return (SELU_LAMBDA * x, SELU_LAMBDA)
+        return (_SELU_LAMBDA_ALPHA * math.expm1(x), _SELU_LAMBDA_ALPHA * math.exp(x))
+    if code == ERF:
+        return (math.erf(x), _TWO_OVER_SQRT_PI * math.exp(-x * x))
+    return math.nan, math.nan
+
+
+@jit
+def apply(code, x, param, out_phi, out_dphi):
+    """Fill ``out_phi`` and ``out_dphi`` with ``phi`` and ``phi'`` of the 1-D array ``x``.
+
+    Branches on ``code`` once, then runs a loop specialised to that activation: a loop of
+    its own for records with a branch-free variant (linear, relu and leaky_relu: a few selects) and
+    for float32 variants (tanh on float32 arrays is a branch-free polynomial), one loop
+    through :func:`phi_and_dphi` for the others.  Every path computes in float64 and rounds
+    once when storing: float64 results equal :func:`phi_and_dphi` bit for bit (but for NaN
+    payloads: linear passes ``x``'s own NaN through), float32 tanh differs from the float64
+    libm value by far less than a float32 rounding.
+
+    Parameters
+    ----------
+    code : int
+        Activation code; an unknown one gives NaN.
+    x : numpy.ndarray
+        1-D float32 or float64 input.
+    param : float
+        Activation parameter (see :func:`phi_and_dphi`).
+    out_phi, out_dphi : numpy.ndarray
+        Preallocated 1-D arrays of ``x``'s length (any float dtype), written in place.
+    """
+    if code == TANH and x.itemsize == 4:
+        for i in range(x.shape[0]):
+            v = np.float64(x[i])
+            a = abs(v)
+            a = a if a < _TANH_CLAMP else _TANH_CLAMP
+            e = _exp_nonpositive(-2.0 * a)
+            inv = 1.0 / (1.0 + e)
+            t = (1.0 - e) * inv if a >= _TANH_SERIES_BELOW else a - a * a * a * (1.0 / 3.0)
+            slope = 4.0 * e * inv * inv
+            known = v == v
+            out_phi[i] = (-t if v < 0.0 else t) if known else math.nan
+            out_dphi[i] = slope if known else math.nan
+    elif code == LINEAR:
+        for i in range(x.shape[0]):
+            v = np.float64(x[i])
+            out_phi[i] = v
+            out_dphi[i] = 1.0 if v == v else math.nan
+    elif code == RELU:
+        for i in range(x.shape[0]):
+            v = np.float64(x[i])
+            out_phi[i] = v if v > 0.0 else 0.0 if v <= 0.0 else math.nan
+            out_dphi[i] = 1.0 if v > 0.0 else 0.0 if v <= 0.0 else math.nan
+    elif code == LEAKY_RELU:
+        for i in range(x.shape[0]):
+            v = np.float64(x[i])
+            negative = param * v if param != 0.0 else 0.0
+            out_phi[i] = v if v > 0.0 else negative if v <= 0.0 else math.nan
+            out_dphi[i] = 1.0 if v > 0.0 else param if v <= 0.0 else math.nan
+    else:
+        for i in range(x.shape[0]):
+            out_phi[i], out_dphi[i] = phi_and_dphi(code, np.float64(x[i]), param)
+
+
+@jit(inline=True)
+def slope_from_output(code, v, param):
+    """``phi'(z)`` from ``v = c phi(z)``, ``c > 0``, for the activations of
+    :meth:`Activation.slope_from_output`; equal to :func:`apply`'s ``phi'`` bit for bit
+    (NaN stays NaN).  ``phi'`` at the kink ``z = 0`` is the left slope, as in :func:`apply`.
+    NaN for an activation without an output slope."""
+    if code == LINEAR:
+        return 1.0 if v == v else math.nan
+    if code == RELU or code == LEAKY_RELU:
+        if v > 0.0:
+            return 1.0
+        if code == RELU:
+            if v <= 0.0:
+                return 0.0
+            return math.nan
+        if v <= 0.0:
+            return param
+        return math.nan
+    return math.nan
+# </generated>
+
+
+@jit
+def phi(code, x, param):
+    """Return ``phi(x)`` for the activation ``code``; see :func:`phi_and_dphi`."""
+    # LLVM inlines phi_and_dphi and drops the unused derivative.
+    return phi_and_dphi(code, x, param)[0]
+
+
+@jit
+def dphi(code, x, param):
+    """Return ``phi'(x)`` for the activation ``code``; see :func:`phi_and_dphi`."""
+    return phi_and_dphi(code, x, param)[1]

@@ -373,15 +373,6 @@ def fans(shape) -> tuple[int, int]:
     return shape[1] * receptive_field, shape[0] * receptive_field
 
 
-_TORCH_GAINS = {
-    "linear": 1.0,
-    "sigmoid": 1.0,
-    "tanh": 5.0 / 3.0,
-    "relu": math.sqrt(2.0),
-    "selu": 3.0 / 4.0,
-}
-
-
 def gain(activation: str, param: float | None = None) -> float:
     """The recommended gain (std multiplier) for weights feeding ``activation``.
 
@@ -409,10 +400,8 @@ def gain(activation: str, param: float | None = None) -> float:
         return 1.0
     spec = get_activation(activation)
     value = spec.resolve_param(**({spec.param_name: param} if spec.param_name and param is not None else {}))
-    if spec.name == "leaky_relu":
-        return math.sqrt(2.0 / (1.0 + value**2))
-    if spec.name in _TORCH_GAINS:
-        return _TORCH_GAINS[spec.name]
+    if spec.torch_gain is not None:  # the registry record carries PyTorch's rule
+        return spec.torch_gain(value)
     return _second_moment_gain(spec.name, value)
 
 
