@@ -45,7 +45,7 @@ _OPTIONS = ("residual", "batchnorm", "input_std", "input_corr", "numerics", "ini
             "stream", "memory_budget")
 _LOG10_E = 1.0 / math.log(10.0)
 # A cold compile of the kernels for one dtype on the 2-core project machine (announced).
-COLD_COMPILE_SECONDS = 40
+COLD_COMPILE_SECONDS = 25
 
 
 def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float32", bias_std=0.0, **options) -> pd.DataFrame:
