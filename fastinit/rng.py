@@ -449,7 +449,10 @@ def fill_serial(out, wide, kind, a, b, seed, stream, substream):
     ``KIND_TRUNCATED`` gives ``a * z`` with ``|z| <= b``, ``KIND_UNIFORM`` gives
     ``U[a, b)``.  ``wide`` must be True exactly when ``out`` is float64.
     """
-    fill_share(np.int64(0), np.int64(1), out, wide, kind, a, b, seed, stream, substream)
+    # The loop itself, not a call of fill_share: one call level less under the kernels
+    # (each level optimises and compiles the whole sampler again).
+    for chunk in range(chunk_count(out.size, wide)):
+        fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream)
 
 
 @jit
