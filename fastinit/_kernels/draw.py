@@ -24,7 +24,7 @@ def weight_substream(layer):
     return 2 * layer + 2
 
 
-@jit(inner=True)
+@jit(inline=True)
 def _orthogonal(w, a, seed, stream, substream):
     """``a`` times a (semi-)orthogonal matrix: QR of a float64 Gaussian, signs fixed by diag(R)."""
     rows, cols = w.shape

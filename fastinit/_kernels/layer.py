@@ -52,7 +52,7 @@ def _slot(ws, layer):
     return (layer - 1) % ws.seg_h.shape[0]
 
 
-@jit(inner=True)
+@jit(inline=True)
 def _layer_weights(worker, n_workers, cfg, ws, layer, draw):
     """Layer ``layer``'s weight matrix in its slot of ``ws.seg_w``; with ``draw``, drawn
     there first (every worker its share, then a barrier)."""
