@@ -146,7 +146,7 @@ def predict(init, activation, depth, width, *, batch=256, bias_std=0.0, input_st
     act = _act(activation, activation_params)
     depth = check_int("depth", depth, minimum=1)
     widths = _widths(depth, width)
-    check_int("batch", batch, minimum=2)
+    check_int("batch", batch, minimum=1)
     bias_std = check_real("bias_std", bias_std, minimum=0.0)
     input_std = check_real("input_std", input_std, minimum=0.0, exclusive_minimum=True)
     if residual is not None:

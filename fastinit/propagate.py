@@ -63,7 +63,9 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
         Units per layer, or a list of ``depth`` widths (layer ``l`` maps
         ``width[l-2]`` to ``width[l-1]`` units; the input has ``width[0]`` units).
     batch : int, default 256
-        Examples in the batch (>= 2: variances are over batch and units).
+        Examples in the batch, >= 1 (variances are over batch and units); one example is
+        Hanin & Rolnick's single-input setting.  Batch norm needs >= 2 (its statistics
+        are over the batch).
     seed : int, default 0
         Root seed; with ``stream`` it fixes every number drawn.
     dtype : {"float32", "float64"}, default "float32"
@@ -120,7 +122,8 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
         power-of-two unit, so ``log10_*`` stay exact; the plain column is then float64's
         rounding of the exact value (inf above 1.8e308, 0 below 1e-308, as for the
         rescaled columns).  ``corr`` is also NaN there (its cosines are plain float64
-        sums), and where a row pair is exactly 0 (a cosine 0/0).  An **exact zero** is a
+        sums), where a row pair is exactly 0 (a cosine 0/0), and at every layer of a
+        batch of one example (no pair to measure).  An **exact zero** is a
         measured 0 with log10 ``-inf`` (zeros init: z_l = 0 exactly): 0 / ``-inf`` and NaN
         never mean the same thing.  Plain variance columns may be 0 or inf where float64
         cannot hold them; ``log10_*`` are exact.
@@ -253,7 +256,7 @@ class Plan:
         else:
             widths = [check_int("width", width, minimum=1)] * depth
         widths = np.array([widths[0], *widths], dtype=np.int64)  # the input has widths[0] units
-        batch = check_int("batch", batch, minimum=2)
+        batch = check_int("batch", batch, minimum=1)
         seed = check_seed(seed)
         dtype = check_dtype(dtype)
         bias_std = check_real("bias_std", bias_std, minimum=0.0)
@@ -266,6 +269,9 @@ class Plan:
         batchnorm = options.get("batchnorm", False)
         if not isinstance(batchnorm, (bool, np.bool_)):
             raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
+        if batchnorm and batch < 2:
+            raise ValueError(f"batchnorm needs batch >= 2 (it normalises over the batch), got batch={batch}; "
+                             "use batch >= 2 or batchnorm=False")
         input_std = check_real("input_std", options.get("input_std", 1.0), minimum=0.0, exclusive_minimum=True)
         input_corr = options.get("input_corr")
         if input_corr is not None:
@@ -407,7 +413,7 @@ def _frame(stats, plan, n_workers) -> pd.DataFrame:
         "dead_frac": np.where(z_unknown, np.nan, stats[:, records.DEAD_UNITS] / n_out),
         "saturated_frac": np.where(z_unknown, np.nan, stats[:, records.SATURATED] / (batch * n_out)),
         "nonfinite": fwd_nonfinite + grad_nonfinite,
-        "corr": stats[:, records.CORR_SUM],
+        "corr": stats[:, records.CORR_SUM] if batch >= 2 else np.full(len(stats), np.nan),  # no pair: not known
         "fwd_nonfinite": fwd_nonfinite,
         "grad_nonfinite": grad_nonfinite,
     })

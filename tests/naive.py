@@ -202,7 +202,7 @@ def _propagate(plan, h0, grad_top, work):
         h64 = h_new.astype(np.float64)
         pairs = h64[0 : 2 * (len(h64) // 2)].reshape(-1, 2, h64.shape[1])
         cos = np.sum(pairs[:, 0] * pairs[:, 1], 1) / np.sqrt(np.sum(pairs[:, 0] ** 2, 1) * np.sum(pairs[:, 1] ** 2, 1))
-        cols["corr"].append(cos.mean() if np.isfinite(h64).all() else np.nan)
+        cols["corr"].append(cos.mean() if np.isfinite(h64).all() and cos.size else np.nan)  # one example: no pair
         cols["fwd_nonfinite"].append(np.count_nonzero(~np.isfinite(z)))
         saved.append((h, w, z, a, d))
         h = h_new

@@ -149,3 +149,25 @@ def test_phi_prime_read_off_the_output_equals_the_stored_one(activation, slope, 
     stored = propagate("he_normal", activation, **kwargs)
     # The stored phi' is rounded to the network's dtype (leaky_relu's slope 0.3 too).
     assert read_off.equals(stored)
+
+
+@pytest.mark.parametrize("name", ["plain-relu", "bias-tanh", "residual-relu", "unequal-widths-gelu", "orthogonal-leaky",
+                                  "correlated-inputs-erf"])
+def test_one_example_matches_the_twin(name, lanes):
+    # Hanin & Rolnick's single input: variances over units only; no pair, so corr is not known.
+    frame, twin = _run(CONFIGS[name], "float64", batch=1)
+    assert frame["corr"].isna().all()
+    for column in COMPARED:
+        if column != "corr":
+            np.testing.assert_allclose(frame[column], twin[column], rtol=1e-9, atol=1e-12, err_msg=column)
+
+
+def test_one_example_float32_matches_the_twin():
+    frame, twin = _run(CONFIGS["bias-tanh"], "float32", batch=1)
+    for column in ("fwd_var", "act_second_moment", "grad_var", "wgrad_var"):
+        np.testing.assert_allclose(frame[column], twin[column], rtol=1e-4, err_msg=column)
+
+
+def test_batch_norm_needs_two_examples():
+    with pytest.raises(ValueError, match=r"batchnorm needs batch >= 2 .* got batch=1; use batch >= 2 or batchnorm=False"):
+        propagate("he_normal", "relu", depth=3, width=8, batch=1, batchnorm=True)

@@ -196,6 +196,10 @@ def build_study(raw: dict, overrides: dict | None = None) -> Study:
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise StudyError(f"name must be a non-empty string without '/' that does not start with '.', got {name!r}")
     axes = {key: _check_axis(key, values) for key, values in merged.items()}
+    if True in axes["batchnorm"] and 1 in axes["batch"]:
+        # Caught here, not as failed cells: the grid would pair every batch with every batchnorm value.
+        raise StudyError("batchnorm needs batch >= 2 (it normalises over the batch), but the batch axis holds 1; "
+                         "drop batch 1 or batchnorm true")
     return Study(name=name, root_seed=_guard("root_seed", check_seed, parse_int(root_seed)),
                  seeds=_guard("seeds", lambda v: check_int("seeds", v, minimum=1), parse_int(seeds)), axes=axes)
 
@@ -328,7 +332,7 @@ _CHECKS = {
     "activation": _check_activation,
     "depth": lambda v: check_int("depth", parse_int(v), minimum=1),
     "width": lambda v: check_int("width", parse_int(v), minimum=1),
-    "batch": lambda v: check_int("batch", parse_int(v), minimum=2),
+    "batch": lambda v: check_int("batch", parse_int(v), minimum=1),
     "bias_std": lambda v: check_real("bias_std", _parse_real(v), minimum=0.0),
     "dtype": lambda v: check_dtype(v).name,
     "numerics": lambda v: check_choice("numerics", v, ("rescaled", "raw")),
