@@ -67,9 +67,7 @@ def jacobian_singular_values(init: str, activation: str, *, depth: int, width, s
     >>> bool(np.allclose(s, 1.0))  # an orthogonal linear net is an isometry
     True
     """
-    bias_std = options.pop("bias_std", 0.0)
-    plan = Plan.build(init, activation, depth=depth, width=width, batch=1, seed=seed, dtype=dtype,
-                      bias_std=bias_std, **options)
+    plan = Plan.build(init, activation, depth=depth, width=width, batch=1, seed=seed, dtype=dtype, **options)
     h = plan.inputs()[0][0]  # the input propagate(..., batch=1) draws
     widths, alpha = plan.widths, plan.residual
     jacobian = np.eye(int(widths[0]))

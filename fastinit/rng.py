@@ -455,7 +455,7 @@ def fill_serial(out, wide, kind, a, b, seed, stream, substream):
         fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream)
 
 
-@jit
+@jit(inline=True)  # into the kernels that share a draw: one call level less to compile
 def fill_share(worker, n_workers, out, wide, kind, a, b, seed, stream, substream):
     """Worker ``worker``'s share of :func:`fill_serial`: chunks ``worker, worker + n_workers, ...``.
 

@@ -11,7 +11,6 @@ import numpy as np
 
 from fastinit import rng
 from fastinit._jit import jit
-from fastinit._team import run_team, team_size
 from fastinit.initializers import CONSTANT, ORTHOGONAL
 
 # Substreams of a cell's stream: inputs and readout first, then two per layer.
@@ -48,14 +47,12 @@ def _orthogonal(w, a, seed, stream, substream):
 
 
 def draw_weights(w, kind, a, b, wide, seed, stream, substream):
-    """Draw one weight matrix ``w`` (fan_out, fan_in) in place, as ``initializers.fill``
-    (from Python: large matrices are drawn by a thread team)."""
+    """Draw one weight matrix ``w`` (fan_out, fan_in) in place from Python, with the numbers
+    :func:`draw_weights_share` gives the kernels."""
     if kind == CONSTANT or kind == ORTHOGONAL:
-        run_team(draw_weights_share, 1, w, kind, a, b, wide, seed, stream, substream)
-        return
-    # A sampler's draw needs no QR: its own kernel compiles without LAPACK's code (seconds, cold).
-    n_workers = team_size(rng.chunk_count(w.size, wide)) if w.size >= rng.PARALLEL_MIN_SAMPLES else 1
-    run_team(draw_samples_share, n_workers, w, kind, a, b, wide, seed, stream, substream)
+        draw_weights_share(0, 1, w, kind, a, b, wide, seed, stream, substream)
+    else:  # a sampler's draw needs no QR: rng.fill's kernels compile without LAPACK's code (seconds, cold)
+        rng.fill(w, kind, a, b, seed, stream, substream)
 
 
 @jit
@@ -69,15 +66,4 @@ def draw_weights_share(worker, n_workers, w, kind, a, b, wide, seed, stream, sub
             else:
                 _orthogonal(w, a, seed, stream, substream)
         return
-    draw_samples_share(worker, n_workers, w, kind, a, b, wide, seed, stream, substream)
-
-
-# Inlined into draw_weights_share (the code under propagate's walk stays as it was); called
-# from Python, it compiles alone, without _orthogonal.
-@jit(inline=True)
-def draw_samples_share(worker, n_workers, w, kind, a, b, wide, seed, stream, substream):
-    """Worker ``worker``'s share of a sampler's draw (``kind`` an ``rng.KIND_*``): chunks
-    ``worker, worker + n_workers, ...`` of ``w``, each a function of its index alone."""
-    flat = w.reshape(-1)
-    for chunk in range(worker, rng.chunk_count(flat.size, wide), n_workers):
-        rng.fill_chunk(flat, chunk, wide, kind, a, b, seed, stream, substream)
+    rng.fill_share(worker, n_workers, w.reshape(-1), wide, kind, a, b, seed, stream, substream)

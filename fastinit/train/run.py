@@ -260,7 +260,7 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     data = plan.dataset()
     args = (net.config, plan.schedule(), data, net.W, net.B, _buffers(net.config, plan.batch, net.W,
             data.targets.shape[1]), epoch_rec, layer_rec)
-    order = np.arange(plan.data.x.shape[0], dtype=np.int64)  # any order: the types are what matter
+    order = data.order  # any int64 order: the types are what matter
     announce_compile(K.train_epoch, (np.int64(0), *args[:6], order, order, *args[6:]),
                      f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype)
     last = K.train(*args)
