@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import figures, fit, theory, verdict  # noqa: E402
+from analysis._figure_writer import FigureWriter  # noqa: E402
 from fastinit.initializers import get_initializer  # noqa: E402
 from fastinit.sweep.spec import PROPAGATION_SHAPE, TRAINING_SHAPE  # noqa: E402
 from fastinit.sweep.store import ResultsError, load  # noqa: E402
@@ -51,8 +52,6 @@ __all__ = ["build_report", "theory_curves", "main"]
 
 FORMATS = ("pdf", "svg", "png")
 _SHAPE = list(PROPAGATION_SHAPE)
-# Metadata that would make files differ from run to run (dates), removed per format.
-_STABLE_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {"Software": None}}
 log = logging.getLogger("analysis.report")
 
 
@@ -147,16 +146,6 @@ def _shape_slug(shape: dict) -> str:
 
 
 # ------------------------------------------------------------------ writing
-
-
-def _save(figure, directory: Path, name: str, formats) -> list[str]:
-    paths = []
-    for extension in formats:
-        path = directory / f"{name}.{extension}"
-        figure.savefig(path, format=extension, metadata=_STABLE_METADATA[extension])
-        paths.append(path.name)
-    plt.close(figure)
-    return paths
 
 
 # How a table shows a number that was not measured (NaN): a dash, never a digit; the status says why.
@@ -267,24 +256,25 @@ def build_report(results, out, *, formats=FORMATS) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     figures.apply_style()
-    trains = rows["task"] != "none" if "task" in rows.columns else np.zeros(len(rows), dtype=bool)
-    sections, tables = [], []
-    if not trains.all():
-        propagation = rows[~trains]
-        propagation.attrs = rows.attrs
-        more_sections, more_tables = _propagation_report(propagation, out, formats)
-        sections += more_sections
-        tables += more_tables
-    if trains.any():
-        more_sections, more_tables = _training_report(rows[trains], out, formats)
-        sections += more_sections
-        tables += more_tables
+    with FigureWriter(out, formats) as writer:
+        trains = rows["task"] != "none" if "task" in rows.columns else np.zeros(len(rows), dtype=bool)
+        sections, tables = [], []
+        if not trains.all():
+            propagation = rows[~trains]
+            propagation.attrs = rows.attrs
+            more_sections, more_tables = _propagation_report(propagation, out, writer)
+            sections += more_sections
+            tables += more_tables
+        if trains.any():
+            more_sections, more_tables = _training_report(rows[trains], out, writer)
+            sections += more_sections
+            tables += more_tables
     index = _write_index(out, results, rows, sections, tables)
     log.info("report of %s written to %s in %.1f s", results, out, time.perf_counter() - start)
     return index
 
 
-def _propagation_report(rows, out, formats):
+def _propagation_report(rows, out, writer):
     """Figures 1-6 and the gain table of the propagation cells."""
     curves = theory_curves(rows)
     gains = _theory_gains(curves)
@@ -301,15 +291,15 @@ def _propagation_report(rows, out, formats):
             name = f"fig{number}_{direction}_{_shape_slug(shape)}"
             figure = figures.variance_figure(rows[mask], direction=direction, theory=curves[theory_mask])
             figure.suptitle(f"{'Forward' if direction == 'forward' else 'Gradient'} variance, {_shape_label(shape)}")
-            sections.append((name, _save(figure, out, name, formats),
+            sections.append((name, writer.save(figure, name),
                              _variance_reading(verdicts, direction) + _range_note(rows[mask], direction)))
     figure = figures.gain_figure(compared, inits=list(dict.fromkeys(rows.init)),
                                  activations=list(dict.fromkeys(rows.activation)))
-    sections.append(("fig3_gain_vs_theory", _save(figure, out, "fig3_gain_vs_theory", formats),
+    sections.append(("fig3_gain_vs_theory", writer.save(figure, "fig3_gain_vs_theory"),
                      _gain_reading(compared)))
-    sections.append(_spread_section(rows, out, formats))
-    sections.append(_phase_section(rows, out, formats))
-    sections.append(_heatmap_section(rows, shapes[0], out, formats))
+    sections.append(_spread_section(rows, writer))
+    sections.append(_phase_section(rows, writer))
+    sections.append(_heatmap_section(rows, shapes[0], writer))
     return sections, _write_tables(compared, out)
 
 
@@ -325,7 +315,7 @@ def _config_label(config: dict) -> str:
                       f"lr {config['lr']:g}", clip, *extras])
 
 
-def _training_report(rows, out, formats):
+def _training_report(rows, out, writer):
     """Loss curves, epochs to target with intervals, and the divergence map of the training cells."""
     sections = []
     per_epoch = rows[rows["layer"] == 1]
@@ -337,7 +327,7 @@ def _training_report(rows, out, formats):
         name = f"fig7_training_loss_{number}"
         figure = figures.training_figure(per_epoch[mask])
         figure.suptitle(f"Training loss, {_config_label(config)}")
-        sections.append((name, _save(figure, out, name, formats), _loss_reading(per_epoch[mask])))
+        sections.append((name, writer.save(figure, name), _loss_reading(per_epoch[mask])))
     figure, axes = plt.subplots(1, len(configs), figsize=(3.4 * len(configs), 3.0), squeeze=False,
                                 constrained_layout=True)
     for ax, config in zip(axes.flat, configs):
@@ -346,9 +336,9 @@ def _training_report(rows, out, formats):
         ax.set_title(_config_label(config), fontsize=7)
     figure.suptitle(f"Epochs until the training loss reaches {target:.3g} "
                     f"({fit.TARGET_FRACTION:g} of its median initial value)")
-    sections.append(("fig8_epochs_to_target", _save(figure, out, "fig8_epochs_to_target", formats),
+    sections.append(("fig8_epochs_to_target", writer.save(figure, "fig8_epochs_to_target"),
                      _epochs_reading(table)))
-    sections.append(_divergence_section(per_epoch, out, formats))
+    sections.append(_divergence_section(per_epoch, writer))
     table.to_csv(out / "epochs_to_target.csv", index=False, float_format="%.6g")
     (out / "epochs_to_target.md").write_text(_markdown(table))
     return sections, ["epochs_to_target.csv", "epochs_to_target.md"]
@@ -384,7 +374,7 @@ def _epochs_reading(table) -> str:
     return "Fastest to the target — " + "; ".join(parts) + "." + tail
 
 
-def _divergence_section(per_epoch, out, formats):
+def _divergence_section(per_epoch, writer):
     name = "fig9_divergence"
     runs = pd.DataFrame.from_records(  # one record per cell: each is one training run
         {"init": run["init"].iloc[0], "lr": run["lr"].iloc[0], "clip_norm": run["clip_norm"].iloc[0],
@@ -402,7 +392,7 @@ def _divergence_section(per_epoch, out, formats):
         ax.set_title(f"clip_norm {clip:g}" if clip else "no clipping")
         readings.append(f"{'no clipping' if not clip else f'clip_norm {clip:g}'}: {int(mine.diverged.sum())} of "
                         f"{len(mine)} runs diverged")
-    return name, _save(figure, out, name, formats), "Diverged runs (loss became NaN or inf) — " + "; ".join(
+    return name, writer.save(figure, name), "Diverged runs (loss became NaN or inf) — " + "; ".join(
         readings) + "."
 
 
@@ -434,7 +424,7 @@ def _two(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.2g}"
 
 
-def _spread_section(rows, out, formats):
+def _spread_section(rows, writer):
     name = "fig4_finite_width_spread"
     plain = (rows.bias_std == 0) & (rows.residual == 0) & ~rows.batchnorm.astype(bool)
     relu_he = rows[plain & (rows.activation_name == "relu") & rows.init_name.isin(["he_normal", "he_uniform"])]
@@ -478,10 +468,10 @@ def _spread_section(rows, out, formats):
                f"{factor:.0f}); "
                f"the per-layer steps (independent by that theory) {outcome}. At small depth a batch of "
                f"{int(relu_he.batch.iloc[0])} uncorrelated inputs sharing the weights fluctuates less than one input.")
-    return name, _save(figure, out, name, formats), reading
+    return name, writer.save(figure, name), reading
 
 
-def _phase_section(rows, out, formats):
+def _phase_section(rows, writer):
     name = "fig5_tanh_phase_diagram"
     # A log sigma_w^2 axis wide enough for every studied scale (too small 0.01 to too large 64).
     sigma_w2 = np.geomspace(0.01, 100.0, 241)
@@ -499,10 +489,10 @@ def _phase_section(rows, out, formats):
         phases.append(f"{point.init} (σw² = {point.sigma_w2:.3g}, χ1 = {value:.3g}, {state}{where})")
     reading = (f"The critical line starts at σw² = {critical[0]:.2f} for σb² = 0 and reaches "
                f"{critical[-1]:.2f} at σb² = {sigma_b2[-1]:.2f}. Studied: " + ("; ".join(phases) or "none") + ".")
-    return name, _save(figure, out, name, formats), reading
+    return name, writer.save(figure, name), reading
 
 
-def _heatmap_section(rows, shape, out, formats):
+def _heatmap_section(rows, shape, writer):
     name = "fig6_gradient_heatmap"
     mask = _matching(rows, shape)
     summary = figures.curve_summary(rows[mask], "backward")
@@ -527,7 +517,7 @@ def _heatmap_section(rows, shape, out, formats):
                f"white is a gradient that arrives as large as it left (per-layer gain 1)."
                + (f" Cells without a number: {', '.join(missing)} (hatched: overflow or underflow)."
                   if missing else ""))
-    return name, _save(figure, out, name, formats), reading
+    return name, writer.save(figure, name), reading
 
 
 # What each table holds, by file stem (the index names a table only when the study wrote it).

@@ -1,0 +1,134 @@
+"""Writing a report's figures in forked processes, so that saving overlaps the next figure.
+
+Saving is most of a report's time (matplotlib lays out and draws every figure once per format)
+and each figure is independent of the others, so on a machine with two or more cores the
+figures are written by forked children while the parent builds the next one.  A child writes
+exactly what the parent would have written (the same ``savefig`` calls on the same figure), so
+the report's files are byte-identical either way.  Where ``fork`` is not available, or is not
+safe because the process already runs other threads, figures are written in the parent.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+__all__ = ["FigureWriter"]
+
+# Metadata that would make files differ from run to run (dates), removed per format.
+STABLE_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {"Software": None}}
+
+
+def save_figure(figure, directory: Path, name: str, formats) -> list[str]:
+    """Save ``figure`` as ``directory/name.<format>`` for each format; return the file names.
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+        The figure (closed by the caller).
+    directory : pathlib.Path
+        Where the files go.
+    name : str
+        File name without extension.
+    formats : iterable of {"pdf", "svg", "png"}
+        The formats, in the order written.
+
+    Returns
+    -------
+    list of str
+        The file names written.
+    """
+    paths = []
+    for extension in formats:
+        path = directory / f"{name}.{extension}"
+        figure.savefig(path, format=extension, metadata=STABLE_METADATA[extension])
+        paths.append(path.name)
+        # The layout is solved in figure fractions, so one solve serves every format.
+        figure.set_layout_engine("none")
+    return paths
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class FigureWriter:
+    """Save figures, in up to ``processes`` forked children at once.
+
+    Use as a context manager: leaving it waits for every child and raises if one failed.
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        Where the files go.
+    formats : iterable of {"pdf", "svg", "png"}
+        The formats of every figure, in the order written.
+    processes : int, optional
+        Children writing at once; default the cores this process may use.  1 (or a platform
+        without a safe ``fork``) writes every figure in the calling process.
+    """
+
+    def __init__(self, directory: Path, formats, processes: int | None = None):
+        self.directory = Path(directory)
+        self.formats = tuple(formats)
+        self.processes = _cores() if processes is None else int(processes)
+        if self.processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes!r}")
+        self._running: list[tuple[str, multiprocessing.Process]] = []
+        self._failed: list[str] = []
+
+    def _forking(self) -> bool:
+        # fork copies only the calling thread: with other threads alive (a BLAS or tqdm
+        # thread holding a lock), a child could deadlock, so such a process writes inline.
+        return (self.processes > 1 and "fork" in multiprocessing.get_all_start_methods()
+                and threading.active_count() == 1)
+
+    def save(self, figure, name: str) -> list[str]:
+        """Save ``figure`` as ``name.<format>`` (see :func:`save_figure`), close it, return the file names.
+
+        With forking, the files are complete only once the writer is closed.
+        """
+        directory, formats = self.directory, self.formats
+        if not self._forking():
+            paths = save_figure(figure, directory, name, formats)
+            plt.close(figure)
+            return paths
+        while len(self._running) >= self.processes:
+            self._reap(self._running.pop(0))
+        child = multiprocessing.get_context("fork").Process(
+            target=save_figure, args=(figure, directory, name, formats), name=f"save {name}")
+        child.start()
+        self._running.append((name, child))
+        plt.close(figure)
+        return [f"{name}.{extension}" for extension in formats]
+
+    def _reap(self, running) -> None:
+        name, child = running
+        child.join()
+        if child.exitcode != 0:
+            self._failed.append(f"{name} (exit code {child.exitcode})")
+
+    def close(self) -> None:
+        """Wait for every child; raise ``RuntimeError`` naming the figures that failed."""
+        while self._running:
+            self._reap(self._running.pop(0))
+        if self._failed:
+            failed, self._failed = self._failed, []
+            raise RuntimeError(f"writing figure(s) failed: {', '.join(failed)}; the child's traceback is above")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if exc_info[0] is None:
+            self.close()
+        else:  # already failing: wait for the children, keep the first error
+            while self._running:
+                self._running.pop(0)[1].join()
