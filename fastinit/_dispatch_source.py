@@ -6,8 +6,9 @@ fails, naming this command, while the generated section and the registry disagre
 holds every entry point against each record's own jitted kernels bit for bit.
 
 What is written: :func:`~fastinit.activations.phi_and_dphi`, one ``if code == ...`` branch per
-record holding the body of the record's ``kernel`` (less its leading NaN test, made once for
-all); :func:`~fastinit.activations.apply`, a loop of its own for each float32 variant and each
+built-in record holding the body of the record's ``kernel`` (less its leading NaN test, made
+once for all), and one branch for every :func:`~fastinit.activations.register`-ed activation
+(a call through the address in ``param``, :mod:`fastinit._registered`); :func:`~fastinit.activations.apply`, a loop of its own for each float32 variant and each
 branch-free variant (``kernel_vector``), the others through ``phi_and_dphi``;
 :func:`~fastinit.activations.slope_from_output`, one branch per record with an
 ``output_slope``.  Bodies are copied through :mod:`ast` (``x`` renamed in loops), so the
@@ -55,8 +56,9 @@ _PHI_AND_DPHI_DOC = '''\
     x : float
         The pre-activation.
     param : float
-        The slope of ``leaky_relu`` or the alpha of ``elu``; ignored otherwise.  Kernels
-        never validate: use :meth:`Activation.resolve_param` at the boundary.
+        The slope of ``leaky_relu`` or the alpha of ``elu``; for ``REGISTERED``, the address of
+        the kernel :func:`register` compiled; ignored otherwise.  Kernels never validate: use
+        :meth:`Activation.resolve_param` at the boundary.
 
     Returns
     -------
@@ -225,7 +227,10 @@ def source(module=None) -> str:
               "    if math.isnan(x):  # every kernel's own NaN test, made once",
               "        return math.nan, math.nan"]
     bodies = [_without_nan_test(_function(module, r.kernel, ["x", "param"])[1]) for r in records]
-    scalar += [*_chain(module, records, bodies), "    return math.nan, math.nan"]
+    scalar += [*_chain(module, records, bodies),
+               "    if code == REGISTERED and param > 0.0:  # param: the address of a register()ed kernel",
+               "        return call_registered(param, x)",
+               "    return math.nan, math.nan"]
 
     branches = [(f"code == {_code(module, r)} and x.itemsize == 4", r.kernel_float32)
                 for r in records if r.kernel_float32 is not None]

@@ -21,7 +21,7 @@ import numba
 from numba.core.registry import CPUDispatcher
 
 
-__all__ = ["jit", "JIT_OPTIONS", "announce_compile"]
+__all__ = ["jit", "jit_uncached", "cfunc", "JIT_OPTIONS", "announce_compile"]
 
 JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
@@ -68,6 +68,45 @@ def jit(function=None, *, inline: bool = False, inner: bool = False):
     if function is None:
         return decorate
     return decorate(function)
+
+
+def jit_uncached(function):
+    """Compile a user's function (:func:`fastinit.activations.register`) with the policy, uncached.
+
+    Not cached: a user's function may live in a notebook or an edited module, and the caches
+    of the library's own kernels are not keyed by it (the registered kernel is called through
+    its address, :mod:`fastinit._registered`).
+
+    Parameters
+    ----------
+    function : callable
+        A Python function numba can compile.
+
+    Returns
+    -------
+    numba.core.registry.CPUDispatcher
+        Lazily compiled (call ``.compile(signature)`` to compile now).
+    """
+    options = {key: value for key, value in JIT_OPTIONS.items() if key != "cache"}
+    return numba.njit(function, **options)
+
+
+def cfunc(signature, function):
+    """A C-callable ``numba.cfunc`` of ``function`` with the policy's numerics, uncached.
+
+    Parameters
+    ----------
+    signature : numba signature
+        The C signature.
+    function : callable
+        The Python function.
+
+    Returns
+    -------
+    numba.core.ccallback.CFunc
+        With ``.address``, the C function pointer.
+    """
+    return numba.cfunc(signature, error_model=JIT_OPTIONS["error_model"])(function)
 
 
 class _InnerDispatcher(CPUDispatcher):

@@ -32,24 +32,29 @@ NaN in gives NaN out, and PyTorch's subgradients at kinks (``relu'(0) = 0``,
 
 from __future__ import annotations
 
+import importlib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import numpy as np
 from scipy import special
 
-from fastinit import _closed_forms
+from fastinit import _closed_forms, _registered
 from fastinit._jit import jit
+from fastinit._registered import call_registered
 from fastinit._validation import check_name, check_no_extra, check_real
 
 __all__ = [
-    "ACTIVATIONS", "ALIASES", "Activation", "apply", "dphi", "get_activation", "phi",
-    "phi_and_dphi", "slope_from_output", "LINEAR", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "GELU",
+    "ACTIVATIONS", "ALIASES", "USER_ACTIVATIONS", "Activation", "apply", "dphi", "get_activation", "phi",
+    "phi_and_dphi", "register", "slope_from_output", "LINEAR", "RELU", "LEAKY_RELU", "TANH", "SIGMOID", "GELU",
     "SILU", "ELU", "SELU", "SOFTPLUS", "ERF", "SELU_LAMBDA", "SELU_ALPHA",
 ]
 
 LINEAR, RELU, LEAKY_RELU, TANH, SIGMOID, GELU, SILU, ELU, SELU, SOFTPLUS, ERF = range(11)
+# Every activation added by register() shares this code: its kernel's address rides in ``param``.
+REGISTERED = 100
 
 SELU_LAMBDA = 1.0507009873554805
 SELU_ALPHA = 1.6732632423543772
@@ -355,6 +360,14 @@ class Activation:
         its own, which LLVM vectorises; equal to ``kernel`` bit for bit but for NaN payloads.
         Records without one share a loop through :func:`phi_and_dphi`, whose branch on the
         code costs little next to their exp or erf (and a loop each would add compile time).
+    module : str or None
+        For an activation added by :func:`register`, the module that registered it (its
+        functions' ``__module__``); None for the built-ins.
+    fingerprint : str or None
+        For a registered activation, a hash of its functions' source and traits (part of a
+        sweep cell's identity); None for the built-ins.
+    compiled : object or None
+        For a registered activation, its compiled C kernel (kept alive with the record).
     """
 
     name: str
@@ -377,11 +390,20 @@ class Activation:
     output_slope: Callable | None = field(default=None, compare=False, repr=False)
     output_slope_if: Callable[[float], bool] = field(default=_always, compare=False, repr=False)
     kernel_vector: Callable | None = field(default=None, compare=False, repr=False)
+    module: str | None = None
+    fingerprint: str | None = None
+    compiled: object | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def spelling(self) -> str:
+        """The name that finds this record in any process: ``module:name`` when registered."""
+        return f"{self.module}:{self.name}" if self.module else self.name
 
     def __reduce__(self):
         # Pickled by name (e.g. into a process pool): jitted kernels and lambdas do not
-        # pickle, and the receiving process has the same registry.
-        return get_activation, (self.name,)
+        # pickle; the receiving process has the same built-ins and imports the module that
+        # registers a registered one.
+        return get_activation, (self.spelling,)
 
     def slope_from_output(self, param: float) -> bool:
         """Whether ``phi'(z)`` can be read off ``c phi(z)`` for any ``c > 0``, so that a
@@ -517,15 +539,19 @@ ACTIVATIONS: dict[str, Activation] = {a.name: a for a in (
 )}
 
 ALIASES: dict[str, str] = {"swish": "silu"}
+# Activations added by register(), by name: get_activation finds them beside the built-ins.
+USER_ACTIVATIONS: dict[str, Activation] = {}
 
 
 def get_activation(name: str) -> Activation:
-    """Look up an activation by name or alias.
+    """Look up an activation by name or alias, or as ``module:name`` (importing ``module``).
 
     Parameters
     ----------
     name : str
-        A key of :data:`ACTIVATIONS` or :data:`ALIASES`.
+        A key of :data:`ACTIVATIONS` or :data:`ALIASES`, or ``module:name`` for an activation
+        that importing ``module`` registers (:func:`register`): the spelling that works in
+        the sweep's TOML and flags, and in any worker process.
 
     Returns
     -------
@@ -535,10 +561,126 @@ def get_activation(name: str) -> Activation:
     Raises
     ------
     ValueError
-        For an unknown name; the message suggests the closest one.
+        For an unknown name (the message suggests the closest one), a module that cannot be
+        imported, or one that does not register ``name``.
     """
-    name = check_name("activation", name, [*ACTIVATIONS, *ALIASES])
-    return ACTIVATIONS[ALIASES.get(name, name)]
+    if isinstance(name, str) and ":" in name:
+        return _imported(name)
+    name = check_name("activation", name, [*ACTIVATIONS, *ALIASES, *USER_ACTIVATIONS])
+    return USER_ACTIVATIONS.get(name) or ACTIVATIONS[ALIASES.get(name, name)]
+
+
+def _imported(spelling: str) -> Activation:
+    module_name, _, name = (part.strip() for part in spelling.rpartition(":"))
+    if not module_name or not name:
+        raise ValueError(f"activation {spelling!r} must be 'name' or 'module:name', e.g. 'my_activations:mish'")
+    try:
+        importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"activation {spelling!r}: cannot import module {module_name!r} ({error}); it must be "
+                         f"importable (on sys.path, e.g. in the working directory) by every process that "
+                         f"runs it") from None
+    record = USER_ACTIVATIONS.get(name)
+    if record is None or record.module != module_name:
+        theirs = sorted(r.name for r in USER_ACTIVATIONS.values() if r.module == module_name)
+        raise ValueError(f"activation {spelling!r}: module {module_name!r} does not register an activation "
+                         f"{name!r} (it registers {', '.join(map(repr, theirs)) or 'none'}); call "
+                         f"fastinit.activations.register({name!r}, phi, dphi) in it")
+    return record
+
+
+def _evaluate_each(phi_array, dphi_array, x):
+    # Overflow inside the user's functions is their value (inf), as in the kernels: no warning.
+    with np.errstate(all="ignore"):
+        return phi_array(x).astype(np.float64), dphi_array(x).astype(np.float64)
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def register(name: str, phi, dphi, *, homogeneous: bool = False, bounded: bool = False) -> Activation:
+    """Add your own activation: after this, ``name`` works wherever a built-in does.
+
+    ``phi`` and ``phi'`` are compiled once, here, with numba, into one C kernel that the
+    cached layer kernels call (no recompilation of ``propagate`` or ``train``).  The theory
+    layer integrates the same compiled functions by quadrature; :func:`fastinit.gain` gives
+    the second-moment preserving gain.  NaN in gives NaN out without calling your functions
+    (the kernels' rule); inf, overflow and NaN out of them are recorded as for the built-ins.
+
+    For the sweep's flags and TOML, and for worker processes, register at the import of a
+    module and name the activation ``module:name`` (``--activation my_activations:mish``):
+    each process imports ``module`` and finds it.
+
+    Parameters
+    ----------
+    name : str
+        A new name (letters, digits, underscores), not a built-in, alias or another
+        registered activation.  Registering the same functions again under their name
+        (a module imported twice) returns the existing record.
+    phi, dphi : callable
+        Plain Python functions of one float returning a float, written with :mod:`math`
+        (``math.exp``, ``math.tanh``, ``math.erf`` ...) and float arithmetic: ``phi(x)`` and
+        its derivative.
+    homogeneous : bool, optional
+        You declare ``phi(c x) = c phi(x)`` for ``c > 0`` (relu-like): propagate then keeps an
+        exact log scale instead of letting the signal under- or overflow, and the theory uses
+        the homogeneous closed forms.  Declaring it falsely gives wrong numbers.
+    bounded : bool, optional
+        ``phi`` is bounded: saturated units (``|phi'|`` tiny) are counted.
+
+    Returns
+    -------
+    Activation
+        The new record, also in :data:`USER_ACTIVATIONS`.
+
+    Raises
+    ------
+    TypeError
+        If ``phi`` or ``dphi`` is not a Python function of one argument.
+    ValueError
+        For a bad or taken name, or a function numba cannot compile (the message names it
+        and numba's reason).
+
+    Examples
+    --------
+    >>> import math
+    >>> from fastinit.activations import register
+    >>> def mish(x):
+    ...     return x * math.tanh(math.log1p(math.exp(x)))
+    >>> def mish_slope(x):
+    ...     t = math.tanh(math.log1p(math.exp(x)))
+    ...     return t + x * (1.0 - t * t) / (1.0 + math.exp(-x))
+    >>> register("mish", mish, mish_slope)  # doctest: +SKIP
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"activation name must be letters, digits and underscores (not starting with a digit), "
+                         f"got {name!r}")
+    owner = f"activation {name!r}"
+    homogeneous, bounded = bool(homogeneous), bool(bounded)
+    _registered.check_scalar_function(owner, "phi", phi)
+    _registered.check_scalar_function(owner, "dphi", dphi)
+    fingerprint = _registered.fingerprint(phi, dphi, traits=(homogeneous, bounded))
+    taken = USER_ACTIVATIONS.get(name) or ACTIVATIONS.get(ALIASES.get(name, name))
+    if taken is not None:
+        if taken.fingerprint == fingerprint:
+            return taken
+        kind = "a built-in activation" if taken.module is None else f"registered by {taken.module!r} with other functions"
+        raise ValueError(f"{owner} is already {kind}; choose another name")
+    phi_compiled = _registered.compile_scalar(owner, "phi", phi)
+    dphi_compiled = _registered.compile_scalar(owner, "dphi", dphi)
+    kernel = _registered.compile_kernel(phi_compiled, dphi_compiled)
+    # The twin evaluates the same compiled scalars one by one from NumPy (numba's float
+    # semantics: overflow gives inf, where Python's math would raise).
+    phi_array, dphi_array = (np.frompyfunc(f, 1, 1) for f in (phi_compiled, dphi_compiled))
+    record = Activation(
+        name, REGISTERED, None, float(kernel.address), homogeneous, bounded, False, None,
+        f"registered by {phi.__module__}: phi = {phi.__qualname__}, phi' = {dphi.__qualname__}",
+        # Not known to be smooth: quadrature then splits at 0, which costs little if it is.
+        False,
+        twin=lambda x, _: _evaluate_each(phi_array, dphi_array, x),
+        module=phi.__module__, fingerprint=fingerprint, compiled=kernel)
+    USER_ACTIVATIONS[name] = record
+    return record
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -557,8 +699,9 @@ def phi_and_dphi(code, x, param):
     x : float
         The pre-activation.
     param : float
-        The slope of ``leaky_relu`` or the alpha of ``elu``; ignored otherwise.  Kernels
-        never validate: use :meth:`Activation.resolve_param` at the boundary.
+        The slope of ``leaky_relu`` or the alpha of ``elu``; for ``REGISTERED``, the address of
+        the kernel :func:`register` compiled; ignored otherwise.  Kernels never validate: use
+        :meth:`Activation.resolve_param` at the boundary.
 
     Returns
     -------
@@ -603,6 +746,8 @@ def phi_and_dphi(code, x, param):
         return (_SELU_LAMBDA_ALPHA * math.expm1(x), _SELU_LAMBDA_ALPHA * math.exp(x))
     if code == ERF:
         return (math.erf(x), _TWO_OVER_SQRT_PI * math.exp(-x * x))
+    if code == REGISTERED and param > 0.0:  # param: the address of a register()ed kernel
+        return call_registered(param, x)
     return math.nan, math.nan
 
 

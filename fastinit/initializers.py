@@ -409,7 +409,7 @@ def gain(activation: str, param: float | None = None) -> float:
 def _second_moment_gain(name: str, param: float) -> float:
     from scipy import integrate, stats  # lazy: only the quadrature gains need them (see Draw.distribution)
 
-    spec = ACTIVATIONS[name]
+    spec = get_activation(name)
     integrand = lambda z: float(spec.phi_np(np.array([z]), param)[0]) ** 2 * stats.norm.pdf(z)  # noqa: E731
     # Split at 0, where the piecewise activations have their kink.
     second_moment = sum(integrate.quad(integrand, lo, hi, epsabs=1e-13, epsrel=1e-12)[0] for lo, hi in ((-np.inf, 0.0), (0.0, np.inf)))

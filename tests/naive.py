@@ -162,12 +162,14 @@ def propagate(plan, h0, grad_top, *, in_dtype=False):
 
 
 def _propagate(plan, h0, grad_top, work):
-    from fastinit import ACTIVATIONS
+    from fastinit.activations import ACTIVATIONS, USER_ACTIVATIONS
     from fastinit._kernels import draw as K
     from fastinit.initializers import fill as fill_weights
     from fastinit.rng import fill as fill_stream
 
-    act = next(a for a in ACTIVATIONS.values() if a.code == plan.code)
+    # A registered activation is known by its kernel's address (its param), not its shared code.
+    act = next(a for a in (*ACTIVATIONS.values(), *USER_ACTIVATIONS.values())
+               if a.code == plan.code and (a.module is None or a.default_param == plan.param))
     phi = lambda x: np.asarray(act.phi_np(x, plan.param), dtype=np.float64)  # noqa: E731
     dphi = lambda x: np.asarray(act.dphi_np(x, plan.param), dtype=np.float64)  # noqa: E731
     widths, depth = plan.widths, plan.depth

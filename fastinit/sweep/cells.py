@@ -12,6 +12,7 @@ import itertools
 import json
 
 from fastinit import rng
+from fastinit.activations import get_activation
 from fastinit.propagate import DEFAULT_MEMORY_BUDGET
 from fastinit.sweep.spec import AXES, PROPAGATION_AXES, TRAINING_AXES, Choice, Study
 
@@ -61,6 +62,9 @@ class Cell:
         fields = dataclasses.asdict(self)
         fields["init"] = [self.init.name, dict(self.init.params)]
         fields["activation"] = [self.activation.name, dict(self.activation.params)]
+        registered = get_activation(self.activation.name).fingerprint
+        if registered is not None:  # a changed function makes new cells (built-ins' keys unchanged)
+            fields["activation"].append(registered)
         for name in (PROPAGATION_AXES if self.trains else ("task", *TRAINING_AXES)):
             del fields[name]
         return json.dumps(fields, sort_keys=True, separators=(",", ":"))

@@ -8,7 +8,9 @@ value and the fix.
 
 Initializer and activation values are strings ``name`` or ``name:key=value,...``
 (``normal:std=0.01``, ``he_normal:mode=fan_out``, ``leaky_relu:slope=0.2``), or in TOML
-inline tables ``{name = "normal", std = 0.01}``.  Names match the registries in any case
+inline tables ``{name = "normal", std = 0.01}``.  An activation of your own is ``module:name``
+(no ``=``): the module is imported, here and in every worker, and must register ``name``
+(:func:`fastinit.activations.register`).  Names match the registries in any case
 and are stored as registered (``ReLU`` is the ``relu`` choice, with the same cell keys).
 """
 
@@ -315,6 +317,14 @@ def _check_init(value):
 
 
 def _check_activation(value):
+    if isinstance(value, str) and ":" in value and "=" not in value:
+        # module:name -- an activation that importing module registers; the spelling stays the
+        # choice's name, so that every worker process imports the module too.
+        try:
+            act = get_activation(value.strip())
+        except ValueError as error:
+            raise StudyError(str(error)) from None
+        return Choice(act.spelling, (), act.spelling)
     name, params = _split_choice("activation", value)
     act = get_activation(name)
     param = act.resolve_param(**params)
