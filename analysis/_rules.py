@@ -9,7 +9,7 @@ import numpy as np
 
 from analysis._moments import as_array
 from fastinit._validation import check_params, did_you_mean
-from fastinit.initializers import INITIALIZERS, get_initializer
+from fastinit.initializers import INITIALIZERS, USER_INITIALIZERS, get_initializer
 
 __all__ = ["RULES", "weight_rule", "rule_variance"]
 
@@ -29,7 +29,8 @@ def weight_rule(weight_variance, init_params, name="weight_variance"):
             if init_params:
                 raise TypeError(f"init_params apply to initializer names, not to the rule {weight_variance!r}")
             return RULES[compact]
-        if compact.casefold() in {known.casefold() for known in INITIALIZERS}:
+        known = {name.casefold() for name in (*INITIALIZERS, *USER_INITIALIZERS)}
+        if compact.casefold() in known or ":" in compact:  # module:name imports a registered one
             entry = get_initializer(compact)  # in any case, like every registry lookup
             resolved = entry.resolve(**check_params("init_params", init_params))
             # The theory is of dense layers: receptive field 1.

@@ -565,28 +565,54 @@ def get_activation(name: str) -> Activation:
         imported, or one that does not register ``name``.
     """
     if isinstance(name, str) and ":" in name:
-        return _imported(name)
+        return import_registered("activation", name, USER_ACTIVATIONS, "fastinit.activations.register")
     name = check_name("activation", name, [*ACTIVATIONS, *ALIASES, *USER_ACTIVATIONS])
     return USER_ACTIVATIONS.get(name) or ACTIVATIONS[ALIASES.get(name, name)]
 
 
-def _imported(spelling: str) -> Activation:
+def import_registered(kind: str, spelling: str, registry: Mapping, register_call: str):
+    """The entry ``module:name`` of ``registry``, importing ``module`` (which registers it).
+
+    Shared by the activation and initializer registries.
+
+    Parameters
+    ----------
+    kind : str
+        ``"activation"`` or ``"initializer"``, for messages.
+    spelling : str
+        ``module:name``.
+    registry : mapping
+        Name -> registered entry (each with a ``module`` attribute).
+    register_call : str
+        The function the module should call, for messages.
+
+    Returns
+    -------
+    object
+        The entry.
+
+    Raises
+    ------
+    ValueError
+        If the spelling is malformed, the module cannot be imported, or it does not register
+        ``name``.
+    """
     module_name, _, name = (part.strip() for part in spelling.rpartition(":"))
     if not module_name or not name:
-        raise ValueError(f"activation {spelling!r} must be 'name' or 'module:name', e.g. 'my_activations:mish'")
+        raise ValueError(f"{kind} {spelling!r} must be 'name' or 'module:name', e.g. 'my_{kind}s:mine'")
     try:
         importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"activation {spelling!r}: cannot import module {module_name!r} ({error}); it must be "
+        raise ValueError(f"{kind} {spelling!r}: cannot import module {module_name!r} ({error}); it must be "
                          f"importable (on sys.path, e.g. in the working directory) by every process that "
                          f"runs it") from None
-    record = USER_ACTIVATIONS.get(name)
-    if record is None or record.module != module_name:
-        theirs = sorted(r.name for r in USER_ACTIVATIONS.values() if r.module == module_name)
-        raise ValueError(f"activation {spelling!r}: module {module_name!r} does not register an activation "
+    entry = registry.get(name)
+    if entry is None or entry.module != module_name:
+        theirs = sorted(e.name for e in registry.values() if e.module == module_name)
+        raise ValueError(f"{kind} {spelling!r}: module {module_name!r} does not register an {kind} "
                          f"{name!r} (it registers {', '.join(map(repr, theirs)) or 'none'}); call "
-                         f"fastinit.activations.register({name!r}, phi, dphi) in it")
-    return record
+                         f"{register_call}({name!r}, ...) in it")
+    return entry
 
 
 def _evaluate_each(phi_array, dphi_array, x):

@@ -26,20 +26,19 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from fastinit import rng
+from fastinit import _registered, rng
 from fastinit._validation import (
     Choice,
     Real,
     check_dtype,
-    check_int,
     check_no_extra,
     check_name,
     check_seed,
     check_shape,
 )
-from fastinit.activations import ACTIVATIONS, get_activation
+from fastinit.activations import _NAME, ACTIVATIONS, get_activation, import_registered
 
-__all__ = ["Draw", "Initializer", "INITIALIZERS", "fans", "gain", "sample", "declared_variance", "get_initializer", "CONV_NAMES"]
+__all__ = ["Draw", "Initializer", "INITIALIZERS", "USER_INITIALIZERS", "register", "fans", "gain", "sample", "declared_variance", "get_initializer", "CONV_NAMES"]
 
 CONSTANT = 3
 ORTHOGONAL = 4
@@ -120,6 +119,12 @@ class Initializer:
         only orthogonal needs: its matrix is ``(fan_out / receptive_field, fan_in)``.
     needs_fans : bool
         Whether the shape must have at least 2 dimensions.
+    module : str or None
+        For an initializer added by :func:`register`, the module that registered it; None
+        for the built-ins.
+    fingerprint : str or None
+        For a registered initializer, a hash of its functions' source, distribution and
+        parameters (part of a sweep cell's identity); None for the built-ins.
     """
 
     name: str
@@ -128,6 +133,13 @@ class Initializer:
     draw: Callable[..., Draw]
     variance: Callable[..., float]
     needs_fans: bool = True
+    module: str | None = None
+    fingerprint: str | None = None
+
+    @property
+    def spelling(self) -> str:
+        """The name that finds this entry in any process: ``module:name`` when registered."""
+        return f"{self.module}:{self.name}" if self.module else self.name
 
     def resolve(self, **params) -> dict:
         """Validate ``params`` against the declaration and fill in defaults.
@@ -320,13 +332,18 @@ INITIALIZERS: dict[str, Initializer] = {entry.name: entry for entry in _ENTRIES}
 """Every initialization scheme by name; the single source of truth for CLI, theory, tests."""
 
 
+USER_INITIALIZERS: dict[str, Initializer] = {}
+"""Initializers added by :func:`register`, by name (:func:`get_initializer` finds them too)."""
+
+
 def get_initializer(name: str) -> Initializer:
-    """Look up an initializer by name.
+    """Look up an initializer by name, or as ``module:name`` (importing ``module``).
 
     Parameters
     ----------
     name : str
-        A key of :data:`INITIALIZERS`.
+        A key of :data:`INITIALIZERS` or :data:`USER_INITIALIZERS`, or ``module:name`` for
+        one that importing ``module`` registers (:func:`register`).
 
     Returns
     -------
@@ -335,9 +352,111 @@ def get_initializer(name: str) -> Initializer:
     Raises
     ------
     ValueError
-        For an unknown name, suggesting the closest one.
+        For an unknown name (suggesting the closest one), a module that cannot be imported
+        or one that does not register ``name``.
     """
-    return INITIALIZERS[check_name("init", name, INITIALIZERS)]
+    if isinstance(name, str) and ":" in name:
+        return import_registered("initializer", name, USER_INITIALIZERS, "fastinit.initializers.register")
+    name = check_name("init", name, [*INITIALIZERS, *USER_INITIALIZERS])
+    return USER_INITIALIZERS.get(name) or INITIALIZERS[name]
+
+
+# The draw of a registered initializer from its scale: normal N(0, s^2), uniform U[-s, s],
+# truncated_normal N(0, s^2) cut at +-2 s (Keras/JAX's cut).
+_USER_DRAWS = {
+    "normal": lambda s: Draw(rng.KIND_NORMAL, s),
+    "uniform": lambda s: Draw(rng.KIND_UNIFORM, -s, s),
+    "truncated_normal": lambda s: Draw(rng.KIND_TRUNCATED, s, 2.0),
+}
+# Fans at which a registered draw is held against its declared variance.
+_CHECK_FANS = ((16, 16), (300, 100), (7, 1000))
+
+
+def register(name: str, variance, distribution: str, scale, *, params=None, description: str = "") -> Initializer:
+    """Add your own initializer: after this, ``name`` works wherever a built-in does.
+
+    You declare the variance rule and the draw separately, as the built-ins do, and they are
+    held against each other here: the draw's variance must equal the declared rule (to 1e-9)
+    at a few fans, so that the theory layer, which reads the rule, describes what is drawn.
+
+    For the sweep's flags and TOML, and for worker processes, register at the import of a
+    module and name the initializer ``module:name`` (``--init my_inits:half_he``).
+
+    Parameters
+    ----------
+    name : str
+        A new name (letters, digits, underscores), not a built-in or another registered
+        initializer.  Registering the same functions again returns the existing entry.
+    variance : callable
+        ``variance(fan_in, fan_out, **params) -> float``: the declared variance of each weight.
+    distribution : {"normal", "uniform", "truncated_normal"}
+        What is drawn, scaled by ``scale``: ``N(0, s^2)``, ``U[-s, s]``, or ``N(0, s^2)``
+        truncated at ``+-2 s`` (variance ``0.7737 s^2``).
+    scale : callable
+        ``scale(fan_in, fan_out, **params) -> float``, the ``s`` above (> 0).
+    params : dict, optional
+        Parameter name -> default (real numbers), passed to ``variance`` and ``scale`` and
+        settable as for the built-ins (``--init my_inits:scaled:factor=0.5``).
+    description : str, optional
+        One line for tables and ``--help``.
+
+    Returns
+    -------
+    Initializer
+        The new entry, also in :data:`USER_INITIALIZERS`.
+
+    Raises
+    ------
+    TypeError
+        If ``variance`` or ``scale`` is not callable, or a parameter default is not real.
+    ValueError
+        For a bad or taken name, an unknown distribution, or a draw whose variance is not the
+        declared one (the message gives both at the fans where they differ).
+
+    Examples
+    --------
+    >>> import math
+    >>> from fastinit.initializers import register
+    >>> register("half_he", lambda fan_in, fan_out: 1.0 / fan_in, "normal",
+    ...          lambda fan_in, fan_out: math.sqrt(1.0 / fan_in))  # doctest: +SKIP
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"initializer name must be letters, digits and underscores (not starting with a digit), "
+                         f"got {name!r}")
+    owner = f"initializer {name!r}"
+    for role, function in (("variance", variance), ("scale", scale)):
+        if not callable(function):
+            raise TypeError(f"{owner}: {role} must be a function of (fan_in, fan_out, **params), got {function!r}")
+    distribution = Choice(tuple(_USER_DRAWS)).check("distribution", distribution)
+    declared = {key: Param(Real().check(f"{owner} parameter {key!r}", value), Real(), "registered parameter")
+                for key, value in dict(params or {}).items()}
+    fingerprint = _registered.fingerprint(variance, scale, traits=(distribution, sorted(
+        (key, spec.default) for key, spec in declared.items())))
+    taken = USER_INITIALIZERS.get(name) or INITIALIZERS.get(name)
+    if taken is not None:
+        if taken.fingerprint == fingerprint:
+            return taken
+        kind = "a built-in initializer" if taken.module is None else f"registered by {taken.module!r} with other functions"
+        raise ValueError(f"{owner} is already {kind}; choose another name")
+    make_draw = _USER_DRAWS[distribution]
+    entry = Initializer(
+        name, description or f"registered by {getattr(variance, '__module__', None)}: {distribution}", declared,
+        lambda fi, fo, **p: make_draw(float(scale(fi, fo, **p))),
+        lambda fi, fo, rf, **p: float(variance(fi, fo, **p)),
+        module=getattr(variance, "__module__", None) or "__main__", fingerprint=fingerprint)
+    defaults = {key: spec.default for key, spec in declared.items()}
+    for fan_in, fan_out in _CHECK_FANS:
+        s = float(scale(fan_in, fan_out, **defaults))
+        if not (math.isfinite(s) and s > 0.0):
+            raise ValueError(f"{owner}: scale({fan_in}, {fan_out}) = {s!r}; it must be finite and > 0")
+        rule = entry.variance(fan_in, fan_out, 1, **defaults)
+        drawn = float(make_draw(s).distribution().var())
+        if not math.isclose(drawn, rule, rel_tol=1e-9):
+            raise ValueError(f"{owner}: the {distribution} draw with scale({fan_in}, {fan_out}) = {s:.6g} has "
+                             f"variance {drawn:.6g}, but variance({fan_in}, {fan_out}) declares {rule:.6g}; make them "
+                             f"agree (uniform U[-s, s] has variance s^2/3, truncated_normal 0.7737 s^2)")
+    USER_INITIALIZERS[name] = entry
+    return entry
 
 
 # ------------------------------------------------------------------ fans and gains

@@ -13,6 +13,7 @@ import json
 
 from fastinit import rng
 from fastinit.activations import get_activation
+from fastinit.initializers import get_initializer
 from fastinit.propagate import DEFAULT_MEMORY_BUDGET
 from fastinit.sweep.spec import AXES, PROPAGATION_AXES, TRAINING_AXES, Choice, Study
 
@@ -62,9 +63,11 @@ class Cell:
         fields = dataclasses.asdict(self)
         fields["init"] = [self.init.name, dict(self.init.params)]
         fields["activation"] = [self.activation.name, dict(self.activation.params)]
-        registered = get_activation(self.activation.name).fingerprint
-        if registered is not None:  # a changed function makes new cells (built-ins' keys unchanged)
-            fields["activation"].append(registered)
+        # A registered entry's functions are part of it: an edited one makes new cells (the
+        # built-ins have no fingerprint, so their keys are unchanged).
+        for axis, entry in (("init", get_initializer(self.init.name)), ("activation", get_activation(self.activation.name))):
+            if entry.fingerprint is not None:
+                fields[axis].append(entry.fingerprint)
         for name in (PROPAGATION_AXES if self.trains else ("task", *TRAINING_AXES)):
             del fields[name]
         return json.dumps(fields, sort_keys=True, separators=(",", ":"))

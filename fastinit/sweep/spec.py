@@ -8,9 +8,10 @@ value and the fix.
 
 Initializer and activation values are strings ``name`` or ``name:key=value,...``
 (``normal:std=0.01``, ``he_normal:mode=fan_out``, ``leaky_relu:slope=0.2``), or in TOML
-inline tables ``{name = "normal", std = 0.01}``.  An activation of your own is ``module:name``
-(no ``=``): the module is imported, here and in every worker, and must register ``name``
-(:func:`fastinit.activations.register`).  Names match the registries in any case
+inline tables ``{name = "normal", std = 0.01}``.  An activation or initializer of your own is
+``module:name`` (parameters after one more colon, ``my_inits:scaled:factor=0.5``): the module
+is imported, here and in every worker, and must register ``name``
+(:func:`fastinit.activations.register`, :func:`fastinit.initializers.register`).  Names match the registries in any case
 and are stored as registered (``ReLU`` is the ``relu`` choice, with the same cell keys).
 """
 
@@ -286,7 +287,10 @@ def _split_choice(axis, value):
         return name, params
     if not isinstance(value, str):
         raise StudyError(f"{axis} must be a name or 'name:key=value', got {value!r}")
-    name, _, rest = value.partition(":")
+    # The parameters follow the last colon, if they are key=value pairs: what precedes them is
+    # the name, "module:name" for an entry that importing module registers.
+    head, _, rest = value.rpartition(":")
+    name, rest = (head, rest) if "=" in rest or (head and not rest) else (value, "")
     params = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, text = item.partition("=")
@@ -313,23 +317,17 @@ def _check_init(value):
     entry = get_initializer(name)
     resolved = entry.resolve(**params)
     defaults = {key: spec.default for key, spec in entry.params.items()}
-    return Choice(entry.name, tuple(sorted(resolved.items())), _label(entry.name, resolved, defaults))
+    return Choice(entry.spelling, tuple(sorted(resolved.items())), _label(entry.spelling, resolved, defaults))
 
 
 def _check_activation(value):
-    if isinstance(value, str) and ":" in value and "=" not in value:
-        # module:name -- an activation that importing module registers; the spelling stays the
-        # choice's name, so that every worker process imports the module too.
-        try:
-            act = get_activation(value.strip())
-        except ValueError as error:
-            raise StudyError(str(error)) from None
-        return Choice(act.spelling, (), act.spelling)
     name, params = _split_choice("activation", value)
     act = get_activation(name)
     param = act.resolve_param(**params)
     resolved = {act.param_name: param} if act.param_name else {}
-    return Choice(act.name, tuple(resolved.items()), _label(act.name, resolved, {act.param_name: act.default_param}))
+    # A registered activation keeps its module:name spelling, so that every worker imports it.
+    return Choice(act.spelling, tuple(resolved.items()),
+                  _label(act.spelling, resolved, {act.param_name: act.default_param}))
 
 
 def _check_residual(value):
