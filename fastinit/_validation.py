@@ -280,6 +280,24 @@ class Real:
         return f"Real({'>' if self.exclusive else '>='} {self.minimum:g})"
 
 
+class Int:
+    """An integer constraint with an inclusive minimum (declared, as :class:`Real`)."""
+
+    def __init__(self, minimum: int):
+        self.minimum = minimum
+
+    def check(self, name: str, value) -> int:
+        """Return ``value`` as int or raise naming ``name``."""
+        return check_int(name, value, minimum=self.minimum)
+
+    def invalid_examples(self) -> list:
+        """Values this constraint must reject."""
+        return [self.minimum - 1, 2.5, "text"]
+
+    def __repr__(self):
+        return f"Int(>= {self.minimum})"
+
+
 class Choice:
     """One of a fixed set of strings."""
 

@@ -29,6 +29,7 @@ import numpy as np
 from fastinit import _registered, rng
 from fastinit._validation import (
     Choice,
+    Int,
     Real,
     check_dtype,
     check_no_extra,
@@ -264,6 +265,16 @@ _ENTRIES = [
         lambda fi, fo, gain: Draw(ORTHOGONAL, gain),
         # The weight is flattened to (rows, cols) = (fan_out / rf, fan_in), as PyTorch does.
         lambda fi, fo, rf, gain: gain**2 / max(fo // rf, fi),
+    ),
+    Initializer(
+        "lsuv",
+        "LSUV (Mishkin & Matas 2016): orthogonal, then in propagate and train each layer's weights divided by the "
+        "std of its pre-activations on the batch until Var(z) is within tol of 1 (at most max_iter times); "
+        "the declared rule is the orthogonal base's, the calibrated variance depends on the data",
+        {"tol": Param(0.1, Real(0.0, exclusive=True), "accepted |Var(z) - 1|"),
+         "max_iter": Param(10, Int(1), "rescalings per layer before giving up")},
+        lambda fi, fo, tol, max_iter: Draw(ORTHOGONAL, 1.0),
+        lambda fi, fo, rf, tol, max_iter: 1.0 / max(fo // rf, fi),
     ),
     Initializer(
         "normal",

@@ -16,7 +16,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from fastinit._kernels import blocks, draw, layer, records, walk
-from fastinit import rng
+from fastinit import lsuv, rng
 from fastinit._jit import announce_compile
 from fastinit._team import team_size
 from fastinit._validation import (
@@ -238,6 +238,7 @@ class Plan:
     seg_len: int  # layers stored at once (see _memory_plan)
     w_slots: int  # of which keep their weights
     n_lanes: int  # row ranges of the batch (see _lanes)
+    lsuv: object = None  # fastinit.lsuv.Calibration when init is "lsuv": the per-layer gains in draws
 
     @classmethod
     def build(cls, init, activation, *, depth, width, batch=256, seed=0, dtype="float32", bias_std=0.0,
@@ -286,7 +287,7 @@ class Plan:
         per_layer = 1 + (not slope_from_output) + bool(batchnorm)  # h, phi', BN's pre-activation
         seg_len, w_slots = _memory_plan(depth, batch, widest, dtype.itemsize, per_layer, budget)
         draws = tuple(entry.draw(int(widths[l - 1]), int(widths[l]), **init_params) for l in range(1, depth + 1))
-        return cls(
+        plan = cls(
             init=entry.name, activation=act.name, depth=depth, widths=widths, batch=batch, seed=seed, stream=stream,
             dtype=dtype, init_params=init_params, draws=draws,
             draw_ab=np.array([(d.a, d.b) for d in draws], dtype=np.float64), code=act.code, param=param,
@@ -294,6 +295,8 @@ class Plan:
             input_corr=input_corr, numerics=numerics, forward_rescaled=numerics == "rescaled" and act.homogeneous,
             slope_from_output=slope_from_output, seg_len=seg_len, w_slots=w_slots, n_lanes=_lanes(batch),
         )
+        # LSUV's gains come from a pass over this plan's own batch; the kernels then draw them.
+        return lsuv.calibrate(plan) if entry.name == "lsuv" else plan
 
     def config(self) -> records.LayerConfig:
         """The kernels' read-only record; each field cast to its one type (see ``LayerConfig``)."""
@@ -422,6 +425,8 @@ def _frame(stats, plan, n_workers) -> pd.DataFrame:
         "forward_rescaled": plan.forward_rescaled, "segment_layers": plan.seg_len,
         "lanes": plan.n_lanes, "workers": n_workers,
     })
+    if plan.lsuv is not None:
+        frame.attrs.update({"lsuv_scales": list(plan.lsuv.scales), "lsuv_iterations": list(plan.lsuv.iterations)})
     frame.attrs.update(_range_limits(frame, stats, plan))
     return frame
 

@@ -59,3 +59,17 @@ def test_another_study_in_the_readme_s_directory_still_exits_2(tmp_path, monkeyp
     assert main([*cli, *SCALED_DOWN]) == 0
     assert main([*cli, *SCALED_DOWN, *flags]) == 2
     assert "choose another --out" in capsys.readouterr().err
+
+
+def test_the_readme_register_example_runs_as_printed(monkeypatch):
+    from fastinit.activations import USER_ACTIVATIONS
+
+    text = README.read_text()
+    start = text.index("## Your own activations and initializers")
+    (snippet,) = code_blocks(text[start:text.index("\n## ", start + 1)], "python")
+    # tests/user_activations.py registers another "mish"; the README's is a new user's first.
+    monkeypatch.setitem(USER_ACTIVATIONS, "mish", None)  # restored (or removed) after the test
+    del USER_ACTIVATIONS["mish"]
+    namespace = {"__name__": "readme_example"}
+    exec(compile("import fastinit\n" + snippet, "README.md", "exec"), namespace)  # noqa: S102
+    assert USER_ACTIVATIONS["mish"].module == "readme_example"

@@ -206,3 +206,12 @@ def test_bad_registrations_are_clear_errors(name, phi, dphi, error, match):
 
 def test_registering_the_same_functions_again_returns_the_record():
     assert register("mish", user.mish, user.mish_slope) is user.MISH
+
+
+def test_gain_of_mish_by_an_independent_quadrature():
+    from scipy import integrate, stats
+
+    second_moment = integrate.quad(lambda z: user.mish(z) ** 2 * stats.norm.pdf(z), -40.0, 40.0, epsabs=1e-13,
+                                   epsrel=1e-12, points=[0.0])[0]
+    assert gain("mish") == pytest.approx(1.0 / math.sqrt(second_moment), rel=1e-9)
+    assert gain("mish") == pytest.approx(1.4868, abs=5e-5)  # the README's figure

@@ -23,8 +23,8 @@ import tomllib
 from pathlib import Path
 
 from fastinit._validation import check_choice, check_dtype, check_int, check_real, check_seed, did_you_mean
-from fastinit.activations import get_activation
-from fastinit.initializers import get_initializer
+from fastinit.activations import ACTIVATIONS, ALIASES, get_activation
+from fastinit.initializers import INITIALIZERS, get_initializer
 from fastinit.train.tasks import TASKS
 
 __all__ = ["Study", "StudyError", "Choice", "PRESETS", "preset", "read_toml", "build_study", "AXES", "TRAINING_AXES",
@@ -289,8 +289,14 @@ def _split_choice(axis, value):
         raise StudyError(f"{axis} must be a name or 'name:key=value', got {value!r}")
     # The parameters follow the last colon, if they are key=value pairs: what precedes them is
     # the name, "module:name" for an entry that importing module registers.
+    first, _, after_first = value.partition(":")
     head, _, rest = value.rpartition(":")
-    name, rest = (head, rest) if "=" in rest or (head and not rest) else (value, "")
+    if _is_builtin(axis, first):  # "normal:std=0.01", and "normal:std", whose missing "=" is reported below
+        name, rest = first, after_first
+    elif "=" in rest or (head and not rest):
+        name = head
+    else:  # "module:name" of a registered entry, no parameters
+        name, rest = value, ""
     params = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, text = item.partition("=")
@@ -298,6 +304,12 @@ def _split_choice(axis, value):
             raise StudyError(f"{axis} parameter {item!r} in {value!r} must look like key=value, e.g. 'normal:std=0.01'")
         params[key.strip()] = _parse_scalar(text.strip())
     return name.strip(), params
+
+
+def _is_builtin(axis, name) -> bool:
+    """Whether ``name`` is a built-in entry of the axis's registry, in any case."""
+    names = (*INITIALIZERS,) if axis == "init" else (*ACTIVATIONS, *ALIASES)
+    return name.strip().casefold() in {known.casefold() for known in names}
 
 
 def _label(name, resolved, defaults):

@@ -38,7 +38,7 @@ import numpy as np
 
 from fastinit import rng
 from fastinit._kernels.draw import weight_substream
-from fastinit._validation import Real, check_choice, check_dtype, check_int, check_no_extra, check_seed
+from fastinit._validation import Int, Real, check_choice, check_dtype, check_no_extra, check_seed
 from fastinit.train._kernels import CROSS_ENTROPY, MSE
 
 __all__ = ["TASKS", "Task", "Dataset", "make_task", "get_task", "DATA_STREAM", "TEACHER_STREAM", "ORDER_STREAM"]
@@ -48,21 +48,6 @@ SUB_X, SUB_T, SUB_NOISE, SUB_MEANS = 0, 1, 2, 3
 
 TEACHER_STREAM = rng.stream_id("fastinit.train", "teacher")
 ORDER_STREAM = rng.stream_id("fastinit.train", "order")
-
-
-class Int:
-    """An integer constraint with an inclusive minimum (declared, as ``_validation.Real``)."""
-
-    def __init__(self, minimum: int):
-        self.minimum = minimum
-
-    def check(self, name: str, value) -> int:
-        """Return ``value`` as int or raise naming ``name``."""
-        return check_int(name, value, minimum=self.minimum)
-
-    def invalid_examples(self) -> list:
-        """Values this constraint must reject."""
-        return [self.minimum - 1, 2.5, "text"]
 
 
 @dataclass(frozen=True)
