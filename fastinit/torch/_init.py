@@ -91,7 +91,7 @@ def init_(module, init, *, seed=0, stream=0, bias=None, include=(), **params) ->
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU())
     >>> record = init_(net, "he_normal", seed=1, nonlinearity="relu")
-    >>> record[["layer", "name", "fan_in"]].values.tolist(), round(record.variance[0] * 64, 12)
+    >>> record[["layer", "name", "fan_in"]].values.tolist(), round(float(record.variance[0]) * 64, 12)
     ([[1, '0', 64], [2, '2', 64]], 2.0)
     """
     entry = get_initializer(init)
