@@ -257,3 +257,49 @@ def test_an_unknown_init_a_shared_layer_and_bad_outputs():
         trace(nn.Linear(4, 4), torch.randn(2, 4), loss=lambda out: out)
     with pytest.raises(ValueError, match="target needs a loss"):
         trace(nn.Linear(4, 4), torch.randn(2, 4), target=torch.zeros(2, 4))
+
+
+# ------------------------------------------------------------------ save_trace: traces as a report's results
+
+
+def _traced_mlp(init, seed, params=None, depth=8, width=32):
+    net = nn.Sequential(*[m for _ in range(depth) for m in (nn.Linear(width, width), nn.ReLU())])
+    init_(net, init, seed=seed, **(params or {}))
+    return trace(net, torch.from_numpy(rng.standard_normal(seed + 100, (64, width))), seed=seed)
+
+
+def test_saved_traces_load_like_a_sweep_and_the_report_draws_them_beside_the_engine(tmp_path):
+    from analysis.report import main
+    from fastinit.sweep import load
+    from fastinit.torch import save_trace
+
+    for init, params in (("torch_default", {}), ("he_normal", {"nonlinearity": "relu"})):
+        for replicate in range(2):
+            save_trace(_traced_mlp(init, replicate, params), tmp_path / "traces", init=init, init_params=params,
+                       replicate=replicate)
+    rows = load(tmp_path / "traces")
+    assert set(rows.init) == {"torch_default", "torch_default [traced]", "he_normal:nonlinearity=relu",
+                              "he_normal:nonlinearity=relu [traced]"}
+    assert rows.key.nunique() == 8 and set(rows.source) == {"trace", "engine"}
+    engine = rows[(rows.source == "engine") & (rows.init == "torch_default") & (rows.seed == 1)]
+    expected = propagate("torch_default", "relu", depth=8, width=32, batch=64, seed=1, numerics="raw")
+    np.testing.assert_array_equal(engine.fwd_var, expected.fwd_var)
+    traced = rows[(rows.source == "trace") & (rows.init == "torch_default [traced]") & (rows.seed == 1)]
+    np.testing.assert_array_equal(traced.grad_var, _traced_mlp("torch_default", 1).grad_var)
+
+    assert main([str(tmp_path / "traces"), "--format", "png", "--out", str(tmp_path / "report")]) == 0
+    index = (tmp_path / "report" / "index.md").read_text()
+    assert (tmp_path / "report" / "fig10_trace_vs_engine.png").is_file()
+    assert "traced with fastinit.torch.trace" in index and "torch_default + relu: per-layer factor forward" in index
+
+
+def test_save_trace_refuses_mixed_activations_and_other_studies(tmp_path):
+    from fastinit.sweep import ResultsError
+    from fastinit.torch import save_trace
+
+    mixed = trace(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4)), torch.randn(4, 4))
+    with pytest.raises(ValueError, match=r"one activation for every traced layer.*\['relu', 'linear'\]"):
+        save_trace(mixed, tmp_path / "a", init="torch_default")
+    save_trace(_traced_mlp("he_normal", 0, depth=2, width=8), tmp_path / "b", init="he_normal", study="one")
+    with pytest.raises(ResultsError, match="choose another --out"):
+        save_trace(_traced_mlp("he_normal", 0, depth=2, width=8), tmp_path / "b", init="he_normal", study="two")

@@ -19,6 +19,7 @@ except ImportError as error:  # also when sys.modules["torch"] is None
 
 from fastinit.torch._init import init_
 from fastinit.torch._layers import TRACED_TYPES
+from fastinit.torch._store import save_trace
 from fastinit.torch._trace import trace
 
-__all__ = ["TRACED_TYPES", "init_", "trace"]
+__all__ = ["TRACED_TYPES", "init_", "save_trace", "trace"]

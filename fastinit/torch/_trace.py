@@ -228,7 +228,8 @@ def trace(module, inputs, *, loss=None, target=None, seed=0, stream=0, include=(
         One row per layer, in module order (layer ``l`` as :func:`fastinit.torch.init_` numbers
         it): ``layer``, ``name``, ``kind`` (class name), ``activation`` (fastinit's name of the
         activation module that takes the layer's output, ``"linear"`` where the output goes
-        straight on, None where not known), ``fan_in``, ``fan_out`` (PyTorch's rule,
+        straight on, None where not known), ``activation_param`` (its parameter, e.g.
+        ``nn.LeakyReLU``'s slope; NaN for activations without one), ``fan_in``, ``fan_out`` (PyTorch's rule,
         :func:`fastinit.fans`), ``width`` (units: the output's size per example), then
         ``propagate``'s columns with its meanings, in float64, over batch and units:
         ``fwd_mean, fwd_var, log10_fwd_var`` (of z_l, the layer's output), ``act_second_moment``
@@ -312,9 +313,11 @@ def _frame(ran, wgrads, output, found, seed, stream, readout) -> pd.DataFrame:
             stats = layer_statistics(seen.z, seen.h if seen.activation is not None else None, dphi, bounded, seen.grad,
                                      None if wgrad is None else wgrad.detach().to("cpu", torch.float64).numpy())
         rows.append({"layer": seen.layer.index, "name": seen.layer.name, "kind": seen.layer.kind,
-                     "activation": seen.activation, "fan_in": fan_in, "fan_out": fan_out, "width": seen.z.shape[1],
+                     "activation": seen.activation,
+                     "activation_param": np.nan if seen.param is None else seen.param, "fan_in": fan_in, "fan_out": fan_out, "width": seen.z.shape[1],
                      **stats})
-    frame = pd.DataFrame.from_records(rows, columns=["layer", "name", "kind", "activation", "fan_in", "fan_out",
+    frame = pd.DataFrame.from_records(rows, columns=["layer", "name", "kind", "activation", "activation_param",
+                                                     "fan_in", "fan_out",
                                                      *COLUMNS[1:]])
     frame["activation"] = pd.Series([row["activation"] for row in rows], dtype=object)  # None stays None, not NaN
     called = {seen.layer.index for seen in ran}
