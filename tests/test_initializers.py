@@ -14,7 +14,7 @@ from initializer_battery import CASE_IDS, CASES, EXAMPLES, IID, SHAPES
 from initializer_battery import draw_and_variance as _draw
 from initializer_battery import standard_error as _standard_error
 from fastinit import INITIALIZERS, fans, gain, rng, sample
-from fastinit.initializers import CONSTANT, ORTHOGONAL, TRUNCATED_STD_AT_2, declared_variance
+from fastinit.initializers import CONSTANT, TRUNCATED_STD_AT_2
 
 def test_every_initializer_has_examples():
     assert set(EXAMPLES) == set(INITIALIZERS)

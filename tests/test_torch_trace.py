@@ -303,3 +303,12 @@ def test_save_trace_refuses_mixed_activations_and_other_studies(tmp_path):
     save_trace(_traced_mlp("he_normal", 0, depth=2, width=8), tmp_path / "b", init="he_normal", study="one")
     with pytest.raises(ResultsError, match="choose another --out"):
         save_trace(_traced_mlp("he_normal", 0, depth=2, width=8), tmp_path / "b", init="he_normal", study="two")
+
+
+def test_save_trace_refuses_a_frame_without_traces_attrs(tmp_path):
+    from fastinit.torch import save_trace
+
+    frame = _traced_mlp("he_normal", 0, depth=2, width=8)
+    frame.attrs.clear()
+    with pytest.raises(ValueError, match="trace frame with its attrs"):
+        save_trace(frame, tmp_path / "c", init="he_normal")

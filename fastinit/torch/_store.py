@@ -86,6 +86,10 @@ def save_trace(frame, directory, *, init, init_params=None, bias_std=0.0, replic
         For a frame of mixed widths or activations, an unknown initializer, a bad replicate or
         bias; :class:`fastinit.sweep.ResultsError` when ``directory`` holds another study.
     """
+    missing = [key for key in ("batch", "dtype", "seed", "stream") if key not in frame.attrs]
+    if missing or "activation" not in frame.columns:
+        raise ValueError(f"frame must be a fastinit.torch.trace frame with its attrs (missing: {missing or 'activation'}); "
+                         "pass trace's result itself, not a copy that lost its attrs")
     # The sweep's own choices: parameters resolved, labels naming those that differ from the defaults.
     choice = _check_init({"name": init, **dict(init_params or {})})
     bias_std = check_real("bias_std", bias_std, minimum=0.0)
