@@ -20,6 +20,7 @@ import seaborn as sns
 
 __all__ = [
     "PAPER_STYLE", "SINGLE_COLUMN", "DOUBLE_COLUMN", "apply_style", "style_map", "curve_summary", "curve_ends",
+    "trace_comparison", "trace_figure",
     "variance_curves", "variance_figure", "drawable_gains", "gain_forest", "gain_figure", "spread_plot",
     "spread_figure", "phase_diagram", "phase_figure", "gradient_heatmap", "heatmap_figure", "loss_curves",
     "training_figure", "epochs_plot", "divergence_map",
@@ -890,3 +891,58 @@ def divergence_map(ax, table: pd.DataFrame):
     ax.set_xlabel("learning rate")
     ax.set_ylabel("initializer")
     return ax
+
+
+# ------------------------------------------------------------------ 10: a traced torch model against the engine
+
+
+_SOURCE_STYLES = {"traced": {"linestyle": "-", "marker": "o", "markersize": 2.5},
+                  "engine": {"linestyle": (0, (4, 1.5)), "marker": None},
+                  "theory": {"linestyle": (0, (1, 1.2)), "marker": None, "linewidth": 1.0}}
+
+
+def trace_comparison(ax, curves: pd.DataFrame, *, column: str, colors: dict):
+    """Per-layer ``column`` of each initializer as traced, as the engine ran it and as theory predicts it.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    curves : pandas.DataFrame
+        Columns ``init``, ``source`` ("traced", "engine" or "theory"), ``layer`` and ``column``
+        (already aggregated over seeds: the mean of log10 variance).
+    column : str
+        ``"log10_fwd_var"`` or ``"log10_grad_var"``.
+    colors : dict
+        A colour per ``init``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    for (init, source), curve in curves.groupby(["init", "source"], sort=False):
+        finite = curve[np.isfinite(curve[column])]
+        ax.plot(finite["layer"], finite[column], color=colors[init], label=f"{init}, {source}",
+                **_SOURCE_STYLES[source])
+    ax.set_xlabel("layer $l$")
+    ax.set_ylabel(r"$\log_{10}$ Var($z_l$)" if column == "log10_fwd_var" else r"$\log_{10}$ Var($\partial L/\partial z_l$)")
+    return ax
+
+
+def trace_figure(curves: pd.DataFrame, *, title: str = ""):
+    """Forward and backward panels of :func:`trace_comparison`, at double-column width, with one key.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    colors = {init: style["color"] for init, style in style_map(_order(curves["init"])).items()}
+    figure, axes = plt.subplots(1, 2, figsize=(DOUBLE_COLUMN, 2.6), constrained_layout=True)
+    for ax, column, name in zip(axes, ("log10_fwd_var", "log10_grad_var"), ("forward", "backward")):
+        trace_comparison(ax, curves, column=column, colors=colors)
+        ax.set_title(name)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=3, frameon=False)
+    if title:
+        figure.suptitle(title)
+    return figure
+

@@ -46,7 +46,7 @@ from analysis._figure_writer import FigureWriter  # noqa: E402
 from fastinit.initializers import get_initializer  # noqa: E402
 from fastinit.sweep.spec import PROPAGATION_SHAPE, TRAINING_SHAPE  # noqa: E402
 from fastinit.sweep.store import ResultsError, load  # noqa: E402
-from fastinit.sweep.summary import run_diverged  # noqa: E402
+from fastinit.sweep.summary import log_slope, run_diverged  # noqa: E402
 
 __all__ = ["build_report", "theory_curves", "main"]
 
@@ -300,7 +300,46 @@ def _propagation_report(rows, out, writer):
     sections.append(_spread_section(rows, writer))
     sections.append(_phase_section(rows, writer))
     sections.append(_heatmap_section(rows, shapes[0], writer))
+    if "source" in rows.columns and (rows["source"] == "trace").any():  # fastinit.torch.save_trace's directories
+        sections.append(_trace_section(rows, curves, writer))
     return sections, _write_tables(compared, out)
+
+
+# The columns that pair a traced model's rows with the engine's and theory's for the same init.
+_PAIRING = ["init_name", "init_params", "activation", *_SHAPE]
+
+
+def _trace_section(rows, curves, writer):
+    """Figure 10: each traced model beside the engine (``fastinit.propagate``) and theory, for the same init."""
+    name = "fig10_trace_vs_engine"
+    means, parts = [], []
+    traced_groups = rows[rows["source"] == "trace"][_PAIRING].drop_duplicates().to_dict("records")
+    for group in traced_groups:
+        mine = rows[_matching(rows, group)]
+        label = mine.loc[mine["source"] == "engine", "init"].iloc[0] if (mine["source"] == "engine").any() else (
+            mine["init"].iloc[0])
+        theory_rows = curves[_matching(curves, {k: v for k, v in group.items() if k in curves.columns})]
+        sources = [("traced", mine[mine["source"] == "trace"]), ("engine", mine[mine["source"] == "engine"]),
+                   ("theory", theory_rows.drop_duplicates("layer"))]
+        factors = {}
+        for source, frame in sources:
+            if frame.empty:
+                continue
+            # the mean over seeds of log10 variance (aggregated here, not on a log axis: style guide 12)
+            curve = frame.groupby("layer", sort=True)[["log10_fwd_var", "log10_grad_var"]].mean().reset_index()
+            means.append(curve.assign(init=f"{label} + {group['activation']}", source=source))
+            factors[source] = {d: 10.0 ** (sign * log_slope(curve["layer"].to_numpy(), curve[column].to_numpy()))
+                               for d, (column, sign) in fit.DIRECTIONS.items()}
+        parts.append(f"{label} + {group['activation']}: per-layer factor forward " + ", ".join(
+            f"{s} {f['forward']:.3g}" for s, f in factors.items()) + "; backward " + ", ".join(
+            f"{s} {f['backward']:.3g}" for s, f in factors.items()))
+    curves_drawn = pd.concat(means, ignore_index=True)
+    figure = figures.trace_figure(curves_drawn, title="Traced PyTorch models, the engine and theory, same init")
+    reading = ("Solid: the traced torch model (fastinit.torch.trace; mean of log10 variance over replicates); "
+               "dashed: fastinit.propagate with the same initializer, shape, seed and stream; dotted: mean-field "
+               "theory (analysis.theory.predict). Per-layer factors (least-squares slope of the curve: forward "
+               "10^slope, backward 10^-slope) — " + "; ".join(parts) + ".")
+    return name, writer.save(figure, name), reading
 
 
 _CONFIG = list(TRAINING_SHAPE)
@@ -529,9 +568,11 @@ def _write_index(out: Path, results, rows, sections, tables) -> Path:
     manifest = rows.attrs.get("manifest", {})
     study = manifest.get("study", {})
     title = f"Report: study {study.get('name', '?')!r}"
+    origin = (f"traced with {study['source']} (each beside the engine's run of the same init)" if study.get("source")
+              else f"root seed {study.get('root_seed')}")
     summary = (f"{rows.key.nunique()} cells ({rows.init.nunique()} initializers × {rows.activation.nunique()} "
-               f"activations × {rows.seed.nunique()} seeds, and the other axes of the study), root seed "
-               f"{study.get('root_seed')}, from `{results}`.")
+               f"activations × {rows.seed.nunique()} seeds, and the other axes of the study), {origin}, "
+               f"from `{results}`.")
     markdown = [f"# {title}", "", summary, ""]
     page = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>",
             f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"]

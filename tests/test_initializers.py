@@ -10,55 +10,14 @@ import pytest
 from scipy import stats
 
 from conftest import KS_ALPHA, Z_TOL, run_python
+from initializer_battery import CASE_IDS, CASES, EXAMPLES, IID, SHAPES
+from initializer_battery import draw_and_variance as _draw
+from initializer_battery import standard_error as _standard_error
 from fastinit import INITIALIZERS, fans, gain, rng, sample
-from fastinit.initializers import CONSTANT, ORTHOGONAL, TRUNCATED_STD_AT_2, declared_variance
-
-# Parameter sets exercised for each scheme; every registry entry must appear.
-EXAMPLES = {
-    "uniform": [{}],
-    "xavier_normal": [{}, {"gain": 5 / 3}],
-    "xavier_uniform": [{}, {"gain": 5 / 3}],
-    "he_normal": [{}, {"mode": "fan_out"}, {"nonlinearity": "leaky_relu", "a": 0.2}, {"nonlinearity": "tanh"}],
-    "he_uniform": [{}, {"mode": "fan_out"}, {"nonlinearity": "leaky_relu", "a": 0.2}],
-    "lecun_normal": [{}],
-    "lecun_uniform": [{}],
-    "orthogonal": [{}, {"gain": 2.0}],
-    "normal": [{"std": 0.05}],
-    "truncated_normal": [{"std": 0.5}, {"std": 1.0, "bound": 0.5}],
-    "variance_scaling": [
-        {},
-        {"scale": 2.0, "mode": "fan_avg", "distribution": "normal"},
-        {"scale": 0.5, "mode": "fan_out", "distribution": "uniform"},
-    ],
-    "zeros": [{}],
-    "constant": [{"value": 0.3}],
-    "torch_default": [{}],
-    "keras_default": [{}],
-    "flax_default": [{}],
-}
-SHAPES = [(512, 512), (300, 700), (64, 32, 3, 3)]
-CASES = [(name, params) for name in INITIALIZERS for params in EXAMPLES[name]]
-CASE_IDS = [f"{name}-{i}" for name in INITIALIZERS for i, _ in enumerate(EXAMPLES[name])]
-
+from fastinit.initializers import CONSTANT, TRUNCATED_STD_AT_2
 
 def test_every_initializer_has_examples():
     assert set(EXAMPLES) == set(INITIALIZERS)
-
-
-def _draw(name, shape, params):
-    entry = INITIALIZERS[name]
-    fan_in, fan_out = fans(shape) if entry.needs_fans else (1, 1)
-    return entry.draw(fan_in, fan_out, **entry.resolve(**params)), declared_variance(name, shape, **params)
-
-
-def _standard_error(draw, variance, size):
-    """Standard error of the variance of ``size`` entries drawn from ``draw``: variance sqrt((kurtosis - 1) / size)."""
-    if draw.kind == CONSTANT:
-        return 0.0
-    # Orthogonal entries are coordinates of uniform unit vectors (kurtosis 3m/(m+2) < 3) whose
-    # squares sum exactly: the i.i.d. Gaussian error bounds theirs.
-    kurtosis = 3.0 if draw.kind == ORTHOGONAL else float(draw.distribution().stats(moments="k")) + 3.0
-    return variance * math.sqrt((kurtosis - 1.0) / size)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=["square", "unequal", "conv"])
@@ -72,10 +31,6 @@ def test_sample_variance_matches_declared_rule(name, params, shape):
 @pytest.mark.parametrize(("name", "params", "value"), [("zeros", {}, 0.0), ("constant", {"value": 0.3}, 0.3)])
 def test_constant_weights_equal_their_value(name, params, value):
     assert np.all(sample(name, (64, 32, 3, 3), seed=11, **params) == np.float32(value))
-
-
-# Constant and orthogonal weights are not i.i.d. draws: their own tests cover them.
-IID = [(case, case_id) for case, case_id in zip(CASES, CASE_IDS) if _draw(case[0], (4, 4), case[1])[0].kind not in (CONSTANT, ORTHOGONAL)]
 
 
 @pytest.mark.parametrize(("name", "params"), [c for c, _ in IID], ids=[i for _, i in IID])

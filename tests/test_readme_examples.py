@@ -6,6 +6,7 @@ import re
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastinit.sweep import load, store
@@ -73,3 +74,31 @@ def test_the_readme_register_example_runs_as_printed(monkeypatch):
     namespace = {"__name__": "readme_example"}
     exec(compile("import fastinit\n" + snippet, "README.md", "exec"), namespace)  # noqa: S102
     assert USER_ACTIVATIONS["mish"].module == "readme_example"
+
+
+def test_the_readme_pytorch_example_runs_as_printed_and_measures_what_it_says(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    from analysis.report import main as report
+
+    text = README.read_text()
+    start = text.index("## Your own PyTorch model")
+    section = text[start:text.index("\n## ", start + 1)]
+    (python,) = code_blocks(section, "python")
+    (bash,) = code_blocks(section, "bash")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(python, "README.md", "exec"), {})  # noqa: S102 -- the README's own example
+    printed = capsys.readouterr().out
+    results = shlex.split(bash, comments=True)[3]
+    assert report([results, "--format", "png"]) == 0
+    rows = load(results)
+    # Theory: Var(W) fan_in times E[relu(z)^2] = q/2 per layer; finite width (-2.5/width per layer,
+    # about 1 % at width 256) and sampling keep the measured factor within 3 % of it.
+    for init, theory_factor in (("torch_default", 1 / 6), ("he_normal", 1.0), ("flax_default", 0.5)):
+        traced = rows[rows.init == f"{init} [traced]"]
+        factor = 10 ** np.polyfit(traced.layer, traced.log10_fwd_var, 1)[0]
+        assert abs(factor / theory_factor - 1) < 0.03, init
+        assert f"{init:14s}" in printed
+    # The biases of the net as built: q* = (1/768) / (1 - 1/6) = 1/640, within sampling of a 50-layer net.
+    built = float(printed.split("Var(z_50) = ")[1].split()[0])
+    assert 0.5 / 640 < built < 2 / 640
+    assert (Path(results) / "report" / "fig10_trace_vs_engine.png").is_file()
