@@ -79,10 +79,15 @@ _AXIS_HELP = {
     "numerics": "rescaled (exact log10 columns) and/or raw",
     "residual": "residual branch scale alpha (0: none)",
     "batchnorm": "true and/or false",
-    "task": "none (propagation) or a training task: teacher, spirals, gaussians",
+    "task": "none (propagation) or a training task: teacher, spirals, gaussians, digits",
     "epochs": "training epochs",
-    "lr": "SGD learning rate",
+    "lr": "learning rate",
+    "optimizer": "sgd, adam and/or adamw (torch.optim semantics)",
     "momentum": "SGD momentum in [0, 1)",
+    "beta1": "Adam's first-moment decay in [0, 1)",
+    "beta2": "Adam's second-moment decay in [0, 1)",
+    "eps": "Adam's denominator term (> 0)",
+    "weight_decay": "weight decay (>= 0; L2 in the gradient for sgd/adam, decoupled for adamw)",
     "clip_norm": "clip the global gradient norm (0: no clipping)",
 }
 
