@@ -153,8 +153,8 @@ def _print_dry_run(study, cells, out, executor, workers):
         if axis not in applying:
             continue
         shown = [getattr(v, "label", v) for v in values]
-        print(f"  {axis:<10} {len(shown):>3} x  {', '.join(map(str, shown))}")
-    print(f"  {'seeds':<10} {study.seeds:>3} x  (root seed {study.root_seed})")
+        print(f"  {axis:<12} {len(shown):>3} x  {', '.join(map(str, shown))}")
+    print(f"  {'seeds':<12} {study.seeds:>3} x  (root seed {study.root_seed})")
     finished = store.finished_keys(out) if (out / store.MANIFEST).is_file() else set()
     remaining = [cell for cell in cells if cell.key not in finished]
     seconds, peak = estimate(remaining, 1 if executor == "serial" else workers, threads)

@@ -66,7 +66,7 @@ TRAINING_GROUP = ("task", *(axis for axis in AXES if axis != "task" and axis not
 # The same without initializer and activation: what a summary row or figure holds fixed.
 PROPAGATION_SHAPE = tuple(axis for axis in PROPAGATION_GROUP if axis not in ("init", "activation"))
 TRAINING_SHAPE = tuple(axis for axis in TRAINING_GROUP if axis not in ("init", "activation"))
-PRESETS = ("default", "paper", "training")
+PRESETS = ("default", "paper", "training", "digits")
 _TOP_LEVEL_KEYS = ("name", "root_seed", "seeds", "axes")
 
 
@@ -127,7 +127,7 @@ def preset(name: str) -> dict:
 
     Parameters
     ----------
-    name : {"default", "paper"}
+    name : {"default", "paper", "training", "digits"}
 
     Returns
     -------
