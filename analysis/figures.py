@@ -835,8 +835,8 @@ def training_figure(rows: pd.DataFrame, *, panel: str = "activation", columns: i
     return figure
 
 
-def epochs_plot(ax, table: pd.DataFrame, *, styles: dict | None = None):
-    """Epochs to the target loss with intervals, a marker per initializer, grouped by activation.
+def epochs_plot(ax, table: pd.DataFrame, *, styles: dict | None = None, ylabel: str = "epochs to target loss"):
+    """Epochs to a target (the loss's by default) with intervals, a marker per initializer, grouped by activation.
 
     Parameters
     ----------
@@ -865,7 +865,7 @@ def epochs_plot(ax, table: pd.DataFrame, *, styles: dict | None = None):
             if reached < seeds:
                 ax.annotate(f"{reached}/{seeds}", (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=5)
     ax.set_xticks(range(len(activations)), activations)
-    ax.set_ylabel("epochs to target loss")
+    ax.set_ylabel(ylabel)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(frameon=False, fontsize=6)
     else:

@@ -289,17 +289,25 @@ def default_target(rows: pd.DataFrame) -> float:
     return float(TARGET_FRACTION * np.nanmedian(at_init.to_numpy(dtype=np.float64)))
 
 
-def epochs_to_target(rows: pd.DataFrame, target: float | None = None, *, level: float = 0.95) -> pd.DataFrame:
-    """Epochs each training configuration needs to bring its loss to ``target``, over seeds.
+# Measures a run reaches from below (at least the target); losses are reached from above.
+HIGHER_IS_BETTER = ("accuracy", "test_accuracy", "r2", "test_r2")
+
+
+def epochs_to_target(rows: pd.DataFrame, target: float | None = None, *, level: float = 0.95,
+                     measure: str = "loss") -> pd.DataFrame:
+    """Epochs each training configuration needs to bring ``measure`` to ``target``, over seeds.
 
     Parameters
     ----------
     rows : pandas.DataFrame
         Training rows (``task != "none"``) of :func:`fastinit.sweep.load`.
     target : float, optional
-        Training-loss target; default :func:`default_target`.
+        The target; for the training loss default :func:`default_target`, else required.
     level : float, default 0.95
         Confidence level of the interval.
+    measure : str, default "loss"
+        The per-epoch column: a loss is reached at or below ``target``, a measure in
+        :data:`HIGHER_IS_BETTER` (e.g. ``"test_accuracy"``) at or above it.
 
     Returns
     -------
@@ -313,7 +321,10 @@ def epochs_to_target(rows: pd.DataFrame, target: float | None = None, *, level: 
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if target is None and measure != "loss":
+        raise ValueError(f"target is required for measure {measure!r} (the default is the training loss's)")
     target = default_target(rows) if target is None else float(target)
+    higher = measure in HIGHER_IS_BETTER
     group = [c for c in TRAINING_GROUP if c in rows.columns]
     per_epoch = rows[rows["layer"] == 1]
     records = []
@@ -323,7 +334,8 @@ def epochs_to_target(rows: pd.DataFrame, target: float | None = None, *, level: 
         for _, run in frame.groupby("seed"):
             run = run.sort_values("epoch")
             diverged += int(run_diverged(run))
-            reached = np.flatnonzero(run["loss"].to_numpy(dtype=np.float64) <= target)
+            values = run[measure].to_numpy(dtype=np.float64)
+            reached = np.flatnonzero(values >= target if higher else values <= target)
             if reached.size:
                 hits.append(float(run["epoch"].to_numpy()[reached[0]]))
         hits = np.array(hits)

@@ -153,15 +153,23 @@ def print_propagate(rows, peak: float) -> None:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    """The CPU's model name with its family and model numbers (``/proc/cpuinfo`` on Linux, else
+    :func:`platform.processor`): virtual machines often report a bare "AMD EPYC", and the numbers
+    tell the generation (family 25 is Zen 3/4)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if not key.strip():
+                    break  # the first processor's block is enough
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    numbers = f" (family {fields['cpu family']} model {fields['model']})" if "cpu family" in fields else ""
+    return fields["model name"] + numbers
 
 
 def blas_kernels() -> str:

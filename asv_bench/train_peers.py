@@ -2,13 +2,20 @@
 
 Run as a plain script (PyTorch optional; its rows are skipped without it)::
 
-    python asv_bench/train_peers.py [--repeat 5] [--epochs 3] [--threads 1] [--width 256] [--batch 256]
+    python asv_bench/train_peers.py [--case gaussians|digits|all] [--repeat 5] [--epochs 3] [--threads 1]
+                                    [--width 256] [--batch 256]
 
-The workload: a 20 x 256 ReLU MLP (He-normal weights, identical in both), the
-``gaussians`` task with 4096 examples (8 inputs, 4 classes), batch 256 (16 steps per
-epoch), SGD lr 0.01 momentum 0.9.  Per epoch both loops do the same work: the steps, then
-one forward pass over the training set for loss/accuracy and the per-layer gradient and
-weight norms.  ``torch (steps only)`` drops the evaluation, and ``GEMM floor`` times only
+``gaussians``: a 20 x 256 ReLU MLP (He-normal weights, identical in both), the
+``gaussians`` task with 4096 examples (8 inputs, 4 classes; no held-out set), batch 256
+(16 steps per epoch), SGD lr 0.01 momentum 0.9.  Per epoch both loops do the same work: the
+steps, then one forward pass over the training set for loss/accuracy and the per-layer
+gradient and weight norms.
+
+``digits``: the issue-15 setting, a 6 x 128 ReLU MLP on the 8x8 digits (64 inputs, 10
+classes; 1,347 training and 450 held-out images, ``pip install ".[data]"``), batch 32 (43
+steps per epoch), Adam lr 1e-3 (``torch.optim.Adam`` with its defaults); per epoch the steps,
+then loss/accuracy over the training set *and* the held-out set, and the norms.  Only
+fastinit and the torch loops (``--width``/``--batch`` apply to ``gaussians``).  ``torch (steps only)`` drops the evaluation, and ``GEMM floor`` times only
 the matrix products an epoch must do -- 3 per layer per step (``z = h W^T``,
 ``dW = dz^T h``, ``dh = dz W``) plus 1 per layer per evaluation chunk -- through numba's
 ``np.dot`` (scipy's OpenBLAS, what fastinit calls) and through ``torch.mm``.
@@ -26,9 +33,12 @@ import platform
 
 import numpy as np
 from _timing import median_seconds  # noqa: E402 -- a sibling module: run these as scripts
+from peers import machine_line  # noqa: E402
 
 DEPTH, WIDTH, BATCH, N_TRAIN, LR, MOMENTUM = 20, 256, 256, 4096, 0.01, 0.9
-TASK = dict(task="gaussians", task_params={"n_train": N_TRAIN})
+TASK = dict(task="gaussians", task_params={"n_train": N_TRAIN, "n_test": 0})
+HE = {"nonlinearity": "relu"}
+DIGITS = dict(depth=6, width=128, task="digits", lr=1e-3, batch=32, seed=0, optimizer="adam", init_params=HE)
 
 
 def fastinit_epoch(epochs):
@@ -62,10 +72,26 @@ def gemm_floor_numba(epochs):
 
 def torch_loop(torch, epochs, evaluate=True):
     """The loop a researcher writes: nn.Linear stack, CrossEntropyLoss, optim.SGD, same data and weights."""
-    from fastinit.train import build_network
     from fastinit.train.run import Plan
 
     plan = Plan.build("he_normal", "relu", depth=DEPTH, width=WIDTH, epochs=1, lr=LR, batch=BATCH, seed=0, **TASK)
+    return _torch_training(torch, plan, lambda params: torch.optim.SGD(params, lr=LR, momentum=MOMENTUM), epochs,
+                           evaluate)
+
+
+def torch_digits(torch, epochs, evaluate=True):
+    """The same loop on the digits with ``torch.optim.Adam(lr=1e-3)``, evaluating the held-out set too."""
+    from fastinit.train.run import Plan
+
+    plan = Plan.build("he_normal", "relu", epochs=1, **DIGITS)
+    return _torch_training(torch, plan, lambda params: torch.optim.Adam(params, lr=DIGITS["lr"]), epochs, evaluate)
+
+
+def _torch_training(torch, plan, make_optimizer, epochs, evaluate):
+    """``plan``'s net in torch (its weights, zero biases) trained by ``make_optimizer``'s rule; per epoch the
+    steps and, when ``evaluate``, the loss and accuracy of every set fastinit measures, and the norms."""
+    from fastinit.train import build_network
+
     net = build_network(plan)
     layers = []
     for l in range(1, net.n_layers + 1):
@@ -76,29 +102,32 @@ def torch_loop(torch, epochs, evaluate=True):
             lin.bias.zero_()
         layers += [lin, torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers[:-1])
-    x = torch.from_numpy(plan.data.x)
-    y = torch.from_numpy(plan.data.y)
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    x, y = torch.from_numpy(plan.data.x), torch.from_numpy(plan.data.y)
+    sets = [(x, y)] + ([(torch.from_numpy(plan.data.x_test), torch.from_numpy(plan.data.y_test))]
+                       if plan.data.x_test.shape[0] else [])
+    optimizer = make_optimizer(model.parameters())
     loss_fn = torch.nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(0)
     linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    n, batch = x.shape[0], plan.batch
 
     def train():
         for _ in range(epochs):
-            order = torch.randperm(N_TRAIN, generator=generator)
-            for start in range(0, N_TRAIN, BATCH):
-                idx = order[start:start + BATCH]
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, batch):
+                idx = order[start:start + batch]
                 optimizer.zero_grad()
                 loss = loss_fn(model(x[idx]), y[idx])
                 loss.backward()
                 optimizer.step()
             if evaluate:
                 with torch.no_grad():
-                    total, correct = 0.0, 0
-                    for start in range(0, N_TRAIN, BATCH):
-                        out = model(x[start:start + BATCH])
-                        total += loss_fn(out, y[start:start + BATCH]).item() * out.shape[0]
-                        correct += (out.argmax(1) == y[start:start + BATCH]).sum().item()
+                    for inputs, labels in sets:
+                        total, correct = 0.0, 0
+                        for start in range(0, inputs.shape[0], batch):
+                            out = model(inputs[start:start + batch])
+                            total += loss_fn(out, labels[start:start + batch]).item() * out.shape[0]
+                            correct += (out.argmax(1) == labels[start:start + batch]).sum().item()
                     [(m.weight.grad.norm().item(), m.weight.norm().item()) for m in linears]
 
     return train
@@ -124,9 +153,13 @@ def gemm_floor_torch(torch, epochs):
 def main(argv=None):
     global WIDTH, BATCH
     parser = argparse.ArgumentParser(prog="python asv_bench/train_peers.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=("gaussians", "digits", "all"), default="all")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3,
                         help="epochs per timed run (fastinit's run also records epoch 0: one extra evaluation)")
+    parser.add_argument("--digits-epochs", type=int, default=20,
+                        help="epochs per timed digits run (an epoch is ~0.03 s: amortises fastinit's set-up, "
+                             "loading the digits and drawing the weights, which its time includes)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS / numba / torch threads")
     parser.add_argument("--width", type=int, default=WIDTH)
     parser.add_argument("--batch", type=int, default=BATCH)
@@ -138,25 +171,33 @@ def main(argv=None):
     from threadpoolctl import threadpool_info, threadpool_limits
 
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    flop_epoch = 2.0 * BATCH * WIDTH * WIDTH * (DEPTH - 1) * (N_TRAIN // BATCH) * 4  # 3 per step + 1 eval
-    rows = []
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    print(machine_line())
     with threadpool_limits(args.threads):
-        rows.append(("fastinit.train.run (jitted epoch loop)", median_seconds(fastinit_epoch(args.epochs), args.repeat)))
-        rows.append(("GEMM floor, numba np.dot (scipy OpenBLAS)", median_seconds(gemm_floor_numba(args.epochs), args.repeat)))
-        try:
-            import torch
-        except ImportError:
-            torch = None
-        if torch is not None:
-            torch.set_num_threads(args.threads)
-            rows.append((f"torch {torch.__version__} loop (same measures)", median_seconds(torch_loop(torch, args.epochs), args.repeat)))
-            rows.append(("torch loop (steps only, no evaluation)",
-                         median_seconds(torch_loop(torch, args.epochs, evaluate=False), args.repeat)))
-            rows.append(("GEMM floor, torch.mm", median_seconds(gemm_floor_torch(torch, args.epochs), args.repeat)))
-        blas = sorted({(i["internal_api"], i.get("architecture"), i["num_threads"]) for i in threadpool_info()
-                       if i["user_api"] == "blas"})
+        if args.case in ("gaussians", "all"):
+            _gaussians_table(args, torch, threadpool_info)
+        if args.case in ("digits", "all"):
+            _digits_table(args, torch)
+
+
+def _gaussians_table(args, torch, threadpool_info):
+    flop_epoch = 2.0 * BATCH * WIDTH * WIDTH * (DEPTH - 1) * (N_TRAIN // BATCH) * 4  # 3 per step + 1 eval
+    rows = [("fastinit.train.run (jitted epoch loop)", median_seconds(fastinit_epoch(args.epochs), args.repeat)),
+            ("GEMM floor, numba np.dot (scipy OpenBLAS)", median_seconds(gemm_floor_numba(args.epochs), args.repeat))]
+    if torch is not None:
+        rows.append((f"torch {torch.__version__} loop (same measures)", median_seconds(torch_loop(torch, args.epochs), args.repeat)))
+        rows.append(("torch loop (steps only, no evaluation)",
+                     median_seconds(torch_loop(torch, args.epochs, evaluate=False), args.repeat)))
+        rows.append(("GEMM floor, torch.mm", median_seconds(gemm_floor_torch(torch, args.epochs), args.repeat)))
+    blas = sorted({(i["internal_api"], i.get("architecture"), i["num_threads"]) for i in threadpool_info()
+                   if i["user_api"] == "blas"})
     ours = rows[0][1]
-    print(f"\n{DEPTH} x {WIDTH} ReLU MLP, batch {BATCH}, {N_TRAIN} examples ({N_TRAIN // BATCH} steps/epoch), "
+    print(f"\n{DEPTH} x {WIDTH} ReLU MLP, batch {BATCH}, {N_TRAIN} examples ({N_TRAIN // BATCH} steps/epoch), SGD, "
           f"{args.threads} thread(s), median of {args.repeat}; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; BLAS libraries (api, arch, threads) {blas}\n")
     print("| implementation | s / epoch | epochs / s | GFLOP/s (GEMM work) | fastinit speed-up |")
@@ -164,6 +205,31 @@ def main(argv=None):
     for label, seconds in rows:
         per_epoch = seconds / args.epochs
         print(f"| {label} | {per_epoch:.3f} | {1 / per_epoch:.2f} | {flop_epoch / per_epoch / 1e9:.1f} | {seconds / ours:.2f}x |")
+
+
+def fastinit_digits(epochs):
+    from fastinit.train import run
+
+    return lambda: run("he_normal", "relu", epochs=epochs, **DIGITS)
+
+
+def _digits_table(args, torch):
+    epochs = args.digits_epochs
+    rows = [("fastinit.train.run (jitted epoch loop, Adam)", median_seconds(fastinit_digits(epochs), args.repeat))]
+    if torch is not None:
+        rows.append((f"torch {torch.__version__} loop, optim.Adam (same measures)",
+                     median_seconds(torch_digits(torch, epochs), args.repeat)))
+        rows.append(("torch loop (steps only, no evaluation)",
+                     median_seconds(torch_digits(torch, epochs, evaluate=False), args.repeat)))
+    ours = rows[0][1]
+    print(f"\ndigits: {DIGITS['depth']} x {DIGITS['width']} ReLU MLP, batch {DIGITS['batch']}, 1347 training + 450 "
+          f"held-out images (43 steps/epoch), Adam lr {DIGITS['lr']:g}, {args.threads} thread(s), "
+          f"{epochs} epochs per run, median of {args.repeat}\n")
+    print("| implementation | s / epoch | epochs / s | fastinit speed-up |")
+    print("|---|---:|---:|---:|")
+    for label, seconds in rows:
+        per_epoch = seconds / epochs
+        print(f"| {label} | {per_epoch:.4f} | {1 / per_epoch:.1f} | {seconds / ours:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ __all__ = [
     "check_dtype",
     "check_int",
     "check_real",
+    "check_unit_interval",
     "check_seed",
     "check_shape",
     "check_no_extra",
@@ -162,6 +163,24 @@ def check_real(
             parts.append(f"<= {maximum:g}")
         rule = " and ".join(["finite", *parts])
         raise ValueError(f"{name} must be a {rule} real number, got {value!r}")
+    return value
+
+
+def check_unit_interval(name: str, value, fix: str) -> float:
+    """Check that ``value`` is a real number in ``[0, 1)`` (a decay rate: momentum, Adam's betas).
+
+    ``fix`` ends the message (e.g. "use e.g. 0.9, or 0 for plain SGD").
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number.
+    ValueError
+        If it is not finite or outside ``[0, 1)``.
+    """
+    value = check_real(name, value, minimum=0.0)
+    if value >= 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}; {fix}")
     return value
 
 

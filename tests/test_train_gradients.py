@@ -64,16 +64,18 @@ def _assert_close(ours, ref, rtol, what, scale=None):
     np.testing.assert_allclose(ours, ref, rtol=0, atol=rtol * max(scale, 1e-300), err_msg=what)
 
 
-def torch_gradients(torch, plan, net, x, labels, targets):
-    """The same net in torch with the same weights: loss.backward() on the mean loss."""
+def torch_parameters(torch, net):
+    """``[(w, b), ...]``: leaf tensors holding copies of ``net``'s weights and biases, layer by layer."""
     dtype = torch.float64 if net.W.dtype == np.float64 else torch.float32
+    return [(torch.tensor(net.weight(l), dtype=dtype, requires_grad=True),
+             torch.tensor(net.bias(l), dtype=dtype, requires_grad=True)) for l in range(1, net.n_layers + 1)]
+
+
+def torch_loss(torch, plan, net, params, x, labels, targets):
+    """The mean loss of the same net in torch, with parameters ``params`` (:func:`torch_parameters`)."""
     f = getattr(torch.nn.functional, TORCH_ACTIVATIONS[plan.activation])
-    params = []
     h = torch.from_numpy(np.array(x))
-    for l in range(1, net.n_layers + 1):
-        w = torch.tensor(net.weight(l), dtype=dtype, requires_grad=True)
-        b = torch.tensor(net.bias(l), dtype=dtype, requires_grad=True)
-        params.append((w, b))
+    for l, (w, b) in enumerate(params, start=1):
         z = torch.nn.functional.linear(h, w, b)
         if l == net.n_layers:
             h = z
@@ -82,9 +84,14 @@ def torch_gradients(torch, plan, net, x, labels, targets):
         alpha = net.alpha[l - 1]
         h = h + alpha * f(u) if alpha else f(u)
     if labels is not None:
-        loss = torch.nn.functional.cross_entropy(h, torch.from_numpy(labels))
-    else:
-        loss = torch.nn.functional.mse_loss(h, torch.from_numpy(np.array(targets)))
+        return torch.nn.functional.cross_entropy(h, torch.from_numpy(labels))
+    return torch.nn.functional.mse_loss(h, torch.from_numpy(np.array(targets)))
+
+
+def torch_gradients(torch, plan, net, x, labels, targets):
+    """The same net in torch with the same weights: loss.backward() on the mean loss."""
+    params = torch_parameters(torch, net)
+    loss = torch_loss(torch, plan, net, params, x, labels, targets)
     loss.backward()
     return loss.item(), [(w.grad.numpy(), b.grad.numpy()) for w, b in params], params
 

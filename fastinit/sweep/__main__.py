@@ -79,10 +79,15 @@ _AXIS_HELP = {
     "numerics": "rescaled (exact log10 columns) and/or raw",
     "residual": "residual branch scale alpha (0: none)",
     "batchnorm": "true and/or false",
-    "task": "none (propagation) or a training task: teacher, spirals, gaussians",
+    "task": "none (propagation) or a training task: teacher, spirals, gaussians, digits",
     "epochs": "training epochs",
-    "lr": "SGD learning rate",
+    "lr": "learning rate",
+    "optimizer": "sgd, adam and/or adamw (torch.optim semantics)",
     "momentum": "SGD momentum in [0, 1)",
+    "beta1": "Adam's first-moment decay in [0, 1)",
+    "beta2": "Adam's second-moment decay in [0, 1)",
+    "eps": "Adam's denominator term (> 0)",
+    "weight_decay": "weight decay (>= 0; L2 in the gradient for sgd/adam, decoupled for adamw)",
     "clip_norm": "clip the global gradient norm (0: no clipping)",
 }
 
@@ -148,8 +153,8 @@ def _print_dry_run(study, cells, out, executor, workers):
         if axis not in applying:
             continue
         shown = [getattr(v, "label", v) for v in values]
-        print(f"  {axis:<10} {len(shown):>3} x  {', '.join(map(str, shown))}")
-    print(f"  {'seeds':<10} {study.seeds:>3} x  (root seed {study.root_seed})")
+        print(f"  {axis:<12} {len(shown):>3} x  {', '.join(map(str, shown))}")
+    print(f"  {'seeds':<12} {study.seeds:>3} x  (root seed {study.root_seed})")
     finished = store.finished_keys(out) if (out / store.MANIFEST).is_file() else set()
     remaining = [cell for cell in cells if cell.key not in finished]
     seconds, peak = estimate(remaining, 1 if executor == "serial" else workers, threads)

@@ -15,7 +15,7 @@ from fastinit import rng
 from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
 from fastinit.propagate import DEFAULT_MEMORY_BUDGET
-from fastinit.sweep.spec import AXES, PROPAGATION_AXES, TRAINING_AXES, Choice, Study
+from fastinit.sweep.spec import ADAM_AXES, AXES, PROPAGATION_AXES, SGD_AXES, TRAINING_AXES, Choice, Study
 
 __all__ = ["Cell", "expand", "estimate"]
 
@@ -25,6 +25,9 @@ _ESTIMATE_FLOPS_PER_THREAD = 35e9
 _ESTIMATE_SECONDS_PER_CELL = 0.02  # Parquet write, scheduling
 _PROCESS_BYTES = 450 * 2**20  # resident size of a worker that has imported fastinit
 _TRAINING_EXAMPLES = 512  # the built-in tasks' default n_train
+# Axes added after cells were first stored, with the value every earlier training cell
+# had: at that value they stay out of the identity, so those cells keep their keys.
+_ADDED_LATER = {"optimizer": "sgd", "weight_decay": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +47,12 @@ class Cell:
     task: str
     epochs: int
     lr: float
+    optimizer: str
     momentum: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
     clip_norm: float
     seed: int  # replicate index, 0 .. seeds - 1
 
@@ -58,7 +66,8 @@ class Cell:
 
         Axes the cell's kind ignores are left out, so a propagation cell's identity
         (and key, and stream) is the same whatever the training axes say, and the other
-        way round.
+        way round; so are the hyper-parameters its update rule ignores (momentum for Adam,
+        betas and eps for SGD), and axes added later at the value earlier cells had.
         """
         fields = dataclasses.asdict(self)
         fields["init"] = [self.init.name, dict(self.init.params)]
@@ -68,7 +77,12 @@ class Cell:
         for axis, entry in (("init", get_initializer(self.init.name)), ("activation", get_activation(self.activation.name))):
             if entry.fingerprint is not None:
                 fields[axis].append(entry.fingerprint)
-        for name in (PROPAGATION_AXES if self.trains else ("task", *TRAINING_AXES)):
+        if self.trains:
+            ignored = [*PROPAGATION_AXES, *(ADAM_AXES if self.optimizer == "sgd" else SGD_AXES),
+                       *(name for name, value in _ADDED_LATER.items() if fields[name] == value)]
+        else:
+            ignored = ["task", *TRAINING_AXES]
+        for name in ignored:
             del fields[name]
         return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
@@ -101,10 +115,16 @@ class Cell:
         return {
             "init": self.init.name, "activation": self.activation.name, "depth": self.depth, "width": self.width,
             "task": self.task, "epochs": self.epochs, "lr": self.lr, "batch": self.batch, "seed": root_seed,
-            "momentum": self.momentum, "clip_norm": self.clip_norm or None, "batchnorm": self.batchnorm,
+            "optimizer": self.optimizer, **self._rule_arguments(), "weight_decay": self.weight_decay,
+            "clip_norm": self.clip_norm or None, "batchnorm": self.batchnorm,
             "residual": self.residual or None, "dtype": self.dtype, "stream": self.stream,
             "init_params": self.init.as_dict(), "activation_params": self.activation.as_dict(),
         }
+
+    def _rule_arguments(self) -> dict:
+        if self.optimizer == "sgd":
+            return {"momentum": self.momentum}
+        return {"betas": (self.beta1, self.beta2), "eps": self.eps}
 
     def columns(self) -> dict:
         """Parameter columns written beside the statistics (labels for init and activation)."""
@@ -116,7 +136,8 @@ class Cell:
             "depth": self.depth, "width": self.width, "batch": self.batch, "bias_std": self.bias_std,
             "dtype": self.dtype, "numerics": self.numerics, "residual": self.residual,
             "batchnorm": self.batchnorm, "task": self.task, "epochs": self.epochs, "lr": self.lr,
-            "momentum": self.momentum, "clip_norm": self.clip_norm, "seed": self.seed,
+            "optimizer": self.optimizer, "momentum": self.momentum, "beta1": self.beta1, "beta2": self.beta2,
+            "eps": self.eps, "weight_decay": self.weight_decay, "clip_norm": self.clip_norm, "seed": self.seed,
         }
 
 

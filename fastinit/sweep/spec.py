@@ -22,12 +22,15 @@ import importlib.resources
 import tomllib
 from pathlib import Path
 
-from fastinit._validation import check_choice, check_dtype, check_int, check_real, check_seed, did_you_mean
+from fastinit._validation import (check_choice, check_dtype, check_int, check_real, check_seed, check_unit_interval,
+                                  did_you_mean)
 from fastinit.activations import ACTIVATIONS, ALIASES, get_activation
 from fastinit.initializers import INITIALIZERS, get_initializer
+from fastinit.train.run import OPTIMIZERS
 from fastinit.train.tasks import TASKS
 
 __all__ = ["Study", "StudyError", "Choice", "PRESETS", "preset", "read_toml", "build_study", "AXES", "TRAINING_AXES",
+           "SGD_AXES", "ADAM_AXES",
            "PROPAGATION_AXES", "PROPAGATION_GROUP", "TRAINING_GROUP", "PROPAGATION_SHAPE", "TRAINING_SHAPE", "parse_int"]
 
 # Axes in the order they vary in the grid (the last varies fastest) and their defaults.
@@ -46,11 +49,18 @@ AXES = {
     "task": ["none"],
     "epochs": [10],
     "lr": [0.01],
-    "momentum": [0.9],
+    "optimizer": ["sgd"],  # torch.optim's SGD, Adam or AdamW
+    "momentum": [0.9],  # SGD only
+    "beta1": [0.9],  # Adam / AdamW only
+    "beta2": [0.999],
+    "eps": [1e-8],
+    "weight_decay": [0.0],
     "clip_norm": [0.0],
 }
 # Axes that only training cells read, and those only propagation cells read.
-TRAINING_AXES = ("epochs", "lr", "momentum", "clip_norm")
+TRAINING_AXES = ("epochs", "lr", "optimizer", "momentum", "beta1", "beta2", "eps", "weight_decay", "clip_norm")
+# Training axes that only one kind of update rule reads.
+SGD_AXES, ADAM_AXES = ("momentum",), ("beta1", "beta2", "eps")
 PROPAGATION_AXES = ("bias_std", "numerics")
 # Result columns that tell one group of replicates from another, per kind of cell.
 # Derived from AXES, so that a new axis can never silently pool distinct cells.
@@ -59,7 +69,7 @@ TRAINING_GROUP = ("task", *(axis for axis in AXES if axis != "task" and axis not
 # The same without initializer and activation: what a summary row or figure holds fixed.
 PROPAGATION_SHAPE = tuple(axis for axis in PROPAGATION_GROUP if axis not in ("init", "activation"))
 TRAINING_SHAPE = tuple(axis for axis in TRAINING_GROUP if axis not in ("init", "activation"))
-PRESETS = ("default", "paper", "training")
+PRESETS = ("default", "paper", "training", "digits")
 _TOP_LEVEL_KEYS = ("name", "root_seed", "seeds", "axes")
 
 
@@ -120,7 +130,7 @@ def preset(name: str) -> dict:
 
     Parameters
     ----------
-    name : {"default", "paper"}
+    name : {"default", "paper", "training", "digits"}
 
     Returns
     -------
@@ -347,6 +357,13 @@ def _check_residual(value):
     return check_real("residual", _parse_real(value), minimum=0.0)
 
 
+def _check_task(value):
+    name = check_choice("task", value, ("none", *TASKS))
+    if name != "none":
+        TASKS[name].check_available()  # before any cell starts: a missing extra is bad input, not failed cells
+    return name
+
+
 _CHECKS = {
     "init": _check_init,
     "activation": _check_activation,
@@ -358,16 +375,15 @@ _CHECKS = {
     "numerics": lambda v: check_choice("numerics", v, ("rescaled", "raw")),
     "residual": _check_residual,
     "batchnorm": lambda v: _parse_bool(v, "batchnorm"),
-    "task": lambda v: check_choice("task", v, ("none", *TASKS)),
+    "task": _check_task,
     "epochs": lambda v: check_int("epochs", parse_int(v), minimum=1),
     "lr": lambda v: check_real("lr", _parse_real(v), minimum=0.0, exclusive_minimum=True),
-    "momentum": lambda v: _check_momentum(_parse_real(v)),
+    "optimizer": lambda v: check_choice("optimizer", v, OPTIMIZERS),
+    "momentum": lambda v: check_unit_interval("momentum", _parse_real(v), "use e.g. 0.9, or 0 for plain SGD"),
+    "beta1": lambda v: check_unit_interval("beta1", _parse_real(v), "Adam's default is 0.9"),
+    "beta2": lambda v: check_unit_interval("beta2", _parse_real(v), "Adam's default is 0.999"),
+    "eps": lambda v: check_real("eps", _parse_real(v), minimum=0.0, exclusive_minimum=True),
+    "weight_decay": lambda v: check_real("weight_decay", _parse_real(v), minimum=0.0),
     "clip_norm": lambda v: check_real("clip_norm", _parse_real(v), minimum=0.0),  # 0: no clipping
 }
 
-
-def _check_momentum(value):
-    value = check_real("momentum", value, minimum=0.0)
-    if value >= 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {value!r}")
-    return value

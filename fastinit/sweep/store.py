@@ -42,6 +42,11 @@ COMPACTED = "rows.parquet"
 # written before them get on load: not known.
 _LATER_COLUMNS = {"fwd_nonfinite": float("nan"), "grad_nonfinite": float("nan"), "first_overflow_pass": None,
                   "first_underflow_pass": None}
+# Training columns added later: the optimizer's, with the values earlier cells ran with
+# (SGD, no weight decay; torch's betas and eps, never read by SGD), and the held-out
+# measures, not known.
+_LATER_TRAINING_COLUMNS = {"optimizer": "sgd", "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
+                           "test_loss": float("nan"), "test_accuracy": float("nan"), "test_r2": float("nan")}
 # Sort order of loaded rows: the study's axes, replicate, then layer.
 _ORDER = ["task", *(axis for axis in AXES if axis != "task"), "seed", "key", "epoch", "layer"]
 
@@ -307,7 +312,9 @@ def load(directory) -> pd.DataFrame:
         ``forward_rescaled``, ``first_overflow_layer``, ``first_underflow_layer`` (-1: none),
         ``first_overflow_pass``, ``first_underflow_pass`` ("forward", "backward" or None).
         Rows written by a fastinit that had no ``fwd_nonfinite``, ``grad_nonfinite`` or
-        ``*_pass`` columns get them as NaN / None (not known).
+        ``*_pass`` columns get them as NaN / None (not known); training rows written before
+        the optimizer axes get ``optimizer`` "sgd", ``weight_decay`` 0 and torch's betas and
+        eps (what they ran with), and ``test_*`` as NaN (not measured).
         Sorted by the parameter values (labels alphabetically), replicate and layer.
 
     Raises
@@ -326,6 +333,9 @@ def load(directory) -> pd.DataFrame:
         for column, missing in _LATER_COLUMNS.items():
             if column not in frame.columns:
                 frame[column] = missing
+    if "epoch" in frame.columns:  # training rows: the same, for cells of older files among newer ones too
+        for column, missing in _LATER_TRAINING_COLUMNS.items():
+            frame[column] = frame[column].fillna(missing) if column in frame.columns else missing
     frame = frame.sort_values([c for c in _ORDER if c in frame.columns], kind="stable").reset_index(drop=True)
     frame.attrs["manifest"] = manifest
     return frame

@@ -1,4 +1,4 @@
-"""Jitted kernels of :func:`fastinit.train.run`: forward, backward, SGD, the epoch loop.
+"""Jitted kernels of :func:`fastinit.train.run`: forward, backward, the optimisers, the epoch loop.
 
 Every elementwise pass is a shared layer kernel (:mod:`fastinit._kernels`): the
 activation and its derivative (:func:`~fastinit._kernels.blocks.activate_rows`, one
@@ -7,20 +7,21 @@ apply, one NaN rule, one residual rule), the backprop through phi'
 (:mod:`fastinit._kernels.norm`), column sums and sums of squares
 (:mod:`fastinit._kernels.blocks`, :mod:`fastinit._kernels.reduce`) and the products
 (:mod:`fastinit._kernels.products`).  What is train's own is here: the loss, the SGD
-update, the measures and the epoch loop.
+update (SGD, Adam, AdamW), the measures and the epoch loop.
 
-Boundary.  Four records cross into jitted code, all built by
+Boundary.  Five records cross into jitted code, all built by
 :class:`fastinit.train.run.Plan`: :class:`Net` (the layer layout and what the layer
-kernels read), :class:`Schedule` (the optimiser and the loop), :class:`Data` (the
-training set) and :class:`Buffers` (every array a step writes, preallocated), plus the
-parameters ``W``, ``B`` and the two output records.  Every field keeps one type, so each
+kernels read), :class:`Schedule` (the loop), :class:`Optimizer` (the update rule, its
+hyper-parameters, step count and moment buffers), :class:`Data` (the training set, and
+a second one for the held-out set) and :class:`Buffers` (every array a step writes,
+preallocated), plus the parameters ``W``, ``B`` and the two output records.  Every field keeps one type, so each
 kernel compiles once per dtype.
 
 Layout.  A net of ``L`` linear layers (``depth`` hidden + the readout) keeps all its
 weights in one flat array ``W`` (layer ``k`` -- 0-based -- is the C-contiguous
 ``(widths[k+1], widths[k])`` block at ``w_off[k]``, PyTorch layout) and all biases in
-``B`` (at ``b_off[k]``); gradients and momentum buffers share the layout, so global-norm
-clipping and the SGD update are single passes over flat arrays.
+``B`` (at ``b_off[k]``); gradients and moment buffers share the layout, so global-norm
+clipping and the optimiser's update are single passes over flat arrays.
 
 Compile time.  numba links every callee into its caller and re-optimises the whole
 module there, so each level of calls costs again all the code below it: the glue
@@ -51,11 +52,15 @@ from fastinit._kernels.products import gemm
 from fastinit._kernels.reduce import sum_of_squares
 
 MSE, CROSS_ENTROPY = 0, 1
+# Optimizer.kind: torch.optim.SGD, torch.optim.Adam (L2 weight decay added to the gradient),
+# torch.optim.AdamW (decoupled weight decay).
+SGD, ADAM, ADAMW = 0, 1, 2
 # torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing.
 CLIP_EPS = 1e-6
 
 # Columns of the per-epoch record ``epoch_rec[epoch, column]``.
-LOSS, ACCURACY, R2, BATCH_LOSS, CLIPPED_STEPS, GLOBAL_GRAD_NORM, N_EPOCH_COLS = 0, 1, 2, 3, 4, 5, 6
+(LOSS, ACCURACY, R2, BATCH_LOSS, CLIPPED_STEPS, GLOBAL_GRAD_NORM, TEST_LOSS, TEST_ACCURACY, TEST_R2,
+ N_EPOCH_COLS) = range(10)
 # Columns of the per-layer record ``layer_rec[epoch, layer, column]``.
 GRAD_NORM, GRAD_NORM_MEAN, BIAS_GRAD_NORM, WEIGHT_NORM, BIAS_NORM, UPDATE_NORM, DISTINCT, N_LAYER_COLS = range(8)
 
@@ -81,16 +86,35 @@ class Net(NamedTuple):
 
 
 class Schedule(NamedTuple):
-    """The optimiser and the loop."""
+    """The loop."""
 
-    lr: float
-    momentum: float
-    max_norm: float  # 0: no clipping
     batch: int
     epochs: int
     seed: np.uint64  # root seed of the mini-batch order
     order_stream: np.uint64
     rtol: float  # of distinct_rows
+
+
+class Optimizer(NamedTuple):
+    """The update rule (torch.optim semantics), its hyper-parameters and its state.
+
+    ``m_*`` is SGD's momentum buffer or Adam's first moment, ``v_*`` Adam's second moment
+    (empty for SGD); all start at zero, as torch's lazily created state does.
+    """
+
+    kind: int  # SGD, ADAM or ADAMW
+    lr: float
+    momentum: float  # SGD only
+    beta1: float  # Adam / AdamW only
+    beta2: float
+    eps: float
+    weight_decay: float  # 0: none
+    max_norm: float  # global-norm clipping before the update; 0: none
+    steps: np.ndarray  # int64 (1,): updates taken (Adam's bias correction)
+    m_W: np.ndarray  # like W
+    m_B: np.ndarray  # like B
+    v_W: np.ndarray  # like W for Adam, else (0,)
+    v_B: np.ndarray  # like B for Adam, else (0,)
 
 
 class Data(NamedTuple):
@@ -120,8 +144,6 @@ class Buffers(NamedTuple):
     targets: np.ndarray  # (batch, outputs or 1): the batch's targets
     gW: np.ndarray  # like W: gradients
     gB: np.ndarray  # like B
-    vW: np.ndarray  # like W: momentum buffers
-    vB: np.ndarray  # like B
     w_start: np.ndarray  # like W: the weights at the epoch's start
     norm_sum: np.ndarray  # float64 (L,): per-layer sums of gradient norms over an epoch
     pending: np.ndarray  # float64 (1,): the summed loss of the gradient in gW, gB
@@ -305,29 +327,91 @@ def clip_coefficient(gW, gB, max_norm):
 
 
 @jit(inline=True)
-def sgd(P, G, V, lr, momentum, coef, clip):
-    """torch.optim.SGD after clipping: ``g *= coef``; ``v = momentum v + g``; ``p -= lr v``."""
+def sgd(P, G, V, lr, momentum, weight_decay, coef, clip):
+    """torch.optim.SGD after clipping: ``g *= coef``; ``g += weight_decay p``; ``v = momentum v + g``; ``p -= lr v``.
+
+    The clipped gradient is written back to ``G`` (as clip_grad_norm_ does to ``.grad``);
+    the weight-decay term is not (torch adds it to a copy).
+    """
     c = P.dtype.type(coef)
     mu = P.dtype.type(momentum)
     step = P.dtype.type(lr)
+    wd = P.dtype.type(weight_decay)
+    decay = weight_decay != 0.0
     for i in range(P.size):
         g = G[i] * c if clip else G[i]
         G[i] = g
+        if decay:
+            g = g + wd * P[i]
         v = mu * V[i] + g if momentum != 0.0 else g
         V[i] = v
         P[i] -= step * v
 
 
-@jit
-def sgd_step(W, B, gW, gB, VW, VB, lr, momentum, max_norm):
-    """Clip the gradients by global norm (when ``max_norm > 0``) and take one SGD step.
+@jit(inline=True)
+def adam(P, G, M, V, opt, coef, clip, bias_correction1, bias_correction2_sqrt):
+    """torch.optim.Adam / AdamW (``_single_tensor_adam``, not amsgrad) after clipping, elementwise.
 
+    Each operation is torch's in the parameters' dtype, in torch's order: AdamW first
+    scales ``p`` by ``1 - lr weight_decay``, Adam adds ``weight_decay p`` to ``g``;
+    ``m.lerp_(g, 1 - beta1)`` (torch's lerp: ``m + w (g - m)`` for ``w < 0.5``, else
+    ``g - (g - m)(1 - w)``); ``v = v beta2 + (1 - beta2) g g``;
+    ``p += -(lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)``.  The scalars are formed in
+    float64, as torch forms them in Python, then rounded to the dtype.
+    """
+    t = P.dtype.type
+    c = t(coef)
+    w = t(1.0 - opt.beta1)
+    w_rest = t(1.0) - w  # torch's lerp computes 1 - weight in the tensor's dtype
+    lerp_low = abs(np.float64(w)) < 0.5
+    b2 = t(opt.beta2)
+    one_minus_b2 = t(1.0 - opt.beta2)
+    eps = t(opt.eps)
+    neg_step = t(-(opt.lr / bias_correction1))
+    bc2_sqrt = t(bias_correction2_sqrt)
+    decoupled = opt.kind == ADAMW
+    decay = opt.weight_decay != 0.0
+    wd = t(opt.weight_decay)
+    shrink = t(1.0 - opt.lr * opt.weight_decay)
+    for i in range(P.size):
+        g = G[i] * c if clip else G[i]
+        G[i] = g
+        p = P[i]
+        if decay:
+            if decoupled:
+                p = p * shrink
+            else:
+                g = g + wd * p
+        m = M[i]
+        m = m + w * (g - m) if lerp_low else g - (g - m) * w_rest
+        M[i] = m
+        v = V[i] * b2 + one_minus_b2 * g * g
+        V[i] = v
+        denom = np.sqrt(v) / bc2_sqrt + eps
+        P[i] = p + neg_step * (m / denom)
+
+
+@jit
+def optimizer_step(opt, W, B, gW, gB):
+    """Clip the gradients by global norm (when ``opt.max_norm > 0``), then one update of ``opt.kind``.
+
+    Clipping comes first, on the raw gradients, as a torch user calls
+    ``clip_grad_norm_`` before ``optimizer.step()``; weight decay is added after it.
     Returns ``(norm before clipping, coefficient applied)``.
     """
-    norm, coef = clip_coefficient(gW, gB, max_norm)
-    clip = max_norm > 0.0
-    sgd(W, gW, VW, lr, momentum, coef, clip)
-    sgd(B, gB, VB, lr, momentum, coef, clip)
+    norm, coef = clip_coefficient(gW, gB, opt.max_norm)
+    clip = opt.max_norm > 0.0
+    if opt.kind == SGD:
+        sgd(W, gW, opt.m_W, opt.lr, opt.momentum, opt.weight_decay, coef, clip)
+        sgd(B, gB, opt.m_B, opt.lr, opt.momentum, opt.weight_decay, coef, clip)
+    else:
+        opt.steps[0] += 1
+        step = np.float64(opt.steps[0])
+        # torch: bias_correction2 ** 0.5 (a pow, not a sqrt: they can differ in the last bit).
+        bias_correction1 = 1.0 - opt.beta1 ** step
+        bias_correction2_sqrt = (1.0 - opt.beta2 ** step) ** 0.5
+        adam(W, gW, opt.m_W, opt.v_W, opt, coef, clip, bias_correction1, bias_correction2_sqrt)
+        adam(B, gB, opt.m_B, opt.v_B, opt, coef, clip, bias_correction1, bias_correction2_sqrt)
     return norm, coef
 
 
@@ -407,9 +491,12 @@ def permutation(n, seed, stream, epoch):
 
 @jit(inline=True)
 def evaluate(net, data, W, B, bufs, batch):
-    """Loss, accuracy and R^2 over the whole training set, forward only, in chunks of ``batch``
-    in data-set order (batch norm uses each chunk's statistics, training mode)."""
+    """Loss, accuracy and R^2 over all of ``data`` (the training or the held-out set), forward
+    only, in chunks of ``batch`` in data-set order (batch norm uses each chunk's statistics,
+    training mode); NaN for an empty set (nothing measured)."""
     n = data.x.shape[0]
+    if n == 0:
+        return math.nan, math.nan, math.nan
     total = 0.0
     correct = 0
     sse = 0.0
@@ -428,15 +515,20 @@ def evaluate(net, data, W, B, bufs, batch):
 
 
 @jit(inline=True)
-def record_state(epoch, net, sched, data, W, B, bufs, epoch_rec, layer_rec):
-    """Fill epoch ``epoch``'s rows: loss/accuracy on the training set, the gradient already
-    in ``bufs.gW, bufs.gB`` (the next epoch's first mini-batch), norms and distinct units
-    per layer; returns whether the loss and the weights are finite."""
+def record_state(epoch, net, sched, data, test, W, B, bufs, epoch_rec, layer_rec):
+    """Fill epoch ``epoch``'s rows: loss/accuracy on the training set and on the held-out set
+    ``test``, the gradient already in ``bufs.gW, bufs.gB`` (the next epoch's first mini-batch),
+    norms and distinct units per layer; returns whether the training loss and the weights are
+    finite.  The held-out pass only overwrites activations: the pending gradient stays."""
     loss, acc, r2 = evaluate(net, data, W, B, bufs, sched.batch)
     gW, gB = bufs.gW, bufs.gB
     epoch_rec[epoch, LOSS] = loss
     epoch_rec[epoch, ACCURACY] = acc
     epoch_rec[epoch, R2] = r2
+    test_loss, test_acc, test_r2 = evaluate(net, test, W, B, bufs, sched.batch)
+    epoch_rec[epoch, TEST_LOSS] = test_loss
+    epoch_rec[epoch, TEST_ACCURACY] = test_acc
+    epoch_rec[epoch, TEST_R2] = test_r2
     epoch_rec[epoch, GLOBAL_GRAD_NORM] = math.sqrt(sum_of_squares(gW) + sum_of_squares(gB))
     for k in range(net.widths.size - 1):
         n_in, n_out = net.widths[k], net.widths[k + 1]
@@ -451,8 +543,8 @@ def record_state(epoch, net, sched, data, W, B, bufs, epoch_rec, layer_rec):
 
 
 @jit
-def train_epoch(epoch, net, sched, data, W, B, bufs, order, next_order, epoch_rec, layer_rec):
-    """Epoch ``epoch`` of mini-batch SGD in the example order ``order`` (epoch 0: none, the state
+def train_epoch(epoch, net, sched, opt, data, test, W, B, bufs, order, next_order, epoch_rec, layer_rec):
+    """Epoch ``epoch`` of mini-batch training with ``opt`` in the example order ``order`` (epoch 0: none, the state
     at initialisation), then the gradient on ``next_order``'s first mini-batch and the epoch's
     records; returns whether the training loss and the weights are finite.
 
@@ -463,7 +555,7 @@ def train_epoch(epoch, net, sched, data, W, B, bufs, order, next_order, epoch_re
     n_layers = net.widths.size - 1
     batch = sched.batch
     m = min(batch, n)
-    gW, vW, w_start, norm_sum = bufs.gW, bufs.vW, bufs.w_start, bufs.norm_sum
+    gW, w_start, norm_sum = bufs.gW, bufs.w_start, bufs.norm_sum
     steps = (n + batch - 1) // batch
     batch_loss = 0.0
     clipped = 0
@@ -482,7 +574,7 @@ def train_epoch(epoch, net, sched, data, W, B, bufs, order, next_order, epoch_re
                 batch_loss += bufs.pending[0]
             for k in range(n_layers):
                 norm_sum[k] += math.sqrt(sum_of_squares(gW[net.w_off[k]: net.w_off[k + 1]]))
-            _, coef = sgd_step(W, B, gW, bufs.gB, vW, bufs.vB, sched.lr, sched.momentum, sched.max_norm)
+            _, coef = optimizer_step(opt, W, B, gW, bufs.gB)
             if coef < 1.0:
                 clipped += 1
     m = min(batch, n)
@@ -499,11 +591,11 @@ def train_epoch(epoch, net, sched, data, W, B, bufs, order, next_order, epoch_re
                 r = np.float64(W[i]) - np.float64(w_start[i])
                 diff += r * r
             layer_rec[epoch, k, UPDATE_NORM] = math.sqrt(diff)
-    return record_state(epoch, net, sched, data, W, B, bufs, epoch_rec, layer_rec)
+    return record_state(epoch, net, sched, data, test, W, B, bufs, epoch_rec, layer_rec)
 
 
-def train(net, sched, data, W, B, bufs, epoch_rec, layer_rec):
-    """Mini-batch SGD for ``sched.epochs`` epochs; fills the records of epochs ``0 .. last``.
+def train(net, sched, opt, data, test, W, B, bufs, epoch_rec, layer_rec):
+    """Mini-batch training with ``opt`` for ``sched.epochs`` epochs; fills the records of epochs ``0 .. last``.
 
     Returns the last epoch recorded: ``sched.epochs``, or the first epoch whose training
     loss or weights are not finite (the run stops there; later rows stay NaN).  Python
@@ -513,7 +605,8 @@ def train(net, sched, data, W, B, bufs, epoch_rec, layer_rec):
     order = permutation(n, sched.seed, sched.order_stream, 1)
     for epoch in range(sched.epochs + 1):
         next_order = order if epoch == 0 else permutation(n, sched.seed, sched.order_stream, epoch + 1)
-        if not train_epoch(np.int64(epoch), net, sched, data, W, B, bufs, order, next_order, epoch_rec, layer_rec):
+        if not train_epoch(np.int64(epoch), net, sched, opt, data, test, W, B, bufs, order, next_order, epoch_rec,
+                           layer_rec):
             return epoch
         order = next_order
     return sched.epochs

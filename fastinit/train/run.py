@@ -1,4 +1,4 @@
-"""``fastinit.train.run``: train a deep MLP with mini-batch SGD, recording per-epoch measures.
+"""``fastinit.train.run``: train a deep MLP with mini-batch SGD, Adam or AdamW, recording per-epoch measures.
 
 The public wrapper: it validates every input at the boundary, draws the weights from the
 registries' streams, generates the task and hands the records a frozen :class:`Plan` makes
@@ -18,6 +18,7 @@ from fastinit._kernels.draw import draw_weights, weight_substream
 from fastinit._jit import announce_compile
 from fastinit._validation import (
     Choice, check_dtype, check_int, check_no_extra, check_params, check_real, check_seed, check_stream,
+    check_unit_interval,
 )
 from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
@@ -28,7 +29,7 @@ from fastinit.train.tasks import ORDER_STREAM, Dataset, get_task, make_task
 # A cold compile of the training kernels for one dtype on the 2-core project machine (announced).
 COLD_COMPILE_SECONDS = 20
 
-__all__ = ["run", "COLUMNS", "OPTIONS", "DISTINCT_RTOL", "Network", "Plan", "build_network"]
+__all__ = ["run", "COLUMNS", "OPTIONS", "OPTIMIZERS", "DISTINCT_RTOL", "Network", "Plan", "build_network", "optimizer_state"]
 
 # Two rows of [W_l | b_l] count as one unit when no entry differs by more than this
 # times the layer's largest |entry|.  Units kept identical by symmetry differ at most by
@@ -37,12 +38,18 @@ __all__ = ["run", "COLUMNS", "OPTIONS", "DISTINCT_RTOL", "Network", "Plan", "bui
 DISTINCT_RTOL = 1e-4
 
 _GEMM = Choice(("blas", "loops"))
-OPTIONS = ("momentum", "clip_norm", "batchnorm", "residual", "init_params", "activation_params", "task_params",
-           "stream", "dtype", "distinct_rtol", "gemm")
+# The update rules, named as torch.optim's classes (lower case).
+OPTIMIZERS = {"sgd": K.SGD, "adam": K.ADAM, "adamw": K.ADAMW}
+_OPTIMIZER = Choice(OPTIMIZERS)
+# torch.optim.Adam's defaults.
+DEFAULT_BETAS, DEFAULT_EPS = (0.9, 0.999), 1e-8
+DEFAULT_MOMENTUM = 0.9
+OPTIONS = ("optimizer", "momentum", "betas", "eps", "weight_decay", "clip_norm", "batchnorm", "residual",
+           "init_params", "activation_params", "task_params", "stream", "dtype", "distinct_rtol", "gemm")
 
 COLUMNS = [
     "epoch", "layer", "kind", "fan_in", "fan_out",
-    "loss", "accuracy", "r2", "batch_loss", "clipped_steps", "global_grad_norm", "diverged",
+    "loss", "accuracy", "r2", "test_loss", "test_accuracy", "test_r2", "batch_loss", "clipped_steps", "global_grad_norm", "diverged",
     "grad_norm", "grad_norm_mean", "bias_grad_norm", "weight_norm", "bias_norm", "update_norm", "distinct_units",
 ]
 
@@ -109,10 +116,49 @@ class Network:
 
     def step(self, x, labels=None, targets=None, *, lr, momentum=0.0, clip_norm=None, velocity=None):
         """One SGD step on batch ``x`` in place; returns ``(loss, norm before clipping, velocity)``."""
-        loss, gW, gB = self.gradients(x, labels, targets)
         VW, VB = velocity if velocity is not None else (np.zeros_like(self.W), np.zeros_like(self.B))
-        norm, _ = K.sgd_step(self.W, self.B, gW, gB, VW, VB, float(lr), float(momentum), float(clip_norm or 0.0))
+        opt = optimizer_state("sgd", self.W, self.B, lr=lr, momentum=momentum, clip_norm=clip_norm, moments=(VW, VB))
+        loss, norm = self.update(x, labels, targets, opt)
         return loss, norm, (VW, VB)
+
+    def update(self, x, labels, targets, optimizer: K.Optimizer):
+        """One update of ``optimizer`` (:func:`optimizer_state`) on batch ``x`` in place (a test hook).
+
+        Returns ``(loss, norm before clipping)``; the optimizer's buffers and step count advance.
+        """
+        loss, gW, gB = self.gradients(x, labels, targets)
+        norm, _ = K.optimizer_step(optimizer, self.W, self.B, gW, gB)
+        return loss, norm
+
+
+def optimizer_state(optimizer, W, B, *, lr, momentum=0.0, betas=DEFAULT_BETAS, eps=DEFAULT_EPS, weight_decay=0.0,
+                    clip_norm=None, moments=None) -> K.Optimizer:
+    """The :class:`~fastinit.train._kernels.Optimizer` record of a fresh optimizer for parameters like ``W``, ``B``.
+
+    Parameters
+    ----------
+    optimizer : {"sgd", "adam", "adamw"}
+        The update rule (validated values: :meth:`Plan.build` checks them).
+    W, B : numpy.ndarray
+        The flat weights and biases (the buffers take their size and dtype).
+    lr, momentum, betas, eps, weight_decay, clip_norm
+        As :func:`run`.
+    moments : (numpy.ndarray, numpy.ndarray), optional
+        The first-moment (momentum) buffers to use, e.g. to carry SGD's velocity across
+        calls; zero buffers by default (torch's fresh state).
+
+    Returns
+    -------
+    fastinit.train._kernels.Optimizer
+    """
+    kind = OPTIMIZERS[optimizer]
+    m_W, m_B = moments if moments is not None else (np.zeros_like(W), np.zeros_like(B))
+    second = kind != K.SGD
+    return K.Optimizer(
+        kind=kind, lr=float(lr), momentum=float(momentum), beta1=float(betas[0]), beta2=float(betas[1]), eps=float(eps),
+        weight_decay=float(weight_decay), max_norm=float(clip_norm or 0.0), steps=np.zeros(1, dtype=np.int64),
+        m_W=m_W, m_B=m_B, v_W=np.zeros_like(W) if second else W[:0].copy(),
+        v_B=np.zeros_like(B) if second else B[:0].copy())
 
 
 def _targets(n, labels, targets, dtype):
@@ -140,26 +186,27 @@ def _buffers(config: K.Net, rows: int, W: np.ndarray, n_targets: int) -> K.Buffe
         d=np.empty((n_layers, size), dtype=dtype), h=np.empty((n_layers, size), dtype=dtype),
         g_top=flat(size), g_h=flat(size), g_in=flat(size), g_a=flat(size), g_z=flat(size if config.batchnorm else 0),
         acc=np.zeros((N_BLOCKS, 2, widest)), labels=np.zeros(rows, dtype=np.int64),
-        targets=np.zeros((rows, n_targets), dtype=dtype), gW=flat(W.size), gB=flat(n_b), vW=np.zeros_like(W),
-        vB=np.zeros(n_b, dtype=dtype), w_start=flat(W.size), norm_sum=np.zeros(n_layers), pending=np.zeros(1),
+        targets=np.zeros((rows, n_targets), dtype=dtype), gW=flat(W.size), gB=flat(n_b),
+        w_start=flat(W.size), norm_sum=np.zeros(n_layers), pending=np.zeros(1),
     )
 
 
 def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, batch=64, seed=0, **options) -> pd.DataFrame:
-    """Train a deep MLP on a built-in task with mini-batch SGD; one row per (epoch, layer).
+    """Train a deep MLP on a built-in task with mini-batch SGD, Adam or AdamW; one row per (epoch, layer).
 
     The net: the task's inputs -> ``depth`` hidden layers of ``width`` units
     (``z = h W^T + b``, optional batch norm, ``h = phi(z)``, optional residual) -> a
     linear readout to the task's outputs.  Every weight matrix, readout included, is
     drawn with ``init`` from the cell's stream (layer ``l`` on substream
     ``weight_substream(l) = 2 l + 2``, exactly as :func:`fastinit.propagate` draws
-    it); biases start at zero and are trained.  Mini-batch SGD with momentum, PyTorch
-    semantics (``v = momentum v + g``, ``w -= lr v``), optional clipping of the
-    global gradient norm (``torch.nn.utils.clip_grad_norm_``: scale all gradients by
-    ``clip_norm / (norm + 1e-6)`` when that is < 1).  The data and each epoch's
-    mini-batch order come from ``seed`` alone (not ``stream``), so initializers
-    compared at one seed see the same batches; the last mini-batch of an epoch may be
-    smaller (PyTorch ``drop_last=False``).
+    it); biases start at zero and are trained.  The update is ``torch.optim``'s, step
+    for step: SGD with momentum (``v = momentum v + g``, ``w -= lr v``), Adam or AdamW
+    (bias-corrected moments, not amsgrad); optional clipping of the global gradient norm
+    first (``torch.nn.utils.clip_grad_norm_``: scale all gradients by
+    ``clip_norm / (norm + 1e-6)`` when that is < 1), as a torch user clips before
+    ``optimizer.step()``.  The data and each epoch's mini-batch order come from ``seed``
+    alone (not ``stream``), so initializers compared at one seed see the same batches;
+    the last mini-batch of an epoch may be smaller (PyTorch ``drop_last=False``).
 
     Parameters
     ----------
@@ -171,8 +218,9 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
         Hidden layers, >= 1.
     width : int
         Units per hidden layer, >= 1.
-    task : {"teacher", "spirals", "gaussians"}, default "spirals"
+    task : {"teacher", "spirals", "gaussians", "digits"}, default "spirals"
         Built-in task (see :mod:`fastinit.train.tasks`); parameters via ``task_params``.
+        ``"digits"`` (sklearn's 8x8 handwritten digits) needs ``pip install "fastinit[data]"``.
     epochs : int, default 10
         Passes over the training set, >= 1.
     lr : float, default 0.01
@@ -182,10 +230,19 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     seed : int, default 0
         Root seed of the data, the mini-batch order and (with ``stream``) the weights.
     **options
+        optimizer : {"sgd", "adam", "adamw"}, default "sgd"
+            ``torch.optim.SGD``, ``Adam`` (``weight_decay`` is an L2 term added to the
+            gradient) or ``AdamW`` (decoupled: ``p *= 1 - lr weight_decay`` before the step).
         momentum : float, default 0.9
-            SGD momentum in [0, 1).
+            SGD momentum in [0, 1) (SGD only: Adam's is ``betas[0]``).
+        betas : (float, float), default (0.9, 0.999)
+            Adam's decay rates of the first and second moments, each in [0, 1) (Adam/AdamW only).
+        eps : float, default 1e-8
+            Adam's denominator term, > 0 (Adam/AdamW only).
+        weight_decay : float, default 0
+            >= 0; applies to every parameter, biases included, as torch's default parameter group.
         clip_norm : float, optional
-            Clip the global gradient norm to this (> 0); default no clipping.
+            Clip the global gradient norm to this (> 0) before the update; default no clipping.
         batchnorm : bool, default False
             Normalise each hidden unit's pre-activation over the mini-batch before the
             activation (no affine parameters, biased variance, eps 1e-5; training-mode
@@ -222,6 +279,8 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
         * ``loss`` -- mean training loss over the whole training set, forward only, in
           chunks of ``batch`` in data-set order; ``accuracy`` (classification, else NaN)
           and ``r2`` = 1 - SSE/SST over all outputs (regression, else NaN);
+        * ``test_loss``, ``test_accuracy``, ``test_r2`` -- the same on the task's held-out
+          set (never trained on; NaN when the task has no held-out examples, ``n_test=0``);
         * ``batch_loss`` -- mean of the mini-batch losses seen during the epoch (NaN at 0);
         * ``grad_norm`` (||dL/dW_l||_F), ``bias_grad_norm``, ``global_grad_norm`` (all
           parameters) -- the gradient at the epoch's final weights on the next epoch's
@@ -237,8 +296,9 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
         * ``diverged`` -- True from the first epoch whose training loss or weights are not
           finite; training stops there and later epochs' measures are NaN.
 
-        ``attrs``: ``diverged`` (bool), ``diverged_epoch`` (int or None), ``steps_per_epoch``
-        and the resolved parameters.
+        ``attrs``: ``diverged`` (bool), ``diverged_epoch`` (int or None), ``steps_per_epoch``,
+        ``n_train``, ``n_test`` and the resolved parameters (``momentum`` None for Adam,
+        ``betas``/``eps`` None for SGD).
 
     Raises
     ------
@@ -257,11 +317,11 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     net = build_network(plan)
     epoch_rec = np.full((plan.epochs + 1, K.N_EPOCH_COLS), np.nan)
     layer_rec = np.full((plan.epochs + 1, net.n_layers, K.N_LAYER_COLS), np.nan)
-    data = plan.dataset()
-    args = (net.config, plan.schedule(), data, net.W, net.B, _buffers(net.config, plan.batch, net.W,
-            data.targets.shape[1]), epoch_rec, layer_rec)
+    data, test = plan.dataset(), plan.dataset(held_out=True)
+    args = (net.config, plan.schedule(), plan.optimizer_state(net), data, test, net.W, net.B,
+            _buffers(net.config, plan.batch, net.W, data.targets.shape[1]), epoch_rec, layer_rec)
     order = data.order  # any int64 order: the types are what matter
-    announce_compile(K.train_epoch, (np.int64(0), *args[:6], order, order, *args[6:]),
+    announce_compile(K.train_epoch, (np.int64(0), *args[:8], order, order, *args[8:]),
                      f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype)
     last = K.train(*args)
     return _frame(plan, net, epoch_rec, layer_rec, last)
@@ -287,7 +347,11 @@ class Plan:
     batch: int
     seed: int
     dtype: np.dtype
-    momentum: float
+    optimizer: str
+    momentum: float | None  # SGD only
+    betas: tuple | None  # Adam / AdamW only
+    eps: float | None  # Adam / AdamW only
+    weight_decay: float
     clip_norm: float | None
     batchnorm: bool
     residual: float | None
@@ -297,7 +361,7 @@ class Plan:
     init_params: dict
     activation_param: float
     task_params: dict
-    data: Dataset  # the task's training set
+    data: Dataset  # the task's training and held-out sets
     widths: np.ndarray  # int64: inputs, depth x width, outputs
     draws: tuple  # each layer's initializers.Draw (kind and parameters from its fans)
     code: int  # activation code
@@ -335,9 +399,7 @@ class Plan:
         lr = check_real("lr", lr, minimum=0.0, exclusive_minimum=True)
         seed = check_seed(seed)
         dtype = check_dtype(options.get("dtype", "float32"))
-        momentum = check_real("momentum", options.get("momentum", 0.9), minimum=0.0)
-        if momentum >= 1.0:
-            raise ValueError(f"momentum must be a real number in [0, 1), got {momentum!r}; use e.g. 0.9, or 0 for plain SGD")
+        optimizer, momentum, betas, eps, weight_decay = _check_optimizer(options)
         clip_norm = options.get("clip_norm")
         if clip_norm is not None:
             clip_norm = check_real("clip_norm", clip_norm, minimum=0.0, exclusive_minimum=True)
@@ -356,7 +418,8 @@ class Plan:
         draws = [entry.draw(int(widths[k]), int(widths[k + 1]), **init_params) for k in range(depth + 1)]
         return cls(
             init=entry.name, activation=act.name, task=task_entry.name, depth=depth, width=width, epochs=epochs, lr=lr,
-            batch=batch, seed=seed, dtype=dtype, momentum=momentum, clip_norm=clip_norm, batchnorm=bool(batchnorm),
+            batch=batch, seed=seed, dtype=dtype, optimizer=optimizer, momentum=momentum, betas=betas, eps=eps,
+            weight_decay=weight_decay, clip_norm=clip_norm, batchnorm=bool(batchnorm),
             residual=residual, stream=stream, distinct_rtol=distinct_rtol, gemm=gemm, init_params=init_params,
             activation_param=param, task_params=task_params, data=data, widths=widths, draws=tuple(draws),
             code=act.code)
@@ -385,20 +448,42 @@ class Plan:
                      loops=self.gemm == "loops")
 
     def schedule(self) -> K.Schedule:
-        """The record of the optimiser and the loop.
+        """The record of the loop.
 
         Returns
         -------
         fastinit.train._kernels.Schedule
-            Learning rate, momentum, clipping norm (0: none), batch, epochs, the order's
-            seed and stream, the ``distinct_units`` tolerance.
+            Batch, epochs, the order's seed and stream, the ``distinct_units`` tolerance.
         """
-        return K.Schedule(lr=float(self.lr), momentum=float(self.momentum), max_norm=float(self.clip_norm or 0.0),
-                          batch=int(self.batch), epochs=int(self.epochs), seed=np.uint64(self.seed),
+        return K.Schedule(batch=int(self.batch), epochs=int(self.epochs), seed=np.uint64(self.seed),
                           order_stream=np.uint64(ORDER_STREAM), rtol=float(self.distinct_rtol))
 
-    def dataset(self) -> K.Data:
-        """The record of the task's training set.
+    def optimizer_state(self, net: Network) -> K.Optimizer:
+        """A fresh optimizer record for ``net``'s parameters (zero moments, step 0).
+
+        Parameters
+        ----------
+        net : Network
+            The parameters the buffers mirror (:func:`build_network`).
+
+        Returns
+        -------
+        fastinit.train._kernels.Optimizer
+            Kind, hyper-parameters (momentum 0.9 / torch's betas and eps where the rule
+            ignores them: never read), clipping norm (0: none), step count and buffers.
+        """
+        return optimizer_state(self.optimizer, net.W, net.B, lr=self.lr,
+                               momentum=DEFAULT_MOMENTUM if self.momentum is None else self.momentum,
+                               betas=self.betas or DEFAULT_BETAS, eps=self.eps or DEFAULT_EPS,
+                               weight_decay=self.weight_decay, clip_norm=self.clip_norm)
+
+    def dataset(self, held_out: bool = False) -> K.Data:
+        """The record of the task's training set, or of its held-out set.
+
+        Parameters
+        ----------
+        held_out : bool, default False
+            The held-out set (evaluated every epoch, never trained on) instead.
 
         Returns
         -------
@@ -407,12 +492,14 @@ class Plan:
             for the other, the data-set order and the targets' total sum of squares.
         """
         data = self.data
+        x, y = (data.x_test, data.y_test) if held_out else (data.x, data.y)
         if data.classification:
-            labels, targets = data.y, np.zeros((data.y.shape[0], 1), dtype=self.dtype)
+            labels, targets = y, np.zeros((y.shape[0], 1), dtype=self.dtype)
         else:
-            labels, targets = np.zeros(data.y.shape[0], dtype=np.int64), data.y
-        sst = float(((targets.astype(np.float64) - targets.mean(axis=0, dtype=np.float64)) ** 2).sum()) or 1.0
-        return _data(data.x, labels, targets, sst)
+            labels, targets = np.zeros(y.shape[0], dtype=np.int64), y
+        sst = float(((targets.astype(np.float64) - targets.mean(axis=0, dtype=np.float64)) ** 2).sum()) \
+            if y.shape[0] else 0.0
+        return _data(x, labels, targets, sst or 1.0)
 
 
 def build_network(plan: Plan) -> Network:
@@ -448,7 +535,8 @@ def _frame(plan, net, epoch_rec, layer_rec, last) -> pd.DataFrame:
     epoch = np.repeat(np.arange(n_epochs), n_layers)
     widths = net.widths
     per_epoch = {name: np.repeat(epoch_rec[:, col], n_layers) for name, col in (
-        ("loss", K.LOSS), ("accuracy", K.ACCURACY), ("r2", K.R2), ("batch_loss", K.BATCH_LOSS),
+        ("loss", K.LOSS), ("accuracy", K.ACCURACY), ("r2", K.R2), ("test_loss", K.TEST_LOSS),
+        ("test_accuracy", K.TEST_ACCURACY), ("test_r2", K.TEST_R2), ("batch_loss", K.BATCH_LOSS),
         ("clipped_steps", K.CLIPPED_STEPS), ("global_grad_norm", K.GLOBAL_GRAD_NORM))}
     per_layer = {name: layer_rec[:, :, col].reshape(-1) for name, col in (
         ("grad_norm", K.GRAD_NORM), ("grad_norm_mean", K.GRAD_NORM_MEAN), ("bias_grad_norm", K.BIAS_GRAD_NORM),
@@ -468,9 +556,40 @@ def _frame(plan, net, epoch_rec, layer_rec, last) -> pd.DataFrame:
     frame.attrs.update({
         "diverged": diverged_epoch is not None, "diverged_epoch": diverged_epoch,
         "steps_per_epoch": -(-plan.data.x.shape[0] // plan.batch),
+        "n_train": int(plan.data.x.shape[0]), "n_test": int(plan.data.x_test.shape[0]),
         **{key: getattr(plan, key) for key in ("init", "activation", "task", "depth", "width", "epochs", "lr", "batch", "seed",
-                                      "momentum", "clip_norm", "batchnorm", "residual", "stream", "distinct_rtol", "gemm")},
+                                      "optimizer", "momentum", "betas", "eps", "weight_decay", "clip_norm", "batchnorm",
+                                      "residual", "stream", "distinct_rtol", "gemm")},
         "dtype": plan.dtype.name, "init_params": dict(plan.init_params), "task_params": dict(plan.task_params),
         "activation_param": plan.activation_param,
     })
     return frame
+
+
+def _check_optimizer(options) -> tuple:
+    """``(optimizer, momentum, betas, eps, weight_decay)`` from ``run``'s options.
+
+    A hyper-parameter of the other rule is an error rather than silently unused
+    (``momentum=0.5`` with Adam would do nothing); the rule's own ones get torch's
+    defaults, the others ``None``.
+    """
+    optimizer = _OPTIMIZER.check("optimizer", options.get("optimizer", "sgd"))
+    weight_decay = check_real("weight_decay", options.get("weight_decay", 0.0), minimum=0.0)
+    if optimizer == "sgd":
+        for name in ("betas", "eps"):
+            if options.get(name) is not None:
+                raise ValueError(f"{name} applies to optimizer='adam' or 'adamw', got {name}={options[name]!r} with "
+                                 "optimizer='sgd'; drop it or choose an Adam optimizer")
+        momentum = check_unit_interval("momentum", options.get("momentum", DEFAULT_MOMENTUM),
+                                       "use e.g. 0.9, or 0 for plain SGD")
+        return optimizer, momentum, None, None, weight_decay
+    if options.get("momentum") is not None:
+        raise ValueError(f"momentum applies to optimizer='sgd', got momentum={options['momentum']!r} with "
+                         f"optimizer={optimizer!r}; Adam's momentum is betas[0]")
+    betas = options.get("betas", DEFAULT_BETAS)
+    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+        raise TypeError(f"betas must be a pair (beta1, beta2) of reals in [0, 1), got {betas!r}; e.g. (0.9, 0.999)")
+    betas = tuple(check_unit_interval(f"betas[{i}]", beta, "torch's default is betas=(0.9, 0.999)")
+                  for i, beta in enumerate(betas))
+    eps = check_real("eps", options.get("eps", DEFAULT_EPS), minimum=0.0, exclusive_minimum=True)
+    return optimizer, None, betas, eps, weight_decay
