@@ -30,7 +30,7 @@ from fastinit._kernels.norm import BATCHNORM_EPS
 from fastinit.activations import apply
 from fastinit.initializers import ORTHOGONAL, Draw
 
-__all__ = ["LSUVError", "Calibration", "calibrate"]
+__all__ = ["LSUVError", "Calibration", "calibrate", "unit_variance_gain", "layer_output"]
 
 
 class LSUVError(ValueError):
@@ -80,37 +80,82 @@ def calibrate(plan):
             drawn = np.empty(n_out, dtype=plan.dtype)
             rng.fill(drawn, rng.KIND_NORMAL, plan.bias_std, 0.0, plan.seed, plan.stream, weight_substream(layer) + 1)
             bias = drawn.astype(np.float64)
-        gain, count = 1.0, 0
-        while True:
-            with np.errstate(over="ignore", invalid="ignore"):  # an overflowed input is reported below
-                z = gain * product + bias
-                variance = float(z.var())
-            if not math.isfinite(variance) or variance == 0.0:
-                raise LSUVError(_not_converged(layer, variance, count, tol, max_iter))
-            if abs(variance - 1.0) < tol:
-                break
-            if count == max_iter:
-                raise LSUVError(_not_converged(layer, variance, count, tol, max_iter))
-            gain /= math.sqrt(variance)
-            count += 1
+        gain, count, variance = unit_variance_gain(product, bias, tol, max_iter, layer)
+        z = gain * product + bias
         scales.append(gain)
         iterations.append(count)
         variances.append(variance)
-        h = _layer_output(plan, h, z)
+        h = layer_output(plan.code, plan.param, h, z, batchnorm=plan.batchnorm, alpha=plan.residual)
     draws = tuple(Draw(ORTHOGONAL, g) for g in scales)
     return dataclasses.replace(plan, draws=draws, draw_ab=np.array([(d.a, d.b) for d in draws], dtype=np.float64),
                                lsuv=Calibration(tuple(scales), tuple(iterations), tuple(variances)))
 
 
-def _layer_output(plan, h, z):
-    """The layer's output from its pre-activation, by the kernels' rule (float64)."""
-    if plan.batchnorm:
+def unit_variance_gain(product, bias, tol, max_iter, layer):
+    """LSUV's loop for one layer: the gain ``g`` with ``|Var(g product + bias) - 1| < tol``.
+
+    Parameters
+    ----------
+    product : numpy.ndarray
+        ``h W^T`` of the layer's base weights on the batch (float64).
+    bias : numpy.ndarray or float
+        The layer's bias (0 for none).
+    tol : float
+        Accepted ``|Var(z) - 1|``.
+    max_iter : int
+        Rescalings allowed.
+    layer : int
+        The layer's number, for the error message.
+
+    Returns
+    -------
+    tuple
+        ``(gain, rescalings, variance reached)``.
+
+    Raises
+    ------
+    LSUVError
+        If the variance is zero or not finite, or still off after ``max_iter`` rescalings.
+    """
+    gain, count = 1.0, 0
+    while True:
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowed input is reported below
+            variance = float((gain * product + bias).var())
+        if not math.isfinite(variance) or variance == 0.0:
+            raise LSUVError(_not_converged(layer, variance, count, tol, max_iter))
+        if abs(variance - 1.0) < tol:
+            return gain, count, variance
+        if count == max_iter:
+            raise LSUVError(_not_converged(layer, variance, count, tol, max_iter))
+        gain /= math.sqrt(variance)
+        count += 1
+
+
+def layer_output(code, param, h, z, *, batchnorm=False, alpha=None):
+    """A layer's output from its pre-activation by the kernels' rule, in float64.
+
+    Parameters
+    ----------
+    code, param : int, float
+        The activation's kernel code and parameter.
+    h, z : numpy.ndarray
+        The layer's input and pre-activation, ``(batch, units)``.
+    batchnorm : bool, optional
+        Normalise ``z`` over the batch first (eps as the kernels').
+    alpha : float, optional
+        Residual branch scale: ``h + alpha phi``.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    if batchnorm:
         z = (z - z.mean(axis=0)) / np.sqrt(z.var(axis=0) + BATCHNORM_EPS)
-    flat = np.ascontiguousarray(z).reshape(-1)
+    flat = np.ascontiguousarray(z, dtype=np.float64).reshape(-1)
     phi, slope = np.empty_like(flat), np.empty_like(flat)
-    apply(plan.code, flat, plan.param, phi, slope)
+    apply(code, flat, param, phi, slope)
     phi = phi.reshape(z.shape)
-    return h + plan.residual * phi if plan.residual is not None else phi
+    return h + alpha * phi if alpha else phi
 
 
 def _not_converged(layer, variance, count, tol, max_iter) -> str:

@@ -22,6 +22,7 @@ EXAMPLES = {
     "lecun_normal": [{}],
     "lecun_uniform": [{}],
     "orthogonal": [{}, {"gain": 2.0}],
+    "lsuv": [{}, {"tol": 0.05, "max_iter": 3}],  # without data: its orthogonal base
     "normal": [{"std": 0.05}],
     "truncated_normal": [{"std": 0.5}, {"std": 1.0, "bound": 0.5}],
     "variance_scaling": [

@@ -91,3 +91,32 @@ def test_a_non_finite_variance_is_an_error_not_a_nan_gain():
 def test_bad_parameters_are_clear_errors(params, match):
     with pytest.raises((ValueError, TypeError), match=match):
         propagate("lsuv", "relu", depth=3, width=8, batch=4, init_params=params)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_train_starts_from_unit_variance_on_its_first_mini_batch():
+    from fastinit.train import _kernels as train_kernels
+    from fastinit.train.run import Plan as TrainPlan, build_network
+    from fastinit.train.tasks import ORDER_STREAM
+
+    plan = TrainPlan.build("lsuv", "tanh", depth=6, width=48, task="gaussians", batch=64, seed=4, dtype="float64")
+    net = build_network(plan)
+    # The first mini-batch, written out here: epoch 1's order of the training set.
+    order = train_kernels.permutation(plan.data.x.shape[0], plan.seed, ORDER_STREAM, 1)
+    h = plan.data.x[order[:64]].astype(np.float64)
+    for layer in range(1, net.n_layers + 1):
+        z = h @ net.weight(layer).T
+        assert abs(z.var() - 1.0) < 0.1, layer
+        h = np.tanh(z)
+    assert len(net.lsuv.scales) == net.n_layers  # the readout is calibrated too
+
+
+def test_train_runs_lsuv_and_records_its_gains():
+    from fastinit.train import run as train_run
+
+    frame = train_run("lsuv", "relu", depth=5, width=32, task="gaussians", epochs=3, lr=0.05, batch=32, seed=1)
+    assert len(frame.attrs["lsuv_scales"]) == 6 and not frame.attrs["diverged"]
+    losses = frame.groupby("epoch").loss.first()
+    assert losses.iloc[-1] < losses.iloc[0]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fastinit import lsuv
 from fastinit._kernels.draw import draw_weights, weight_substream
 from fastinit._jit import announce_compile
 from fastinit._validation import (
@@ -21,7 +22,7 @@ from fastinit._validation import (
     check_unit_interval,
 )
 from fastinit.activations import get_activation
-from fastinit.initializers import get_initializer
+from fastinit.initializers import ORTHOGONAL, Draw, get_initializer
 from fastinit.train import _kernels as K
 from fastinit._kernels.blocks import N_BLOCKS
 from fastinit.train.tasks import ORDER_STREAM, Dataset, get_task, make_task
@@ -66,6 +67,7 @@ class Network:
     config: K.Net
     W: np.ndarray
     B: np.ndarray
+    lsuv: object = None  # fastinit.lsuv.Calibration when init is "lsuv"
 
     @property
     def widths(self) -> np.ndarray:
@@ -520,11 +522,42 @@ def build_network(plan: Plan) -> Network:
     widths, w_off = config.widths, config.w_off
     W = np.empty(int(w_off[-1]), dtype=dtype)
     B = np.zeros(int(config.b_off[-1]), dtype=dtype)
-    for k, draw in enumerate(plan.draws):
+    draws = plan.draws
+    calibration = _lsuv_gains(plan, config) if plan.init == "lsuv" else None
+    if calibration is not None:
+        draws = tuple(Draw(ORTHOGONAL, g) for g in calibration.scales)
+    for k, draw in enumerate(draws):
         view = W[w_off[k]: w_off[k + 1]].reshape(int(widths[k + 1]), int(widths[k]))
         draw_weights(view, draw.kind, float(draw.a), float(draw.b), dtype == np.float64, np.uint64(plan.seed),
                      np.uint64(plan.stream), np.int64(weight_substream(k + 1)))
-    return Network(config, W, B)
+    return Network(config, W, B, calibration)
+
+
+def _lsuv_gains(plan: Plan, config: K.Net) -> lsuv.Calibration:
+    """LSUV's gain for every layer, readout included, on the first mini-batch training sees.
+
+    Each layer's orthogonal base (the weights its substream draws with gain 1) is rescaled
+    until its pre-activations on that batch have variance within ``tol`` of 1; biases are 0
+    at initialisation.  The net is then drawn with these gains, as propagate draws them.
+    """
+    tol, max_iter = plan.init_params["tol"], plan.init_params["max_iter"]
+    order = K.permutation(plan.data.x.shape[0], plan.seed, ORDER_STREAM, 1)  # epoch 1's order
+    h = plan.data.x[order[: plan.batch]].astype(np.float64)
+    widths, n_layers = config.widths, config.widths.size - 1
+    scales, iterations, variances = [], [], []
+    for k in range(n_layers):
+        base = np.empty((int(widths[k + 1]), int(widths[k])))
+        draw_weights(base, ORTHOGONAL, 1.0, 0.0, True, np.uint64(plan.seed), np.uint64(plan.stream),
+                     np.int64(weight_substream(k + 1)))
+        product = h @ base.T
+        gain, count, variance = lsuv.unit_variance_gain(product, 0.0, tol, max_iter, k + 1)
+        scales.append(gain)
+        iterations.append(count)
+        variances.append(variance)
+        if k < n_layers - 1:  # the readout has no activation after it
+            h = lsuv.layer_output(config.code, config.param, h, gain * product, batchnorm=config.batchnorm,
+                                  alpha=float(config.alpha[k]) or None)
+    return lsuv.Calibration(tuple(scales), tuple(iterations), tuple(variances))
 
 
 def _frame(plan, net, epoch_rec, layer_rec, last) -> pd.DataFrame:
@@ -563,6 +596,8 @@ def _frame(plan, net, epoch_rec, layer_rec, last) -> pd.DataFrame:
         "dtype": plan.dtype.name, "init_params": dict(plan.init_params), "task_params": dict(plan.task_params),
         "activation_param": plan.activation_param,
     })
+    if net.lsuv is not None:
+        frame.attrs.update({"lsuv_scales": list(net.lsuv.scales), "lsuv_iterations": list(net.lsuv.iterations)})
     return frame
 
 
