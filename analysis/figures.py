@@ -23,7 +23,7 @@ __all__ = [
     "trace_comparison", "trace_figure",
     "variance_curves", "variance_figure", "drawable_gains", "gain_forest", "gain_figure", "spread_plot",
     "spread_figure", "phase_diagram", "phase_figure", "gradient_heatmap", "heatmap_figure", "loss_curves",
-    "training_figure", "epochs_plot", "divergence_map",
+    "training_figure", "epochs_plot", "divergence_map", "spectrum_plot", "spectra_figure",
 ]
 
 # Byte-stable, TrueType-embedded output (style guide item 13).
@@ -70,6 +70,8 @@ _UNDERFLOW_BELOW = -20.0
 # The y window of a panel always spans at least this many decades either side of Var = 1.
 _WINDOW_FLOOR = 3.0
 _NOTE_SIZE = 5.5
+# Squared singular values below this are counted, not drawn (see spectrum_plot).
+_SPECTRUM_FLOOR = 1e-4
 
 
 def apply_style() -> None:
@@ -774,6 +776,63 @@ def heatmap_figure(table: pd.DataFrame, *, status: pd.DataFrame | None = None, t
     figure, ax = plt.subplots(figsize=(SINGLE_COLUMN, 0.9 + 0.22 * table.shape[0]), constrained_layout=True)
     gradient_heatmap(ax, table, status)
     ax.set_title(title, fontsize=7)
+    return figure
+
+
+# ------------------------------------------------------------------ Jacobian spectra
+
+
+def spectrum_plot(ax, measured: pd.DataFrame, predicted: pd.DataFrame):
+    """Histogram of squared singular values per weight ensemble (log x), with theory's variance in the legend.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    measured : pandas.DataFrame
+        One case of :func:`analysis.spectra.critical_spectra`'s measured frame (``weights``, ``lambda``).
+    predicted : pandas.DataFrame
+        The same case's rows of its predicted frame (``weights``, ``variance``, ``sample_variance``).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    values = measured["lambda"].to_numpy()
+    # The spectrum's bulk, 1e-4 to its top; rank-deficient products (ReLU) put singular values
+    # far below it, which are counted in the legend rather than stretching the axis to 1e-300.
+    low = _SPECTRUM_FLOOR
+    bins = np.geomspace(low, max(10.0, float(values.max()) * 1.5), 45)
+    styles = style_map(["gaussian", "orthogonal"])
+    for ensemble, part in measured.groupby("weights", sort=False):
+        row = predicted.set_index("weights").loc[ensemble]
+        lam = part["lambda"].to_numpy()
+        below = int(np.count_nonzero(lam < low))
+        shown = lam[lam >= low]
+        ax.hist(shown, bins=bins, histtype="step", weights=np.full(shown.size, 1.0 / lam.size),
+                color=styles[ensemble]["color"], lw=1.0,
+                label=f"{ensemble}: variance {row.sample_variance:.3g} (theory {row.variance:.3g})"
+                      + (f"; {below} of {lam.size} below {low:g}" if below else ""))
+    ax.axvline(1.0, **_THEORY_STYLE)
+    ax.set_xscale("log")
+    ax.set_xlabel(r"squared singular value $\lambda$ of $\partial h_L / \partial h_0$")
+    ax.set_ylabel("fraction of singular values")
+    ax.legend(fontsize=5.5, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    return ax
+
+
+def spectra_figure(measured: pd.DataFrame, predicted: pd.DataFrame, *, title: str = ""):
+    """A panel of :func:`spectrum_plot` per case, side by side.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    cases = _order(measured["case"])
+    figure, axes = plt.subplots(1, len(cases), figsize=(DOUBLE_COLUMN, 2.8), squeeze=False, constrained_layout=True)
+    for ax, case in zip(axes.flat, cases):
+        spectrum_plot(ax, measured[measured.case == case], predicted[predicted.case == case])
+        ax.set_title(case, fontsize=7)
+    figure.suptitle(title)
     return figure
 
 

@@ -10,12 +10,14 @@ confidence intervals (:mod:`analysis.fit`), computes the mean-field predictions
 4. the finite-width spread of log variance against depth/width (ReLU + He);
 5. the tanh (sigma_w^2, sigma_b^2) phase diagram with the studied initializers;
 6. a heatmap of the gradient variance reaching layer 1, initializer x activation;
+12. for studies with tanh or relu, Jacobian spectra at criticality, Gaussian against orthogonal
+    weights (:mod:`analysis.spectra`; the same figure for every such study);
 
-and for training cells (``fastinit.train``): 7. training loss against epoch; 8. epochs to
+for traces of PyTorch models (``fastinit.torch``): 10. the traced model beside the engine and
+theory; and for training cells (``fastinit.train``): 7. training loss against epoch; 8. epochs to
 the target loss with intervals over seeds; 9. the fraction of diverged runs over
 (initializer, learning rate), with and without gradient clipping; 11. with a held-out set,
-epochs to 90 % held-out accuracy; and for traces of PyTorch models (``fastinit.torch``):
-10. the traced model beside the engine and theory;
+epochs to 90 % held-out accuracy;
 
 each as PDF, SVG and PNG (300 dpi), the fit table as CSV, Markdown and LaTeX (every gain with
 its status; one not measured is empty or a dash, never a number), and an ``index.md`` /
@@ -43,7 +45,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis import figures, fit, theory, verdict  # noqa: E402
+from analysis import figures, fit, spectra, theory, verdict  # noqa: E402
 from analysis._figure_writer import FigureWriter  # noqa: E402
 from fastinit.initializers import get_initializer  # noqa: E402
 from fastinit.sweep.spec import PROPAGATION_SHAPE, TRAINING_SHAPE  # noqa: E402
@@ -302,6 +304,8 @@ def _propagation_report(rows, out, writer):
     sections.append(_spread_section(rows, writer))
     sections.append(_phase_section(rows, writer))
     sections.append(_heatmap_section(rows, shapes[0], writer))
+    if {"tanh", "relu"} & set(rows.activation):
+        sections.append(_spectra_section(writer))
     if "source" in rows.columns and (rows["source"] == "trace").any():  # fastinit.torch.save_trace's directories
         sections.append(_trace_section(rows, curves, writer))
     return sections, _write_tables(compared, out)
@@ -598,6 +602,25 @@ def _heatmap_section(rows, shape, writer):
                f"white is a gradient that arrives as large as it left (per-layer gain 1)."
                + (f" Cells without a number: {', '.join(missing)} (hatched: overflow or underflow)."
                   if missing else ""))
+    return name, writer.save(figure, name), reading
+
+
+def _spectra_section(writer):
+    """Figure 12: Jacobian spectra at criticality, Gaussian against orthogonal weights (one net each)."""
+    name = "fig12_jacobian_spectra"
+    depth, width = 32, 256
+    measured, predicted = spectra.critical_spectra(depth=depth, width=width)
+    figure = figures.spectra_figure(measured, predicted, title=f"Squared singular values of the input-output "
+                                    f"Jacobian at one input at the fixed point, depth {depth}, width {width}")
+    parts = []
+    for case, rows in predicted.groupby("case", sort=False):
+        by = rows.set_index("weights")
+        parts.append(f"{case}: Gaussian weights spread the spectrum to variance {by.loc['gaussian', 'sample_variance']:.3g} "
+                     f"(free-probability theory {by.loc['gaussian', 'variance']:.3g}), orthogonal ones to "
+                     f"{by.loc['orthogonal', 'sample_variance']:.3g} (theory {by.loc['orthogonal', 'variance']:.3g})")
+    reading = ("Dynamical isometry (Pennington et al. 2017), measured by fastinit.jacobian_singular_values, the mean "
+               "1 in both: " + "; ".join(parts) + ". Orthogonal tanh near q* = 0 is close to isometry; ReLU is not, "
+               "with either ensemble (half its units pass nothing). This figure is the same for every study.")
     return name, writer.save(figure, name), reading
 
 

@@ -1,50 +1,75 @@
-"""analysis._figure_writer: forked children write the same bytes as the parent, and failures surface."""
+"""analysis._figure_writer: forked children write the same bytes as the parent, and failures surface.
 
-import matplotlib
+Run in a fresh interpreter: the test process has other threads alive (Dask, torch), where the
+writer rightly refuses to fork and would save inline, so the forked path would go untested.
+"""
 
-matplotlib.use("Agg")
+import subprocess
+import sys
+import textwrap
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
+import pytest
 
-from analysis._figure_writer import FigureWriter  # noqa: E402
+from analysis._figure_writer import FigureWriter
+
+_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    import matplotlib
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "fixed"  # else SVG ids are salted at random (the report fixes it too)
+    import matplotlib.pyplot as plt
+    from analysis._figure_writer import FigureWriter
+
+    def figure():
+        fig, ax = plt.subplots(figsize=(2, 1.5), constrained_layout=True)
+        ax.plot([0, 1, 2], [1, 0, 2], label="a line")
+        ax.set_xlabel(r"layer $l$")
+        ax.legend()
+        return fig
+
+    root, processes, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    formats = ("pdf", "svg", "png")
+    writer = FigureWriter(root, formats, processes=processes)
+    assert writer._forking() == (processes > 1), "fork expected in a fresh single-threaded interpreter"
+    if mode == "broken":
+        writer.directory = root / "no such directory"
+        writer.save(figure(), "broken")
+        try:
+            writer.close()
+        except RuntimeError as error:
+            print("RAISED", error)
+        sys.exit(0)
+    with writer:
+        for k in range(4 if processes > 1 else 1):  # more figures than children: waits for a free slot
+            assert writer.save(figure(), f"f{k}") == [f"f{k}.pdf", f"f{k}.svg", f"f{k}.png"]
+    assert plt.get_fignums() == []
+""")
 
 
-def _figure():
-    figure, ax = plt.subplots(figsize=(2, 1.5), constrained_layout=True)
-    ax.plot([0, 1, 2], [1, 0, 2], label="a line")
-    ax.set_xlabel(r"layer $l$")
-    ax.legend()
-    return figure
+def _run(*args):
+    done = subprocess.run([sys.executable, "-c", _SCRIPT, *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 @pytest.mark.parametrize("processes", [2, 3])
-def test_forked_files_equal_inline_files(tmp_path, processes, monkeypatch):
-    monkeypatch.setitem(matplotlib.rcParams, "svg.hashsalt", "fixed")  # else SVG ids are salted at random (the report fixes it too)
+def test_forked_files_equal_inline_files(tmp_path, processes):
     inline, forked = tmp_path / "inline", tmp_path / "forked"
     inline.mkdir()
     forked.mkdir()
-    with FigureWriter(inline, ("pdf", "svg", "png"), processes=1) as writer:
-        assert writer.save(_figure(), "f") == ["f.pdf", "f.svg", "f.png"]
-    with FigureWriter(forked, ("pdf", "svg", "png"), processes=processes) as writer:
-        for k in range(4):  # more figures than children: the writer must wait for a free slot
-            assert writer.save(_figure(), f"f{k}") == [f"f{k}.pdf", f"f{k}.svg", f"f{k}.png"]
+    _run(inline, 1, "ok")
+    _run(forked, processes, "ok")
     for extension in ("pdf", "svg", "png"):
-        expected = (inline / f"f.{extension}").read_bytes()
+        expected = (inline / f"f0.{extension}").read_bytes()
         for k in range(4):
             assert (forked / f"f{k}.{extension}").read_bytes() == expected, (k, extension)
-    assert plt.get_fignums() == []
 
 
-def test_a_failed_child_is_an_error_naming_the_figure(tmp_path, capfd):
-    missing = tmp_path / "no such directory"
-    writer = FigureWriter(missing, ("png",), processes=2)
-    if not writer._forking():
-        pytest.skip("fork is not available here")
-    writer.save(_figure(), "broken")
-    with pytest.raises(RuntimeError, match="broken"):
-        writer.close()
-    assert "FileNotFoundError" in capfd.readouterr().err
+def test_a_failed_child_is_an_error_naming_the_figure(tmp_path):
+    done = _run(tmp_path, 2, "broken")
+    assert "RAISED writing figure(s) failed: broken (exit code 1)" in done.stdout
+    assert "FileNotFoundError" in done.stderr  # the child's traceback
 
 
 def test_processes_must_be_positive(tmp_path):

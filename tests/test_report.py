@@ -18,7 +18,7 @@ from analysis.report import build_report, main, theory_curves
 from fastinit.sweep import build_study, load, run_study, store
 
 FIGURES = ["fig1_forward", "fig2_backward", "fig3_gain_vs_theory", "fig4_finite_width_spread",
-           "fig5_tanh_phase_diagram", "fig6_gradient_heatmap"]
+           "fig5_tanh_phase_diagram", "fig6_gradient_heatmap", "fig12_jacobian_spectra"]  # 12: the study has relu
 
 
 @pytest.fixture(scope="module")

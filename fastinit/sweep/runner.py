@@ -115,9 +115,23 @@ def run_study(study: Study, directory, *, executor: str = "local", workers: int 
                                 summary["error"])
                 bar.update()
                 bar.set_postfix(done=outcome.done, skipped=outcome.skipped, failed=len(outcome.failed), refresh=False)
+        _stop_progress_monitor()
         outcome.seconds = time.perf_counter() - start
     store.compact(directory)
     return outcome
+
+
+def _stop_progress_monitor() -> None:
+    """Stop the monitor thread tqdm starts with every bar and leaves running after a disabled one.
+
+    A process with a second thread alive may not fork safely, so the report would write its
+    figures one by one instead of in forked children (:mod:`analysis._figure_writer`).  tqdm
+    starts a new monitor with the next bar.
+    """
+    monitor = getattr(tqdm, "monitor", None)
+    if monitor is not None:
+        monitor.exit()
+        tqdm.monitor = None
 
 
 def _dispatch(pool, cells, root_seed, directory):

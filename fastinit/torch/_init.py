@@ -95,6 +95,10 @@ def init_(module, init, *, seed=0, stream=0, bias=None, include=(), **params) ->
     ([[1, '0', 64], [2, '2', 64]], 2.0)
     """
     entry = get_initializer(init)
+    if entry.name == "lsuv":
+        raise ValueError("init 'lsuv' calibrates each layer on a batch of inputs, which init_ does not have; "
+                         "use init_(module, 'orthogonal') and rescale on your data, or fastinit.propagate / "
+                         "fastinit.train.run, which calibrate on theirs")
     resolved = entry.resolve(**params)
     seed, stream, bias = check_seed(seed), check_stream(stream), _bias_rule(bias)
     drawn, rows = [], []
