@@ -20,6 +20,7 @@ import numpy as np
 
 from fastinit import rng
 from fastinit._kernels.draw import weight_substream
+from fastinit._kernels.products import one_blas_thread
 from fastinit.activations import apply
 from fastinit.initializers import fill
 from fastinit.propagate import Plan
@@ -68,6 +69,11 @@ def jacobian_singular_values(init: str, activation: str, *, depth: int, width, s
     True
     """
     plan = Plan.build(init, activation, depth=depth, width=width, batch=1, seed=seed, dtype=dtype, **options)
+    with one_blas_thread():  # the same bits on any machine; an oversubscribed BLAS is also slower here
+        return _singular_values(plan)
+
+
+def _singular_values(plan):
     h = plan.inputs()[0][0]  # the input propagate(..., batch=1) draws
     widths, alpha = plan.widths, plan.residual
     jacobian = np.eye(int(widths[0]))

@@ -27,6 +27,7 @@ import numpy as np
 from fastinit import rng
 from fastinit._kernels.draw import draw_weights, weight_substream
 from fastinit._kernels.norm import BATCHNORM_EPS
+from fastinit._kernels.products import one_blas_thread
 from fastinit.activations import apply
 from fastinit.initializers import ORTHOGONAL, Draw
 
@@ -65,6 +66,11 @@ def calibrate(plan):
         If a layer does not converge; the message names the layer, the variance reached and
         the fix.
     """
+    with one_blas_thread():  # the gains' bits must not depend on the machine's core count
+        return _calibrated(plan)
+
+
+def _calibrated(plan):
     tol, max_iter = plan.init_params["tol"], plan.init_params["max_iter"]
     h0, _ = plan.inputs()
     h = h0.astype(np.float64)

@@ -7,15 +7,13 @@ readout gradient dL/dh_L (a random linear readout), through the same weights.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
-from fastinit._kernels import blocks, draw, layer, records, walk
+from fastinit._kernels import blocks, draw, layer, products, records, walk
 from fastinit import lsuv, rng
 from fastinit._jit import announce_compile
 from fastinit._team import team_size
@@ -173,23 +171,9 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     args = (n_workers, plan.config(), plan.workspace(*plan.inputs()))
     announce_compile(walk.walk, (0,) + args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS,
                      plan.dtype)
-    with _one_blas_thread():
+    with products.one_blas_thread():
         walk.run(*args)
     return _frame(args[2].stats, plan, n_workers)
-
-
-@contextlib.contextmanager
-def _one_blas_thread():
-    """BLAS on one thread for the duration of the kernel, restored afterwards.
-
-    Every GEMM is one lane's, on one BLAS thread: the lanes are the parallelism, and
-    OpenBLAS's last bits depend on its thread count (scipy's BLAS, which numba's np.dot
-    calls, is loaded first so that the limit reaches it).
-    """
-    import scipy.linalg.cython_blas  # noqa: F401 (loads the BLAS np.dot calls)
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def _lanes(batch):

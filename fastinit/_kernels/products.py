@@ -8,9 +8,27 @@ the loops round every output position the same way.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from fastinit._jit import jit
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS on one thread for the duration of the block, restored afterwards.
+
+    Every GEMM of the kernels is one lane's, on one BLAS thread: the lanes are the
+    parallelism, and OpenBLAS's last bits depend on its thread count, so a product run
+    under this gives the same bits however many cores the machine has (scipy's BLAS,
+    which numba's np.dot calls, is loaded first so that the limit reaches it).
+    """
+    import scipy.linalg.cython_blas  # noqa: F401 (loads the BLAS np.dot calls)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 @jit

@@ -16,6 +16,7 @@ import pandas as pd
 
 from fastinit import lsuv
 from fastinit._kernels.draw import draw_weights, weight_substream
+from fastinit._kernels.products import one_blas_thread
 from fastinit._jit import announce_compile
 from fastinit._validation import (
     Choice, check_dtype, check_int, check_no_extra, check_params, check_real, check_seed, check_stream,
@@ -523,7 +524,10 @@ def build_network(plan: Plan) -> Network:
     W = np.empty(int(w_off[-1]), dtype=dtype)
     B = np.zeros(int(config.b_off[-1]), dtype=dtype)
     draws = plan.draws
-    calibration = _lsuv_gains(plan, config) if plan.init == "lsuv" else None
+    calibration = None
+    if plan.init == "lsuv":
+        with one_blas_thread():  # the gains' bits must not depend on the machine's core count
+            calibration = _lsuv_gains(plan, config)
     if calibration is not None:
         draws = tuple(Draw(ORTHOGONAL, g) for g in calibration.scales)
     for k, draw in enumerate(draws):
