@@ -20,7 +20,7 @@ from fastinit import lsuv, rng
 from fastinit._jit import announce_compile
 from fastinit._team import team_size
 from fastinit._validation import (
-    Choice, check_dtype, check_int, check_no_extra, check_real, check_seed, check_stream,
+    NORM_SITES, NORMS, Choice, check_dtype, check_int, check_no_extra, check_real, check_seed, check_stream,
 )
 from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
@@ -41,8 +41,6 @@ DEFAULT_MEMORY_BUDGET = 384 * 2**20
 LANE_ROWS = 128
 LANE_MIN_ROWS = 64
 _NUMERICS = Choice(("rescaled", "raw"))
-NORMS = ("batch", "layer")
-NORM_SITES = ("preact", "branch", "output")
 _NORM = Choice(NORMS)
 _NORM_AT = Choice(NORM_SITES)
 _NORM_AT_CODES = {"preact": records.NORM_PREACT, "branch": records.NORM_BRANCH, "output": records.NORM_OUTPUT}

@@ -154,3 +154,15 @@ def test_bad_norm_options_are_named():
         propagate("he_normal", "relu", norm="batch", norm_at="branch", residual=1.0, depth=3, width=8, batch=1)
     with pytest.raises(ValueError, match=r"does not model norm='layer'"):
         jacobian_singular_values("he_normal", "relu", depth=3, width=8, norm="layer")
+
+
+def test_theory_refuses_what_propagate_refuses():
+    from analysis.theory import predict
+
+    with pytest.raises(ValueError, match=r"norm_at='branch' needs a norm"):
+        predict("he_normal", "relu", 3, 8, norm_at="branch", residual=1.0)
+    with pytest.raises(ValueError, match=r"norm_at='output' is a residual stream's norm and needs residual=alpha"):
+        predict("he_normal", "relu", 3, 8, norm="layer", norm_at="output")
+    with pytest.raises(ValueError, match="norm must be one of"):
+        predict("he_normal", "relu", 3, 8, norm="group")
+    assert predict("he_normal", "relu", 3, 8, norm="batch", norm_at="branch", residual=1.0).log10_grad_var.isna().all()
