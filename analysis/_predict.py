@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from analysis._moments import Act, act as _act, moments
+from analysis._predict_norm import normed_curves
 from analysis._rules import rule_variance, weight_rule
-from fastinit._validation import check_int, check_real
+from fastinit._validation import NORM_SITES, NORMS, check_choice, check_int, check_real
 
 __all__ = ["predict"]
 
@@ -85,7 +86,7 @@ def _widths(depth, width) -> np.ndarray:
 
 
 def predict(init, activation, depth, width, *, batch=256, bias_std=0.0, input_std=1.0, init_params=None,
-            activation_params=None, residual=None) -> pd.DataFrame:
+            activation_params=None, residual=None, norm=None, norm_at="preact") -> pd.DataFrame:
     """Mean-field forward and backward variance curves of the net ``fastinit.propagate`` runs.
 
     Layer ``l`` computes ``z_l = h_{l-1} W_l^T + b_l`` and ``h_l = phi(z_l)`` (or
@@ -124,6 +125,13 @@ def predict(init, activation, depth, width, *, batch=256, bias_std=0.0, input_st
         Parameters of the initializer and activation.
     residual : float, optional
         Branch scale ``alpha`` (> 0); needs equal widths.
+    norm : {None, "batch", "layer"}, optional
+    norm_at : {"preact", "branch", "output"}, default "preact"
+        As ``fastinit.propagate``'s (``"branch"``, ``"output"`` need ``residual``); the
+        recursions are derived in :mod:`analysis._predict_norm`: the pre-norm stream's
+        ``E[h_l^2]`` grows linearly with depth for a zero-mean phi (quadratically for relu,
+        whose mean drifts), post-norm holds it at 1.  Batch norm's backward is not modelled
+        (``log10_grad_var`` NaN).
 
     Returns
     -------
@@ -156,6 +164,11 @@ def predict(init, activation, depth, width, *, batch=256, bias_std=0.0, input_st
                              "(use an int width or drop residual)")
     fan_in, fan_out = widths[:-1].astype(np.float64), widths[1:].astype(np.float64)
     variance = rule_variance(rule, fan_in, fan_out)
+    if norm is not None or norm_at != "preact":
+        norm, norm_at = _check_norm(norm, norm_at, residual)
+        log_q, log_m, log_grad = normed_curves(act, fan_in * variance, fan_out * variance, bias_std, input_std,
+                                               residual, norm, norm_at)
+        return _frame(depth, widths, log_q, log_m, log_grad)
     with np.errstate(divide="ignore"):
         log_fwd_gain = np.log(fan_in * variance)
         log_bwd_gain = np.log(fan_out * variance)
@@ -184,6 +197,22 @@ def predict(init, activation, depth, width, *, batch=256, bias_std=0.0, input_st
     log_g = np.concatenate([np.cumsum(step[:0:-1])[::-1], [0.0]])  # ln g_l, l = 1..L
     with np.errstate(invalid="ignore"):
         log_grad = log_g + log_d + log_alpha2
+    return _frame(depth, widths, log_q, log_m, log_grad)
+
+
+def _check_norm(norm, norm_at, residual):
+    """``(norm, norm_at)`` checked as ``fastinit.propagate`` checks them."""
+    if norm is None:
+        raise ValueError(f"norm_at={norm_at!r} needs a norm; give norm='layer' or norm='batch'")
+    norm = check_choice("norm", norm, NORMS)
+    norm_at = check_choice("norm_at", norm_at, NORM_SITES)
+    if norm_at != "preact" and residual is None:
+        raise ValueError(f"norm_at={norm_at!r} is a residual stream's norm and needs residual=alpha; give "
+                         "residual (e.g. residual=1.0) or norm_at='preact'")
+    return norm, norm_at
+
+
+def _frame(depth, widths, log_q, log_m, log_grad) -> pd.DataFrame:
     return pd.DataFrame({
         "layer": np.arange(1, depth + 1),
         "width": widths[1:],

@@ -4,6 +4,7 @@ Run as a plain script (PyTorch optional; its rows are skipped without it)::
 
     python asv_bench/peers.py sampling      # he_normal float32 (4096, 4096)
     python asv_bench/peers.py propagate     # deep sweeps vs PyTorch autograd, NumPy, GEMM floor
+    python asv_bench/peers.py prenorm       # layer-norm pre-norm residual stream vs PyTorch autograd
 
 Timings on a shared 2-core machine are noisy, so every number is the median of
 ``--repeat`` runs, and comparisons are ratios measured in the same process.
@@ -47,18 +48,23 @@ def bench_sampling(repeat: int) -> list[tuple[str, float]]:
 HEADLINE_SHAPES = [(64, 1000), (256, 500), (1024, 100)]  # (width, depth), batch 256
 
 
-def torch_sweep(torch, activation, width, depth, batch):
-    """The PyTorch loop a researcher writes: init, forward with retain_grad, backward, statistics."""
+def torch_sweep(torch, activation, width, depth, batch, prenorm_alpha=None):
+    """The PyTorch loop a researcher writes: init, forward with retain_grad, backward, statistics.
+
+    With ``prenorm_alpha``, a pre-norm residual stream ``h = h + alpha f(W LayerNorm(h))``
+    (``nn.LayerNorm(elementwise_affine=False)``, eps 1e-5), as ``propagate(norm="layer", norm_at="branch")``.
+    """
     f = getattr(torch, activation)
     h = torch.randn(batch, width)
+    norm = torch.nn.LayerNorm(width, eps=1e-5, elementwise_affine=False)
     weights, pre = [], []
     for _ in range(depth):
         w = torch.empty(width, width)
         torch.nn.init.kaiming_normal_(w, nonlinearity="relu")
         w.requires_grad_(True)
-        z = h @ w.T
+        z = (norm(h) if prenorm_alpha is not None else h) @ w.T
         z.retain_grad()
-        h = f(z)
+        h = h + prenorm_alpha * f(z) if prenorm_alpha is not None else f(z)
         weights.append(w)
         pre.append(z)
     (h * torch.randn(batch, width)).sum().backward()
@@ -137,9 +143,32 @@ def bench_propagate(repeat: int):
     return rows
 
 
-def print_propagate(rows, peak: float) -> None:
+PRENORM_SHAPES = [(256, 200), (1024, 50)]  # (width, depth), batch 256, alpha 0.5
+
+
+def bench_prenorm(repeat: int):
+    """Rows of (shape, activation, implementation, seconds, GFLOP/s): the layer-norm pre-norm residual stream."""
+    import fastinit
+    import torch
+
+    rows = []
+    for width, depth in PRENORM_SHAPES:
+        batch = 256
+        flops = 6.0 * batch * width**2 * depth
+        for activation in ("relu", "tanh"):
+            entries = [("fastinit", median_seconds(lambda: fastinit.propagate(
+                "he_normal", activation, depth=depth, width=width, batch=batch, init_params={"nonlinearity": "relu"},
+                norm="layer", norm_at="branch", residual=0.5), repeat)),
+                ("pytorch autograd", median_seconds(lambda: torch_sweep(torch, activation, width, depth, batch, 0.5),
+                                                    repeat))]
+            for label, seconds in entries:
+                rows.append((f"({width}, {depth})", activation, label, seconds, flops / seconds / 1e9))
+    return rows
+
+
+def print_propagate(rows, peak: float, title="batch 256, He normal, float32, forward + backward with statistics") -> None:
     """Markdown table of the propagate comparison."""
-    print("\n### Propagation: batch 256, He normal, float32, forward + backward with statistics\n")
+    print(f"\n### Propagation: {title}\n")
     print(machine_line() + "\n")
     print(f"peak sgemm (2048^3, numpy/OpenBLAS, all cores): {peak:.0f} GFLOP/s; "
           "effective GFLOP/s = 6 batch width^2 depth / seconds\n")
@@ -208,13 +237,16 @@ def main(argv=None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python asv_bench/peers.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sampling", "propagate"], help="which comparison to run")
+    parser.add_argument("what", choices=["sampling", "propagate", "prenorm"], help="which comparison to run")
     parser.add_argument("--repeat", type=int, default=15, help="timed repetitions per row (median reported)")
     args = parser.parse_args(argv)
     if args.what == "sampling":
         print_table("Sampling: he_normal float32 (4096, 4096)", bench_sampling(args.repeat))
     if args.what == "propagate":
         print_propagate(bench_propagate(args.repeat), peak_sgemm_gflops(args.repeat))
+    if args.what == "prenorm":
+        print_propagate(bench_prenorm(args.repeat), peak_sgemm_gflops(args.repeat),
+                        "layer-norm pre-norm residual stream (alpha 0.5), batch 256, He normal, float32")
 
 
 if __name__ == "__main__":

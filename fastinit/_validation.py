@@ -333,3 +333,9 @@ class Choice:
 
     def __repr__(self):
         return f"Choice({', '.join(self.options)})"
+
+
+# The norms of propagate's nets and where they sit, named once for propagate, train, the sweep and
+# analysis (which must not import the kernels).
+NORMS = ("batch", "layer")
+NORM_SITES = ("preact", "branch", "output")

@@ -49,7 +49,8 @@ def jacobian_singular_values(init: str, activation: str, *, depth: int, width, s
     **options
         ``propagate``'s options that shape the net: ``bias_std``, ``residual``,
         ``input_std``, ``init_params``, ``activation_params``, ``stream``.  Batch norm is
-        refused (it normalises over a batch, and this is one input).
+        refused (it normalises over a batch, and this is one input), and so is layer norm
+        (not modelled here).
 
     Returns
     -------
@@ -60,7 +61,7 @@ def jacobian_singular_values(init: str, activation: str, *, depth: int, width, s
     ------
     ValueError, TypeError
         As :func:`fastinit.propagate` for invalid arguments; ``batchnorm=True`` raises
-        ValueError naming ``batchnorm``.
+        ValueError naming ``batchnorm``, ``norm="layer"`` one naming ``norm``.
 
     Examples
     --------
@@ -69,6 +70,9 @@ def jacobian_singular_values(init: str, activation: str, *, depth: int, width, s
     True
     """
     plan = Plan.build(init, activation, depth=depth, width=width, batch=1, seed=seed, dtype=dtype, **options)
+    if plan.norm is not None:  # batch norm was refused above (batch=1)
+        raise ValueError(f"jacobian_singular_values does not model norm={plan.norm!r} (its Jacobian is not "
+                         "I + alpha D W); drop norm")
     with one_blas_thread():  # the same bits on any machine; an oversubscribed BLAS is also slower here
         return _singular_values(plan)
 

@@ -9,7 +9,7 @@ layer's weights again for the backward pass, draw the calibrated weights and not
 storing.  Without data (:func:`fastinit.sample`), ``"lsuv"`` is its orthogonal base.
 
 The calibration pass runs here in float64 NumPy with the kernels' forward rule (bias, batch
-norm, activation through :func:`fastinit.activations.apply`, residual branch); the kernel's
+or layer norm wherever it sits, activation through :func:`fastinit.activations.apply`, residual branch); the kernel's
 own pass then measures the variances it reached (``fwd_var``), which differ from the
 calibration's by the net's dtype rounding only.  A layer that cannot reach unit variance (an
 input that is exactly zero, a non-finite variance, a bias whose variance alone exceeds
@@ -80,7 +80,8 @@ def _calibrated(plan):
         n_in, n_out = int(plan.widths[layer - 1]), int(plan.widths[layer])
         base = np.empty((n_out, n_in))
         draw_weights(base, ORTHOGONAL, 1.0, 0.0, True, seed, stream, np.int64(weight_substream(layer)))
-        product = h @ base.T
+        # Pre-norm: the branch's GEMM sees Norm(h), and that is what LSUV scales.
+        product = (_normalize(h, plan.norm) if plan.norm is not None and plan.norm_at == "branch" else h) @ base.T
         bias = np.zeros(n_out)
         if plan.bias_std > 0.0:  # the kernels' bias stream (weight_substream + 1)
             drawn = np.empty(n_out, dtype=plan.dtype)
@@ -91,7 +92,7 @@ def _calibrated(plan):
         scales.append(gain)
         iterations.append(count)
         variances.append(variance)
-        h = layer_output(plan.code, plan.param, h, z, batchnorm=plan.batchnorm, alpha=plan.residual)
+        h = layer_output(plan.code, plan.param, h, z, alpha=plan.residual, norm=plan.norm, norm_at=plan.norm_at)
     draws = tuple(Draw(ORTHOGONAL, g) for g in scales)
     return dataclasses.replace(plan, draws=draws, draw_ab=np.array([(d.a, d.b) for d in draws], dtype=np.float64),
                                lsuv=Calibration(tuple(scales), tuple(iterations), tuple(variances)))
@@ -137,7 +138,7 @@ def unit_variance_gain(product, bias, tol, max_iter, layer):
         count += 1
 
 
-def layer_output(code, param, h, z, *, batchnorm=False, alpha=None):
+def layer_output(code, param, h, z, *, batchnorm=False, alpha=None, norm=None, norm_at="preact"):
     """A layer's output from its pre-activation by the kernels' rule, in float64.
 
     Parameters
@@ -147,21 +148,34 @@ def layer_output(code, param, h, z, *, batchnorm=False, alpha=None):
     h, z : numpy.ndarray
         The layer's input and pre-activation, ``(batch, units)``.
     batchnorm : bool, optional
-        Normalise ``z`` over the batch first (eps as the kernels').
+        Normalise ``z`` over the batch first (eps as the kernels'): ``norm="batch"``.
     alpha : float, optional
         Residual branch scale: ``h + alpha phi``.
+    norm : {None, "batch", "layer"}, optional
+        The net's norm, as :func:`fastinit.propagate`'s.
+    norm_at : {"preact", "branch", "output"}, optional
+        Where it sits: before phi, on the branch's input (``z`` was computed from
+        ``Norm(h)``; nothing to do here) or on the residual sum.
 
     Returns
     -------
     numpy.ndarray
     """
-    if batchnorm:
-        z = (z - z.mean(axis=0)) / np.sqrt(z.var(axis=0) + BATCHNORM_EPS)
+    norm = "batch" if batchnorm else norm
+    if norm is not None and norm_at == "preact":
+        z = _normalize(z, norm)
     flat = np.ascontiguousarray(z, dtype=np.float64).reshape(-1)
     phi, slope = np.empty_like(flat), np.empty_like(flat)
     apply(code, flat, param, phi, slope)
     phi = phi.reshape(z.shape)
-    return h + alpha * phi if alpha else phi
+    out = h + alpha * phi if alpha else phi
+    return _normalize(out, norm) if norm is not None and norm_at == "output" else out
+
+
+def _normalize(x, norm):
+    """Batch norm (each unit over the batch) or layer norm (each example over its units), eps as the kernels'."""
+    axis = 0 if norm == "batch" else 1
+    return (x - x.mean(axis=axis, keepdims=True)) / np.sqrt(x.var(axis=axis, keepdims=True) + BATCHNORM_EPS)
 
 
 def _not_converged(layer, variance, count, tol, max_iter) -> str:

@@ -18,12 +18,12 @@ from fastinit import lsuv, rng
 from fastinit._jit import announce_compile
 from fastinit._team import team_size
 from fastinit._validation import (
-    Choice, check_dtype, check_int, check_no_extra, check_real, check_seed, check_stream,
+    NORM_SITES, NORMS, Choice, check_dtype, check_int, check_no_extra, check_real, check_seed, check_stream,
 )
 from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
 
-__all__ = ["propagate", "Plan", "COLUMNS", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["propagate", "Plan", "COLUMNS", "DEFAULT_MEMORY_BUDGET", "NORMS", "NORM_SITES"]
 
 COLUMNS = [
     "layer", "width", "fwd_mean", "fwd_var", "log10_fwd_var", "act_second_moment", "log10_act_second_moment",
@@ -39,7 +39,10 @@ DEFAULT_MEMORY_BUDGET = 384 * 2**20
 LANE_ROWS = 128
 LANE_MIN_ROWS = 64
 _NUMERICS = Choice(("rescaled", "raw"))
-_OPTIONS = ("residual", "batchnorm", "input_std", "input_corr", "numerics", "init_params", "activation_params",
+_NORM = Choice(NORMS)
+_NORM_AT = Choice(NORM_SITES)
+_NORM_AT_CODES = {"preact": records.NORM_PREACT, "branch": records.NORM_BRANCH, "output": records.NORM_OUTPUT}
+_OPTIONS = ("residual", "batchnorm", "norm", "norm_at", "input_std", "input_corr", "numerics", "init_params", "activation_params",
             "stream", "memory_budget")
 _LOG10_E = 1.0 / math.log(10.0)
 # A cold compile of the kernels for one dtype on the 2-core project machine (announced).
@@ -73,8 +76,21 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     **options
         residual : float, optional
             Branch scale ``alpha``: ``h_l = h_{l-1} + alpha phi(z_l)`` (equal widths only).
+        norm : {None, "batch", "layer"}, default None
+            Normalisation, gamma 1, beta 0, biased variance, eps 1e-5 (PyTorch's
+            ``BatchNorm1d(affine=False)`` in training mode and ``LayerNorm(elementwise_affine=False)``):
+            ``"batch"`` each unit over the batch (needs ``batch >= 2``), ``"layer"`` each
+            example over its units.
+        norm_at : {"preact", "branch", "output"}, default "preact"
+            Where the norm sits: ``"preact"`` ``h_l = phi(Norm(z_l))`` (``+ h_{l-1}``
+            with a residual, ``alpha`` on the branch); ``"branch"`` (pre-norm residual)
+            ``h_l = h_{l-1} + alpha phi(W_l Norm(h_{l-1}) + b_l)``; ``"output"`` (post-norm
+            residual) ``h_l = Norm(h_{l-1} + alpha phi(z_l))``.  ``"branch"`` and
+            ``"output"`` need ``norm`` and ``residual``.  The ``fwd_*`` columns are always
+            of the GEMM's output z_l, ``act_second_moment`` of h_l (the residual stream).
         batchnorm : bool, default False
-            Normalise each unit's pre-activation over the batch (gamma 1, beta 0, eps 1e-5).
+            ``True`` is ``norm="batch", norm_at="preact"`` (the same bits); with a
+            conflicting ``norm`` it is an error.
         input_std : float, default 1.0
             Std of the input batch.
         input_corr : float, optional
@@ -84,8 +100,8 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
         numerics : {"rescaled", "raw"}, default "rescaled"
             ``"rescaled"`` carries a log scale so that ``log10_*`` columns stay exact at
             any depth: always for the backward pass, and for the forward pass when the
-            activation is positively homogeneous (linear, relu, leaky_relu) or batch
-            norm precedes it; other activations run forward as the hardware would (their
+            activation is positively homogeneous (linear, relu, leaky_relu) or the
+            branch is computed from a norm (``norm_at="branch"``: any activation); other activations run forward as the hardware would (their
             overflow is recorded in ``nonfinite``), and ``attrs["forward_rescaled"]``
             says which.  ``"raw"`` runs both passes as the hardware would (the
             gradient, too, is never rescaled).
@@ -213,7 +229,8 @@ class Plan:
     bounded: bool
     bias_std: float
     residual: float | None  # branch scale, None without residual connections
-    batchnorm: bool
+    norm: str | None  # "batch", "layer" or None
+    norm_at: str  # "preact", "branch" or "output"
     input_std: float
     input_corr: float | None
     numerics: str
@@ -251,12 +268,7 @@ class Plan:
             if len(set(widths.tolist())) != 1:
                 raise ValueError("residual connections need equal widths; got a width list with different values "
                                  "(use an int width or drop residual)")
-        batchnorm = options.get("batchnorm", False)
-        if not isinstance(batchnorm, (bool, np.bool_)):
-            raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
-        if batchnorm and batch < 2:
-            raise ValueError(f"batchnorm needs batch >= 2 (it normalises over the batch), got batch={batch}; "
-                             "use batch >= 2 or batchnorm=False")
+        norm, norm_at = _check_norm(options, batch, residual)
         input_std = check_real("input_std", options.get("input_std", 1.0), minimum=0.0, exclusive_minimum=True)
         input_corr = options.get("input_corr")
         if input_corr is not None:
@@ -268,19 +280,27 @@ class Plan:
         # phi' is stored for the backward pass unless it can be read off the layer's output
         # (a residual layer's output also holds its input).
         slope_from_output = act.slope_from_output(param) and residual is None
-        per_layer = 1 + (not slope_from_output) + bool(batchnorm)  # h, phi', BN's pre-activation
+        # h, phi', and what the norm's backward needs (z, Norm(h_in) or the residual sum).
+        per_layer = 1 + (not slope_from_output) + (norm is not None)
         seg_len, w_slots = _memory_plan(depth, batch, widest, dtype.itemsize, per_layer, budget)
         draws = tuple(entry.draw(int(widths[l - 1]), int(widths[l]), **init_params) for l in range(1, depth + 1))
         plan = cls(
             init=entry.name, activation=act.name, depth=depth, widths=widths, batch=batch, seed=seed, stream=stream,
             dtype=dtype, init_params=init_params, draws=draws,
             draw_ab=np.array([(d.a, d.b) for d in draws], dtype=np.float64), code=act.code, param=param,
-            bounded=act.bounded, bias_std=bias_std, residual=residual, batchnorm=bool(batchnorm), input_std=input_std,
-            input_corr=input_corr, numerics=numerics, forward_rescaled=numerics == "rescaled" and act.homogeneous,
+            bounded=act.bounded, bias_std=bias_std, residual=residual, norm=norm, norm_at=norm_at, input_std=input_std,
+            input_corr=input_corr, numerics=numerics,
+            # A branch computed from a norm is scale-free, so the stream can be rescaled for any phi.
+            forward_rescaled=numerics == "rescaled" and (act.homogeneous or (norm is not None and norm_at == "branch")),
             slope_from_output=slope_from_output, seg_len=seg_len, w_slots=w_slots, n_lanes=_lanes(batch),
         )
         # LSUV's gains come from a pass over this plan's own batch; the kernels then draw them.
         return lsuv.calibrate(plan) if entry.name == "lsuv" else plan
+
+    @property
+    def batchnorm(self) -> bool:
+        """Batch norm before phi (``batchnorm=True``): the one norm LSUV and the older callers know."""
+        return self.norm == "batch" and self.norm_at == "preact"
 
     def config(self) -> records.LayerConfig:
         """The kernels' read-only record; each field cast to its one type (see ``LayerConfig``)."""
@@ -289,7 +309,8 @@ class Plan:
             w_slots=int(self.w_slots), seed=np.uint64(self.seed), stream=np.uint64(self.stream),
             wide=bool(self.dtype == np.float64), kind=int(self.draws[0].kind), code=int(self.code),
             param=float(self.param), bias_std=float(self.bias_std), residual=self.residual is not None,
-            alpha=float(self.residual or 0.0), batchnorm=bool(self.batchnorm),
+            alpha=float(self.residual or 0.0), batchnorm=self.norm == "batch", layernorm=self.norm == "layer",
+            norm_at=int(_NORM_AT_CODES[self.norm_at]),
             rescale_forward=bool(self.forward_rescaled), rescale_backward=self.numerics == "rescaled",
             bounded=bool(self.bounded), slope_from_output=bool(self.slope_from_output),
         )
@@ -308,7 +329,7 @@ class Plan:
         return records.Workspace(
             h0=h0, grad_top=grad_top, stats=np.zeros((self.depth, records.N_STATS)),
             seg_h=np.empty((seg_len, rows), dtype=dtype),
-            seg_z=np.empty((seg_len if self.batchnorm else 1, rows), dtype=dtype),
+            seg_z=np.empty((seg_len if self.norm else 1, rows), dtype=dtype),
             seg_dphi=np.empty((1 if self.slope_from_output else seg_len, rows), dtype=dtype),
             seg_w=np.empty((min(seg_len, self.w_slots + 1), square), dtype=dtype),
             checkpoints=np.empty((n_segments, rows), dtype=dtype),
@@ -318,7 +339,7 @@ class Plan:
             acc_in=np.empty((blocks.N_BLOCKS, 2, widest)), acc_w=np.empty((self.n_lanes, 2, widest)),
             corr=np.empty(blocks.N_BLOCKS),
             grad=np.empty(rows, dtype=dtype), grad_in=np.empty(rows, dtype=dtype),
-            grad_act=np.empty(rows if self.batchnorm else 0, dtype=dtype),
+            grad_act=np.empty(rows if self.norm else 0, dtype=dtype),
             grad_z=np.empty(rows, dtype=dtype), grad_z_t=np.empty(rows, dtype=dtype),
             wgrad=np.empty(square, dtype=dtype),
         )
@@ -335,6 +356,36 @@ class Plan:
         h0 = (self.input_std * h0).astype(dtype)
         grad_top = rng.standard_normal(seed, (batch, n_out), stream=stream, substream=draw.SUB_READOUT, dtype=dtype.name)
         return h0, grad_top
+
+
+def _check_norm(options, batch, residual):
+    """``(norm, norm_at)`` from ``norm``, ``norm_at`` and the older ``batchnorm`` flag, checked against each
+    other, the batch and the residual."""
+    batchnorm = options.get("batchnorm")
+    if batchnorm is not None and not isinstance(batchnorm, (bool, np.bool_)):
+        raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
+    norm = options.get("norm")
+    if norm is not None:
+        norm = _NORM.check("norm", norm)
+    if batchnorm is not None and norm is not None and bool(batchnorm) != (norm == "batch"):
+        raise ValueError(f"batchnorm={bool(batchnorm)} contradicts norm={norm!r}; give one of them "
+                         "(batchnorm=True is norm='batch')")
+    if batchnorm:
+        norm = "batch"
+    norm_at = _NORM_AT.check("norm_at", options.get("norm_at", "preact"))
+    if norm_at != "preact":
+        if norm is None:
+            raise ValueError(f"norm_at={norm_at!r} needs a norm; give norm='layer' or norm='batch'")
+        if residual is None:
+            raise ValueError(f"norm_at={norm_at!r} is a residual stream's norm and needs residual=alpha; give "
+                             "residual (e.g. residual=1.0) or norm_at='preact'")
+    if norm == "batch" and batch < 2:
+        if batchnorm:
+            raise ValueError(f"batchnorm needs batch >= 2 (it normalises over the batch), got batch={batch}; "
+                             "use batch >= 2 or batchnorm=False")
+        raise ValueError(f"norm='batch' needs batch >= 2 (it normalises over the batch), got batch={batch}; "
+                         "use batch >= 2 or norm='layer'")
+    return norm, norm_at
 
 
 def _memory_plan(depth, batch, widest, itemsize, per_layer, budget):

@@ -136,7 +136,24 @@ def fill(n, kind, a, b, seed, stream, substream, dtype):
 
 # ------------------------------------------------------------------ propagation twin
 
-BN_EPS = 1e-5
+BN_EPS = 1e-5  # batch and layer norm alike (PyTorch's default)
+NORM_AXIS = {"batch": 0, "layer": 1}  # batch norm: a unit over the batch; layer norm: an example over its units
+
+
+def normalize(x, norm):
+    """``norm`` ("batch" or "layer") of ``x`` in float64: gamma 1, beta 0, biased variance, eps BN_EPS."""
+    axis = NORM_AXIS[norm]
+    x = np.asarray(x, dtype=np.float64)
+    return (x - x.mean(axis, keepdims=True)) / np.sqrt(x.var(axis, keepdims=True) + BN_EPS)
+
+
+def normalize_backward(x, grad_u, norm):
+    """dL/dx from dL/du for ``u = normalize(x, norm)``, in float64 (the textbook formula)."""
+    axis = NORM_AXIS[norm]
+    x, g = np.asarray(x, dtype=np.float64), np.asarray(grad_u, dtype=np.float64)
+    std = np.sqrt(x.var(axis, keepdims=True) + BN_EPS)
+    xhat = (x - x.mean(axis, keepdims=True)) / std
+    return (g - g.mean(axis, keepdims=True) - xhat * (g * xhat).mean(axis, keepdims=True)) / std
 
 
 def _known(x, statistic):
@@ -175,6 +192,8 @@ def _propagate(plan, h0, grad_top, work):
     widths, depth = plan.widths, plan.depth
     alpha = plan.residual
     branch = alpha if alpha is not None else 1.0
+    norm, norm_at = plan.norm, plan.norm_at
+    at = norm_at if norm is not None else None  # where a norm sits, None without one
     h = h0.astype(work)
     cols = {k: [] for k in ("fwd_mean", "fwd_var", "act_second_moment", "dead_frac", "saturated_frac", "corr",
                             "fwd_nonfinite")}
@@ -183,17 +202,17 @@ def _propagate(plan, h0, grad_top, work):
         w = np.empty((widths[layer], widths[layer - 1]), dtype=plan.dtype)
         fill_weights(w, plan.draws[layer - 1], seed=plan.seed, stream=plan.stream, substream=K.weight_substream(layer))
         w = w.astype(work)
-        z = h @ w.T
+        x = normalize(h, norm).astype(work) if at == "branch" else h  # pre-norm: the branch sees Norm(h)
+        z = x @ w.T
         if plan.bias_std > 0:
             b = np.empty(widths[layer], dtype=plan.dtype)
             fill_stream(b, 0, plan.bias_std, 0.0, plan.seed, plan.stream, K.weight_substream(layer) + 1)
             z = z + b.astype(work)
-        if plan.batchnorm:
-            z64 = z.astype(np.float64)
-            a = ((z64 - z64.mean(0)) / np.sqrt(z64.var(0) + BN_EPS)).astype(work)
-        else:
-            a = z
+        a = normalize(z, norm).astype(work) if at == "preact" else z
         h_new = (branch * phi(a) + (h if alpha is not None else 0.0)).astype(work)
+        s = h_new  # post-norm: the residual sum, normalised into the layer's output
+        if at == "output":
+            h_new = normalize(s, norm).astype(work)
         d = dphi(a).astype(work)
         z_known = np.isfinite(z).all()
         cols["fwd_mean"].append(_known(z, np.mean))
@@ -206,25 +225,21 @@ def _propagate(plan, h0, grad_top, work):
         cos = np.sum(pairs[:, 0] * pairs[:, 1], 1) / np.sqrt(np.sum(pairs[:, 0] ** 2, 1) * np.sum(pairs[:, 1] ** 2, 1))
         cols["corr"].append(cos.mean() if np.isfinite(h64).all() and cos.size else np.nan)  # one example: no pair
         cols["fwd_nonfinite"].append(np.count_nonzero(~np.isfinite(z)))
-        saved.append((h, w, z, a, d))
+        saved.append((h, x, w, z, a, d, s))
         h = h_new
     grad = grad_top.astype(work)
     grad_var, wgrad_var, grad_nonfinite = np.empty(depth), np.empty(depth), np.empty(depth)
     for layer in range(depth, 0, -1):
-        h_in, w, z, a, d = saved[layer - 1]
-        g_a = grad * work.type(branch) * d
-        if plan.batchnorm:
-            z64 = z.astype(np.float64)
-            std = np.sqrt(z64.var(0) + BN_EPS)
-            xhat = (z64 - z64.mean(0)) / std
-            g64 = g_a.astype(np.float64)
-            g_z = ((g64 - g64.mean(0) - xhat * (g64 * xhat).mean(0)) / std).astype(work)
-        else:
-            g_z = g_a
+        h_in, x, w, z, a, d, s = saved[layer - 1]
+        g_s = normalize_backward(s, grad, norm).astype(work) if at == "output" else grad  # dL/d(residual sum)
+        g_a = g_s * work.type(branch) * d
+        g_z = normalize_backward(z, g_a, norm).astype(work) if at == "preact" else g_a
         grad_var[layer - 1] = _known(g_z, np.var)
-        wgrad_var[layer - 1] = _known(g_z.T @ h_in, np.var)
+        wgrad_var[layer - 1] = _known(g_z.T @ x, np.var)
         grad_nonfinite[layer - 1] = np.count_nonzero(~np.isfinite(g_z))
-        grad = g_z @ w + (grad if alpha is not None else 0.0)
+        g_x = g_z @ w
+        g_h = normalize_backward(h_in, g_x, norm).astype(work) if at == "branch" else g_x
+        grad = g_h + (g_s if alpha is not None else 0.0)
     out = {k: np.array(v, dtype=np.float64) for k, v in cols.items()}
     out["grad_var"], out["wgrad_var"], out["grad_nonfinite"] = grad_var, wgrad_var, grad_nonfinite
     out["nonfinite"] = out["fwd_nonfinite"] + grad_nonfinite

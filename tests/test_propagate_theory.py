@@ -104,3 +104,50 @@ def test_too_large_init_overflows_raw_and_is_recorded():
 def test_zero_init_has_no_signal_and_dead_relu_units():
     frame = propagate("zeros", "relu", depth=5, width=32, batch=16)
     assert (frame.fwd_var == 0.0).all() and (frame.dead_frac == 1.0).all()
+
+
+# ------------------------------------------------------------------ norms and residual streams
+#
+# The sampling error of a layer's Var(z_l) over a batch of B examples and n units: a
+# chi-square's relative std sqrt(2 / (B n)), doubled in variance by the spread of W^T W's
+# eigenvalues (Marchenko-Pastur at ratio 1 has variance 1 in units of its mean) that the B
+# directions Norm(h) sample: relative std sqrt(c / (B n)), c = 4.  The stream's E[h_l^2] is a
+# sum of such increments, so its relative error is at most one increment's.
+NORM_C = 4.0
+
+
+def _norm_tolerance(batch, width):
+    return Z_TOL * math.sqrt(NORM_C / (batch * width)) / LN10  # in log10
+
+
+# Batch norm with tanh only: relu's correlation map correlates the examples, so the B examples are
+# fewer independent directions than the tolerance counts (measured: fwd_var 1.7x its bound).
+@pytest.mark.parametrize("activation, norm, norm_at", [(a, "layer", site) for a in ("tanh", "relu")
+                                                       for site in ("branch", "output")]
+                         + [("tanh", "batch", "branch"), ("tanh", "batch", "output")])
+def test_residual_stream_second_moment_follows_theory(activation, norm, norm_at):
+    from analysis.theory import predict
+
+    depth, width, batch = 300, 256, 64
+    kwargs = dict(init_params={"nonlinearity": "relu"} if activation == "relu" else {}, residual=1.0, norm=norm,
+                  norm_at=norm_at)
+    frame = propagate("he_normal", activation, depth=depth, width=width, batch=batch, seed=7, dtype="float64",
+                      **kwargs)
+    theory = predict("he_normal", activation, depth, width, **kwargs)
+    tol = _norm_tolerance(batch, width)
+    for column in ("log10_fwd_var", "log10_act_second_moment"):
+        np.testing.assert_array_less(np.abs(frame[column] - theory[column]), tol, err_msg=column)
+
+
+def test_pre_norm_stream_grows_linearly_for_a_zero_mean_activation():
+    # Layer norm feeds every branch mean square 1, so each layer adds alpha^2 E[tanh(sqrt(q) Z)^2]
+    # with q = n Var(W) = 1 (LeCun): E[h_l^2] = 1 + l alpha^2 E_1[tanh^2].
+    from analysis._moments import act, moments
+
+    depth, width, batch, alpha = 400, 256, 64, 0.5
+    frame = propagate("lecun_normal", "tanh", depth=depth, width=width, batch=batch, seed=3, dtype="float64",
+                      norm="layer", norm_at="branch", residual=alpha)
+    increment = float(moments(act("tanh"), np.array(1.0), ("phi2",))[0])
+    expected = 1.0 + np.arange(1, depth + 1) * alpha**2 * increment
+    np.testing.assert_array_less(np.abs(np.log10(frame.act_second_moment / expected)),
+                                 _norm_tolerance(batch, width))

@@ -109,6 +109,15 @@ def _cosine(a, b):
     return dot / math.sqrt(n1 * n2) if n1 > 0.0 and n2 > 0.0 else math.nan
 
 
+@jit(inline=True)
+def _pair_cosines(h, start, stop):
+    """Sum of the cosines of the row pairs (start, start + 1), ... of ``h`` (``start`` even)."""
+    cosines = 0.0
+    for i in range(start + 1, stop, 2):
+        cosines += _cosine(h[i - 1], h[i])
+    return cosines
+
+
 # ------------------------------------------------------------------ one row block
 #
 # The elementwise passes work on one row block at a time: a lane runs its own blocks,
@@ -146,10 +155,25 @@ def activate_block(block, z, h_in, h_out, dphi, code, param, residual, branch_sc
         if bounded:
             for j in range(cols):
                 saturated[j] += 1.0 if abs(np.float64(d_row[j])) < SATURATION else 0.0
-    cosines = 0.0
-    for i in range(start + 1, stop, 2):
-        cosines += _cosine(h_out[i - 1], h_out[i])
-    corr[block] = cosines
+    corr[block] = _pair_cosines(h_out, start, stop)
+
+
+@jit(inner=True)
+def output_stats_block(block, h_out, acc, corr):
+    """Rows of block ``block``: the column sums of ``h_out``'s squares into ``acc[block, ACC_ACT_SUMSQ]`` and
+    the sum of its row pair cosines into ``corr[block]``, for a layer whose output is not the one
+    :func:`activate_block` wrote (post-norm residual: the norm of it)."""
+    rows, cols = h_out.shape
+    start, stop = _block(rows, block)
+    h2 = acc[block, ACC_ACT_SUMSQ]
+    for j in range(cols):
+        h2[j] = 0.0
+    for i in range(start, stop):
+        h_row = h_out[i]
+        for j in range(cols):
+            v = np.float64(h_row[j])
+            h2[j] += v * v
+    corr[block] = _pair_cosines(h_out, start, stop)
 
 
 @jit(inner=True)

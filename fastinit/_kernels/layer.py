@@ -16,12 +16,13 @@ from fastinit._jit import jit
 from fastinit._sync import barrier
 from fastinit._kernels.blocks import (ACC_ACT_SUMSQ, ACC_ALIVE, ACC_SATURATED, ACC_SUMSQ, N_BLOCKS, activate_block,
                                       backprop_block, column_sums_block, column_sums_rows, lane_blocks, lane_rows,
-                                      part, scale_rows, transpose_rows, view)
+                                      output_stats_block, part, scale_rows, transpose_rows, view)
 from fastinit._kernels.draw import draw_weights_share, weight_substream
-from fastinit._kernels.norm import BATCHNORM_EPS, batchnorm_backward_columns, batchnorm_forward_columns
+from fastinit._kernels.norm import (BATCHNORM_EPS, batchnorm_backward_columns, batchnorm_forward_columns,
+                                   layernorm_backward_rows, layernorm_forward_rows)
 from fastinit._kernels.records import (ACT_LOG_SCALE, ACT_NONFINITE, ACT_SUMSQ, CORR_SUM, DEAD_UNITS, FWD_LOG_SCALE,
                                        FWD_NONFINITE, FWD_SUM, FWD_SUMSQ, GRAD_LOG_SCALE, GRAD_NONFINITE, GRAD_SUM,
-                                       GRAD_SUMSQ, SATURATED, WGRAD_LOG_SCALE, WGRAD_NONFINITE, WGRAD_SUM,
+                                       GRAD_SUMSQ, NORM_BRANCH, NORM_OUTPUT, NORM_PREACT, SATURATED, WGRAD_LOG_SCALE, WGRAD_NONFINITE, WGRAD_SUM,
                                        WGRAD_SUMSQ)
 from fastinit._kernels.reduce import checked_sums, finite_sums, rms_factor, total, zero_columns
 
@@ -65,9 +66,22 @@ def _layer_weights(worker, n_workers, cfg, ws, layer, draw):
 
 
 @jit(inner=True)
-def _pre_activation(cfg, ws, layer):
-    """Layer ``layer``'s z: its own slot under batch norm (whose backward needs it), else one shared row."""
-    return view(ws.seg_z[_slot(ws, layer) if cfg.batchnorm else 0], cfg.batch, cfg.widths[layer])
+def _norm_slot(cfg, ws, layer, cols):
+    """Layer ``layer``'s stored matrix for its norm's backward (see ``Workspace.seg_z``); without a norm, the
+    one shared row that holds z."""
+    normed = cfg.batchnorm or cfg.layernorm
+    return view(ws.seg_z[_slot(ws, layer) if normed else 0], cfg.batch, cols)
+
+
+@jit(inner=True)
+def _add_skip_rows(grad_in, skip, factor, start, stop):
+    """Rows ``[start, stop)``: ``grad_in = grad_in * factor + skip`` (the residual path's gradient), in float64
+    and rounded once."""
+    cols = grad_in.shape[1]
+    for i in range(start, stop):
+        in_row, skip_row = grad_in[i], skip[i]
+        for j in range(cols):
+            in_row[j] = in_row[j] * factor + skip_row[j]
 
 
 @jit(inner=True)
@@ -75,45 +89,79 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
     """Layer ``layer`` forward from scaled ``h_in`` (true = exp(log_s_in) h_in) into ``h_out``;
     returns the log scale of ``h_out``.
 
-    Called by every worker.  Draws the layer's weights and bias, fills its z (and
-    ``ws.u = BN(z)`` with batch norm), ``h_out`` and phi' (its slot of ``ws.seg_dphi``, or
-    one scratch row when the backward pass reads phi' off ``h_out``), and worker 0 the
+    Called by every worker.  Draws the layer's weights and bias, fills its z, its norm's
+    stored matrix (``_norm_slot``) and phi' (its slot of ``ws.seg_dphi``, or one scratch
+    row when the backward pass reads phi' off ``h_out``), ``h_out``, and worker 0 the
     forward columns of ``stats_row``.  Each worker returns having rescaled its own lanes
     of ``h_out``, so a lane's next use of its rows needs no barrier.
+
+    Where the norm sits (``cfg.norm_at``): preact ``h_out = phi(Norm(z))`` (+ ``h_in``
+    with a residual); branch ``z = Norm(h_in) W^T + b``, ``h_out = h_in + alpha phi(z)``;
+    output ``h_out = Norm(h_in + alpha phi(z))``.  A norm's output is scale-free: its eps is
+    scaled to its input's units, and a branch computed from it is added in ``h_in``'s.
     """
-    n_lanes, bias_std, batchnorm, residual, bounded = cfg.n_lanes, cfg.bias_std, cfg.batchnorm, cfg.residual, cfg.bounded
+    n_lanes, bias_std, batchnorm, layernorm, residual, bounded = (cfg.n_lanes, cfg.bias_std, cfg.batchnorm,
+                                                                  cfg.layernorm, cfg.residual, cfg.bounded)
     acc, acc_z, corr, sync = ws.acc, ws.acc_z, ws.corr, ws.sync
+    normed = batchnorm or layernorm
+    at_preact = normed and cfg.norm_at == NORM_PREACT
+    at_branch = normed and cfg.norm_at == NORM_BRANCH
+    at_output = normed and cfg.norm_at == NORM_OUTPUT
     rows, cols = cfg.batch, cfg.widths[layer]
     w = _layer_weights(worker, n_workers, cfg, ws, layer, np.bool_(True))
-    z = _pre_activation(cfg, ws, layer)
-    u = view(ws.u, rows, cols)
+    stored = _norm_slot(cfg, ws, layer, cols)  # z at preact (or without a norm), Norm(h_in) at branch, the sum at output
+    z = stored if at_preact or not normed else view(ws.u, rows, cols)
+    u = view(ws.u, rows, cols)  # Norm(z), at preact
     dphi = view(ws.seg_dphi[0 if cfg.slope_from_output else _slot(ws, layer)], rows, cols)
     bias = ws.bias[:cols]
+    # z is in h_in's units, but for the branch's, computed from Norm(h_in): true units.
+    log_s_z = 0.0 if at_branch else log_s_in
     if bias_std > 0.0 and worker == 0:
-        rng.fill_serial(bias, cfg.wide, np.int64(rng.KIND_NORMAL), bias_std * math.exp(-log_s_in), 0.0, cfg.seed, cfg.stream,
-                        weight_substream(layer) + 1)
+        rng.fill_serial(bias, cfg.wide, np.int64(rng.KIND_NORMAL), bias_std * math.exp(-log_s_z), 0.0, cfg.seed,
+                        cfg.stream, weight_substream(layer) + 1)
     barrier(sync, n_workers)
 
     branch = cfg.alpha if residual else 1.0
-    if batchnorm and residual:
-        branch *= math.exp(-log_s_in)  # the branch is added in h_in's units
+    if residual and (at_preact or at_branch):
+        branch *= math.exp(-log_s_in)  # phi of a norm's (scale-free) output is added in h_in's units
+    eps = BATCHNORM_EPS * math.exp(-2.0 * log_s_in)  # every norm's input is in h_in's units
+    gemm_in = h_in
+    if at_branch:
+        gemm_in = stored
+        if batchnorm:
+            for index in range(worker, n_lanes, n_workers):
+                first, stop = part(cols, index, n_lanes)
+                batchnorm_forward_columns(h_in, stored, eps, first, stop)
+            barrier(sync, n_workers)
+    r = stored  # the residual sum, at output
     for lane in range(worker, n_lanes, n_workers):
         start, stop = lane_rows(rows, lane, n_lanes)
+        if at_branch and layernorm:
+            layernorm_forward_rows(h_in, stored, eps, start, stop)
         if stop > start:
-            np.dot(h_in[start:stop], w.T, z[start:stop])
+            np.dot(gemm_in[start:stop], w.T, z[start:stop])
         if bias_std > 0.0:
             for i in range(start, stop):  # a loop: a slice += compiles an error formatter (see _copy_lanes)
                 z_row = z[i]
                 for j in range(cols):
                     z_row[j] += bias[j]
-        if not batchnorm:
-            first, last = lane_blocks(lane, n_lanes)
+        first, last = lane_blocks(lane, n_lanes)
+        if not at_preact:
             for block in range(first, last):
-                activate_block(block, z, h_in, h_out, dphi, cfg.code, cfg.param, residual, branch, bounded, acc, corr)
+                activate_block(block, z, h_in, r if at_output else h_out, dphi, cfg.code, cfg.param, residual, branch,
+                               bounded, acc, corr)
+        elif layernorm:
+            layernorm_forward_rows(z, u, eps, start, stop)
+            for block in range(first, last):
+                activate_block(block, u, h_in, h_out, dphi, cfg.code, cfg.param, residual, branch, bounded, acc, corr)
+                column_sums_block(block, z, acc_z)
+        if at_output and layernorm:
+            layernorm_forward_rows(r, h_out, eps, start, stop)
+            for block in range(first, last):
+                output_stats_block(block, h_out, acc, corr)
     barrier(sync, n_workers)
-    if batchnorm:
+    if at_preact and batchnorm:
         # BN output is scale-free: with eps scaled to these units it is exact.
-        eps = BATCHNORM_EPS * math.exp(-2.0 * log_s_in)
         for index in range(worker, n_lanes, n_workers):
             first, stop = part(cols, index, n_lanes)
             batchnorm_forward_columns(z, u, eps, first, stop)
@@ -124,12 +172,23 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
                 activate_block(block, u, h_in, h_out, dphi, cfg.code, cfg.param, residual, branch, bounded, acc, corr)
                 column_sums_block(block, z, acc_z)
         barrier(sync, n_workers)
+    if at_output and batchnorm:
+        for index in range(worker, n_lanes, n_workers):
+            first, stop = part(cols, index, n_lanes)
+            batchnorm_forward_columns(r, h_out, eps, first, stop)
+        barrier(sync, n_workers)
+        for lane in range(worker, n_lanes, n_workers):
+            first, last = lane_blocks(lane, n_lanes)
+            for block in range(first, last):
+                output_stats_block(block, h_out, acc, corr)
+        barrier(sync, n_workers)
 
     factor, log_s_out = 1.0, 0.0  # worker 0's are shared
     if worker == 0:
-        # A plain batch-norm layer restarts at scale 1; a residual one stays in h_in's units.
-        log_s_out = 0.0 if batchnorm and not residual else log_s_in
-        fwd_sum, fwd_sumsq, fwd_unit, fwd_bad = checked_sums(z, acc_z if batchnorm else acc)
+        # A norm's output restarts at scale 1 (preact without a residual, and output); a
+        # residual stream stays in h_in's units.
+        log_s_out = 0.0 if (at_preact and not residual) or at_output else log_s_in
+        fwd_sum, fwd_sumsq, fwd_unit, fwd_bad = checked_sums(z, acc_z if at_preact else acc)
         act_sumsq = total(acc, np.int64(ACC_ACT_SUMSQ), cols)
         stats_row[SATURATED] = total(acc, np.int64(ACC_SATURATED), cols) if bounded else 0.0
         stats_row[DEAD_UNITS] = zero_columns(acc, np.int64(ACC_ALIVE), cols)
@@ -139,7 +198,7 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
         stats_row[CORR_SUM] = cosines / (rows // 2)
         stats_row[FWD_SUM] = fwd_sum
         stats_row[FWD_SUMSQ] = fwd_sumsq
-        stats_row[FWD_LOG_SCALE] = log_s_in + fwd_unit
+        stats_row[FWD_LOG_SCALE] = log_s_z + fwd_unit
         stats_row[FWD_NONFINITE] = fwd_bad
         stats_row[ACT_SUMSQ] = act_sumsq
         stats_row[ACT_LOG_SCALE] = log_s_out
@@ -171,65 +230,101 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
     keeps none.  Worker 0 writes the gradient statistics to ``stats_row``.  Each worker
     returns having rescaled its own lanes of ``grad_in``.
     """
-    n_lanes, residual, batchnorm = cfg.n_lanes, cfg.residual, cfg.batchnorm
+    n_lanes, residual, batchnorm, layernorm = cfg.n_lanes, cfg.residual, cfg.batchnorm, cfg.layernorm
     code, param, from_output = cfg.code, cfg.param, cfg.slope_from_output
     acc, acc_in, acc_w, sync = ws.acc, ws.acc_in, ws.acc_w, ws.sync
+    normed = batchnorm or layernorm
+    at_preact = normed and cfg.norm_at == NORM_PREACT
+    at_branch = normed and cfg.norm_at == NORM_BRANCH
+    at_output = normed and cfg.norm_at == NORM_OUTPUT
     rows, n_in, n_out = cfg.batch, cfg.widths[layer - 1], cfg.widths[layer]
     redraw = _slot(ws, layer) >= cfg.w_slots
     w = _layer_weights(worker, n_workers, cfg, ws, layer, redraw)
-    if redraw:
+    if redraw or (at_output and batchnorm):  # batch norm's columns need every lane's rows of grad_out
         barrier(sync, n_workers)
-    z = _pre_activation(cfg, ws, layer)
+    stored = _norm_slot(cfg, ws, layer, n_out)
     dphi = h_out if from_output else view(ws.seg_dphi[_slot(ws, layer)], rows, n_out)
     grad_z = view(ws.grad_z, rows, n_out)
-    grad_act = view(ws.grad_act, rows, n_out) if batchnorm else grad_z
+    grad_act = view(ws.grad_act, rows, n_out) if normed else grad_z
     grad_z_t = view(ws.grad_z_t, n_out, rows)
     wgrad = view(ws.wgrad, n_out, n_in)
     with_grad_in = layer > 1
     branch = cfg.alpha if residual else 1.0
+    eps = BATCHNORM_EPS * math.exp(-2.0 * log_s_in)  # as forward: the norm's input is in h_in's units
     log_gz = log_g
-    if batchnorm:
+    if at_preact and batchnorm:
         # z is stored in h_in's units: dL/dz_true = BN'(z_scaled) dL/du / exp(log_s_in).
         for lane in range(worker, n_lanes, n_workers):
             first, last = lane_blocks(lane, n_lanes)
             for block in range(first, last):
                 backprop_block(block, grad_out, dphi, branch, grad_act, acc, np.bool_(False), code, param, from_output)
         barrier(sync, n_workers)
-        eps = BATCHNORM_EPS * math.exp(-2.0 * log_s_in)
         for index in range(worker, n_lanes, n_workers):
             first, stop = part(n_out, index, n_lanes)
-            batchnorm_backward_columns(z, grad_act, grad_z, eps, first, stop)
+            batchnorm_backward_columns(stored, grad_act, grad_z, eps, first, stop)
         barrier(sync, n_workers)
+    if at_output and batchnorm:
+        # The sum r is stored in h_in's units: dL/dr_true = BN'(r_scaled) dL/dh_out / exp(log_s_in).
+        for index in range(worker, n_lanes, n_workers):
+            first, stop = part(n_out, index, n_lanes)
+            batchnorm_backward_columns(stored, grad_out, grad_act, eps, first, stop)
+        barrier(sync, n_workers)
+    if at_preact or at_output:
         log_gz = log_g - log_s_in
-    skip_factor = math.exp(log_gz - log_g)  # the residual path's gradient in dL/dz's units
+    # grad_in's log scale: a residual stream's gradient keeps dL/dh_out's, but at output it
+    # continues from the sum's; plain layers continue from dL/dz's.
+    log_g_in = log_g if residual and not at_output else log_gz
+    # The path through W: dL/dz W in dL/dz's units, or at branch the norm's backward of it, in h_in's.
+    skip_factor = math.exp(log_gz - (log_s_in if at_branch else 0.0) - log_g_in)
+    skip = grad_act if at_output else grad_out  # dL/dh_out, or at output dL/dr
+    gemm_out = grad_act if at_branch else grad_in  # at branch dL/dNorm(h_in), before the norm's backward
     for lane in range(worker, n_lanes, n_workers):
         first, last = lane_blocks(lane, n_lanes)
+        start, stop = lane_rows(rows, lane, n_lanes)
+        if at_preact and layernorm:
+            for block in range(first, last):
+                backprop_block(block, grad_out, dphi, branch, grad_act, acc, np.bool_(False), code, param, from_output)
+            layernorm_backward_rows(stored, grad_act, grad_z, eps, start, stop)
+        if at_output and layernorm:
+            layernorm_backward_rows(stored, grad_out, grad_act, eps, start, stop)
         for block in range(first, last):
-            if batchnorm:
+            if at_preact:
                 column_sums_block(block, grad_z, acc)
             else:
-                backprop_block(block, grad_out, dphi, branch, grad_z, acc, np.bool_(True), code, param, from_output)
-        start, stop = lane_rows(rows, lane, n_lanes)
+                backprop_block(block, skip, dphi, branch, grad_z, acc, np.bool_(True), code, param, from_output)
         transpose_rows(grad_z, start, stop, grad_z_t)
         if with_grad_in:
             if stop > start:
-                np.dot(grad_z[start:stop], w, grad_in[start:stop])
-            if residual:
-                for i in range(start, stop):
-                    in_row, out_row = grad_in[i], grad_out[i]
-                    for j in range(n_in):
-                        in_row[j] = in_row[j] * skip_factor + out_row[j]
+                np.dot(grad_z[start:stop], w, gemm_out[start:stop])
+            if at_branch and layernorm:
+                layernorm_backward_rows(h_in, grad_act, grad_in, eps, start, stop)
+            if not (at_branch and batchnorm):  # that one needs every lane's rows first (below)
+                if residual:
+                    _add_skip_rows(grad_in, skip, skip_factor, start, stop)
+                for block in range(first, last):
+                    column_sums_block(block, grad_in, acc_in)
+    barrier(sync, n_workers)
+    if at_branch and batchnorm and with_grad_in:
+        for index in range(worker, n_lanes, n_workers):
+            first, stop = part(n_in, index, n_lanes)
+            batchnorm_backward_columns(h_in, grad_act, grad_in, eps, first, stop)
+        barrier(sync, n_workers)
+        for lane in range(worker, n_lanes, n_workers):
+            first, last = lane_blocks(lane, n_lanes)
+            start, stop = lane_rows(rows, lane, n_lanes)
+            _add_skip_rows(grad_in, skip, skip_factor, start, stop)
             for block in range(first, last):
                 column_sums_block(block, grad_in, acc_in)
-    barrier(sync, n_workers)
+        barrier(sync, n_workers)
+    wgrad_in = stored if at_branch else h_in  # the GEMM's input: Norm(h_in) at branch, in true units
     for index in range(worker, n_lanes, n_workers):
         first, stop = part(n_out, index, n_lanes)
         if stop > first:
-            np.dot(grad_z_t[first:stop], h_in, wgrad[first:stop])
+            np.dot(grad_z_t[first:stop], wgrad_in, wgrad[first:stop])
         column_sums_rows(wgrad, first, stop, acc_w[index])
     barrier(sync, n_workers)
 
-    factor, log_g_in = 1.0, 0.0  # worker 0's are shared
+    factor = 1.0  # worker 0's are shared
     if worker == 0:
         s, s2, unit, bad = checked_sums(grad_z, acc)
         stats_row[GRAD_SUM] = s
@@ -239,9 +334,8 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
         s, s2, unit, bad = checked_sums(wgrad, acc_w)
         stats_row[WGRAD_SUM] = s
         stats_row[WGRAD_SUMSQ] = s2
-        stats_row[WGRAD_LOG_SCALE] = log_gz + log_s_in + unit
+        stats_row[WGRAD_LOG_SCALE] = log_gz + (0.0 if at_branch else log_s_in) + unit
         stats_row[WGRAD_NONFINITE] = bad
-        log_g_in = log_g if residual else log_gz
         if with_grad_in and cfg.rescale_backward:  # numerics="raw" leaves the gradient as the hardware has it
             factor, log_rms = rms_factor(grad_in, total(acc_in, np.int64(ACC_SUMSQ), n_in))
             log_g_in += log_rms

@@ -1,4 +1,5 @@
-"""Batch normalisation (gamma 1, beta 0, biased variance, as PyTorch), forward and backward, by columns."""
+"""Normalisation (gamma 1, beta 0, biased variance, as PyTorch), forward and backward: batch norm by
+columns (a unit over the batch), layer norm by rows (an example over its units)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 from fastinit._jit import jit
 
-BATCHNORM_EPS = 1e-5  # PyTorch's default
+BATCHNORM_EPS = 1e-5  # PyTorch's default (BatchNorm1d and LayerNorm alike)
 
 
 @jit(inner=True)
@@ -61,3 +62,48 @@ def batchnorm_backward_columns(z, grad_u, grad_z, eps, first, stop):
 def batchnorm_backward(z, grad_u, grad_z, eps):
     """Gradient through batch normalisation: ``grad_z`` from ``grad_u`` (``u = BN(z)``)."""
     batchnorm_backward_columns(z, grad_u, grad_z, eps, 0, z.shape[1])
+
+
+@jit(inner=True)
+def _row_standardizer(x, i, eps):
+    """Mean of row ``i`` of ``x`` over its units and ``1 / sqrt(var + eps)`` (biased var, as PyTorch)."""
+    cols = x.shape[1]
+    mean = 0.0
+    for j in range(cols):
+        mean += x[i, j]
+    mean /= cols
+    var = 0.0
+    for j in range(cols):
+        d = x[i, j] - mean
+        var += d * d
+    return mean, 1.0 / math.sqrt(var / cols + eps)
+
+
+@jit(inner=True)
+def layernorm_forward_rows(x, out, eps, start, stop):
+    """Per-example layer normalisation (gamma 1, beta 0) of rows ``[start, stop)`` of ``x`` into ``out``.
+
+    Rows are independent, so a lane normalises its own rows without meeting the other workers.
+    """
+    cols = x.shape[1]
+    for i in range(start, stop):
+        mean, inv = _row_standardizer(x, i, eps)
+        for j in range(cols):
+            out[i, j] = (x[i, j] - mean) * inv
+
+
+@jit(inner=True)
+def layernorm_backward_rows(x, grad_u, grad_x, eps, start, stop):
+    """Gradient through layer normalisation for rows ``[start, stop)`` (``u = LN(x)``): ``grad_x`` from ``grad_u``."""
+    cols = x.shape[1]
+    for i in range(start, stop):
+        mean, inv = _row_standardizer(x, i, eps)
+        g_mean = 0.0
+        gu_mean = 0.0
+        for j in range(cols):
+            g_mean += grad_u[i, j]
+            gu_mean += grad_u[i, j] * (x[i, j] - mean) * inv
+        g_mean /= cols
+        gu_mean /= cols
+        for j in range(cols):
+            grad_x[i, j] = inv * (grad_u[i, j] - g_mean - (x[i, j] - mean) * inv * gu_mean)

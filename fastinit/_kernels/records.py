@@ -17,6 +17,9 @@ DEAD_UNITS, SATURATED, CORR_SUM = 11, 12, 13
 # Non-finite entries of z_l, h_l, dL/dz_l and dL/dW_l.
 FWD_NONFINITE, ACT_NONFINITE, GRAD_NONFINITE, WGRAD_NONFINITE = 14, 15, 16, 17
 N_STATS = 18
+# Where a layer normalises (``LayerConfig.norm_at``): z_l before phi; the residual branch's
+# input (pre-norm, h_l = h_{l-1} + alpha phi(W_l Norm(h_{l-1}))); the residual sum (post-norm).
+NORM_PREACT, NORM_BRANCH, NORM_OUTPUT = 0, 1, 2
 
 
 # Two records cross the Python/kernel boundary (built by ``fastinit.propagate.Plan``, the
@@ -42,7 +45,9 @@ class LayerConfig(NamedTuple):
     bias_std: float  # 0: no bias
     residual: bool
     alpha: float  # residual branch scale
-    batchnorm: bool
+    batchnorm: bool  # batch norm at norm_at (by columns: the workers meet around it)
+    layernorm: bool  # layer norm at norm_at (by rows: each lane its own)
+    norm_at: int  # NORM_PREACT, NORM_BRANCH or NORM_OUTPUT; branch and output need residual
     rescale_forward: bool
     rescale_backward: bool
     bounded: bool  # the activation is bounded: count saturated phi'
@@ -60,13 +65,14 @@ class Workspace(NamedTuple):
     grad_top: np.ndarray  # (batch, widths[-1]) dL/dh at the top
     stats: np.ndarray  # float64 (depth, N_STATS), written by worker 0
     seg_h: np.ndarray  # (seg_len, batch * widest): each stored layer's input
-    seg_z: np.ndarray  # (seg_len under batch norm, else 1, batch * widest): pre-activations
+    seg_z: np.ndarray  # (seg_len with a norm, else 1, batch * widest): what the norm's backward needs --
+    # z_l (preact), Norm(h_{l-1}) (branch) or h_{l-1} + alpha phi(z_l) (output); without a norm, one row for z
     seg_dphi: np.ndarray  # (1 if slope_from_output else seg_len, batch * widest): phi'
     seg_w: np.ndarray  # (min(seg_len, w_slots + 1), widest^2): weights; slots from w_slots on share the last row
     checkpoints: np.ndarray  # (segments, batch * widest): the input of each segment's first layer
     sync: np.ndarray  # int64 (2,): the workers' barrier (fastinit._sync.barrier)
     shared: np.ndarray  # float64 (N_SHARED,): scalars worker 0 hands to the others
-    u: np.ndarray  # (batch * widest,): BN(z)
+    u: np.ndarray  # (batch * widest,): Norm(z) at preact, z at branch and output
     bias: np.ndarray  # (widest,)
     h_last: np.ndarray  # (batch * widest,): an output no later layer reads
     acc: np.ndarray  # float64 (N_BLOCKS, N_ACC, widest): per-block column accumulators
@@ -76,7 +82,8 @@ class Workspace(NamedTuple):
     corr: np.ndarray  # float64 (N_BLOCKS,): per-block sums of row-pair cosines
     grad: np.ndarray  # (batch * widest,): dL/dh_out; swaps roles with grad_in layer by layer
     grad_in: np.ndarray  # (batch * widest,)
-    grad_act: np.ndarray  # (batch * widest under batch norm, else 0,): dL/dBN(z)
+    grad_act: np.ndarray  # (batch * widest with a norm, else 0,): dL/dNorm(z) (preact), dL/dNorm(h_in) (branch),
+    # dL/d(h_in + alpha phi(z)) (output)
     grad_z: np.ndarray  # (batch * widest,)
     grad_z_t: np.ndarray  # (batch * widest,): dL/dz transposed, for the weight gradient by units
     wgrad: np.ndarray  # (widest^2,)
