@@ -84,7 +84,8 @@ def theory_curves(rows: pd.DataFrame) -> pd.DataFrame:
             cell["init_name"], cell["activation_name"], int(cell["depth"]), int(cell["width"]),
             batch=int(cell["batch"]), bias_std=float(cell["bias_std"]), init_params=json.loads(cell["init_params"]),
             activation_params=json.loads(cell["activation_params"]),
-            residual=float(cell["residual"]) if cell["residual"] > 0 else None)
+            residual=float(cell["residual"]) if cell["residual"] > 0 else None,
+            **({"norm": cell["norm"], "norm_at": cell["norm_at"]} if cell.get("norm", "none") != "none" else {}))
         frames.append(curve[["layer", "log10_fwd_var", "log10_grad_var"]].assign(**cell, seed=0))
     return pd.concat(frames, ignore_index=True)
 
@@ -95,8 +96,8 @@ def _theory_gains(curves: pd.DataFrame) -> dict:
     gains = {}
     for row in per_group.itertuples(index=False):
         key = tuple(getattr(row, c) for c in fit.GROUP_COLUMNS if hasattr(row, c))
-        if row.batchnorm:
-            continue  # the mean-field prediction has no batch norm: no theory rather than a wrong one
+        if row.batchnorm or getattr(row, "norm", "none") != "none":
+            continue  # no fitted-gain theory for normalised nets (their curves are drawn): none rather than a wrong one
         for direction, (_, sign) in fit.DIRECTIONS.items():
             slope = getattr(row, f"{direction}_slope")
             gains[(key, direction)] = 0.0 if slope == -math.inf else 10.0 ** (sign * slope)
@@ -137,6 +138,7 @@ def _in_study_order(rows: pd.DataFrame) -> pd.DataFrame:
 def _shape_label(shape: dict) -> str:
     extras = [f"{k}={shape[k]}" for k in ("bias_std", "residual") if shape.get(k)]
     extras += ["batchnorm"] if shape.get("batchnorm") else []
+    extras += [f"{shape['norm']} norm at {shape.get('norm_at', 'preact')}"] if shape.get("norm", "none") != "none" else []
     extras += [shape["dtype"]] if shape.get("dtype") != "float32" else []
     extras += [f"{shape['numerics']} numerics"] if shape.get("numerics") != "rescaled" else []
     return ", ".join([f"depth {shape['depth']}", f"width {shape['width']}", f"batch {shape['batch']}", *extras])
@@ -145,7 +147,9 @@ def _shape_label(shape: dict) -> str:
 def _shape_slug(shape: dict) -> str:
     return f"d{shape['depth']}_w{shape['width']}_b{shape['batch']}" + "".join(
         f"_{k}{shape[k]:g}" for k in ("bias_std", "residual") if shape.get(k)) + (
-        "_bn" if shape.get("batchnorm") else "") + ("" if shape.get("dtype") == "float32" else "_f64") + (
+        "_bn" if shape.get("batchnorm") else "") + (
+        f"_{shape['norm']}_{shape.get('norm_at', 'preact')}" if shape.get("norm", "none") != "none" else "") + (
+        "" if shape.get("dtype") == "float32" else "_f64") + (
         "" if shape.get("numerics") == "rescaled" else "_raw")
 
 

@@ -148,9 +148,9 @@ def test_missing_file():
 
 def test_axes_cover_every_propagate_option_the_sweep_offers():
     assert set(AXES) == {"init", "activation", "depth", "width", "batch", "bias_std", "dtype", "numerics",
-                         "residual", "batchnorm", "task", "epochs", "lr", "optimizer", "momentum", "beta1", "beta2",
+                         "residual", "batchnorm", "norm", "norm_at", "task", "epochs", "lr", "optimizer", "momentum", "beta1", "beta2",
                          "eps", "weight_decay", "clip_norm"}
-    assert set(PRESETS) == {"default", "paper", "training", "digits"}
+    assert set(PRESETS) == {"default", "paper", "training", "digits", "modern"}
 
 
 def test_a_cell_key_is_pinned_across_versions():

@@ -79,6 +79,8 @@ _AXIS_HELP = {
     "numerics": "rescaled (exact log10 columns) and/or raw",
     "residual": "residual branch scale alpha (0: none)",
     "batchnorm": "true and/or false",
+    "norm": "none, batch and/or layer (normalisation; see --norm_at)",
+    "norm_at": "preact (before phi), branch (pre-norm residual) and/or output (post-norm residual); combinations without a norm or residual branch are left out",
     "task": "none (propagation) or a training task: teacher, spirals, gaussians, digits",
     "epochs": "training epochs",
     "lr": "learning rate",

@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 
 from fastinit import rng
 from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
 from fastinit.propagate import DEFAULT_MEMORY_BUDGET
-from fastinit.sweep.spec import ADAM_AXES, AXES, PROPAGATION_AXES, SGD_AXES, TRAINING_AXES, Choice, Study
+from fastinit.sweep.spec import ADAM_AXES, AXES, PROPAGATION_AXES, SGD_AXES, TRAINING_AXES, Choice, Study, StudyError
+
+log = logging.getLogger("fastinit.sweep")
 
 __all__ = ["Cell", "expand", "estimate"]
 
@@ -28,6 +31,8 @@ _TRAINING_EXAMPLES = 512  # the built-in tasks' default n_train
 # Axes added after cells were first stored, with the value every earlier training cell
 # had: at that value they stay out of the identity, so those cells keep their keys.
 _ADDED_LATER = {"optimizer": "sgd", "weight_decay": 0.0}
+# Propagation axes added later, at the value every earlier cell had (left out of the identity there).
+_ADDED_LATER_PROPAGATION = {"norm": "none", "norm_at": "preact"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +49,8 @@ class Cell:
     numerics: str
     residual: float
     batchnorm: bool
+    norm: str
+    norm_at: str
     task: str
     epochs: int
     lr: float
@@ -81,7 +88,8 @@ class Cell:
             ignored = [*PROPAGATION_AXES, *(ADAM_AXES if self.optimizer == "sgd" else SGD_AXES),
                        *(name for name, value in _ADDED_LATER.items() if fields[name] == value)]
         else:
-            ignored = ["task", *TRAINING_AXES]
+            ignored = ["task", *TRAINING_AXES,
+                       *(name for name, value in _ADDED_LATER_PROPAGATION.items() if fields[name] == value)]
         for name in ignored:
             del fields[name]
         return json.dumps(fields, sort_keys=True, separators=(",", ":"))
@@ -103,6 +111,8 @@ class Cell:
             options["residual"] = self.residual
         if self.batchnorm:
             options["batchnorm"] = True
+        if self.norm != "none":
+            options.update(norm=self.norm, norm_at=self.norm_at)
         return {
             "init": self.init.name, "activation": self.activation.name, "depth": self.depth, "width": self.width,
             "batch": self.batch, "seed": root_seed, "dtype": self.dtype, "bias_std": self.bias_std,
@@ -135,7 +145,8 @@ class Cell:
             "activation_params": json.dumps(self.activation.as_dict(), sort_keys=True),
             "depth": self.depth, "width": self.width, "batch": self.batch, "bias_std": self.bias_std,
             "dtype": self.dtype, "numerics": self.numerics, "residual": self.residual,
-            "batchnorm": self.batchnorm, "task": self.task, "epochs": self.epochs, "lr": self.lr,
+            "batchnorm": self.batchnorm, "norm": self.norm, "norm_at": self.norm_at, "task": self.task,
+            "epochs": self.epochs, "lr": self.lr,
             "optimizer": self.optimizer, "momentum": self.momentum, "beta1": self.beta1, "beta2": self.beta2,
             "eps": self.eps, "weight_decay": self.weight_decay, "clip_norm": self.clip_norm, "seed": self.seed,
         }
@@ -155,14 +166,44 @@ def expand(study: Study) -> list[Cell]:
     Raises
     ------
     fastinit.sweep.spec.StudyError
-        If a combination is impossible (none is, for the axes offered today).
+        If no combination of the grid is a net that can run (impossible ones are left out
+        and logged: see :func:`_impossible`).
     """
     grid = itertools.product(*(study.axes[axis] for axis in AXES), range(study.seeds))
-    cells = {}
+    cells, impossible = {}, {}
     for values in grid:  # axes a cell's kind ignores would repeat it: keep the first
         cell = Cell(*values)
+        reason = _impossible(cell)
+        if reason:
+            impossible.setdefault(reason, 0)
+            impossible[reason] += 1
+            continue
         cells.setdefault(cell.key, cell)
+    if not cells:
+        raise StudyError("no cell of the grid is a net that can run: " + "; ".join(impossible))
+    if impossible:
+        log.info("left out of the grid: %s", "; ".join(f"{n} cells where {why}" for why, n in impossible.items()))
     return list(cells.values())
+
+
+def _impossible(cell: Cell) -> str:
+    """Why a combination of the grid is not a net (it is left out), or '' when it is one.
+
+    A grid crosses its axes, so plain and normalised nets in one study give combinations that
+    mean nothing (a pre-norm branch without a residual branch); those are skipped, and a study
+    left with none is an error.
+    """
+    if cell.trains:
+        return "norm is a propagation option (train has batchnorm only)" if cell.norm != "none" else ""
+    if cell.batchnorm and cell.norm != "none":
+        return "batchnorm = true and norm are both set (batchnorm is norm 'batch' at 'preact')"
+    if cell.norm_at != "preact" and cell.norm == "none":
+        return f"norm_at {cell.norm_at!r} has no norm"
+    if cell.norm_at != "preact" and cell.residual == 0:
+        return f"norm_at {cell.norm_at!r} has no residual branch"
+    if cell.norm == "batch" and cell.batch < 2:
+        return "batch norm has batch 1"
+    return ""
 
 
 def _flops(cell: Cell) -> float:

@@ -45,6 +45,8 @@ AXES = {
     "numerics": ["rescaled"],
     "residual": [0.0],
     "batchnorm": [False],
+    "norm": ["none"],  # "batch" or "layer" (propagation cells); batchnorm = true is norm "batch" at "preact"
+    "norm_at": ["preact"],  # "branch" (pre-norm) or "output" (post-norm) need a residual branch
     # Training cells (fastinit.train) when task is not "none"; ignored otherwise.
     "task": ["none"],
     "epochs": [10],
@@ -61,7 +63,7 @@ AXES = {
 TRAINING_AXES = ("epochs", "lr", "optimizer", "momentum", "beta1", "beta2", "eps", "weight_decay", "clip_norm")
 # Training axes that only one kind of update rule reads.
 SGD_AXES, ADAM_AXES = ("momentum",), ("beta1", "beta2", "eps")
-PROPAGATION_AXES = ("bias_std", "numerics")
+PROPAGATION_AXES = ("bias_std", "numerics", "norm", "norm_at")
 # Result columns that tell one group of replicates from another, per kind of cell.
 # Derived from AXES, so that a new axis can never silently pool distinct cells.
 PROPAGATION_GROUP = tuple(axis for axis in AXES if axis != "task" and axis not in TRAINING_AXES)
@@ -69,7 +71,7 @@ TRAINING_GROUP = ("task", *(axis for axis in AXES if axis != "task" and axis not
 # The same without initializer and activation: what a summary row or figure holds fixed.
 PROPAGATION_SHAPE = tuple(axis for axis in PROPAGATION_GROUP if axis not in ("init", "activation"))
 TRAINING_SHAPE = tuple(axis for axis in TRAINING_GROUP if axis not in ("init", "activation"))
-PRESETS = ("default", "paper", "training", "digits")
+PRESETS = ("default", "paper", "training", "digits", "modern")
 _TOP_LEVEL_KEYS = ("name", "root_seed", "seeds", "axes")
 
 
@@ -375,6 +377,8 @@ _CHECKS = {
     "numerics": lambda v: check_choice("numerics", v, ("rescaled", "raw")),
     "residual": _check_residual,
     "batchnorm": lambda v: _parse_bool(v, "batchnorm"),
+    "norm": lambda v: check_choice("norm", v, ("none", "batch", "layer")),
+    "norm_at": lambda v: check_choice("norm_at", v, ("preact", "branch", "output")),
     "task": _check_task,
     "epochs": lambda v: check_int("epochs", parse_int(v), minimum=1),
     "lr": lambda v: check_real("lr", _parse_real(v), minimum=0.0, exclusive_minimum=True),

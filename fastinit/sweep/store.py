@@ -42,6 +42,8 @@ COMPACTED = "rows.parquet"
 # written before them get on load: not known.
 _LATER_COLUMNS = {"fwd_nonfinite": float("nan"), "grad_nonfinite": float("nan"), "first_overflow_pass": None,
                   "first_underflow_pass": None}
+# Axes added later, with the value every cell written before them had.
+_LATER_AXES = {"norm": "none", "norm_at": "preact"}
 # Training columns added later: the optimizer's, with the values earlier cells ran with
 # (SGD, no weight decay; torch's betas and eps, never read by SGD), and the held-out
 # measures, not known.
@@ -333,6 +335,8 @@ def load(directory) -> pd.DataFrame:
         for column, missing in _LATER_COLUMNS.items():
             if column not in frame.columns:
                 frame[column] = missing
+    for column, value in _LATER_AXES.items():  # every kind of row, older files among newer ones too
+        frame[column] = frame[column].fillna(value) if column in frame.columns else value
     if "epoch" in frame.columns:  # training rows: the same, for cells of older files among newer ones too
         for column, missing in _LATER_TRAINING_COLUMNS.items():
             frame[column] = frame[column].fillna(missing) if column in frame.columns else missing
