@@ -11,18 +11,19 @@ BATCHNORM_EPS = 1e-5  # PyTorch's default (BatchNorm1d and LayerNorm alike)
 
 
 @jit(inner=True)
-def _column_standardizer(z, j, eps):
-    """Mean of column ``j`` of ``z`` over the batch and ``1 / sqrt(var + eps)`` (biased var, as PyTorch)."""
-    rows = z.shape[0]
+def _row_standardizer(x, i, eps):
+    """Mean of row ``i`` of ``x`` and ``1 / sqrt(var + eps)`` (biased var, as PyTorch): layer norm over an
+    example's units, and batch norm over a unit's batch when given ``z.T``."""
+    cols = x.shape[1]
     mean = 0.0
-    for i in range(rows):
-        mean += z[i, j]
-    mean /= rows
+    for j in range(cols):
+        mean += x[i, j]
+    mean /= cols
     var = 0.0
-    for i in range(rows):
-        d = z[i, j] - mean
+    for j in range(cols):
+        d = x[i, j] - mean
         var += d * d
-    return mean, 1.0 / math.sqrt(var / rows + eps)
+    return mean, 1.0 / math.sqrt(var / cols + eps)
 
 
 @jit(inner=True)
@@ -30,7 +31,7 @@ def batchnorm_forward_columns(z, out, eps, first, stop):
     """Per-unit batch normalisation (gamma 1, beta 0) of columns ``[first, stop)`` into ``out``."""
     rows = z.shape[0]
     for j in range(first, stop):
-        mean, inv = _column_standardizer(z, j, eps)
+        mean, inv = _row_standardizer(z.T, j, eps)  # a column of z is a row of z.T
         for i in range(rows):
             out[i, j] = (z[i, j] - mean) * inv
 
@@ -46,7 +47,7 @@ def batchnorm_backward_columns(z, grad_u, grad_z, eps, first, stop):
     """Gradient through batch normalisation for columns ``[first, stop)`` (``u = BN(z)``)."""
     rows = z.shape[0]
     for j in range(first, stop):
-        mean, inv = _column_standardizer(z, j, eps)
+        mean, inv = _row_standardizer(z.T, j, eps)  # a column of z is a row of z.T
         g_mean = 0.0
         gu_mean = 0.0
         for i in range(rows):
@@ -62,21 +63,6 @@ def batchnorm_backward_columns(z, grad_u, grad_z, eps, first, stop):
 def batchnorm_backward(z, grad_u, grad_z, eps):
     """Gradient through batch normalisation: ``grad_z`` from ``grad_u`` (``u = BN(z)``)."""
     batchnorm_backward_columns(z, grad_u, grad_z, eps, 0, z.shape[1])
-
-
-@jit(inner=True)
-def _row_standardizer(x, i, eps):
-    """Mean of row ``i`` of ``x`` over its units and ``1 / sqrt(var + eps)`` (biased var, as PyTorch)."""
-    cols = x.shape[1]
-    mean = 0.0
-    for j in range(cols):
-        mean += x[i, j]
-    mean /= cols
-    var = 0.0
-    for j in range(cols):
-        d = x[i, j] - mean
-        var += d * d
-    return mean, 1.0 / math.sqrt(var / cols + eps)
 
 
 @jit(inner=True)
