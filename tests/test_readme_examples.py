@@ -68,7 +68,8 @@ def test_the_readme_register_example_runs_as_printed(monkeypatch):
     text = README.read_text()
     start = text.index("## Your own activations and initializers")
     (snippet,) = code_blocks(text[start:text.index("\n## ", start + 1)], "python")
-    # tests/user_activations.py registers another "mish"; the README's is a new user's first.
+    # fastinit.example_activations may have registered "mish" (the jit-policy test imports every module);
+    # the README's is a new user's first.
     monkeypatch.setitem(USER_ACTIVATIONS, "mish", None)  # restored (or removed) after the test
     del USER_ACTIVATIONS["mish"]
     namespace = {"__name__": "readme_example"}

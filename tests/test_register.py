@@ -60,9 +60,9 @@ def test_a_registered_copy_of_relu_propagates_the_builtins_bits(dtype, numerics)
 
 
 def test_a_registered_activation_matches_the_numpy_twin():
-    plan = Plan.build("he_normal", "user_activations:mish", depth=8, width=32, batch=16, seed=2, dtype="float64",
+    plan = Plan.build("he_normal", "user_activations:user_mish", depth=8, width=32, batch=16, seed=2, dtype="float64",
                       numerics="raw")
-    frame = propagate("he_normal", "user_activations:mish", depth=8, width=32, batch=16, seed=2,
+    frame = propagate("he_normal", "user_activations:user_mish", depth=8, width=32, batch=16, seed=2,
                       dtype="float64", numerics="raw")
     twin = naive.propagate(plan, *plan.inputs())
     for column in ("fwd_var", "act_second_moment", "grad_var", "wgrad_var"):
@@ -70,7 +70,7 @@ def test_a_registered_activation_matches_the_numpy_twin():
 
 
 def test_nan_and_overflow_are_data_not_crashes():
-    frame = propagate("normal", "mish", depth=60, width=16, batch=8, seed=0, numerics="raw", dtype="float32",
+    frame = propagate("normal", "user_mish", depth=60, width=16, batch=8, seed=0, numerics="raw", dtype="float32",
                       init_params={"std": 3.0})
     assert frame["nonfinite"].iloc[-1] > 0 and frame.attrs["first_overflow_layer"] is not None  # |z| passed 3.4e38: recorded
 
@@ -107,8 +107,8 @@ def test_predict_matches_the_builtin():
 
 
 def test_module_spelling_and_pickling():
-    assert get_activation("user_activations:mish") is user.MISH
-    assert user.MISH.spelling == "user_activations:mish"
+    assert get_activation("user_activations:user_mish") is user.MISH
+    assert user.MISH.spelling == "user_activations:user_mish"
     import pickle
 
     assert pickle.loads(pickle.dumps(user.MISH)) is user.MISH
@@ -161,11 +161,11 @@ def test_a_cells_key_follows_the_functions_source(tmp_path, monkeypatch):
 
 def test_the_cli_runs_a_registered_activation_and_rejects_a_module_without_it(tmp_path):
     env = {**__import__("os").environ, "PYTHONPATH": str(TESTS)}
-    done = subprocess.run([sys.executable, "-m", "fastinit.sweep", "--activation", "user_activations:mish",
+    done = subprocess.run([sys.executable, "-m", "fastinit.sweep", "--activation", "user_activations:user_mish",
                            "--depth", "3", "--width", "8", "--batch", "4", "--seeds", "1", "--no-report",
                            "--out", str(tmp_path / "ok")], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert load(tmp_path / "ok").activation.unique().tolist() == ["user_activations:mish"]
+    assert load(tmp_path / "ok").activation.unique().tolist() == ["user_activations:user_mish"]
     done = subprocess.run([sys.executable, "-m", "fastinit.sweep", "--activation", "user_activations:swishy",
                            "--out", str(tmp_path / "bad")], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 2 and "Traceback" not in done.stderr
@@ -194,7 +194,7 @@ def test_a_function_numba_cannot_compile_is_named():
 @pytest.mark.parametrize("name, phi, dphi, error, match", [
     ("relu", user.relu, user.relu_slope, ValueError, "activation 'relu' is already a built-in activation"),
     ("swish", user.relu, user.relu_slope, ValueError, "already a built-in"),  # an alias
-    ("mish", user.relu, user.relu_slope, ValueError, "registered by 'user_activations' with other functions"),
+    ("user_mish", user.relu, user.relu_slope, ValueError, "registered by 'user_activations' with other functions"),
     ("2fast", user.relu, user.relu_slope, ValueError, "letters, digits and underscores"),
     ("ok_name", math.tanh, user.relu_slope, TypeError, "phi must be a Python function"),
     ("ok_name", lambda x, y: x, user.relu_slope, TypeError, "must take exactly one argument"),
@@ -205,7 +205,7 @@ def test_bad_registrations_are_clear_errors(name, phi, dphi, error, match):
 
 
 def test_registering_the_same_functions_again_returns_the_record():
-    assert register("mish", user.mish, user.mish_slope) is user.MISH
+    assert register("user_mish", user.mish, user.mish_slope) is user.MISH
 
 
 def test_gain_of_mish_by_an_independent_quadrature():
@@ -213,5 +213,5 @@ def test_gain_of_mish_by_an_independent_quadrature():
 
     second_moment = integrate.quad(lambda z: user.mish(z) ** 2 * stats.norm.pdf(z), -40.0, 40.0, epsabs=1e-13,
                                    epsrel=1e-12, points=[0.0])[0]
-    assert gain("mish") == pytest.approx(1.0 / math.sqrt(second_moment), rel=1e-9)
-    assert gain("mish") == pytest.approx(1.4868, abs=5e-5)  # the README's figure
+    assert gain("user_mish") == pytest.approx(1.0 / math.sqrt(second_moment), rel=1e-9)
+    assert gain("user_mish") == pytest.approx(1.4868, abs=5e-5)  # the README's figure
