@@ -207,18 +207,25 @@ def _status_text(row) -> str:
     return "; ".join(own + shared)
 
 
+def _beyond_plain(row) -> bool:
+    """A residual branch or a norm: the plain net's chi1 is not this net's per-layer gain."""
+    return bool(row.residual or row.batchnorm or getattr(row, "norm", "none") not in ("none", None))
+
+
 def _gains(row) -> str:
+    theory_note = ("plain-net mean-field chi1 does not apply to a residual or normalised net" if _beyond_plain(row)
+                   else f"theory {row.chi1:.3f}: mean-field chi1")
     return (f"forward {row.forward:.3f} [{row.forward_low:.3f}, {row.forward_high:.3f}], backward "
-            f"{row.backward:.3f} [{row.backward_low:.3f}, {row.backward_high:.3f}] per layer (theory {row.chi1:.3f}: "
-            f"mean-field chi1); variance x{10.0 ** row.forward_decades:.3g} and gradient "
+            f"{row.backward:.3f} [{row.backward_low:.3f}, {row.backward_high:.3f}] per layer ({theory_note}); "
+            f"variance x{10.0 ** row.forward_decades:.3g} and gradient "
             f"x{10.0 ** row.backward_decades:.3g} over {int(row.depth)} layers")
 
 
 def _theory_text(row) -> str:
     sigma_b2 = float(getattr(row, "bias_std", 0.0)) ** 2
     if not math.isfinite(row.critical_sigma_w2):
-        if row.residual or row.batchnorm:
-            return "Mean-field theory here has no residual branch or batch norm, so it names no critical scale."
+        if _beyond_plain(row):
+            return "Mean-field theory here has no residual branch or norm, so it names no critical scale."
         return f"Mean-field theory finds no critical weight variance at sigma_b^2 = {sigma_b2:g}."
     presets = row.critical_presets.split(", ") if row.critical_presets else []
     studied = [name for name in presets if name in row.studied.split(", ")]

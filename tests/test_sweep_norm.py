@@ -57,3 +57,19 @@ def test_the_modern_preset_is_six_nets_per_point_with_a_registered_activation():
     cells = expand(build_study(preset("modern")))
     assert len(cells) == 3 * 3 * 2 * 6 * 2
     assert "fastinit.example_activations:mish" in {c.activation.name for c in cells}
+
+
+def test_the_verdict_does_not_quote_plain_chi1_for_residual_or_normalised_nets(tmp_path):
+    from analysis.verdict import criticality, describe
+
+    study = _study(residual=[0.0, 0.5], norm=["none", "layer"], norm_at=["preact", "branch"], activation=["tanh"],
+                   depth=[12], width=[32], batch=[16], seeds=2)
+    run_study(study, tmp_path, executor="serial", progress=False)
+    table = criticality(load(tmp_path))
+    sentences = describe(table)
+    plain = [s for s, (_, row) in zip(sentences, table.iterrows())
+             if row.residual == 0 and row.norm == "none"]
+    others = [s for s, (_, row) in zip(sentences, table.iterrows())
+              if row.residual > 0 or row.norm != "none"]
+    assert plain and all("mean-field chi1)" in s for s in plain)
+    assert len(others) == 4 and all("does not apply to a residual or normalised net" in s for s in others)
