@@ -17,6 +17,7 @@ SAMPLE_KWARGS = {
     "lecun_normal": {},
     "lecun_uniform": {},
     "orthogonal": {},
+    "lsuv": {},  # without data: its orthogonal base
     "normal": {"std": 0.02},
     "truncated_normal": {"std": 0.02},
     "variance_scaling": {},
