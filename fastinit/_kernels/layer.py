@@ -84,6 +84,15 @@ def _add_skip_rows(grad_in, skip, factor, start, stop):
             in_row[j] = in_row[j] * factor + skip_row[j]
 
 
+@jit(inline=True)
+def _batchnorm_by_parts(worker, n_workers, n_lanes, x, out, eps, sync):
+    """Batch-normalise ``x`` into ``out``, every worker its parts of the columns, then meet."""
+    for index in range(worker, n_lanes, n_workers):
+        first, stop = part(x.shape[1], index, n_lanes)
+        batchnorm_forward_columns(x, out, eps, first, stop)
+    barrier(sync, n_workers)
+
+
 @jit(inner=True)
 def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stats_row):
     """Layer ``layer`` forward from scaled ``h_in`` (true = exp(log_s_in) h_in) into ``h_out``;
@@ -129,10 +138,7 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
     if at_branch:
         gemm_in = stored
         if batchnorm:
-            for index in range(worker, n_lanes, n_workers):
-                first, stop = part(cols, index, n_lanes)
-                batchnorm_forward_columns(h_in, stored, eps, first, stop)
-            barrier(sync, n_workers)
+            _batchnorm_by_parts(worker, n_workers, n_lanes, h_in, stored, eps, sync)
     r = stored  # the residual sum, at output
     for lane in range(worker, n_lanes, n_workers):
         start, stop = lane_rows(rows, lane, n_lanes)
@@ -162,10 +168,7 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
     barrier(sync, n_workers)
     if at_preact and batchnorm:
         # BN output is scale-free: with eps scaled to these units it is exact.
-        for index in range(worker, n_lanes, n_workers):
-            first, stop = part(cols, index, n_lanes)
-            batchnorm_forward_columns(z, u, eps, first, stop)
-        barrier(sync, n_workers)
+        _batchnorm_by_parts(worker, n_workers, n_lanes, z, u, eps, sync)
         for lane in range(worker, n_lanes, n_workers):
             first, last = lane_blocks(lane, n_lanes)
             for block in range(first, last):
@@ -173,10 +176,7 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
                 column_sums_block(block, z, acc_z)
         barrier(sync, n_workers)
     if at_output and batchnorm:
-        for index in range(worker, n_lanes, n_workers):
-            first, stop = part(cols, index, n_lanes)
-            batchnorm_forward_columns(r, h_out, eps, first, stop)
-        barrier(sync, n_workers)
+        _batchnorm_by_parts(worker, n_workers, n_lanes, r, h_out, eps, sync)
         for lane in range(worker, n_lanes, n_workers):
             first, last = lane_blocks(lane, n_lanes)
             for block in range(first, last):

@@ -12,8 +12,7 @@ BATCHNORM_EPS = 1e-5  # PyTorch's default (BatchNorm1d and LayerNorm alike)
 
 @jit(inner=True)
 def _row_standardizer(x, i, eps):
-    """Mean of row ``i`` of ``x`` and ``1 / sqrt(var + eps)`` (biased var, as PyTorch): layer norm over an
-    example's units, and batch norm over a unit's batch when given ``z.T``."""
+    """Mean of row ``i`` of ``x`` and ``1 / sqrt(var + eps)`` (biased var, as PyTorch)."""
     cols = x.shape[1]
     mean = 0.0
     for j in range(cols):
@@ -28,12 +27,11 @@ def _row_standardizer(x, i, eps):
 
 @jit(inner=True)
 def batchnorm_forward_columns(z, out, eps, first, stop):
-    """Per-unit batch normalisation (gamma 1, beta 0) of columns ``[first, stop)`` into ``out``."""
-    rows = z.shape[0]
-    for j in range(first, stop):
-        mean, inv = _row_standardizer(z.T, j, eps)  # a column of z is a row of z.T
-        for i in range(rows):
-            out[i, j] = (z[i, j] - mean) * inv
+    """Per-unit batch normalisation (gamma 1, beta 0) of columns ``[first, stop)`` into ``out``.
+
+    A unit's column of ``z`` is a row of ``z.T``: layer norm's row kernel, on the transposes.
+    """
+    layernorm_forward_rows(z.T, out.T, eps, first, stop)
 
 
 @jit(inner=True)
@@ -44,19 +42,9 @@ def batchnorm_forward(z, out, eps):
 
 @jit(inner=True)
 def batchnorm_backward_columns(z, grad_u, grad_z, eps, first, stop):
-    """Gradient through batch normalisation for columns ``[first, stop)`` (``u = BN(z)``)."""
-    rows = z.shape[0]
-    for j in range(first, stop):
-        mean, inv = _row_standardizer(z.T, j, eps)  # a column of z is a row of z.T
-        g_mean = 0.0
-        gu_mean = 0.0
-        for i in range(rows):
-            g_mean += grad_u[i, j]
-            gu_mean += grad_u[i, j] * (z[i, j] - mean) * inv
-        g_mean /= rows
-        gu_mean /= rows
-        for i in range(rows):
-            grad_z[i, j] = inv * (grad_u[i, j] - g_mean - (z[i, j] - mean) * inv * gu_mean)
+    """Gradient through batch normalisation for columns ``[first, stop)`` (``u = BN(z)``), as
+    :func:`batchnorm_forward_columns`: layer norm's row kernel on the transposes."""
+    layernorm_backward_rows(z.T, grad_u.T, grad_z.T, eps, first, stop)
 
 
 @jit(inner=True)
