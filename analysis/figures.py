@@ -23,7 +23,7 @@ __all__ = [
     "trace_comparison", "trace_figure",
     "variance_curves", "variance_figure", "drawable_gains", "gain_forest", "gain_figure", "spread_plot",
     "spread_figure", "phase_diagram", "phase_figure", "gradient_heatmap", "heatmap_figure", "loss_curves",
-    "training_figure", "epochs_plot", "divergence_map", "spectrum_plot", "spectra_figure",
+    "training_figure", "epochs_plot", "distinct_units_plot", "divergence_map", "spectrum_plot", "spectra_figure",
 ]
 
 # Byte-stable, TrueType-embedded output (style guide item 13).
@@ -894,8 +894,9 @@ def training_figure(rows: pd.DataFrame, *, panel: str = "activation", columns: i
     return figure
 
 
-def epochs_plot(ax, table: pd.DataFrame, *, styles: dict | None = None, ylabel: str = "epochs to target loss"):
-    """Epochs to a target (the loss's by default) with intervals, a marker per initializer, grouped by activation.
+def epochs_plot(ax, table: pd.DataFrame, *, styles: dict | None = None, ylabel: str = "epochs to target loss",
+                by: str = "activation"):
+    """Epochs to a target (the loss's by default) with intervals, a marker per initializer, grouped by ``by``.
 
     Parameters
     ----------
@@ -903,18 +904,23 @@ def epochs_plot(ax, table: pd.DataFrame, *, styles: dict | None = None, ylabel: 
     table : pandas.DataFrame
         :func:`analysis.fit.epochs_to_target` rows (``init``, ``activation``, ``epochs``,
         ``epochs_low``, ``epochs_high``, ``reached``, ``seeds``).
+    styles : dict, optional
+        Per initializer, as :func:`style_map` makes them.
+    ylabel : str, default "epochs to target loss"
+    by : str, default "activation"
+        The column whose values are the categories along x.
 
     Returns
     -------
     matplotlib.axes.Axes
     """
-    activations = _order(table["activation"])
+    categories = _order(table[by])
     inits = _order(table["init"])
     styles = styles or style_map(inits)
     offsets = np.linspace(-0.3, 0.3, len(inits)) if len(inits) > 1 else np.zeros(1)
     for offset, init in zip(offsets, inits):
         mine = table[(table["init"] == init) & (table["reached"] > 0)]
-        x = np.array([activations.index(a) for a in mine["activation"]]) + offset
+        x = np.array([categories.index(a) for a in mine[by]]) + offset
         y = mine["epochs"].to_numpy()
         low = np.nan_to_num(y - mine["epochs_low"].to_numpy())
         high = np.nan_to_num(mine["epochs_high"].to_numpy() - y)
@@ -923,12 +929,43 @@ def epochs_plot(ax, table: pd.DataFrame, *, styles: dict | None = None, ylabel: 
         for xi, yi, reached, seeds in zip(x, y, mine["reached"], mine["seeds"]):
             if reached < seeds:
                 ax.annotate(f"{reached}/{seeds}", (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=5)
-    ax.set_xticks(range(len(activations)), activations)
+    ax.set_xticks(range(len(categories)), categories)
     ax.set_ylabel(ylabel)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(frameon=False, fontsize=6)
     else:
         ax.text(0.5, 0.5, "no run reached the target", transform=ax.transAxes, ha="center", fontsize=7)
+    return ax
+
+
+def distinct_units_plot(ax, rows: pd.DataFrame, *, styles: dict | None = None):
+    """Distinct units against hidden layer, a line per initializer (median over seeds, band min-max).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    rows : pandas.DataFrame
+        Hidden-layer rows of one net at one epoch (``layer``, ``init``, ``distinct_units``, ``fan_out``).
+    styles : dict, optional
+        Per initializer, as :func:`style_map` makes them.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    inits = _order(rows["init"])
+    styles = styles or style_map(inits)
+    summary = rows.groupby(["init", "layer"], sort=False)["distinct_units"].agg(["median", "min", "max"]).reset_index()
+    for init in inits:
+        curve = summary[summary["init"] == init]
+        style = styles[init]
+        ax.plot(curve["layer"], curve["median"], color=style["color"], linestyle=style["linestyle"],
+                marker=style["marker"], ms=2.5, lw=1.0, label=init)
+        ax.fill_between(curve["layer"], curve["min"], curve["max"], color=style["color"], alpha=0.15, lw=0)
+    ax.set_yscale("log")
+    ax.axhline(rows["fan_out"].max(), color="0.6", lw=0.6, ls=":")  # every unit distinct
+    ax.set_xlabel("hidden layer")
+    ax.set_ylabel("distinct units")
     return ax
 
 

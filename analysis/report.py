@@ -14,10 +14,10 @@ confidence intervals (:mod:`analysis.fit`), computes the mean-field predictions
     weights (:mod:`analysis.spectra`; the same figure for every such study);
 
 for traces of PyTorch models (``fastinit.torch``): 10. the traced model beside the engine and
-theory; and for training cells (``fastinit.train``): 7. training loss against epoch; 8. epochs to
-the target loss with intervals over seeds; 9. the fraction of diverged runs over
-(initializer, learning rate), with and without gradient clipping; 11. with a held-out set,
-epochs to 90 % held-out accuracy;
+theory; and for training cells (``fastinit.train``, :mod:`analysis._training_report`): 7. training
+loss against epoch; 8. epochs to the target loss with intervals over seeds; 9. the fraction of
+diverged runs over (initializer, learning rate); 11. with a held-out set, epochs to 90 % held-out
+accuracy; 13. with zero or constant inits, the distinct units per layer after training;
 
 each as PDF, SVG and PNG (300 dpi), the fit table as CSV, Markdown and LaTeX (every gain with
 its status; one not measured is empty or a dash, never a number), and an ``index.md`` /
@@ -47,12 +47,13 @@ import pandas as pd  # noqa: E402
 
 from analysis import figures, fit, spectra, theory, verdict  # noqa: E402
 from analysis._figure_writer import FigureWriter  # noqa: E402
+from analysis._training_report import HELD_OUT_TARGET, training_report  # noqa: E402
 from fastinit.initializers import get_initializer  # noqa: E402
-from fastinit.sweep.spec import PROPAGATION_SHAPE, TRAINING_SHAPE  # noqa: E402
+from fastinit.sweep.spec import PROPAGATION_SHAPE  # noqa: E402
 from fastinit.sweep.store import ResultsError, load  # noqa: E402
-from fastinit.sweep.summary import log_slope, run_diverged  # noqa: E402
+from fastinit.sweep.summary import log_slope  # noqa: E402
 
-__all__ = ["build_report", "theory_curves", "main"]
+__all__ = ["build_report", "theory_curves", "main", "HELD_OUT_TARGET"]
 
 FORMATS = ("pdf", "svg", "png")
 _SHAPE = list(PROPAGATION_SHAPE)
@@ -274,7 +275,9 @@ def build_report(results, out, *, formats=FORMATS) -> Path:
             sections += more_sections
             tables += more_tables
         if trains.any():
-            more_sections, more_tables = _training_report(rows[trains], out, writer)
+            training = rows[trains]
+            training.attrs = rows.attrs
+            more_sections, more_tables = training_report(training, out, writer)
             sections += more_sections
             tables += more_tables
     index = _write_index(out, results, rows, sections, tables)
@@ -350,139 +353,6 @@ def _trace_section(rows, curves, writer):
                "theory (analysis.theory.predict). Per-layer factors (least-squares slope of the curve: forward "
                "10^slope, backward 10^-slope) — " + "; ".join(parts) + ".")
     return name, writer.save(figure, name), reading
-
-
-_CONFIG = list(TRAINING_SHAPE)
-
-
-def _config_label(config: dict) -> str:
-    clip = f"clip {config['clip_norm']:g}" if config["clip_norm"] else "no clipping"
-    rule = config.get("optimizer", "sgd")
-    if config.get("weight_decay"):
-        rule += f" wd {config['weight_decay']:g}"
-    extras = (["batchnorm"] if config["batchnorm"] else []) + (
-        [f"residual {config['residual']:g}"] if config["residual"] else []) + (
-        [config["dtype"]] if config["dtype"] != "float32" else [])
-    return ", ".join([config["task"], f"{config['depth']}x{config['width']}", f"batch {config['batch']}",
-                      f"{rule} lr {config['lr']:g}" if rule != "sgd" else f"lr {config['lr']:g}", clip, *extras])
-
-
-def _training_report(rows, out, writer):
-    """Loss curves, epochs to target with intervals, and the divergence map of the training cells."""
-    sections = []
-    per_epoch = rows[rows["layer"] == 1]
-    configs = per_epoch[_CONFIG].drop_duplicates().to_dict("records")
-    target = fit.default_target(per_epoch)
-    table = fit.epochs_to_target(per_epoch, target)
-    for number, config in enumerate(configs, start=1):
-        mask = _matching(per_epoch, config)
-        name = f"fig7_training_loss_{number}"
-        figure = figures.training_figure(per_epoch[mask])
-        figure.suptitle(f"Training loss, {_config_label(config)}")
-        sections.append((name, writer.save(figure, name), _loss_reading(per_epoch[mask])))
-    figure = _epochs_figure(table, configs, "epochs to target loss")
-    figure.suptitle(f"Epochs until the training loss reaches {target:.3g} "
-                    f"({fit.TARGET_FRACTION:g} of its median initial value)")
-    sections.append(("fig8_epochs_to_target", writer.save(figure, "fig8_epochs_to_target"),
-                     _epochs_reading(table, f"the target loss {target:.3g}")))
-    sections.append(_divergence_section(per_epoch, writer))
-    table.to_csv(out / "epochs_to_target.csv", index=False, float_format="%.6g")
-    (out / "epochs_to_target.md").write_text(_markdown(table))
-    tables = ["epochs_to_target.csv", "epochs_to_target.md"]
-    held_out = _held_out_section(per_epoch, out, writer)
-    if held_out is not None:
-        section, table_files = held_out
-        sections.append(section)
-        tables += table_files
-    return sections, tables
-
-
-# The held-out accuracy a configuration must reach (issue 15: "epochs to 90 % held-out accuracy").
-HELD_OUT_TARGET = 0.9
-
-
-def _epochs_figure(table, configs, ylabel):
-    figure, axes = plt.subplots(1, len(configs), figsize=(3.4 * len(configs), 3.0), squeeze=False,
-                                constrained_layout=True)
-    for ax, config in zip(axes.flat, configs):
-        # In the table "epochs" is the result (mean epochs to the target), which shadows the
-        # epochs axis: match the configuration on every other axis.
-        shape = {key: value for key, value in config.items() if key != "epochs"}
-        figures.epochs_plot(ax, table[_matching(table, shape)], ylabel=ylabel)
-        ax.set_title(_config_label(config), fontsize=7)
-    return figure
-
-
-def _held_out_section(per_epoch, out, writer):
-    """Epochs to :data:`HELD_OUT_TARGET` held-out accuracy, for the classification runs that have a held-out set
-    (None when no run measured one: regression, ``n_test=0``, or results written before held-out sets)."""
-    measured = per_epoch.groupby("key")["test_accuracy"].transform(lambda column: column.notna().any()) \
-        if "test_accuracy" in per_epoch.columns else None
-    if measured is None or not measured.any():
-        return None
-    rows = per_epoch[measured]
-    configs = rows[_CONFIG].drop_duplicates().to_dict("records")
-    table = fit.epochs_to_target(rows, HELD_OUT_TARGET, measure="test_accuracy")
-    name = "fig11_epochs_to_held_out_accuracy"
-    figure = _epochs_figure(table, configs, f"epochs to {HELD_OUT_TARGET:.0%} held-out accuracy")
-    figure.suptitle(f"Epochs until the held-out accuracy reaches {HELD_OUT_TARGET:.0%}")
-    table.to_csv(out / "epochs_to_held_out_accuracy.csv", index=False, float_format="%.6g")
-    (out / "epochs_to_held_out_accuracy.md").write_text(_markdown(table))
-    return ((name, writer.save(figure, name),
-             _epochs_reading(table, f"{HELD_OUT_TARGET:.0%} held-out accuracy")),
-            ["epochs_to_held_out_accuracy.csv", "epochs_to_held_out_accuracy.md"])
-
-
-def _loss_reading(per_epoch) -> str:
-    last = per_epoch[per_epoch["epoch"] == per_epoch["epoch"].max()]
-    parts = []
-    for activation, frame in last.groupby("activation", sort=False):
-        medians = frame.groupby("init", sort=False)["loss"].median()
-        finite = medians[np.isfinite(medians)]
-        if finite.empty:
-            parts.append(f"{activation}: every run diverged")
-            continue
-        parts.append(f"{activation}: lowest {finite.idxmin()} ({finite.min():.3g}), highest {finite.idxmax()} "
-                     f"({finite.max():.3g})" + (f", diverged: {', '.join(medians.index[~np.isfinite(medians)])}"
-                                                if (~np.isfinite(medians)).any() else ""))
-    return "Final training loss, median over seeds — " + "; ".join(parts) + "."
-
-
-def _epochs_reading(table, what: str) -> str:
-    reached = table[table["reached"] > 0]
-    if reached.empty:
-        return f"No run reached {what}."
-    parts = []
-    for (activation, lr, clip), frame in reached.groupby(["activation", "lr", "clip_norm"], sort=False):
-        best = frame.iloc[int(np.argmin(frame["epochs"].to_numpy()))]
-        half = (best.epochs_high - best.epochs_low) / 2 if np.isfinite(best.epochs_high) else math.nan
-        parts.append(f"{activation} at lr {lr:g}{' with clipping' if clip else ''}: {best.init} in "
-                     f"{best.epochs:.1f} ± {half:.1f} epochs ({best.reached}/{best.seeds} runs)")
-    never = table[table["reached"] == 0]
-    tail = f" Never reached: {len(never)} configurations." if len(never) else ""
-    return f"Fastest to {what} — " + "; ".join(parts) + "." + tail
-
-
-def _divergence_section(per_epoch, writer):
-    name = "fig9_divergence"
-    runs = pd.DataFrame.from_records(  # one record per cell: each is one training run
-        {"init": run["init"].iloc[0], "lr": run["lr"].iloc[0], "clip_norm": run["clip_norm"].iloc[0],
-         "diverged": run_diverged(run)} for _, run in per_epoch.groupby("key", sort=False))
-    clips = list(dict.fromkeys(runs["clip_norm"]))
-    # Room per panel for the initializer labels and the colour bar, plus a column per rate.
-    figure, axes = plt.subplots(1, len(clips), figsize=((3.2 + 0.8 * runs["lr"].nunique()) * len(clips),
-                                                        1.4 + 0.35 * runs["init"].nunique()),
-                                squeeze=False, constrained_layout=True)
-    readings = []
-    for ax, clip in zip(axes.flat, clips):
-        mine = runs[runs["clip_norm"] == clip]
-        table = mine.pivot_table(index="init", columns="lr", values="diverged", aggfunc="mean", sort=False)
-        figures.divergence_map(ax, table.astype(float))
-        ax.set_title(f"clip_norm {clip:g}" if clip else "no clipping")
-        readings.append(f"{'no clipping' if not clip else f'clip_norm {clip:g}'}: {int(mine.diverged.sum())} of "
-                        f"{len(mine)} runs diverged")
-    return name, writer.save(figure, name), "Diverged runs (loss became NaN or inf) — " + "; ".join(
-        readings) + "."
 
 
 def _range_note(rows, direction: str) -> str:

@@ -158,3 +158,45 @@ def test_a_cell_key_is_pinned_across_versions():
     cell = expand(build_study({"name": "pin"}, {"init": ["he_normal"], "activation": ["relu"], "depth": [10],
                                                 "width": [64], "batch": [32], "seeds": 1}))[0]
     assert cell.key == "6ca79f578a7f6cb8"  # fastinit 0.1.0, format fastinit-sweep/1
+
+
+def test_grids_make_a_study_the_union_of_their_grids():
+    raw = {"name": "g", "axes": {"width": [8], "batch": [4], "depth": [3]},
+           "grids": [{"init": ["he_normal", "zeros"], "seeds": 2},
+                     {"init": ["he_normal"], "activation": ["tanh", "relu"], "depth": [3, 5]}]}
+    study = build_study(raw)
+    cells = expand(study)
+    points = {(c.init.label, c.activation.label, c.depth, c.seed) for c in cells}
+    # Grid 1: 2 inits x relu x depth 3 x 2 seeds; grid 2: he x 2 activations x 2 depths x 1 seed, whose
+    # (he_normal, relu, 3, seed 0) is grid 1's cell and runs once.
+    expected = {(i, "relu", 3, s) for i in ("he_normal", "zeros") for s in (0, 1)} | {
+        ("he_normal", a, d, 0) for a in ("tanh", "relu") for d in (3, 5)}
+    assert points == expected and len(cells) == len(expected) == 7
+    assert [g.seeds for g in study.grids] == [2, 1] and study.seeds == 2
+    assert [c.label for c in study.axes["init"]] == ["he_normal", "zeros"] and study.axes["depth"] == (3, 5)
+    assert [grid["axes"]["depth"] for grid in study.to_json()["grids"]] == [[3], [3, 5]]
+
+
+def test_flags_override_every_grid():
+    raw = {"axes": {"width": [8], "batch": [4]},
+           "grids": [{"depth": [3], "seeds": 4}, {"depth": [5], "activation": ["tanh"]}]}
+    study = build_study(raw, {"depth": ["2"], "seeds": "1"})
+    assert [g.axes["depth"] for g in study.grids] == [(2,), (2,)] and [g.seeds for g in study.grids] == [1, 1]
+
+
+def test_a_single_grid_study_describes_itself_as_before():
+    """Manifests of studies without [[grids]] keep their old form (resuming compares them)."""
+    described = small().to_json()
+    assert set(described) == {"name", "root_seed", "seeds", "axes"}
+
+
+@pytest.mark.parametrize("grids, message", [
+    ({"depht": [3]}, r"\[\[grids\]\] table 1 has an unknown key 'depht'.*depth"),
+    ([], "grids must be one or more"),
+    ([{"depth": [0]}], "depth"),
+    ([{"seeds": 0}], "seeds"),
+    ([{}, {"batch": [1], "batchnorm": [True]}], "batchnorm needs batch >= 2"),
+])
+def test_bad_grids_are_study_errors(grids, message):
+    with pytest.raises(StudyError, match=message):
+        build_study({"grids": grids if isinstance(grids, list) else [grids]})

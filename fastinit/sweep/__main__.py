@@ -151,12 +151,16 @@ def _print_dry_run(study, cells, out, executor, workers):
     threads = max(1, default_workers() // workers) if executor != "serial" else default_workers()
     print(f"study {study.name!r}: {len(cells)} cells -> {out}")
     applying = _applying_axes(cells)
-    for axis, values in study.axes.items():
-        if axis not in applying:
-            continue
-        shown = [getattr(v, "label", v) for v in values]
-        print(f"  {axis:<12} {len(shown):>3} x  {', '.join(map(str, shown))}")
-    print(f"  {'seeds':<12} {study.seeds:>3} x  (root seed {study.root_seed})")
+    for number, grid in enumerate(study.grids, start=1):
+        if len(study.grids) > 1:
+            print(f" grid {number}:")
+        for axis, values in grid.axes.items():
+            # Later grids show only the axes on which they differ from the first.
+            if axis not in applying or (number > 1 and values == study.grids[0].axes[axis]):
+                continue
+            shown = [getattr(v, "label", v) for v in values]
+            print(f"  {axis:<12} {len(shown):>3} x  {', '.join(map(str, shown))}")
+        print(f"  {'seeds':<12} {grid.seeds:>3} x  (root seed {study.root_seed})")
     finished = store.finished_keys(out) if (out / store.MANIFEST).is_file() else set()
     remaining = [cell for cell in cells if cell.key not in finished]
     seconds, peak = estimate(remaining, 1 if executor == "serial" else workers, threads)

@@ -153,7 +153,7 @@ class Cell:
 
 
 def expand(study: Study) -> list[Cell]:
-    """Every cell of the grid (axes in :data:`AXES` order, replicates innermost).
+    """Every cell of the study's grids (grid by grid, axes in :data:`AXES` order, replicates innermost).
 
     Parameters
     ----------
@@ -169,9 +169,10 @@ def expand(study: Study) -> list[Cell]:
         If no combination of the grid is a net that can run (impossible ones are left out
         and logged: see :func:`_impossible`).
     """
-    grid = itertools.product(*(study.axes[axis] for axis in AXES), range(study.seeds))
+    points = itertools.chain.from_iterable(
+        itertools.product(*(grid.axes[axis] for axis in AXES), range(grid.seeds)) for grid in study.grids)
     cells, impossible = {}, {}
-    for values in grid:  # axes a cell's kind ignores would repeat it: keep the first
+    for values in points:  # axes a cell's kind ignores, or two grids, would repeat it: keep the first
         cell = Cell(*values)
         reason = _impossible(cell)
         if reason:

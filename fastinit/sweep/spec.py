@@ -13,6 +13,10 @@ inline tables ``{name = "normal", std = 0.01}``.  An activation or initializer o
 is imported, here and in every worker, and must register ``name``
 (:func:`fastinit.activations.register`, :func:`fastinit.initializers.register`).  Names match the registries in any case
 and are stored as registered (``ReLU`` is the ``relu`` choice, with the same cell keys).
+
+A study that asks several questions need not cross every axis with every other: ``[[grids]]``
+tables, each a set of axes (and optionally ``seeds``) laid over ``[axes]``, make the study the
+union of their grids (a cell two grids share runs once).  Command-line flags override every grid.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from fastinit.initializers import INITIALIZERS, get_initializer
 from fastinit.train.run import OPTIMIZERS
 from fastinit.train.tasks import TASKS
 
-__all__ = ["Study", "StudyError", "Choice", "PRESETS", "preset", "read_toml", "build_study", "AXES", "TRAINING_AXES",
+__all__ = ["Study", "Grid", "StudyError", "Choice", "PRESETS", "preset", "read_toml", "build_study", "AXES", "TRAINING_AXES",
            "SGD_AXES", "ADAM_AXES",
            "PROPAGATION_AXES", "PROPAGATION_GROUP", "TRAINING_GROUP", "PROPAGATION_SHAPE", "TRAINING_SHAPE", "parse_int"]
 
@@ -72,7 +76,7 @@ TRAINING_GROUP = ("task", *(axis for axis in AXES if axis != "task" and axis not
 PROPAGATION_SHAPE = tuple(axis for axis in PROPAGATION_GROUP if axis not in ("init", "activation"))
 TRAINING_SHAPE = tuple(axis for axis in TRAINING_GROUP if axis not in ("init", "activation"))
 PRESETS = ("default", "paper", "training", "digits", "modern")
-_TOP_LEVEL_KEYS = ("name", "root_seed", "seeds", "axes")
+_TOP_LEVEL_KEYS = ("name", "root_seed", "seeds", "axes", "grids")
 
 
 class StudyError(ValueError):
@@ -108,20 +112,43 @@ class Study:
     root_seed : int
         Root of every cell's random stream.
     seeds : int
-        Replicates per grid point.
+        Replicates per grid point (with several grids, the most any grid runs).
     axes : dict
-        Axis name -> tuple of validated values (``Choice`` for init and activation).
+        Axis name -> tuple of validated values (``Choice`` for init and activation); with
+        several grids, every value some grid takes, in order of appearance.
+    grids : tuple of Grid
+        The grids whose union is the study: one (``axes`` and ``seeds``) unless the study
+        file has ``[[grids]]`` tables.
     """
 
     name: str
     root_seed: int
     seeds: int
     axes: dict
+    grids: tuple = ()
+
+    def __post_init__(self):
+        if not self.grids:
+            object.__setattr__(self, "grids", (Grid(self.axes, self.seeds),))
 
     def to_json(self) -> dict:
         """A JSON-able description (labels for init and activation), as stored in the manifest."""
-        axes = {key: [v.label if isinstance(v, Choice) else v for v in values] for key, values in self.axes.items()}
-        return {"name": self.name, "root_seed": self.root_seed, "seeds": self.seeds, "axes": axes}
+        described = {"name": self.name, "root_seed": self.root_seed, "seeds": self.seeds, "axes": _labels(self.axes)}
+        if len(self.grids) > 1:
+            described["grids"] = [{"seeds": grid.seeds, "axes": _labels(grid.axes)} for grid in self.grids]
+        return described
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """One cartesian grid of a study: axis name -> tuple of validated values, and replicates per point."""
+
+    axes: dict
+    seeds: int
+
+
+def _labels(axes: dict) -> dict:
+    return {key: [v.label if isinstance(v, Choice) else v for v in values] for key, values in axes.items()}
 
 
 # ------------------------------------------------------------------ reading
@@ -194,9 +221,14 @@ def build_study(raw: dict, overrides: dict | None = None) -> Study:
     if not isinstance(axes_raw, dict):
         raise StudyError(f"axes must be a table of lists, got {axes_raw!r}")
     _reject_unknown("[axes]", axes_raw, [*AXES, "seeds"])
-    merged = {key: axes_raw.get(key, default) for key, default in AXES.items()}
+    grids_raw = raw.get("grids", [{}])
+    if not isinstance(grids_raw, list) or not grids_raw or not all(isinstance(g, dict) for g in grids_raw):
+        raise StudyError(f"grids must be one or more [[grids]] tables of axes, got {grids_raw!r}")
+    for number, grid in enumerate(grids_raw, start=1):
+        _reject_unknown(f"[[grids]] table {number}", grid, [*AXES, "seeds"])
     name, root_seed = raw.get("name", "study"), raw.get("root_seed", 0)
     seeds = axes_raw.get("seeds", raw.get("seeds", 1))
+    flags = {}
     for key, value in (overrides or {}).items():
         if value is None:
             continue
@@ -207,16 +239,24 @@ def build_study(raw: dict, overrides: dict | None = None) -> Study:
         elif key == "seeds":
             seeds = value
         else:
-            merged[key] = value
+            flags[key] = value
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise StudyError(f"name must be a non-empty string without '/' that does not start with '.', got {name!r}")
-    axes = {key: _check_axis(key, values) for key, values in merged.items()}
-    if True in axes["batchnorm"] and 1 in axes["batch"]:
-        # Caught here, not as failed cells: the grid would pair every batch with every batchnorm value.
-        raise StudyError("batchnorm needs batch >= 2 (it normalises over the batch), but the batch axis holds 1; "
-                         "drop batch 1 or batchnorm true")
+    seeds_flag = (overrides or {}).get("seeds")
+    grids = []
+    for grid in grids_raw:
+        merged = {key: grid.get(key, axes_raw.get(key, default)) for key, default in AXES.items()} | flags
+        grid_seeds = seeds if seeds_flag is not None else grid.get("seeds", seeds)
+        grids.append(Grid(axes={key: _check_axis(key, values) for key, values in merged.items()},
+                          seeds=_guard("seeds", lambda v: check_int("seeds", v, minimum=1), parse_int(grid_seeds))))
+    for grid in grids:
+        if True in grid.axes["batchnorm"] and 1 in grid.axes["batch"]:
+            # Caught here, not as failed cells: the grid would pair every batch with every batchnorm value.
+            raise StudyError("batchnorm needs batch >= 2 (it normalises over the batch), but the batch axis holds 1; "
+                             "drop batch 1 or batchnorm true")
+    axes = {key: tuple(dict.fromkeys(value for grid in grids for value in grid.axes[key])) for key in AXES}
     return Study(name=name, root_seed=_guard("root_seed", check_seed, parse_int(root_seed)),
-                 seeds=_guard("seeds", lambda v: check_int("seeds", v, minimum=1), parse_int(seeds)), axes=axes)
+                 seeds=max(grid.seeds for grid in grids), axes=axes, grids=tuple(grids))
 
 
 # ------------------------------------------------------------------ validation
