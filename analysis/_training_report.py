@@ -260,20 +260,23 @@ def _loss_reading(per_epoch) -> str:
 
 
 def _epochs_reading(table, question, what: str) -> str:
+    """Per category, every initializer's mean epochs to the target ± the interval's half-width, or "never"."""
     picked = _categories(table, question)
-    reached = picked[picked["reached"] > 0]
-    if reached.empty:
+    if not (picked["reached"] > 0).any():
         return f"No run reached {what}."
     parts = []
-    for category, frame in reached.groupby("category", sort=False):
-        best = frame.iloc[int(np.argmin(frame["epochs"].to_numpy()))]
-        half = (best.epochs_high - best.epochs_low) / 2 if np.isfinite(best.epochs_high) else math.nan
-        parts.append(f"{category}: {best.init} in {best.epochs:.1f} ± {half:.1f} epochs "
-                     f"({best.reached}/{best.seeds} runs)")
-    never = picked[picked["reached"] == 0]
-    tail = (" Never reached: " + "; ".join(f"{row.init} ({row.category})" for row in never.itertuples()) + "."
-            if len(never) else "")
-    return f"Fastest to {what} — " + "; ".join(parts) + "." + tail
+    for category, frame in picked.groupby("category", sort=False):
+        entries = []
+        for row in frame.sort_values("epochs", na_position="last").itertuples():
+            if row.reached == 0:
+                entries.append(f"{row.init} never")
+                continue
+            half = (row.epochs_high - row.epochs_low) / 2
+            spread = f" ± {half:.1f}" if np.isfinite(half) else ""
+            count = f" ({row.reached}/{row.seeds} runs)" if row.reached < row.seeds else ""
+            entries.append(f"{row.init} {row.epochs:.1f}{spread}{count}")
+        parts.append(f"{category}: " + ", ".join(entries))
+    return f"Mean epochs to {what} (95 % interval over the runs that reached it) — " + "; ".join(parts) + "."
 
 
 def _divergence_section(per_epoch, writer, name):
