@@ -246,6 +246,41 @@ def _tanh_float32(x, param):
     return ((-t if x < 0.0 else t) if known else math.nan), (slope if known else math.nan)
 
 
+# sigmoid and silu on float32 arrays, the same way: exp(-|x|) by _exp_nonpositive with |x|
+# clamped at _LOGISTIC_CLAMP, where exp(-|x|) = 7.7e-53 is far below float32's smallest
+# subnormal (1.4e-45), so every float32 value and slope beyond it is its limit.
+_LOGISTIC_CLAMP = 120.0
+
+
+@jit
+def _sigmoid_float32(x, param):
+    """``(sigmoid(x), sigmoid'(x))`` for float32 arrays, accurate far below float32 rounding."""
+    a = abs(x)
+    a = a if a < _LOGISTIC_CLAMP else _LOGISTIC_CLAMP  # also maps NaN to the clamp: fixed below
+    e = _exp_nonpositive(-a)
+    inv = 1.0 / (1.0 + e)
+    s = inv if x >= 0.0 else e * inv
+    known = x == x
+    return (s if known else math.nan), (e * inv * inv if known else math.nan)
+
+
+@jit
+def _silu_float32(x, param):
+    """``(silu(x), silu'(x))`` for float32 arrays, accurate far below float32 rounding."""
+    a = abs(x)
+    a = a if a < _LOGISTIC_CLAMP else _LOGISTIC_CLAMP
+    e = _exp_nonpositive(-a)
+    inv = 1.0 / (1.0 + e)
+    positive = x >= 0.0
+    s = inv if positive else e * inv
+    one_minus_s = e * inv if positive else inv
+    # Clamped, x s and x (1 - s) are finite at +-inf and give the limits (x, 1) and (0, 0).
+    clamped = a if positive else -a
+    known = x == x
+    value = (x * s if a < _LOGISTIC_CLAMP else (x if positive else 0.0)) if known else math.nan
+    return value, (s * (1.0 + clamped * one_minus_s) if known else math.nan)
+
+
 # phi' read off v = c phi(z), c > 0, for the activations whose slope depends only on the
 # sign of z and phi(z) > 0 exactly when z > 0.  At the kink z = 0 it is the left slope,
 # as in the kernels; NaN stays NaN.
@@ -518,13 +553,13 @@ ACTIVATIONS: dict[str, Activation] = {a.name: a for a in (
            torch_gain=lambda _: 5.0 / 3.0, kernel_float32=_tanh_float32),
     _entry("sigmoid", SIGMOID, "phi(x) = 1 / (1 + exp(-x))", _sigmoid,
            lambda x, _: (special.expit(x), special.expit(x) * special.expit(-x)),
-           bounded=True, torch_name="sigmoid", torch_gain=lambda _: 1.0),
+           bounded=True, torch_name="sigmoid", torch_gain=lambda _: 1.0, kernel_float32=_sigmoid_float32),
     _entry("gelu", GELU, "phi(x) = x * Phi(x), Phi the standard normal CDF (exact erf form)", _gelu,
            lambda x, _: _with_limits(x, lambda v: (
                v * special.ndtr(v), special.ndtr(v) + v * _INV_SQRT_2PI * _gauss(v)))),
     _entry("silu", SILU, "phi(x) = x * sigmoid(x) (also called swish)", _silu,
            lambda x, _: _with_limits(x, lambda v: (
-               v * special.expit(v), special.expit(v) * (1.0 + v * special.expit(-v))))),
+               v * special.expit(v), special.expit(v) * (1.0 + v * special.expit(-v)))), kernel_float32=_silu_float32),
     _entry("elu", ELU, "phi(x) = x if x > 0 else alpha * (exp(x) - 1)", _elu, _elu_np,
            param_name="alpha", default_param=1.0, param_rule={"minimum": 0.0, "exclusive_minimum": True},
            smooth=False),
@@ -812,6 +847,32 @@ def apply(code, x, param, out_phi, out_dphi):
             known = v == v
             out_phi[i] = (-t if v < 0.0 else t) if known else math.nan
             out_dphi[i] = slope if known else math.nan
+    elif code == SIGMOID and x.itemsize == 4:
+        for i in range(x.shape[0]):
+            v = np.float64(x[i])
+            a = abs(v)
+            a = a if a < _LOGISTIC_CLAMP else _LOGISTIC_CLAMP
+            e = _exp_nonpositive(-a)
+            inv = 1.0 / (1.0 + e)
+            s = inv if v >= 0.0 else e * inv
+            known = v == v
+            out_phi[i] = s if known else math.nan
+            out_dphi[i] = e * inv * inv if known else math.nan
+    elif code == SILU and x.itemsize == 4:
+        for i in range(x.shape[0]):
+            v = np.float64(x[i])
+            a = abs(v)
+            a = a if a < _LOGISTIC_CLAMP else _LOGISTIC_CLAMP
+            e = _exp_nonpositive(-a)
+            inv = 1.0 / (1.0 + e)
+            positive = v >= 0.0
+            s = inv if positive else e * inv
+            one_minus_s = e * inv if positive else inv
+            clamped = a if positive else -a
+            known = v == v
+            value = (v * s if a < _LOGISTIC_CLAMP else v if positive else 0.0) if known else math.nan
+            out_phi[i] = value
+            out_dphi[i] = s * (1.0 + clamped * one_minus_s) if known else math.nan
     elif code == LINEAR:
         for i in range(x.shape[0]):
             v = np.float64(x[i])
