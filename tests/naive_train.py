@@ -29,16 +29,11 @@ def normalize_backward(x, g_u, norm):
     return inv * (g_u - g_u.mean(axis=axis, keepdims=True) - u * (g_u * u).mean(axis=axis, keepdims=True))
 
 
-def mlp_gradients(weights, biases, x, *, activation, param=None, labels=None, targets=None, batchnorm=False, alphas=None,
-                  norm=None, norm_at="preact"):
-    """Mean loss and its gradients for an MLP: hidden layers phi(Norm(x W^T + b)) (+ residual), linear readout.
-
-    ``alphas[k]`` is layer ``k``'s residual branch scale (0 for none).  ``batchnorm=True`` is
-    ``norm="batch"`` before phi.  ``norm_at="preact"`` normalises z on every hidden layer;
-    ``"branch"`` (h + alpha phi(Norm(h) W^T + b)) and ``"output"`` (Norm(h + alpha phi(z))) sit on
-    the residual layers only (the others are plain phi(z)).  Cross-entropy when ``labels`` is
-    given, else MSE against ``targets`` (means as torch).
-    """
+def mlp_forward(weights, biases, x, *, activation, param=None, batchnorm=False, alphas=None, norm=None,
+                norm_at="preact"):
+    """``(h, cache)``: every layer's output (``h[0]`` the input, ``h[-1]`` the logits) and, per hidden layer,
+    ``(site, gemm_in, z, r, dphi)``: where its norm sits (None: none), what its GEMM multiplied, its z,
+    its residual sum (its output before a post-norm) and phi'.  Options as :func:`mlp_gradients`."""
     act = get_activation(activation)
     n_layers = len(weights)
     alphas = np.zeros(n_layers) if alphas is None else alphas
@@ -59,6 +54,24 @@ def mlp_gradients(weights, biases, x, *, activation, param=None, labels=None, ta
         r = h_in + a * phi if a else phi
         h.append(normalize(r, norm)[0] if site == "output" else r)
         cache.append((site, gemm_in, z, r, dphi))
+    return h, cache
+
+
+def mlp_gradients(weights, biases, x, *, activation, param=None, labels=None, targets=None, batchnorm=False, alphas=None,
+                  norm=None, norm_at="preact"):
+    """Mean loss and its gradients for an MLP: hidden layers phi(Norm(x W^T + b)) (+ residual), linear readout.
+
+    ``alphas[k]`` is layer ``k``'s residual branch scale (0 for none).  ``batchnorm=True`` is
+    ``norm="batch"`` before phi.  ``norm_at="preact"`` normalises z on every hidden layer;
+    ``"branch"`` (h + alpha phi(Norm(h) W^T + b)) and ``"output"`` (Norm(h + alpha phi(z))) sit on
+    the residual layers only (the others are plain phi(z)).  Cross-entropy when ``labels`` is
+    given, else MSE against ``targets`` (means as torch).
+    """
+    n_layers = len(weights)
+    alphas = np.zeros(n_layers) if alphas is None else alphas
+    norm = "batch" if batchnorm else norm
+    h, cache = mlp_forward(weights, biases, x, activation=activation, param=param, alphas=alphas, norm=norm,
+                           norm_at=norm_at)
     out = h[-1]
     m = out.shape[0]
     if labels is not None:
