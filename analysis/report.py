@@ -361,6 +361,7 @@ def _config_label(config: dict) -> str:
     if config.get("weight_decay"):
         rule += f" wd {config['weight_decay']:g}"
     extras = (["batchnorm"] if config["batchnorm"] else []) + (
+        [f"{config['norm']} norm at {config.get('norm_at', 'preact')}"] if config.get("norm", "none") != "none" else []) + (
         [f"residual {config['residual']:g}"] if config["residual"] else []) + (
         [config["dtype"]] if config["dtype"] != "float32" else [])
     return ", ".join([config["task"], f"{config['depth']}x{config['width']}", f"batch {config['batch']}",

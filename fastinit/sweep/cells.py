@@ -28,11 +28,11 @@ _ESTIMATE_FLOPS_PER_THREAD = 35e9
 _ESTIMATE_SECONDS_PER_CELL = 0.02  # Parquet write, scheduling
 _PROCESS_BYTES = 450 * 2**20  # resident size of a worker that has imported fastinit
 _TRAINING_EXAMPLES = 512  # the built-in tasks' default n_train
-# Axes added after cells were first stored, with the value every earlier training cell
+# Axes added after cells were first stored, with the value every earlier cell of the kind
 # had: at that value they stay out of the identity, so those cells keep their keys.
-_ADDED_LATER = {"optimizer": "sgd", "weight_decay": 0.0}
-# Propagation axes added later, at the value every earlier cell had (left out of the identity there).
-_ADDED_LATER_PROPAGATION = {"norm": "none", "norm_at": "preact"}
+_ADDED_LATER_NORM = {"norm": "none", "norm_at": "preact"}  # propagation cells first, then training cells
+_ADDED_LATER = {"optimizer": "sgd", "weight_decay": 0.0, **_ADDED_LATER_NORM}  # training cells
+_ADDED_LATER_PROPAGATION = _ADDED_LATER_NORM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,18 +106,12 @@ class Cell:
 
     def propagate_arguments(self, root_seed: int) -> dict:
         """Keyword arguments of :func:`fastinit.propagate` that reproduce this cell alone."""
-        options = {}
-        if self.residual > 0:
-            options["residual"] = self.residual
-        if self.batchnorm:
-            options["batchnorm"] = True
-        if self.norm != "none":
-            options.update(norm=self.norm, norm_at=self.norm_at)
+        options = {"residual": self.residual} if self.residual > 0 else {}
         return {
             "init": self.init.name, "activation": self.activation.name, "depth": self.depth, "width": self.width,
             "batch": self.batch, "seed": root_seed, "dtype": self.dtype, "bias_std": self.bias_std,
             "numerics": self.numerics, "stream": self.stream, "init_params": self.init.as_dict(),
-            "activation_params": self.activation.as_dict(), **options,
+            "activation_params": self.activation.as_dict(), **options, **self._norm_arguments(),
         }
 
     def train_arguments(self, root_seed: int) -> dict:
@@ -126,10 +120,19 @@ class Cell:
             "init": self.init.name, "activation": self.activation.name, "depth": self.depth, "width": self.width,
             "task": self.task, "epochs": self.epochs, "lr": self.lr, "batch": self.batch, "seed": root_seed,
             "optimizer": self.optimizer, **self._rule_arguments(), "weight_decay": self.weight_decay,
-            "clip_norm": self.clip_norm or None, "batchnorm": self.batchnorm,
+            "clip_norm": self.clip_norm or None,
             "residual": self.residual or None, "dtype": self.dtype, "stream": self.stream,
             "init_params": self.init.as_dict(), "activation_params": self.activation.as_dict(),
+            **self._norm_arguments(),
         }
+
+    def _norm_arguments(self) -> dict:
+        """``batchnorm``, ``norm`` and ``norm_at`` as both entry points take them: only those set (an
+        explicit ``batchnorm=False`` beside ``norm="batch"`` would contradict it)."""
+        options = {"batchnorm": True} if self.batchnorm else {}
+        if self.norm != "none":
+            options.update(norm=self.norm, norm_at=self.norm_at)
+        return options
 
     def _rule_arguments(self) -> dict:
         if self.optimizer == "sgd":
@@ -191,10 +194,8 @@ def _impossible(cell: Cell) -> str:
 
     A grid crosses its axes, so plain and normalised nets in one study give combinations that
     mean nothing (a pre-norm branch without a residual branch); those are skipped, and a study
-    left with none is an error.
+    left with none is an error.  The same rules for propagation and training cells.
     """
-    if cell.trains:
-        return "norm is a propagation option (train has batchnorm only)" if cell.norm != "none" else ""
     if cell.batchnorm and cell.norm != "none":
         return "batchnorm = true and norm are both set (batchnorm is norm 'batch' at 'preact')"
     if cell.norm_at != "preact" and cell.norm == "none":
