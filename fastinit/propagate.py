@@ -39,7 +39,6 @@ DEFAULT_MEMORY_BUDGET = 384 * 2**20
 LANE_ROWS = 128
 LANE_MIN_ROWS = 64
 _NUMERICS = Choice(("rescaled", "raw"))
-_NORM_AT_CODES = {"preact": records.NORM_PREACT, "branch": records.NORM_BRANCH, "output": records.NORM_OUTPUT}
 _OPTIONS = ("residual", "batchnorm", "norm", "norm_at", "input_std", "input_corr", "numerics", "init_params", "activation_params",
             "stream", "memory_budget")
 _LOG10_E = 1.0 / math.log(10.0)
@@ -308,7 +307,7 @@ class Plan:
             wide=bool(self.dtype == np.float64), kind=int(self.draws[0].kind), code=int(self.code),
             param=float(self.param), bias_std=float(self.bias_std), residual=self.residual is not None,
             alpha=float(self.residual or 0.0), batchnorm=self.norm == "batch", layernorm=self.norm == "layer",
-            norm_at=int(_NORM_AT_CODES[self.norm_at]),
+            norm_at=int(records.NORM_AT_CODES[self.norm_at]),
             rescale_forward=bool(self.forward_rescaled), rescale_backward=self.numerics == "rescaled",
             bounded=bool(self.bounded), slope_from_output=bool(self.slope_from_output),
         )

@@ -30,9 +30,9 @@ _PROCESS_BYTES = 450 * 2**20  # resident size of a worker that has imported fast
 _TRAINING_EXAMPLES = 512  # the built-in tasks' default n_train
 # Axes added after cells were first stored, with the value every earlier cell of the kind
 # had: at that value they stay out of the identity, so those cells keep their keys.
-_ADDED_LATER_NORM = {"norm": "none", "norm_at": "preact"}  # propagation cells first, then training cells
-_ADDED_LATER = {"optimizer": "sgd", "weight_decay": 0.0, **_ADDED_LATER_NORM}  # training cells
-_ADDED_LATER_PROPAGATION = _ADDED_LATER_NORM
+# The norm axes came to propagation cells first, then to training cells.
+_ADDED_LATER_PROPAGATION = {"norm": "none", "norm_at": "preact"}
+_ADDED_LATER_TRAINING = {"optimizer": "sgd", "weight_decay": 0.0, **_ADDED_LATER_PROPAGATION}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Cell:
                 fields[axis].append(entry.fingerprint)
         if self.trains:
             ignored = [*PROPAGATION_AXES, *(ADAM_AXES if self.optimizer == "sgd" else SGD_AXES),
-                       *(name for name, value in _ADDED_LATER.items() if fields[name] == value)]
+                       *(name for name, value in _ADDED_LATER_TRAINING.items() if fields[name] == value)]
         else:
             ignored = ["task", *TRAINING_AXES,
                        *(name for name, value in _ADDED_LATER_PROPAGATION.items() if fields[name] == value)]

@@ -4,7 +4,8 @@ Every elementwise pass is a shared layer kernel (:mod:`fastinit._kernels`): the
 activation and its derivative (:func:`~fastinit._kernels.blocks.activate_rows`, one
 apply, one NaN rule, one residual rule), the backprop through phi'
 (:func:`~fastinit._kernels.blocks.backprop_block`), batch and layer norm
-(:mod:`fastinit._kernels.norm`: layer norm is its row standardizer, batch norm the same on the transposes), column sums and sums of squares
+(:mod:`fastinit._kernels.norm`: layer norm is its row standardizer, batch norm the same
+on the transposes), column sums and sums of squares
 (:mod:`fastinit._kernels.blocks`, :mod:`fastinit._kernels.reduce`) and the products
 (:mod:`fastinit._kernels.products`).  What is train's own is here: the loss, the SGD
 update (SGD, Adam, AdamW), the measures and the epoch loop.

@@ -26,7 +26,7 @@ from fastinit.activations import get_activation
 from fastinit.initializers import ORTHOGONAL, Draw, get_initializer
 from fastinit.train import _kernels as K
 from fastinit._kernels.blocks import N_BLOCKS
-from fastinit._kernels.records import NORM_BRANCH, NORM_OUTPUT, NORM_PREACT
+from fastinit._kernels.records import NORM_AT_CODES
 from fastinit.train.tasks import ORDER_STREAM, Dataset, get_task, make_task
 
 # A cold compile of the training kernels for one dtype on the 2-core project machine (announced).
@@ -44,7 +44,6 @@ _GEMM = Choice(("blas", "loops"))
 # The update rules, named as torch.optim's classes (lower case).
 OPTIMIZERS = {"sgd": K.SGD, "adam": K.ADAM, "adamw": K.ADAMW}
 _OPTIMIZER = Choice(OPTIMIZERS)
-_NORM_AT_CODES = {"preact": NORM_PREACT, "branch": NORM_BRANCH, "output": NORM_OUTPUT}
 # torch.optim.Adam's defaults.
 DEFAULT_BETAS, DEFAULT_EPS = (0.9, 0.999), 1e-8
 DEFAULT_MOMENTUM = 0.9
@@ -469,7 +468,7 @@ class Plan:
                     alpha[k] = self.residual
         return K.Net(widths=widths, w_off=w_off, b_off=b_off, alpha=alpha, code=int(self.code),
                      param=float(self.activation_param), batchnorm=self.norm == "batch",
-                     layernorm=self.norm == "layer", norm_at=int(_NORM_AT_CODES[self.norm_at]),
+                     layernorm=self.norm == "layer", norm_at=int(NORM_AT_CODES[self.norm_at]),
                      loss=int(self.data.loss),  # the tasks use the kernels' loss codes
                      loops=self.gemm == "loops")
 
