@@ -81,6 +81,8 @@ def _parts(config: dict) -> list[tuple[tuple, str]]:
         (("weight_decay",), f"wd {config['weight_decay']:g}" if config.get("weight_decay") else ""),
         (("clip_norm",), f"clip {config['clip_norm']:g}" if config["clip_norm"] else "no clipping"),
         (("batchnorm",), "batchnorm" if config["batchnorm"] else ""),
+        (("norm", "norm_at"), f"{config['norm']} norm at {config.get('norm_at', 'preact')}"
+         if config.get("norm", "none") != "none" else ""),
         (("residual",), f"residual {config['residual']:g}" if config["residual"] else ""),
         (("dtype",), config["dtype"] if config["dtype"] != "float32" else ""),
     ]

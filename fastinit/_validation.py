@@ -26,7 +26,10 @@ __all__ = [
     "check_no_extra",
     "check_params",
     "check_stream",
+    "check_norm",
     "did_you_mean",
+    "NORMS",
+    "NORM_SITES",
 ]
 
 SUPPORTED_DTYPES = ("float32", "float64")
@@ -339,3 +342,61 @@ class Choice:
 # analysis (which must not import the kernels).
 NORMS = ("batch", "layer")
 NORM_SITES = ("preact", "branch", "output")
+
+
+def check_norm(options: Mapping, batch: int, residual) -> tuple:
+    """``(norm, norm_at)`` of a net from its ``norm``, ``norm_at`` and older ``batchnorm`` options.
+
+    One check for :func:`fastinit.propagate` and :func:`fastinit.train.run`, so both accept and
+    reject exactly the same combinations with the same messages.
+
+    Parameters
+    ----------
+    options : mapping
+        The caller's keyword options; ``batchnorm`` (bool), ``norm`` (one of :data:`NORMS`
+        or None) and ``norm_at`` (one of :data:`NORM_SITES`, default ``"preact"``) are read.
+    batch : int
+        The (already checked) batch size: batch norm needs two or more examples.
+    residual : float or None
+        The residual branch scale, None without residual connections: ``norm_at``
+        ``"branch"`` and ``"output"`` are norms of a residual stream and need one.
+
+    Returns
+    -------
+    tuple
+        ``(norm, norm_at)``: ``"batch"``, ``"layer"`` or None, and the site.
+        ``batchnorm=True`` is ``("batch", "preact")``.
+
+    Raises
+    ------
+    TypeError
+        If ``batchnorm`` is not a bool.
+    ValueError
+        For an unknown ``norm`` or ``norm_at``, ``batchnorm`` contradicting ``norm``, a site
+        other than ``"preact"`` without a norm or a residual, or batch norm with ``batch < 2``.
+    """
+    batchnorm = options.get("batchnorm")
+    if batchnorm is not None and not isinstance(batchnorm, (bool, np.bool_)):
+        raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
+    norm = options.get("norm")
+    if norm is not None:
+        norm = check_choice("norm", norm, NORMS)
+    if batchnorm is not None and norm is not None and bool(batchnorm) != (norm == "batch"):
+        raise ValueError(f"batchnorm={bool(batchnorm)} contradicts norm={norm!r}; give one of them "
+                         "(batchnorm=True is norm='batch')")
+    if batchnorm:
+        norm = "batch"
+    norm_at = check_choice("norm_at", options.get("norm_at", "preact"), NORM_SITES)
+    if norm_at != "preact":
+        if norm is None:
+            raise ValueError(f"norm_at={norm_at!r} needs a norm; give norm='layer' or norm='batch'")
+        if residual is None:
+            raise ValueError(f"norm_at={norm_at!r} is a residual stream's norm and needs residual=alpha; give "
+                             "residual (e.g. residual=1.0) or norm_at='preact'")
+    if norm == "batch" and batch < 2:
+        if batchnorm:
+            raise ValueError(f"batchnorm needs batch >= 2 (it normalises over the batch), got batch={batch}; "
+                             "use batch >= 2 or batchnorm=False")
+        raise ValueError(f"norm='batch' needs batch >= 2 (it normalises over the batch), got batch={batch}; "
+                         "use batch >= 2 or norm='layer'")
+    return norm, norm_at

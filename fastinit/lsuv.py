@@ -31,7 +31,7 @@ from fastinit._kernels.products import one_blas_thread
 from fastinit.activations import apply
 from fastinit.initializers import ORTHOGONAL, Draw
 
-__all__ = ["LSUVError", "Calibration", "calibrate", "unit_variance_gain", "layer_output"]
+__all__ = ["LSUVError", "Calibration", "calibrate", "unit_variance_gain", "gemm_input", "layer_output"]
 
 
 class LSUVError(ValueError):
@@ -80,8 +80,7 @@ def _calibrated(plan):
         n_in, n_out = int(plan.widths[layer - 1]), int(plan.widths[layer])
         base = np.empty((n_out, n_in))
         draw_weights(base, ORTHOGONAL, 1.0, 0.0, True, seed, stream, np.int64(weight_substream(layer)))
-        # Pre-norm: the branch's GEMM sees Norm(h), and that is what LSUV scales.
-        product = (_normalize(h, plan.norm) if plan.norm is not None and plan.norm_at == "branch" else h) @ base.T
+        product = gemm_input(h, norm=plan.norm, norm_at=plan.norm_at) @ base.T
         bias = np.zeros(n_out)
         if plan.bias_std > 0.0:  # the kernels' bias stream (weight_substream + 1)
             drawn = np.empty(n_out, dtype=plan.dtype)
@@ -136,6 +135,26 @@ def unit_variance_gain(product, bias, tol, max_iter, layer):
             raise LSUVError(_not_converged(layer, variance, count, tol, max_iter))
         gain /= math.sqrt(variance)
         count += 1
+
+
+def gemm_input(h, *, norm=None, norm_at="preact"):
+    """What a layer's GEMM multiplies, in float64: ``Norm(h)`` under a pre-norm residual, else ``h``.
+
+    Parameters
+    ----------
+    h : numpy.ndarray
+        The layer's input, ``(batch, units)``.
+    norm : {None, "batch", "layer"}, optional
+        The layer's norm (None: none).
+    norm_at : {"preact", "branch", "output"}, optional
+        Where it sits; only ``"branch"`` normalises the GEMM's input, and that is what LSUV
+        scales.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    return _normalize(h, norm) if norm is not None and norm_at == "branch" else h
 
 
 def layer_output(code, param, h, z, *, batchnorm=False, alpha=None, norm=None, norm_at="preact"):

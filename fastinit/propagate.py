@@ -18,7 +18,7 @@ from fastinit import lsuv, rng
 from fastinit._jit import announce_compile
 from fastinit._team import team_size
 from fastinit._validation import (
-    NORM_SITES, NORMS, Choice, check_dtype, check_int, check_no_extra, check_real, check_seed, check_stream,
+    NORM_SITES, NORMS, Choice, check_dtype, check_int, check_no_extra, check_norm, check_real, check_seed, check_stream,
 )
 from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
@@ -39,9 +39,6 @@ DEFAULT_MEMORY_BUDGET = 384 * 2**20
 LANE_ROWS = 128
 LANE_MIN_ROWS = 64
 _NUMERICS = Choice(("rescaled", "raw"))
-_NORM = Choice(NORMS)
-_NORM_AT = Choice(NORM_SITES)
-_NORM_AT_CODES = {"preact": records.NORM_PREACT, "branch": records.NORM_BRANCH, "output": records.NORM_OUTPUT}
 _OPTIONS = ("residual", "batchnorm", "norm", "norm_at", "input_std", "input_corr", "numerics", "init_params", "activation_params",
             "stream", "memory_budget")
 _LOG10_E = 1.0 / math.log(10.0)
@@ -268,7 +265,7 @@ class Plan:
             if len(set(widths.tolist())) != 1:
                 raise ValueError("residual connections need equal widths; got a width list with different values "
                                  "(use an int width or drop residual)")
-        norm, norm_at = _check_norm(options, batch, residual)
+        norm, norm_at = check_norm(options, batch, residual)
         input_std = check_real("input_std", options.get("input_std", 1.0), minimum=0.0, exclusive_minimum=True)
         input_corr = options.get("input_corr")
         if input_corr is not None:
@@ -310,7 +307,7 @@ class Plan:
             wide=bool(self.dtype == np.float64), kind=int(self.draws[0].kind), code=int(self.code),
             param=float(self.param), bias_std=float(self.bias_std), residual=self.residual is not None,
             alpha=float(self.residual or 0.0), batchnorm=self.norm == "batch", layernorm=self.norm == "layer",
-            norm_at=int(_NORM_AT_CODES[self.norm_at]),
+            norm_at=int(records.NORM_AT_CODES[self.norm_at]),
             rescale_forward=bool(self.forward_rescaled), rescale_backward=self.numerics == "rescaled",
             bounded=bool(self.bounded), slope_from_output=bool(self.slope_from_output),
         )
@@ -356,36 +353,6 @@ class Plan:
         h0 = (self.input_std * h0).astype(dtype)
         grad_top = rng.standard_normal(seed, (batch, n_out), stream=stream, substream=draw.SUB_READOUT, dtype=dtype.name)
         return h0, grad_top
-
-
-def _check_norm(options, batch, residual):
-    """``(norm, norm_at)`` from ``norm``, ``norm_at`` and the older ``batchnorm`` flag, checked against each
-    other, the batch and the residual."""
-    batchnorm = options.get("batchnorm")
-    if batchnorm is not None and not isinstance(batchnorm, (bool, np.bool_)):
-        raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
-    norm = options.get("norm")
-    if norm is not None:
-        norm = _NORM.check("norm", norm)
-    if batchnorm is not None and norm is not None and bool(batchnorm) != (norm == "batch"):
-        raise ValueError(f"batchnorm={bool(batchnorm)} contradicts norm={norm!r}; give one of them "
-                         "(batchnorm=True is norm='batch')")
-    if batchnorm:
-        norm = "batch"
-    norm_at = _NORM_AT.check("norm_at", options.get("norm_at", "preact"))
-    if norm_at != "preact":
-        if norm is None:
-            raise ValueError(f"norm_at={norm_at!r} needs a norm; give norm='layer' or norm='batch'")
-        if residual is None:
-            raise ValueError(f"norm_at={norm_at!r} is a residual stream's norm and needs residual=alpha; give "
-                             "residual (e.g. residual=1.0) or norm_at='preact'")
-    if norm == "batch" and batch < 2:
-        if batchnorm:
-            raise ValueError(f"batchnorm needs batch >= 2 (it normalises over the batch), got batch={batch}; "
-                             "use batch >= 2 or batchnorm=False")
-        raise ValueError(f"norm='batch' needs batch >= 2 (it normalises over the batch), got batch={batch}; "
-                         "use batch >= 2 or norm='layer'")
-    return norm, norm_at
 
 
 def _memory_plan(depth, batch, widest, itemsize, per_layer, budget):

@@ -64,7 +64,8 @@ def test_the_epochs_figures_draw_the_configurations_they_title():
 
     config = {"task": "digits", "depth": 3, "width": 8, "batch": 4, "lr": 0.01, "optimizer": "sgd", "momentum": 0.9,
               "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "clip_norm": 0.0, "batchnorm": False,
-              "residual": 0.0, "dtype": "float32", "epochs": 7}  # a 7-epoch study whose runs reached the target in 2
+              "residual": 0.0, "norm": "none", "norm_at": "preact", "dtype": "float32",
+              "epochs": 7}  # a 7-epoch study whose runs reached the target in 2
     question = pd.DataFrame({**{key: [value] * 2 for key, value in config.items()}, "init": ["he_normal"] * 2,
                              "activation": ["relu"] * 2, "key": ["k"] * 2, "epoch": [0, 1]})
     table = pd.DataFrame({**{key: [value] for key, value in config.items()}, "init": ["he_normal"],

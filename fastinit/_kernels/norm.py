@@ -81,3 +81,15 @@ def layernorm_backward_rows(x, grad_u, grad_x, eps, start, stop):
         gu_mean /= cols
         for j in range(cols):
             grad_x[i, j] = inv * (grad_u[i, j] - g_mean - (x[i, j] - mean) * inv * gu_mean)
+
+
+@jit(inner=True)
+def layernorm_forward(x, out, eps):
+    """Per-example layer normalisation (gamma 1, beta 0) of every row of ``x``; returns nothing, fills ``out``."""
+    layernorm_forward_rows(x, out, eps, 0, x.shape[0])
+
+
+@jit(inner=True)
+def layernorm_backward(x, grad_u, grad_x, eps):
+    """Gradient through layer normalisation: ``grad_x`` from ``grad_u`` (``u = LN(x)``), every row."""
+    layernorm_backward_rows(x, grad_u, grad_x, eps, 0, x.shape[0])

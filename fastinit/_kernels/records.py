@@ -20,6 +20,8 @@ N_STATS = 18
 # Where a layer normalises (``LayerConfig.norm_at``): z_l before phi; the residual branch's
 # input (pre-norm, h_l = h_{l-1} + alpha phi(W_l Norm(h_{l-1}))); the residual sum (post-norm).
 NORM_PREACT, NORM_BRANCH, NORM_OUTPUT = 0, 1, 2
+# The codes of the ``norm_at`` names (fastinit._validation.NORM_SITES), for propagate's and train's records.
+NORM_AT_CODES = {"preact": NORM_PREACT, "branch": NORM_BRANCH, "output": NORM_OUTPUT}
 
 
 # Two records cross the Python/kernel boundary (built by ``fastinit.propagate.Plan``, the

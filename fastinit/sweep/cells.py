@@ -31,11 +31,11 @@ _PROCESS_BYTES = 450 * 2**20  # resident size of a worker that has imported fast
 # 1,797 images less the quarter held out.
 _TRAINING_EXAMPLES = {"digits": 1348}
 _SYNTHETIC_EXAMPLES = 512
-# Axes added after cells were first stored, with the value every earlier training cell
+# Axes added after cells were first stored, with the value every earlier cell of the kind
 # had: at that value they stay out of the identity, so those cells keep their keys.
-_ADDED_LATER = {"optimizer": "sgd", "weight_decay": 0.0}
-# Propagation axes added later, at the value every earlier cell had (left out of the identity there).
+# The norm axes came to propagation cells first, then to training cells.
 _ADDED_LATER_PROPAGATION = {"norm": "none", "norm_at": "preact"}
+_ADDED_LATER_TRAINING = {"optimizer": "sgd", "weight_decay": 0.0, **_ADDED_LATER_PROPAGATION}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Cell:
                 fields[axis].append(entry.fingerprint)
         if self.trains:
             ignored = [*PROPAGATION_AXES, *(ADAM_AXES if self.optimizer == "sgd" else SGD_AXES),
-                       *(name for name, value in _ADDED_LATER.items() if fields[name] == value)]
+                       *(name for name, value in _ADDED_LATER_TRAINING.items() if fields[name] == value)]
         else:
             ignored = ["task", *TRAINING_AXES,
                        *(name for name, value in _ADDED_LATER_PROPAGATION.items() if fields[name] == value)]
@@ -109,18 +109,12 @@ class Cell:
 
     def propagate_arguments(self, root_seed: int) -> dict:
         """Keyword arguments of :func:`fastinit.propagate` that reproduce this cell alone."""
-        options = {}
-        if self.residual > 0:
-            options["residual"] = self.residual
-        if self.batchnorm:
-            options["batchnorm"] = True
-        if self.norm != "none":
-            options.update(norm=self.norm, norm_at=self.norm_at)
+        options = {"residual": self.residual} if self.residual > 0 else {}
         return {
             "init": self.init.name, "activation": self.activation.name, "depth": self.depth, "width": self.width,
             "batch": self.batch, "seed": root_seed, "dtype": self.dtype, "bias_std": self.bias_std,
             "numerics": self.numerics, "stream": self.stream, "init_params": self.init.as_dict(),
-            "activation_params": self.activation.as_dict(), **options,
+            "activation_params": self.activation.as_dict(), **options, **self._norm_arguments(),
         }
 
     def train_arguments(self, root_seed: int) -> dict:
@@ -129,10 +123,19 @@ class Cell:
             "init": self.init.name, "activation": self.activation.name, "depth": self.depth, "width": self.width,
             "task": self.task, "epochs": self.epochs, "lr": self.lr, "batch": self.batch, "seed": root_seed,
             "optimizer": self.optimizer, **self._rule_arguments(), "weight_decay": self.weight_decay,
-            "clip_norm": self.clip_norm or None, "batchnorm": self.batchnorm,
+            "clip_norm": self.clip_norm or None,
             "residual": self.residual or None, "dtype": self.dtype, "stream": self.stream,
             "init_params": self.init.as_dict(), "activation_params": self.activation.as_dict(),
+            **self._norm_arguments(),
         }
+
+    def _norm_arguments(self) -> dict:
+        """``batchnorm``, ``norm`` and ``norm_at`` as both entry points take them: only those set (an
+        explicit ``batchnorm=False`` beside ``norm="batch"`` would contradict it)."""
+        options = {"batchnorm": True} if self.batchnorm else {}
+        if self.norm != "none":
+            options.update(norm=self.norm, norm_at=self.norm_at)
+        return options
 
     def _rule_arguments(self) -> dict:
         if self.optimizer == "sgd":
@@ -195,10 +198,8 @@ def _impossible(cell: Cell) -> str:
 
     A grid crosses its axes, so plain and normalised nets in one study give combinations that
     mean nothing (a pre-norm branch without a residual branch); those are skipped, and a study
-    left with none is an error.
+    left with none is an error.  The same rules for propagation and training cells.
     """
-    if cell.trains:
-        return "norm is a propagation option (train has batchnorm only)" if cell.norm != "none" else ""
     if cell.batchnorm and cell.norm != "none":
         return "batchnorm = true and norm are both set (batchnorm is norm 'batch' at 'preact')"
     if cell.norm_at != "preact" and cell.norm == "none":

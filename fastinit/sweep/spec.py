@@ -49,7 +49,7 @@ AXES = {
     "numerics": ["rescaled"],
     "residual": [0.0],
     "batchnorm": [False],
-    "norm": ["none"],  # "batch" or "layer" (propagation cells); batchnorm = true is norm "batch" at "preact"
+    "norm": ["none"],  # "batch" or "layer" (both kinds of cell); batchnorm = true is norm "batch" at "preact"
     "norm_at": ["preact"],  # "branch" (pre-norm) or "output" (post-norm) need a residual branch
     # Training cells (fastinit.train) when task is not "none"; ignored otherwise.
     "task": ["none"],
@@ -67,7 +67,7 @@ AXES = {
 TRAINING_AXES = ("epochs", "lr", "optimizer", "momentum", "beta1", "beta2", "eps", "weight_decay", "clip_norm")
 # Training axes that only one kind of update rule reads.
 SGD_AXES, ADAM_AXES = ("momentum",), ("beta1", "beta2", "eps")
-PROPAGATION_AXES = ("bias_std", "numerics", "norm", "norm_at")
+PROPAGATION_AXES = ("bias_std", "numerics")
 # Result columns that tell one group of replicates from another, per kind of cell.
 # Derived from AXES, so that a new axis can never silently pool distinct cells.
 PROPAGATION_GROUP = tuple(axis for axis in AXES if axis != "task" and axis not in TRAINING_AXES)

@@ -3,8 +3,9 @@
 Every elementwise pass is a shared layer kernel (:mod:`fastinit._kernels`): the
 activation and its derivative (:func:`~fastinit._kernels.blocks.activate_rows`, one
 apply, one NaN rule, one residual rule), the backprop through phi'
-(:func:`~fastinit._kernels.blocks.backprop_block`), batch norm
-(:mod:`fastinit._kernels.norm`), column sums and sums of squares
+(:func:`~fastinit._kernels.blocks.backprop_block`), batch and layer norm
+(:mod:`fastinit._kernels.norm`: layer norm is its row standardizer, batch norm the same
+on the transposes), column sums and sums of squares
 (:mod:`fastinit._kernels.blocks`, :mod:`fastinit._kernels.reduce`) and the products
 (:mod:`fastinit._kernels.products`).  What is train's own is here: the loss, the SGD
 update (SGD, Adam, AdamW), the measures and the epoch loop.
@@ -47,7 +48,9 @@ from fastinit import rng
 from fastinit._jit import jit
 from fastinit._kernels.blocks import (ACC_SUM, N_BLOCKS, activate_rows, add_bias_rows, backprop_block,
                                       column_sums_rows, view)
-from fastinit._kernels.norm import BATCHNORM_EPS, batchnorm_backward, batchnorm_forward
+from fastinit._kernels.norm import (BATCHNORM_EPS, batchnorm_backward, batchnorm_forward, layernorm_backward,
+                                   layernorm_forward)
+from fastinit._kernels.records import NORM_BRANCH, NORM_OUTPUT, NORM_PREACT
 from fastinit._kernels.products import gemm
 from fastinit._kernels.reduce import sum_of_squares
 
@@ -80,7 +83,9 @@ class Net(NamedTuple):
     alpha: np.ndarray  # float64 (L,): residual branch scale of layer k, 0 for none
     code: int  # activation code (fastinit.activations)
     param: float  # activation parameter
-    batchnorm: bool
+    batchnorm: bool  # the norm is batch norm (at norm_at) ...
+    layernorm: bool  # ... or layer norm; neither: no norm
+    norm_at: int  # NORM_PREACT (every hidden layer), NORM_BRANCH or NORM_OUTPUT (the residual layers)
     loss: int  # MSE or CROSS_ENTROPY
     loops: bool  # products by position-uniform loops instead of BLAS
 
@@ -131,14 +136,14 @@ class Buffers(NamedTuple):
     """Every array a step writes, for batches of up to ``batch`` rows (``size = batch * max(widths)``)."""
 
     z: np.ndarray  # (L, size): pre-activations, bias added; z[L - 1] is the logits
-    u: np.ndarray  # (L under batch norm, else 1, size): BN(z)
+    u: np.ndarray  # (L with a norm, else 1, size): what the norm's backward needs besides z and h (see _sites)
     d: np.ndarray  # (L, size): phi'
     h: np.ndarray  # (L, size): h[k] is layer k's input, h[0] the batch
     g_top: np.ndarray  # (size,): dL/d logits
     g_h: np.ndarray  # (size,): dL/dh of the layer's output; swaps roles with g_in layer by layer
     g_in: np.ndarray  # (size,)
     g_a: np.ndarray  # (size,): dL/d(the activation's input)
-    g_z: np.ndarray  # (size under batch norm, else 0,): dL/dz through BN
+    g_z: np.ndarray  # (size with a norm, else 0,): the gradient through the norm (see backward)
     acc: np.ndarray  # float64 (N_BLOCKS, 2, max(widths)): column sums
     labels: np.ndarray  # int64 (batch,): the batch's labels
     targets: np.ndarray  # (batch, outputs or 1): the batch's targets
@@ -215,49 +220,108 @@ def _logits(net, bufs, m):
     return view(bufs.z[n_layers - 1], m, net.widths[n_layers])
 
 
+@jit(inline=True)
+def _sites(net, k):
+    """Layer ``k``'s wiring: ``(hidden, residual, at_preact, at_branch, at_output)``.
+
+    The readout is never normalised.  A norm before phi sits on every hidden layer (as
+    batch norm always has); a pre-norm (branch) or post-norm (output) one is part of a
+    residual block, so it sits on the hidden layers with a skip path (fan-in = fan-out)
+    and a hidden layer without one is a plain ``phi(z)`` layer.  ``bufs.u[k]`` holds
+    ``Norm(z)`` at preact, the GEMM's input ``Norm(h_in)`` at branch and the residual sum
+    ``h_in + alpha phi(z)`` at output.
+    """
+    hidden = k < net.widths.size - 2
+    residual = hidden and net.alpha[k] != 0.0
+    normed = hidden and (net.batchnorm or net.layernorm)
+    at_preact = normed and net.norm_at == NORM_PREACT
+    at_branch = normed and residual and net.norm_at == NORM_BRANCH
+    at_output = normed and residual and net.norm_at == NORM_OUTPUT
+    return hidden, residual, at_preact, at_branch, at_output
+
+
+@jit(inline=True)
+def _normalize(net, x, out):
+    """``out = Norm(x)``: the shared kernels, by rows (layer norm) or by columns (batch norm)."""
+    if net.layernorm:
+        layernorm_forward(x, out, BATCHNORM_EPS)
+    else:
+        batchnorm_forward(x, out, BATCHNORM_EPS)
+
+
+@jit(inline=True)
+def _normalize_backward(net, x, grad_u, grad_x):
+    """``grad_x`` from ``grad_u = dL/dNorm(x)``: the shared kernels' backward."""
+    if net.layernorm:
+        layernorm_backward(x, grad_u, grad_x, BATCHNORM_EPS)
+    else:
+        batchnorm_backward(x, grad_u, grad_x, BATCHNORM_EPS)
+
+
 @jit
 def forward(net, W, B, bufs, m):
-    """Forward the ``m`` examples in ``bufs.h[0]``: fills ``z`` (bias added), ``u`` (batch
-    norm), ``d`` (phi') and ``h[k + 1]``; the logits are the readout's ``z``."""
+    """Forward the ``m`` examples in ``bufs.h[0]``: fills ``z`` (bias added), ``u`` (the norm's
+    stored matrix, see :func:`_sites`), ``d`` (phi') and ``h[k + 1]``; the logits are the readout's ``z``."""
     n_layers = net.widths.size - 1
     for k in range(n_layers):
         n_in, n_out = net.widths[k], net.widths[k + 1]
+        hidden, residual, at_preact, at_branch, at_output = _sites(net, k)
         h_in = view(bufs.h[k], m, n_in)
         z = view(bufs.z[k], m, n_out)
-        gemm(h_in, view(W[net.w_off[k]:], n_out, n_in).T, z, net.loops)
+        gemm_in = h_in
+        if at_branch:  # pre-norm: z = Norm(h_in) W^T + b
+            gemm_in = view(bufs.u[k], m, n_in)
+            _normalize(net, h_in, gemm_in)
+        gemm(gemm_in, view(W[net.w_off[k]:], n_out, n_in).T, z, net.loops)
         add_bias_rows(z, B[net.b_off[k]:], 0, m)
-        if k < n_layers - 1:
+        if hidden:
             pre = z
-            if net.batchnorm:
+            if at_preact:
                 pre = view(bufs.u[k], m, n_out)
-                batchnorm_forward(z, pre, BATCHNORM_EPS)
-            residual = net.alpha[k] != 0.0
-            activate_rows(pre, h_in, view(bufs.h[k + 1], m, n_out), view(bufs.d[k], m, n_out), net.code, net.param,
+                _normalize(net, z, pre)
+            h_out = view(bufs.h[k + 1], m, n_out)
+            # Post-norm: the residual sum goes to u, and h_out is its norm.
+            summed = view(bufs.u[k], m, n_out) if at_output else h_out
+            activate_rows(pre, h_in, summed, view(bufs.d[k], m, n_out), net.code, net.param,
                           residual, net.alpha[k] if residual else 1.0, 0, m)
+            if at_output:
+                _normalize(net, summed, h_out)
 
 
 @jit
 def backward(net, W, bufs, m):
-    """Backward from ``bufs.g_top`` = dL/d logits; fills ``bufs.gW`` and ``bufs.gB``."""
+    """Backward from ``bufs.g_top`` = dL/d logits; fills ``bufs.gW`` and ``bufs.gB``.
+
+    ``bufs.g_z`` holds the gradient through the norm: dL/dz at preact, dL/d(the residual
+    sum) at output, dL/dNorm(h_in) (before the norm's backward) at branch.
+    """
     n_layers = net.widths.size - 1
     g_h, g_in = bufs.g_h, bufs.g_in
     with_stats = from_output = np.bool_(False)  # train keeps no statistics and stores phi'
     for k in range(n_layers - 1, -1, -1):
         n_in, n_out = net.widths[k], net.widths[k + 1]
+        hidden, residual, at_preact, at_branch, at_output = _sites(net, k)
         gz = view(bufs.g_top, m, n_out)
-        if k < n_layers - 1:
+        skip = view(g_h, m, n_out)  # the skip path's gradient: dL/dh_out, or at output dL/d(the sum)
+        gemm_in = view(bufs.h[k], m, n_in)
+        if hidden:
+            if at_output:
+                skip = view(bufs.g_z, m, n_out)
+                _normalize_backward(net, view(bufs.u[k], m, n_out), view(g_h, m, n_out), skip)
             ga = view(bufs.g_a, m, n_out)
-            branch = net.alpha[k] if net.alpha[k] != 0.0 else 1.0
-            grad_out, slope = view(g_h, m, n_out), view(bufs.d[k], m, n_out)
+            branch = net.alpha[k] if residual else 1.0
+            slope = view(bufs.d[k], m, n_out)
             for block in range(N_BLOCKS):
-                backprop_block(block, grad_out, slope, branch, ga, bufs.acc, with_stats, net.code, net.param,
+                backprop_block(block, skip, slope, branch, ga, bufs.acc, with_stats, net.code, net.param,
                                from_output)
             gz = ga
-            if net.batchnorm:
+            if at_preact:
                 gz = view(bufs.g_z, m, n_out)
-                batchnorm_backward(view(bufs.z[k], m, n_out), ga, gz, BATCHNORM_EPS)
+                _normalize_backward(net, view(bufs.z[k], m, n_out), ga, gz)
+            if at_branch:
+                gemm_in = view(bufs.u[k], m, n_in)
         w = view(W[net.w_off[k]:], n_out, n_in)
-        gemm(gz.T, view(bufs.h[k], m, n_in), view(bufs.gW[net.w_off[k]:], n_out, n_in), net.loops)
+        gemm(gz.T, gemm_in, view(bufs.gW[net.w_off[k]:], n_out, n_in), net.loops)
         sums = bufs.acc[0]
         column_sums_rows(gz, 0, m, sums)
         g_b = bufs.gB[net.b_off[k]:]
@@ -265,12 +329,16 @@ def backward(net, W, bufs, m):
             g_b[j] = sums[ACC_SUM, j]
         if k > 0:
             grad_in = view(g_in, m, n_in)
-            gemm(gz, w, grad_in, net.loops)
-            if k < n_layers - 1 and net.alpha[k] != 0.0:
+            if at_branch:
+                grad_norm = view(bufs.g_z, m, n_in)
+                gemm(gz, w, grad_norm, net.loops)
+                _normalize_backward(net, view(bufs.h[k], m, n_in), grad_norm, grad_in)
+            else:
+                gemm(gz, w, grad_in, net.loops)
+            if residual:
                 # The skip path, added in the net's dtype (n_in == n_out on a residual layer).
-                grad_out = view(g_h, m, n_in)
                 for i in range(m):
-                    in_row, out_row = grad_in[i], grad_out[i]
+                    in_row, out_row = grad_in[i], skip[i]
                     for j in range(n_in):
                         in_row[j] += out_row[j]
             g_h, g_in = g_in, g_h

@@ -19,13 +19,14 @@ from fastinit._kernels.draw import draw_weights, weight_substream
 from fastinit._kernels.products import one_blas_thread
 from fastinit._jit import announce_compile
 from fastinit._validation import (
-    Choice, check_dtype, check_int, check_no_extra, check_params, check_real, check_seed, check_stream,
+    Choice, check_dtype, check_int, check_no_extra, check_norm, check_params, check_real, check_seed, check_stream,
     check_unit_interval,
 )
 from fastinit.activations import get_activation
 from fastinit.initializers import ORTHOGONAL, Draw, get_initializer
 from fastinit.train import _kernels as K
 from fastinit._kernels.blocks import N_BLOCKS
+from fastinit._kernels.records import NORM_AT_CODES
 from fastinit.train.tasks import ORDER_STREAM, Dataset, get_task, make_task
 
 # A cold compile of the training kernels for one dtype on the 2-core project machine (announced).
@@ -46,8 +47,8 @@ _OPTIMIZER = Choice(OPTIMIZERS)
 # torch.optim.Adam's defaults.
 DEFAULT_BETAS, DEFAULT_EPS = (0.9, 0.999), 1e-8
 DEFAULT_MOMENTUM = 0.9
-OPTIONS = ("optimizer", "momentum", "betas", "eps", "weight_decay", "clip_norm", "batchnorm", "residual",
-           "init_params", "activation_params", "task_params", "stream", "dtype", "distinct_rtol", "gemm")
+OPTIONS = ("optimizer", "momentum", "betas", "eps", "weight_decay", "clip_norm", "batchnorm", "norm", "norm_at",
+           "residual", "init_params", "activation_params", "task_params", "stream", "dtype", "distinct_rtol", "gemm")
 
 COLUMNS = [
     "epoch", "layer", "kind", "fan_in", "fan_out",
@@ -184,10 +185,14 @@ def _buffers(config: K.Net, rows: int, W: np.ndarray, n_targets: int) -> K.Buffe
     def flat(n):
         return np.empty(n, dtype=dtype)
 
+    normed = config.batchnorm or config.layernorm
+    # With a norm, u[k] keeps what its backward needs besides z and h (Norm(z), Norm(h_in) or
+    # the residual sum: see _kernels._sites); the backward recomputes the per-row (layer norm)
+    # or per-column (batch norm) mean and inverse std from it, as the shared kernels do.
     return K.Buffers(
-        z=np.empty((n_layers, size), dtype=dtype), u=np.empty((n_layers if config.batchnorm else 1, size), dtype=dtype),
+        z=np.empty((n_layers, size), dtype=dtype), u=np.empty((n_layers if normed else 1, size), dtype=dtype),
         d=np.empty((n_layers, size), dtype=dtype), h=np.empty((n_layers, size), dtype=dtype),
-        g_top=flat(size), g_h=flat(size), g_in=flat(size), g_a=flat(size), g_z=flat(size if config.batchnorm else 0),
+        g_top=flat(size), g_h=flat(size), g_in=flat(size), g_a=flat(size), g_z=flat(size if normed else 0),
         acc=np.zeros((N_BLOCKS, 2, widest)), labels=np.zeros(rows, dtype=np.int64),
         targets=np.zeros((rows, n_targets), dtype=dtype), gW=flat(W.size), gB=flat(n_b),
         w_start=flat(W.size), norm_sum=np.zeros(n_layers), pending=np.zeros(1),
@@ -198,8 +203,8 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     """Train a deep MLP on a built-in task with mini-batch SGD, Adam or AdamW; one row per (epoch, layer).
 
     The net: the task's inputs -> ``depth`` hidden layers of ``width`` units
-    (``z = h W^T + b``, optional batch norm, ``h = phi(z)``, optional residual) -> a
-    linear readout to the task's outputs.  Every weight matrix, readout included, is
+    (``z = h W^T + b``, optional norm, ``h = phi(z)``, optional residual) -> a
+    linear readout to the task's outputs (never normalised).  Every weight matrix, readout included, is
     drawn with ``init`` from the cell's stream (layer ``l`` on substream
     ``weight_substream(l) = 2 l + 2``, exactly as :func:`fastinit.propagate` draws
     it); biases start at zero and are trained.  The update is ``torch.optim``'s, step
@@ -229,7 +234,7 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     lr : float, default 0.01
         Learning rate, > 0.
     batch : int, default 64
-        Mini-batch size, >= 1 (>= 2 with batch norm).
+        Mini-batch size, >= 1 (>= 2 with batch norm; layer norm allows one example).
     seed : int, default 0
         Root seed of the data, the mini-batch order and (with ``stream``) the weights.
     **options
@@ -246,10 +251,22 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
             >= 0; applies to every parameter, biases included, as torch's default parameter group.
         clip_norm : float, optional
             Clip the global gradient norm to this (> 0) before the update; default no clipping.
+        norm : {None, "batch", "layer"}, default None
+            Normalisation without affine parameters, biased variance, eps 1e-5 (PyTorch's
+            ``BatchNorm1d(affine=False, track_running_stats=False)`` in training mode and
+            ``LayerNorm(elementwise_affine=False)``): ``"batch"`` each unit over the
+            mini-batch (training-mode statistics everywhere, also when evaluating, in
+            chunks of ``batch``), ``"layer"`` each example over its units.
+        norm_at : {"preact", "branch", "output"}, default "preact"
+            Where the norm sits.  ``"preact"``: ``h_l = phi(Norm(z_l))`` (``+ h_{l-1}``,
+            ``alpha`` on the branch, on a residual layer) on every hidden layer.
+            ``"branch"`` (pre-norm residual) ``h_l = h_{l-1} + alpha phi(W_l Norm(h_{l-1}) + b_l)``
+            and ``"output"`` (post-norm residual) ``h_l = Norm(h_{l-1} + alpha phi(z_l))``
+            are part of a residual block: they need ``residual`` and sit on the residual
+            layers; a hidden layer without a skip path (see ``residual``) is ``phi(z_l)``.
         batchnorm : bool, default False
-            Normalise each hidden unit's pre-activation over the mini-batch before the
-            activation (no affine parameters, biased variance, eps 1e-5; training-mode
-            statistics everywhere, also when evaluating).
+            ``True`` is ``norm="batch", norm_at="preact"`` (the same bits); with a
+            conflicting ``norm`` it is an error.
         residual : float, optional
             Branch scale ``alpha``: ``h_l = h_{l-1} + alpha phi(z_l)`` on every hidden
             layer whose fan-in equals its fan-out (all but the first unless the task's
@@ -356,7 +373,8 @@ class Plan:
     eps: float | None  # Adam / AdamW only
     weight_decay: float
     clip_norm: float | None
-    batchnorm: bool
+    norm: str | None  # "batch", "layer" or None
+    norm_at: str  # "preact", "branch" or "output"
     residual: float | None
     stream: int
     distinct_rtol: float
@@ -406,13 +424,11 @@ class Plan:
         clip_norm = options.get("clip_norm")
         if clip_norm is not None:
             clip_norm = check_real("clip_norm", clip_norm, minimum=0.0, exclusive_minimum=True)
-        batchnorm = options.get("batchnorm", False)
-        if not isinstance(batchnorm, (bool, np.bool_)):
-            raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
-        batch = check_int("batch", batch, minimum=2 if batchnorm else 1)
+        batch = check_int("batch", batch, minimum=1)
         residual = options.get("residual")
         if residual is not None:
             residual = check_real("residual", residual, minimum=0.0, exclusive_minimum=True)
+        norm, norm_at = check_norm(options, batch, residual)
         stream = check_stream(options.get("stream", 0))
         distinct_rtol = check_real("distinct_rtol", options.get("distinct_rtol", DISTINCT_RTOL), minimum=0.0)
         gemm = _GEMM.check("gemm", options.get("gemm", "blas"))
@@ -422,10 +438,15 @@ class Plan:
         return cls(
             init=entry.name, activation=act.name, task=task_entry.name, depth=depth, width=width, epochs=epochs, lr=lr,
             batch=batch, seed=seed, dtype=dtype, optimizer=optimizer, momentum=momentum, betas=betas, eps=eps,
-            weight_decay=weight_decay, clip_norm=clip_norm, batchnorm=bool(batchnorm),
+            weight_decay=weight_decay, clip_norm=clip_norm, norm=norm, norm_at=norm_at,
             residual=residual, stream=stream, distinct_rtol=distinct_rtol, gemm=gemm, init_params=init_params,
             activation_param=param, task_params=task_params, data=data, widths=widths, draws=tuple(draws),
             code=act.code)
+
+    @property
+    def batchnorm(self) -> bool:
+        """Batch norm before phi (``batchnorm=True``), as the older callers know it."""
+        return self.norm == "batch" and self.norm_at == "preact"
 
     def net(self) -> K.Net:
         """The record the layer kernels read.
@@ -434,7 +455,7 @@ class Plan:
         -------
         fastinit.train._kernels.Net
             Widths and offsets of the flat layout, residual scales (0 where fan-in and
-            fan-out differ), activation code and parameter, batch norm, loss, products.
+            fan-out differ), activation code and parameter, the norm and its site, loss, products.
         """
         widths = self.widths
         n_layers = widths.size - 1
@@ -446,7 +467,8 @@ class Plan:
                 if widths[k] == widths[k + 1]:
                     alpha[k] = self.residual
         return K.Net(widths=widths, w_off=w_off, b_off=b_off, alpha=alpha, code=int(self.code),
-                     param=float(self.activation_param), batchnorm=bool(self.batchnorm),
+                     param=float(self.activation_param), batchnorm=self.norm == "batch",
+                     layernorm=self.norm == "layer", norm_at=int(NORM_AT_CODES[self.norm_at]),
                      loss=int(self.data.loss),  # the tasks use the kernels' loss codes
                      loops=self.gemm == "loops")
 
@@ -543,6 +565,8 @@ def _lsuv_gains(plan: Plan, config: K.Net) -> lsuv.Calibration:
     Each layer's orthogonal base (the weights its substream draws with gain 1) is rescaled
     until its pre-activations on that batch have variance within ``tol`` of 1; biases are 0
     at initialisation.  The net is then drawn with these gains, as propagate draws them.
+    A norm sits where the kernels put it (:func:`fastinit.train._kernels._sites`): before
+    phi on every hidden layer, or on the residual layers' branch input or output.
     """
     tol, max_iter = plan.init_params["tol"], plan.init_params["max_iter"]
     order = K.permutation(plan.data.x.shape[0], plan.seed, ORDER_STREAM, 1)  # epoch 1's order
@@ -553,14 +577,16 @@ def _lsuv_gains(plan: Plan, config: K.Net) -> lsuv.Calibration:
         base = np.empty((int(widths[k + 1]), int(widths[k])))
         draw_weights(base, ORTHOGONAL, 1.0, 0.0, True, np.uint64(plan.seed), np.uint64(plan.stream),
                      np.int64(weight_substream(k + 1)))
-        product = h @ base.T
+        hidden, alpha = k < n_layers - 1, float(config.alpha[k]) or None
+        norm = plan.norm if hidden and (plan.norm_at == "preact" or alpha) else None
+        product = lsuv.gemm_input(h, norm=norm, norm_at=plan.norm_at) @ base.T
         gain, count, variance = lsuv.unit_variance_gain(product, 0.0, tol, max_iter, k + 1)
         scales.append(gain)
         iterations.append(count)
         variances.append(variance)
-        if k < n_layers - 1:  # the readout has no activation after it
-            h = lsuv.layer_output(config.code, config.param, h, gain * product, batchnorm=config.batchnorm,
-                                  alpha=float(config.alpha[k]) or None)
+        if hidden:  # the readout has no activation after it
+            h = lsuv.layer_output(config.code, config.param, h, gain * product, alpha=alpha, norm=norm,
+                                  norm_at=plan.norm_at)
     return lsuv.Calibration(tuple(scales), tuple(iterations), tuple(variances))
 
 
@@ -596,7 +622,7 @@ def _frame(plan, net, epoch_rec, layer_rec, last) -> pd.DataFrame:
         "n_train": int(plan.data.x.shape[0]), "n_test": int(plan.data.x_test.shape[0]),
         **{key: getattr(plan, key) for key in ("init", "activation", "task", "depth", "width", "epochs", "lr", "batch", "seed",
                                       "optimizer", "momentum", "betas", "eps", "weight_decay", "clip_norm", "batchnorm",
-                                      "residual", "stream", "distinct_rtol", "gemm")},
+                                      "norm", "norm_at", "residual", "stream", "distinct_rtol", "gemm")},
         "dtype": plan.dtype.name, "init_params": dict(plan.init_params), "task_params": dict(plan.task_params),
         "activation_param": plan.activation_param,
     })
