@@ -2,7 +2,7 @@
 
 Run as a plain script (PyTorch optional; its rows are skipped without it)::
 
-    python asv_bench/train_peers.py [--case gaussians|digits|all] [--repeat 5] [--epochs 3] [--threads 1]
+    python asv_bench/train_peers.py [--case gaussians|digits|prenorm|all] [--repeat 5] [--epochs 3] [--threads 1]
                                     [--width 256] [--batch 256]
 
 ``gaussians``: a 20 x 256 ReLU MLP (He-normal weights, identical in both), the
@@ -19,6 +19,11 @@ fastinit and the torch loops (``--width``/``--batch`` apply to ``gaussians``).  
 the matrix products an epoch must do -- 3 per layer per step (``z = h W^T``,
 ``dW = dz^T h``, ``dh = dz W``) plus 1 per layer per evaluation chunk -- through numba's
 ``np.dot`` (scipy's OpenBLAS, what fastinit calls) and through ``torch.mm``.
+
+``prenorm``: the digits with a 20 x 128 pre-norm residual ReLU stream (``norm="layer",
+norm_at="branch", residual=1``: ``h_l = h_{l-1} + relu(W_l LayerNorm(h_{l-1}) + b_l)`` on every
+layer whose fan-in equals its fan-out, the first hidden layer plain), the same Adam loop; torch
+builds it from ``nn.Linear`` and ``nn.LayerNorm(elementwise_affine=False, eps=1e-5)``.
 
 Every number is the median of ``--repeat`` timed runs after a warm-up run, all in this
 process; BLAS, numba and torch are limited to ``--threads`` threads.  The machine is
@@ -39,6 +44,7 @@ DEPTH, WIDTH, BATCH, N_TRAIN, LR, MOMENTUM = 20, 256, 256, 4096, 0.01, 0.9
 TASK = dict(task="gaussians", task_params={"n_train": N_TRAIN, "n_test": 0})
 HE = {"nonlinearity": "relu"}
 DIGITS = dict(depth=6, width=128, task="digits", lr=1e-3, batch=32, seed=0, optimizer="adam", init_params=HE)
+PRENORM = dict(DIGITS, depth=20, norm="layer", norm_at="branch", residual=1.0)
 
 
 def fastinit_epoch(epochs):
@@ -87,28 +93,64 @@ def torch_digits(torch, epochs, evaluate=True):
     return _torch_training(torch, plan, lambda params: torch.optim.Adam(params, lr=DIGITS["lr"]), epochs, evaluate)
 
 
-def _torch_training(torch, plan, make_optimizer, epochs, evaluate):
+def torch_prenorm(torch, epochs, evaluate=True):
+    """The digits loop on the pre-norm residual stream of :data:`PRENORM`."""
+    from fastinit.train.run import Plan
+
+    plan = Plan.build("he_normal", "relu", epochs=1, **PRENORM)
+    return _torch_training(torch, plan, lambda params: torch.optim.Adam(params, lr=PRENORM["lr"]), epochs, evaluate,
+                           prenorm_alpha=PRENORM["residual"])
+
+
+def _prenorm_stream(torch, linears, alpha):
+    """``h + alpha relu(W LayerNorm(h) + b)`` on the layers with fan-in = fan-out, ``relu(W h + b)`` on the
+    others, the last linear the readout: ``fastinit.train``'s wiring of ``norm_at="branch"``."""
+    nn = torch.nn
+
+    class PreNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linears = nn.ModuleList(linears)
+            self.norms = nn.ModuleList(nn.LayerNorm(m.in_features, eps=1e-5, elementwise_affine=False)
+                                       if m.in_features == m.out_features else nn.Identity() for m in linears[:-1])
+
+        def forward(self, h):
+            for linear, norm in zip(self.linears[:-1], self.norms):
+                if linear.in_features == linear.out_features:
+                    h = h + alpha * torch.relu(linear(norm(h)))
+                else:
+                    h = torch.relu(linear(h))
+            return self.linears[-1](h)
+
+    return PreNorm()
+
+
+def _torch_training(torch, plan, make_optimizer, epochs, evaluate, prenorm_alpha=None):
     """``plan``'s net in torch (its weights, zero biases) trained by ``make_optimizer``'s rule; per epoch the
     steps and, when ``evaluate``, the loss and accuracy of every set fastinit measures, and the norms."""
     from fastinit.train import build_network
 
     net = build_network(plan)
-    layers = []
+    linears = []
     for l in range(1, net.n_layers + 1):
         w = net.weight(l)
         lin = torch.nn.Linear(w.shape[1], w.shape[0])
         with torch.no_grad():
             lin.weight.copy_(torch.from_numpy(w))
             lin.bias.zero_()
-        layers += [lin, torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers[:-1])
+        linears.append(lin)
+    if prenorm_alpha is None:
+        layers = [module for lin in linears for module in (lin, torch.nn.ReLU())]
+        model = torch.nn.Sequential(*layers[:-1])
+    else:
+        model = _prenorm_stream(torch, linears, prenorm_alpha)
     x, y = torch.from_numpy(plan.data.x), torch.from_numpy(plan.data.y)
     sets = [(x, y)] + ([(torch.from_numpy(plan.data.x_test), torch.from_numpy(plan.data.y_test))]
                        if plan.data.x_test.shape[0] else [])
     optimizer = make_optimizer(model.parameters())
     loss_fn = torch.nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(0)
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     n, batch = x.shape[0], plan.batch
 
     def train():
@@ -153,7 +195,7 @@ def gemm_floor_torch(torch, epochs):
 def main(argv=None):
     global WIDTH, BATCH
     parser = argparse.ArgumentParser(prog="python asv_bench/train_peers.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=("gaussians", "digits", "all"), default="all")
+    parser.add_argument("--case", choices=("gaussians", "digits", "prenorm", "all"), default="all")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3,
                         help="epochs per timed run (fastinit's run also records epoch 0: one extra evaluation)")
@@ -183,6 +225,8 @@ def main(argv=None):
             _gaussians_table(args, torch, threadpool_info)
         if args.case in ("digits", "all"):
             _digits_table(args, torch)
+        if args.case in ("prenorm", "all"):
+            _digits_table(args, torch, prenorm=True)
 
 
 def _gaussians_table(args, torch, threadpool_info):
@@ -207,23 +251,26 @@ def _gaussians_table(args, torch, threadpool_info):
         print(f"| {label} | {per_epoch:.3f} | {1 / per_epoch:.2f} | {flop_epoch / per_epoch / 1e9:.1f} | {seconds / ours:.2f}x |")
 
 
-def fastinit_digits(epochs):
+def fastinit_digits(epochs, setting=DIGITS):
     from fastinit.train import run
 
-    return lambda: run("he_normal", "relu", epochs=epochs, **DIGITS)
+    return lambda: run("he_normal", "relu", epochs=epochs, **setting)
 
 
-def _digits_table(args, torch):
+def _digits_table(args, torch, prenorm=False):
     epochs = args.digits_epochs
-    rows = [("fastinit.train.run (jitted epoch loop, Adam)", median_seconds(fastinit_digits(epochs), args.repeat))]
+    setting, torch_case = (PRENORM, torch_prenorm) if prenorm else (DIGITS, torch_digits)
+    rows = [("fastinit.train.run (jitted epoch loop, Adam)", median_seconds(fastinit_digits(epochs, setting), args.repeat))]
     if torch is not None:
         rows.append((f"torch {torch.__version__} loop, optim.Adam (same measures)",
-                     median_seconds(torch_digits(torch, epochs), args.repeat)))
+                     median_seconds(torch_case(torch, epochs), args.repeat)))
         rows.append(("torch loop (steps only, no evaluation)",
-                     median_seconds(torch_digits(torch, epochs, evaluate=False), args.repeat)))
+                     median_seconds(torch_case(torch, epochs, evaluate=False), args.repeat)))
     ours = rows[0][1]
-    print(f"\ndigits: {DIGITS['depth']} x {DIGITS['width']} ReLU MLP, batch {DIGITS['batch']}, 1347 training + 450 "
-          f"held-out images (43 steps/epoch), Adam lr {DIGITS['lr']:g}, {args.threads} thread(s), "
+    net = (f"{setting['depth']} x {setting['width']} pre-norm residual ReLU stream (layer norm on the branch)"
+           if prenorm else f"{setting['depth']} x {setting['width']} ReLU MLP")
+    print(f"\ndigits: {net}, batch {setting['batch']}, 1347 training + 450 "
+          f"held-out images (43 steps/epoch), Adam lr {setting['lr']:g}, {args.threads} thread(s), "
           f"{epochs} epochs per run, median of {args.repeat}\n")
     print("| implementation | s / epoch | epochs / s | fastinit speed-up |")
     print("|---|---:|---:|---:|")
