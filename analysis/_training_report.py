@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import figures, fit
+from analysis._tables import markdown, matching
 from fastinit.sweep.spec import AXES, PROPAGATION_AXES, TRAINING_SHAPE
 from fastinit.sweep.summary import run_diverged
 
@@ -33,11 +34,6 @@ HELD_OUT_TARGET = 0.9
 _CONFIG = list(TRAINING_SHAPE)
 # Axes a question's grid can name that are columns of the training rows.
 _GRID_COLUMNS = [axis for axis in AXES if axis not in PROPAGATION_AXES]
-
-
-def _matching(frame: pd.DataFrame, values: dict) -> np.ndarray:
-    """Rows of ``frame`` whose columns equal every ``values[column]``."""
-    return np.logical_and.reduce([frame[column] == value for column, value in values.items()])
 
 
 # ------------------------------------------------------------------ questions and labels
@@ -138,15 +134,13 @@ def training_report(rows, out, writer):
     sections : list of (name, files, reading)
     tables : list of str
     """
-    per_epoch = rows[rows["layer"] == 1]
-    per_epoch.attrs = rows.attrs
+    per_epoch = rows[rows["layer"] == 1]  # pandas carries rows.attrs (the manifest) over
     asked = questions(per_epoch)
-    for question in asked:  # one colour per initializer in every figure, in study order
-        question.attrs = {"inits": list(dict.fromkeys(per_epoch["init"]))}
+    styles = figures.style_map(list(dict.fromkeys(per_epoch["init"])))  # one colour per initializer, in study order
     sections = []
     configs = per_epoch[_CONFIG].drop_duplicates().to_dict("records")
     for number, config in enumerate(configs, start=1):
-        mask = _matching(per_epoch, config)
+        mask = matching(per_epoch, config)
         name = f"fig7_training_loss_{number}"
         figure = figures.training_figure(per_epoch[mask])
         figure.suptitle(f"Training loss, {config_label(config)}")
@@ -156,20 +150,20 @@ def training_report(rows, out, writer):
     table = fit.epochs_to_target(per_epoch, target)
     for number, question in enumerate(asked, start=1):
         name = f"fig8_epochs_to_target{_suffix(number, len(asked))}"
-        figure = _epochs_figure(table, question, "epochs to target loss")
+        figure = _epochs_figure(table, question, "epochs to target loss", styles)
         figure.suptitle(f"Epochs until the training loss reaches {target:.3g} "
                         f"({fit.TARGET_FRACTION:g} of its median initial value)")
         sections.append((name, writer.save(figure, name),
                          _epochs_reading(table, question, f"the target loss {target:.3g}")))
     table.to_csv(out / "epochs_to_target.csv", index=False, float_format="%.6g")
-    (out / "epochs_to_target.md").write_text(_markdown(table))
+    (out / "epochs_to_target.md").write_text(markdown(table))
     tables = ["epochs_to_target.csv", "epochs_to_target.md"]
 
     rated = [question for question in asked if question["lr"].nunique() > 1] or [per_epoch]
     for number, question in enumerate(rated, start=1):
         sections.append(_divergence_section(question, writer, f"fig9_divergence{_suffix(number, len(rated))}"))
 
-    held_out = _held_out_sections(per_epoch, asked, out, writer)
+    held_out = _held_out_sections(per_epoch, asked, out, writer, styles)
     if held_out is not None:
         more, table_files = held_out
         sections += more
@@ -177,16 +171,9 @@ def training_report(rows, out, writer):
 
     symmetric = [question for question in asked if _symmetric_inits(rows, question)]
     for number, question in enumerate(symmetric, start=1):
-        sections.append(_symmetry_section(rows, question, writer, f"fig13_distinct_units{_suffix(number, len(symmetric))}"))
+        name = f"fig13_distinct_units{_suffix(number, len(symmetric))}"
+        sections.append(_symmetry_section(rows, question, writer, name, styles))
     return sections, tables
-
-
-def _markdown(table: pd.DataFrame) -> str:
-    columns = list(table.columns)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _categories(table: pd.DataFrame, question: pd.DataFrame) -> pd.DataFrame:
@@ -204,11 +191,10 @@ def _categories(table: pd.DataFrame, question: pd.DataFrame) -> pd.DataFrame:
     return picked
 
 
-def _epochs_figure(table, question, ylabel):
+def _epochs_figure(table, question, ylabel, styles=None):
     picked = _categories(table, question)
     count = max(1, picked["category"].nunique())
     figure, ax = plt.subplots(figsize=(max(3.4, 0.9 * count + 1.6), 3.0), constrained_layout=True)
-    styles = figures.style_map(list(dict.fromkeys(question.attrs.get("inits", question["init"]))))
     figures.epochs_plot(ax, picked, ylabel=ylabel, by="category", styles=styles)
     ax.tick_params(axis="x", labelsize=6, labelrotation=30 if count > 4 else 0)
     fixed = [column for column in _CONFIG if question[column].nunique() == 1]
@@ -218,7 +204,7 @@ def _epochs_figure(table, question, ylabel):
     return figure
 
 
-def _held_out_sections(per_epoch, asked, out, writer):
+def _held_out_sections(per_epoch, asked, out, writer, styles):
     """Epochs to :data:`HELD_OUT_TARGET` held-out accuracy, for the classification runs that have a held-out set
     (None when no run measured one: regression, ``n_test=0``, or results written before held-out sets)."""
     if "test_accuracy" not in per_epoch.columns:
@@ -234,12 +220,12 @@ def _held_out_sections(per_epoch, asked, out, writer):
     for number, question in enumerate(mine, start=1):
         question = question[question["key"].isin(keys)]
         name = f"fig11_epochs_to_held_out_accuracy{_suffix(number, len(mine))}"
-        figure = _epochs_figure(table, question, f"epochs to {HELD_OUT_TARGET:.0%} held-out accuracy")
+        figure = _epochs_figure(table, question, f"epochs to {HELD_OUT_TARGET:.0%} held-out accuracy", styles)
         figure.suptitle(f"Epochs until the held-out accuracy reaches {HELD_OUT_TARGET:.0%}")
         sections.append((name, writer.save(figure, name),
                          _epochs_reading(table, question, f"{HELD_OUT_TARGET:.0%} held-out accuracy")))
     table.to_csv(out / "epochs_to_held_out_accuracy.csv", index=False, float_format="%.6g")
-    (out / "epochs_to_held_out_accuracy.md").write_text(_markdown(table))
+    (out / "epochs_to_held_out_accuracy.md").write_text(markdown(table))
     return sections, ["epochs_to_held_out_accuracy.csv", "epochs_to_held_out_accuracy.md"]
 
 
@@ -333,7 +319,7 @@ def _symmetric_inits(rows, question) -> list[str]:
     return list(start.index[start == 1])
 
 
-def _symmetry_section(rows, question, writer, name):
+def _symmetry_section(rows, question, writer, name, styles):
     final = _final_layers(rows, question)
     nets = _varying(question, _CONFIG + ["activation"])
     final = final.assign(panel=[config_label(r, nets) if nets else r["activation"]
@@ -341,7 +327,6 @@ def _symmetry_section(rows, question, writer, name):
     panels = list(dict.fromkeys(final["panel"]))
     figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.8, 2.8), squeeze=False,
                                 constrained_layout=True, sharey=True)
-    styles = figures.style_map(list(dict.fromkeys(question.attrs.get("inits", final["init"]))))
     for ax, panel in zip(axes.flat, panels):
         figures.distinct_units_plot(ax, final[final["panel"] == panel], styles=styles)
         ax.set_title(panel, fontsize=7)
@@ -355,13 +340,14 @@ def _symmetry_reading(rows, question, final) -> str:
     last = question[question["epoch"] == question.groupby("key")["epoch"].transform("max")]
     classes = rows.loc[rows["key"].isin(set(question["key"])) & (rows["kind"] == "readout"), "fan_out"].max()
     parts = []
-    for init in _symmetric_inits(rows, question):
+    symmetric = _symmetric_inits(rows, question)
+    for init in symmetric:
         units = final.loc[final["init"] == init, "distinct_units"]
         accuracy = last.loc[last["init"] == init, "test_accuracy"]
         parts.append(f"{init}: at most {units.max():.0f} distinct unit{'s' if units.max() != 1 else ''} in any "
                      f"hidden layer of {final.loc[final['init'] == init, 'key'].nunique()} runs, held-out accuracy "
                      f"{accuracy.median():.3f} (median; chance {1 / classes:.3f})")
-    broken = final[~final["init"].isin(_symmetric_inits(rows, question))]
+    broken = final[~final["init"].isin(symmetric)]
     if not broken.empty:
         parts.append(f"the other initializers keep {broken['distinct_units'].min():.0f}–"
                      f"{broken['distinct_units'].max():.0f} distinct units")

@@ -47,6 +47,7 @@ import pandas as pd  # noqa: E402
 
 from analysis import figures, fit, spectra, theory, verdict  # noqa: E402
 from analysis._figure_writer import FigureWriter  # noqa: E402
+from analysis._tables import NOT_MEASURED, markdown, matching  # noqa: E402
 from analysis._training_report import HELD_OUT_TARGET, training_report  # noqa: E402
 from fastinit.initializers import get_initializer  # noqa: E402
 from fastinit.sweep.spec import PROPAGATION_SHAPE  # noqa: E402
@@ -116,11 +117,6 @@ def _studied_points(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records).drop_duplicates()
 
 
-def _matching(frame: pd.DataFrame, values: dict) -> np.ndarray:
-    """Rows of ``frame`` whose columns equal every ``values[column]``."""
-    return np.logical_and.reduce([frame[column] == value for column, value in values.items()])
-
-
 def _in_study_order(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows ordered as the study lists initializers and activations (panels and legends follow)."""
     axes = rows.attrs.get("manifest", {}).get("study", {}).get("axes", {})
@@ -158,18 +154,6 @@ def _shape_slug(shape: dict) -> str:
 
 
 # How a table shows a number that was not measured (NaN): a dash, never a digit; the status says why.
-_NOT_MEASURED = {"md": "—", "tex": "--"}
-
-
-def _markdown(table: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (pandas' ``to_markdown`` needs the optional tabulate)."""
-    cells = [[(_NOT_MEASURED["md"] if math.isnan(v) else f"{v:.4g}") if isinstance(v, float) else str(v) for v in row]
-             for row in table.itertuples(index=False)]
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns) + "|"
-    return "\n".join([header, rule, *("| " + " | ".join(row) + " |" for row in cells)]) + "\n"
-
-
 def _write_tables(compared: pd.DataFrame, directory: Path) -> list[str]:
     """gains.csv, .md and .tex: every fitted gain with its interval, theory and status.
 
@@ -180,9 +164,9 @@ def _write_tables(compared: pd.DataFrame, directory: Path) -> list[str]:
                "gain_low", "gain_high", "theory", "deviation", "status"]
     table = compared[columns].sort_values(["activation", "init", "direction"], kind="stable")
     table.to_csv(directory / "gains.csv", index=False, float_format="%.6g")
-    (directory / "gains.md").write_text(_markdown(table))
+    (directory / "gains.md").write_text(markdown(table))
     (directory / "gains.tex").write_text(table.to_latex(index=False, float_format="%.4g", escape=True,
-                                                        na_rep=_NOT_MEASURED["tex"]))
+                                                        na_rep=NOT_MEASURED["tex"]))
     return ["gains.csv", "gains.md", "gains.tex"]
 
 
@@ -295,9 +279,9 @@ def _propagation_report(rows, out, writer):
     sections = []
     shapes = rows[_SHAPE].drop_duplicates().to_dict("records")
     for shape in shapes:
-        mask = _matching(rows, shape)
-        theory_mask = _matching(curves, shape)
-        verdicts = verdict.criticality(rows[mask], fits=fits[_matching(fits, shape)])
+        mask = matching(rows, shape)
+        theory_mask = matching(curves, shape)
+        verdicts = verdict.criticality(rows[mask], fits=fits[matching(fits, shape)])
         for number, direction in ((1, "forward"), (2, "backward")):
             name = f"fig{number}_{direction}_{_shape_slug(shape)}"
             figure = figures.variance_figure(rows[mask], direction=direction, theory=curves[theory_mask])
@@ -328,10 +312,10 @@ def _trace_section(rows, curves, writer):
     means, parts = [], []
     traced_groups = rows[rows["source"] == "trace"][_PAIRING].drop_duplicates().to_dict("records")
     for group in traced_groups:
-        mine = rows[_matching(rows, group)]
+        mine = rows[matching(rows, group)]
         label = mine.loc[mine["source"] == "engine", "init"].iloc[0] if (mine["source"] == "engine").any() else (
             mine["init"].iloc[0])
-        theory_rows = curves[_matching(curves, {k: v for k, v in group.items() if k in curves.columns})]
+        theory_rows = curves[matching(curves, {k: v for k, v in group.items() if k in curves.columns})]
         sources = [("traced", mine[mine["source"] == "trace"]), ("engine", mine[mine["source"] == "engine"]),
                    ("theory", theory_rows.drop_duplicates("layer"))]
         factors = {}
@@ -390,7 +374,7 @@ def _spread_section(rows, writer):
     relu_he = relu_he[relu_he.depth == relu_he.depth.max()] if not relu_he.empty else relu_he
     relu_he = relu_he[relu_he.width == relu_he.width.min()] if not relu_he.empty else relu_he
     if not relu_he.empty:  # one network shape: the steps of different shapes must not be mixed
-        relu_he = relu_he[_matching(relu_he, relu_he[_SHAPE].iloc[0].to_dict())]
+        relu_he = relu_he[matching(relu_he, relu_he[_SHAPE].iloc[0].to_dict())]
     if relu_he.empty or relu_he.seed.nunique() < 2 or not np.isfinite(relu_he.log10_fwd_var).all():
         return name, [], "Not drawn: the study has no ReLU + He cells with two or more seeds and finite variances."
     measured = fit.spread(relu_he)
@@ -453,7 +437,7 @@ def _phase_section(rows, writer):
 
 def _heatmap_section(rows, shape, writer):
     name = "fig6_gradient_heatmap"
-    mask = _matching(rows, shape)
+    mask = matching(rows, shape)
     summary = figures.curve_summary(rows[mask], "backward")
     ends = figures.curve_ends(summary, "backward").set_index(["init", "activation"])["end"]
     first = summary[summary.layer == 1].set_index(["init", "activation"])["mean"]
