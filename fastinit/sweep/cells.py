@@ -17,6 +17,7 @@ from fastinit.activations import get_activation
 from fastinit.initializers import get_initializer
 from fastinit.propagate import DEFAULT_MEMORY_BUDGET
 from fastinit.sweep.spec import ADAM_AXES, AXES, PROPAGATION_AXES, SGD_AXES, TRAINING_AXES, Choice, Study, StudyError
+from fastinit.train.tasks import TASKS
 
 log = logging.getLogger("fastinit.sweep")
 
@@ -27,10 +28,9 @@ __all__ = ["Cell", "expand", "estimate"]
 _ESTIMATE_FLOPS_PER_THREAD = 35e9
 _ESTIMATE_SECONDS_PER_CELL = 0.02  # Parquet write, scheduling
 _PROCESS_BYTES = 450 * 2**20  # resident size of a worker that has imported fastinit
-# Training examples per task at its defaults: the synthetic tasks' n_train, and the digits'
-# 1,797 images less the quarter held out.
-_TRAINING_EXAMPLES = {"digits": 1348}
-_SYNTHETIC_EXAMPLES = 512
+# The digits' training examples at the default split: 1,797 images less the quarter held out
+# (counting them would import scikit-learn for an estimate).  Other tasks state n_train.
+_DIGITS_TRAINING_EXAMPLES = 1348
 # Axes added after cells were first stored, with the value every earlier cell of the kind
 # had: at that value they stay out of the identity, so those cells keep their keys.
 # The norm axes came to propagation cells first, then to training cells.
@@ -216,7 +216,8 @@ def _flops(cell: Cell) -> float:
     if not cell.trains:
         return 6.0 * cell.batch * cell.width**2 * cell.depth
     # Per epoch: steps over n_train examples (3 GEMMs per layer) and one evaluation pass (1).
-    examples = _TRAINING_EXAMPLES.get(cell.task, _SYNTHETIC_EXAMPLES)
+    params = TASKS[cell.task].params
+    examples = params["n_train"][0] if "n_train" in params else _DIGITS_TRAINING_EXAMPLES
     return 8.0 * examples * cell.width**2 * cell.depth * cell.epochs
 
 

@@ -228,6 +228,7 @@ def build_study(raw: dict, overrides: dict | None = None) -> Study:
         _reject_unknown(f"[[grids]] table {number}", grid, [*AXES, "seeds"])
     name, root_seed = raw.get("name", "study"), raw.get("root_seed", 0)
     seeds = axes_raw.get("seeds", raw.get("seeds", 1))
+    seeds_flag = False  # a --seeds flag overrides every grid's seeds too
     flags = {}
     for key, value in (overrides or {}).items():
         if value is None:
@@ -237,16 +238,15 @@ def build_study(raw: dict, overrides: dict | None = None) -> Study:
         elif key == "root_seed":
             root_seed = value
         elif key == "seeds":
-            seeds = value
+            seeds, seeds_flag = value, True
         else:
             flags[key] = value
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise StudyError(f"name must be a non-empty string without '/' that does not start with '.', got {name!r}")
-    seeds_flag = (overrides or {}).get("seeds")
     grids = []
     for grid in grids_raw:
         merged = {key: grid.get(key, axes_raw.get(key, default)) for key, default in AXES.items()} | flags
-        grid_seeds = seeds if seeds_flag is not None else grid.get("seeds", seeds)
+        grid_seeds = seeds if seeds_flag else grid.get("seeds", seeds)
         grids.append(Grid(axes={key: _check_axis(key, values) for key, values in merged.items()},
                           seeds=_guard("seeds", lambda v: check_int("seeds", v, minimum=1), parse_int(grid_seeds))))
     for grid in grids:
