@@ -121,7 +121,7 @@ class _InnerDispatcher(CPUDispatcher):
 _CHECKED = set()  # (dispatcher, key) pairs already checked in this process
 
 
-def announce_compile(dispatcher, args, what: str, seconds: int, key) -> None:
+def announce_compile(dispatcher, args, what: str, seconds: int, key) -> bool:
     """Log one line (logger ``"fastinit"``, level WARNING) if calling ``dispatcher`` with
     ``args`` is about to compile: no overload in this process and none in the on-disk cache.
 
@@ -143,18 +143,25 @@ def announce_compile(dispatcher, args, what: str, seconds: int, key) -> None:
     key : hashable
         What fixes the argument types (e.g. the dtype): checked once per process, since
         typing the arguments costs more than a small kernel run.
+
+    Returns
+    -------
+    bool
+        True if the line was logged: the call is about to compile (the caller may start
+        compiling parts of it ahead, :mod:`fastinit._compile_ahead`).
     """
     if (dispatcher, key) in _CHECKED:
-        return
+        return False
     _CHECKED.add((dispatcher, key))
     try:
         sig = tuple(dispatcher.typeof_pyval(a) for a in args)
         if sig in dispatcher.overloads:
-            return
+            return False
         cache = dispatcher._cache
         key = cache._index_key(sig, dispatcher.targetctx.codegen())
         if key in cache._cache_file._load_index():
-            return
+            return False
     except Exception:  # NUMBA_DISABLE_JIT, another numba: no announcement
-        return
+        return False
     _log.warning("fastinit: compiling %s (first run on this machine, ~%d s)...", what, seconds)
+    return True

@@ -13,15 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fastinit._kernels import blocks, draw, layer, products, records, walk
+from fastinit._kernels import blocks, draw, layer, orthogonal, products, records, walk
 from fastinit import lsuv, rng
+from fastinit._compile_ahead import compile_layers
 from fastinit._jit import announce_compile
 from fastinit._team import team_size
 from fastinit._validation import (
     NORM_SITES, NORMS, Choice, check_dtype, check_int, check_no_extra, check_norm, check_real, check_seed, check_stream,
 )
 from fastinit.activations import get_activation
-from fastinit.initializers import get_initializer
+from fastinit.initializers import ORTHOGONAL, get_initializer
 
 __all__ = ["propagate", "Plan", "COLUMNS", "DEFAULT_MEMORY_BUDGET", "NORMS", "NORM_SITES"]
 
@@ -43,7 +44,7 @@ _OPTIONS = ("residual", "batchnorm", "norm", "norm_at", "input_std", "input_corr
             "stream", "memory_budget")
 _LOG10_E = 1.0 / math.log(10.0)
 # A cold compile of the kernels for one dtype on the 2-core project machine (announced).
-COLD_COMPILE_SECONDS = 25
+COLD_COMPILE_SECONDS = 20
 
 
 def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float32", bias_std=0.0, **options) -> pd.DataFrame:
@@ -182,8 +183,9 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
                       bias_std=bias_std, **options)
     n_workers = team_size(plan.n_lanes)
     args = (n_workers, plan.config(), plan.workspace(*plan.inputs()))
-    announce_compile(walk.walk, (0,) + args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS,
-                     plan.dtype)
+    if announce_compile(walk.walk, (0,) + args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS,
+                        plan.dtype):
+        compile_layers(*args[1:])  # the backward layer in a second process meanwhile
     with products.one_blas_thread():
         walk.run(*args)
     return _frame(args[2].stats, plan, n_workers)
@@ -304,7 +306,8 @@ class Plan:
         return records.LayerConfig(
             widths=self.widths, draw_ab=self.draw_ab, batch=int(self.batch), n_lanes=int(self.n_lanes),
             w_slots=int(self.w_slots), seed=np.uint64(self.seed), stream=np.uint64(self.stream),
-            wide=bool(self.dtype == np.float64), kind=int(self.draws[0].kind), code=int(self.code),
+            wide=bool(self.dtype == np.float64), kind=int(self.draws[0].kind),
+            orthogonal=orthogonal.address(self.dtype) if self.draws[0].kind == ORTHOGONAL else 0, code=int(self.code),
             param=float(self.param), bias_std=float(self.bias_std), residual=self.residual is not None,
             alpha=float(self.residual or 0.0), batchnorm=self.norm == "batch", layernorm=self.norm == "layer",
             norm_at=int(records.NORM_AT_CODES[self.norm_at]),

@@ -5,6 +5,8 @@ Modules, one concern each, bottom up:
 * :mod:`~fastinit._kernels.records` -- the :class:`LayerConfig` and :class:`Workspace`
   records that cross the Python/kernel boundary, and the columns of ``stats``;
 * :mod:`~fastinit._kernels.draw` -- weight draws (any layer's, again, in shares);
+* :mod:`~fastinit._kernels.orthogonal` -- the orthogonal draw (QR), a separate ``cfunc`` the
+  kernels call through its address, so that it compiles only for nets that use it;
 * :mod:`~fastinit._kernels.blocks` -- row blocks, lanes and parts, and the elementwise
   passes over one block (activation with statistics, backprop through phi'), and the same
   passes over any rows without statistics (``activate_rows``, as :mod:`fastinit.train` uses them);

@@ -61,7 +61,7 @@ def _layer_weights(worker, n_workers, cfg, ws, layer, draw):
     w = view(ws.seg_w[min(_slot(ws, layer), cfg.w_slots)], n_out, n_in)
     if draw:
         draw_weights_share(worker, n_workers, w, cfg.kind, cfg.draw_ab[layer - 1, 0], cfg.draw_ab[layer - 1, 1],
-                           cfg.wide, cfg.seed, cfg.stream, weight_substream(layer))
+                           cfg.wide, cfg.seed, cfg.stream, weight_substream(layer), cfg.orthogonal)
     return w
 
 

@@ -42,6 +42,7 @@ class LayerConfig(NamedTuple):
     stream: np.uint64
     wide: bool  # the net is float64
     kind: int  # the initializer's sampler (fastinit.initializers: CONSTANT, ORTHOGONAL or an rng.KIND_*)
+    orthogonal: int  # ORTHOGONAL: the address of the draw (fastinit._kernels.orthogonal.address); else 0
     code: int  # activation code (fastinit.activations)
     param: float  # activation parameter
     bias_std: float  # 0: no bias
