@@ -1,92 +1,70 @@
-"""A cold compile of the propagate kernels on two cores: the backward layer in a second process.
+"""A cold compile on two cores: one big kernel subtree in a second process, the rest here.
 
 numba compiles on one thread (its compiler lock), and most of a cold compile is its Python
-front end typing and lowering each kernel, so a bigger machine does not make the first call
-faster.  The walk's two big subtrees, :func:`~fastinit._kernels.layer.forward_layer` and
-:func:`~fastinit._kernels.layer.backward_layer`, are independent of each other, though: while
-this process compiles the forward layer, a child process compiles the backward layer for the
-same record types and writes it to numba's on-disk cache.  When this process then compiles the
-walk, numba finds the backward layer in the cache and loads it (measured: 23 s -> 19 s for a
-first float32 call on a 2-core AMD EPYC).
+front end typing and lowering each kernel, so more cores alone do not make a first call
+faster.  The top kernels call subtrees that do not depend on each other, though: propagate's
+walk calls :func:`~fastinit._kernels.layer.forward_layer` and
+:func:`~fastinit._kernels.layer.backward_layer`, train's epoch kernel its ``forward`` and
+``backward``.  While this process compiles one, a child process compiles the other for the same
+record types and writes it to numba's on-disk cache; when this process then compiles the top
+kernel, numba finds that subtree in the cache and loads it instead of compiling it.
 
-Nothing depends on the child: if it cannot start, fails or the cache is not writable, the walk's
-compile compiles the backward layer itself, as it always did.  The signatures are those the walk
-calls the layers with (:func:`layer_signatures`); ``tests/test_compile_ahead.py`` checks that a
-cold first call compiles the backward layer in the child only.
+Nothing depends on the child: if it cannot start, fails, or the cache is not writable, the top
+kernel's compile compiles the subtree itself, as it would have anyway.  ``tests/test_compile_ahead.py``
+checks that a cold first call compiles the backward subtree in the child only.
 
-Run as ``python -m fastinit._compile_ahead DTYPE`` (float32 or float64): the child's side.
+Run as ``python -m fastinit._compile_ahead MODULE:FUNCTION DTYPE``: the child's side, which calls
+``FUNCTION(DTYPE)`` (it builds the records for that dtype and compiles its subtree).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
 
 import numba
-import numpy as np
-from numba.core import types
 
-from fastinit._kernels import layer
+__all__ = ["compile_in_two"]
 
-__all__ = ["layer_signatures", "compile_layers"]
-
-# A child still compiling after this long is abandoned (the walk then compiles what it lacks).
+# A child still compiling after this long is abandoned (the top kernel then compiles what it lacks).
 _CHILD_TIMEOUT_SECONDS = 300
 
 
-def layer_signatures(cfg, ws):
-    """The numba signatures of ``forward_layer`` and ``backward_layer`` as ``walk`` calls them.
-
-    Parameters
-    ----------
-    cfg : fastinit._kernels.records.LayerConfig
-    ws : fastinit._kernels.records.Workspace
-
-    Returns
-    -------
-    tuple of (tuple, tuple)
-        The forward and the backward argument types.
-    """
-    matrix = types.Array(numba.typeof(ws.h0).dtype, 2, "C")  # a layer's view of a flat row
-    stats_row = types.Array(types.float64, 1, "C")
-    integer, real = types.int64, types.float64
-    boundary = (integer, integer, numba.typeof(cfg), numba.typeof(ws), integer)  # worker, n_workers, cfg, ws, layer
-    forward = (*boundary, matrix, real, matrix, stats_row)  # h_in, log_s_in, h_out, stats_row
-    backward = (*boundary, matrix, real, matrix, matrix, real, matrix, stats_row)  # ..., grad_out, log_g, grad_in
-    return forward, backward
-
-
-def _start_child(dtype):
-    """The child compiling the backward layer for ``dtype``, or None if it cannot start."""
+def _start_child(job: str, dtype_name: str):
+    """The child running ``job`` for ``dtype_name``, or None if it cannot start."""
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     # The child must import this very fastinit (a worktree, a test's sys.path), whatever its cwd.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     try:
-        return subprocess.Popen([sys.executable, "-m", "fastinit._compile_ahead", np.dtype(dtype).name], env=env,
+        return subprocess.Popen([sys.executable, "-m", "fastinit._compile_ahead", job, dtype_name], env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         return None
 
 
-def compile_layers(cfg, ws) -> None:
-    """Compile the forward layer here and the backward layer in a child, for the records' types.
+def compile_in_two(here, job: str, dtype_name: str) -> None:
+    """Compile ``here`` in this process while a child process runs ``job``; return when both are done.
 
-    Call it before a cold call of :func:`fastinit._kernels.walk.run` (when the walk is in
-    neither this process nor the on-disk cache): the walk's own compile then loads both
-    layers instead of compiling them one after the other.
+    Call it just before a cold compile of the kernel both sides are under (when
+    :func:`fastinit._jit.announce_compile` says it is about to compile).
 
     Parameters
     ----------
-    cfg : fastinit._kernels.records.LayerConfig
-    ws : fastinit._kernels.records.Workspace
+    here : iterable of (dispatcher, tuple)
+        Kernels and their argument types, compiled here in order.
+    job : str
+        ``"module:function"``; the child imports the module and calls ``function(dtype_name)``.
+    dtype_name : str
+        ``"float32"`` or ``"float64"``: what the child builds its records for.
     """
     if numba.config.DISABLE_JIT:
         return
-    forward, _ = layer_signatures(cfg, ws)
-    child = _start_child(ws.h0.dtype)
-    layer.forward_layer.compile(forward)
+    child = _start_child(job, dtype_name)
+    for dispatcher, signature in here:
+        dispatcher.compile(signature)
     if child is None:
         return
     try:
@@ -96,15 +74,10 @@ def compile_layers(cfg, ws) -> None:
         child.wait()
 
 
-def _compile_backward(dtype_name: str) -> None:
-    """The child's side: compile ``backward_layer`` for ``dtype_name``'s records into the cache."""
-    from fastinit.propagate import Plan  # the one place that makes the records
-
-    plan = Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype=dtype_name)
-    cfg, ws = plan.config(), plan.workspace(*plan.inputs())
-    _, backward = layer_signatures(cfg, ws)
-    layer.backward_layer.compile(backward)
+def _run_job(job: str, dtype_name: str) -> None:
+    module, function = job.split(":")
+    getattr(importlib.import_module(module), function)(dtype_name)
 
 
 if __name__ == "__main__":
-    _compile_backward(sys.argv[1])
+    _run_job(*sys.argv[1:3])

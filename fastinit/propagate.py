@@ -15,7 +15,7 @@ import pandas as pd
 
 from fastinit._kernels import blocks, draw, layer, orthogonal, products, records, walk
 from fastinit import lsuv, rng
-from fastinit._compile_ahead import compile_layers
+from fastinit._compile_ahead import compile_in_two
 from fastinit._jit import announce_compile
 from fastinit._team import team_size
 from fastinit._validation import (
@@ -185,10 +185,24 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     args = (n_workers, plan.config(), plan.workspace(*plan.inputs()))
     if announce_compile(walk.walk, (0,) + args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS,
                         plan.dtype):
-        compile_layers(*args[1:])  # the backward layer in a second process meanwhile
+        forward, _ = layer.signatures(*args[1:])
+        compile_in_two([(layer.forward_layer, forward)], "fastinit.propagate:_compile_backward_layer", plan.dtype.name)
     with products.one_blas_thread():
         walk.run(*args)
     return _frame(args[2].stats, plan, n_workers)
+
+
+def _compile_backward_layer(dtype_name: str) -> None:
+    """Compile the backward layer kernel for ``dtype_name``'s records (a :mod:`fastinit._compile_ahead` job).
+
+    Parameters
+    ----------
+    dtype_name : str
+        ``"float32"`` or ``"float64"``.
+    """
+    plan = Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype=dtype_name)
+    _, backward = layer.signatures(plan.config(), plan.workspace(*plan.inputs()))
+    layer.backward_layer.compile(backward)
 
 
 def _lanes(batch):

@@ -1,5 +1,6 @@
-"""A cold first propagate compiles each kernel once: the backward layer in the child, the rest here."""
+"""A cold first call compiles each kernel once: the backward subtree in the child, the rest here."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -10,52 +11,77 @@ import numpy as np
 import pytest
 
 import fastinit
-from fastinit._compile_ahead import layer_signatures
+import fastinit.train
 from fastinit._kernels import layer
+from fastinit.train import _kernels as train_kernels
 
-# Runs in a fresh interpreter with an empty NUMBA_CACHE_DIR; prints which kernels this
-# process compiled (numba's compile events name the dispatcher and its argument types).
+# Runs in a fresh interpreter with an empty NUMBA_CACHE_DIR; prints which of fastinit's kernels
+# this process compiled (numba's compile events name the dispatcher and its argument types).
 _COLD_CALL = textwrap.dedent("""
     import json, sys
     from numba.core import event
     with event.install_recorder("numba:compile") as recorder:
-        import fastinit
-        first = fastinit.propagate("orthogonal", "tanh", depth=3, width=8, batch=4, dtype=sys.argv[1])
-        again = fastinit.propagate("orthogonal", "tanh", depth=3, width=8, batch=4, dtype=sys.argv[1])
-    compiled = [(ev.data["dispatcher"].py_func.__qualname__, str(ev.data["args"]))
-                for _, ev in recorder.buffer if ev.is_start and ev.data["dispatcher"].py_func.__module__.startswith("fastinit")]
-    print(json.dumps({"compiled": compiled, "same": bool(first.equals(again)),
-                      "sums": first[["log10_fwd_var", "log10_grad_var"]].to_numpy().tolist()}))
+        import fastinit, fastinit.train
+        if sys.argv[1] == "propagate":
+            first = fastinit.propagate("orthogonal", "tanh", depth=3, width=8, batch=4, dtype="float32")
+            again = fastinit.propagate("orthogonal", "tanh", depth=3, width=8, batch=4, dtype="float32")
+            numbers = first[["log10_fwd_var", "log10_grad_var"]]
+        else:
+            first = fastinit.train.run("he_normal", "tanh", depth=3, width=16, task="teacher", epochs=2)
+            again = fastinit.train.run("he_normal", "tanh", depth=3, width=16, task="teacher", epochs=2)
+            numbers = first[["loss"]]
+    compiled = [(ev.data["dispatcher"].py_func.__qualname__, str(ev.data["args"])) for _, ev in recorder.buffer
+                if ev.is_start and ev.data["dispatcher"].py_func.__module__.startswith("fastinit")]
+    print(json.dumps({"compiled": compiled, "same": bool(first.equals(again)), "numbers": numbers.to_numpy().tolist()}))
 """)
 
 
-def _cold_run(tmp_path, dtype):
+def _cold_run(tmp_path, what):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
-    done = subprocess.run([sys.executable, "-c", _COLD_CALL, dtype], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", _COLD_CALL, what], env=env, capture_output=True, text=True,
                           timeout=900, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.slow
-def test_a_cold_call_compiles_the_backward_layer_only_in_the_child(tmp_path):
-    run = _cold_run(tmp_path, "float32")
+def _check_compiled_once(run, top, forward, backward):
     names = [name for name, _ in run["compiled"]]
-    assert "backward_layer" not in names, "the walk compiled the backward layer again instead of loading the child's"
-    assert names.count("forward_layer") == 1
-    assert names.count("walk") == 1
+    assert backward not in names, f"{top} compiled {backward} again instead of loading the child's"
+    assert names.count(forward) == 1
+    assert names.count(top) == 1
     # Every fastinit kernel compiled here compiled once per signature (type-stable arguments).
     assert len(run["compiled"]) == len(set(map(tuple, run["compiled"])))
     assert run["same"]
+
+
+@pytest.mark.slow
+def test_a_cold_propagate_compiles_the_backward_layer_only_in_the_child(tmp_path):
+    run = _cold_run(tmp_path, "propagate")
+    _check_compiled_once(run, "walk", "forward_layer", "backward_layer")
     # The numbers are the kernels' own: the same as this process computes with its cache.
     here = fastinit.propagate("orthogonal", "tanh", depth=3, width=8, batch=4, dtype="float32")
-    np.testing.assert_array_equal(np.asarray(run["sums"]), here[["log10_fwd_var", "log10_grad_var"]].to_numpy())
+    np.testing.assert_array_equal(np.asarray(run["numbers"]), here[["log10_fwd_var", "log10_grad_var"]].to_numpy())
 
 
-def test_layer_signatures_are_the_records_types():
+@pytest.mark.slow
+def test_a_cold_train_run_compiles_the_backward_pass_only_in_the_child(tmp_path):
+    run = _cold_run(tmp_path, "train")
+    _check_compiled_once(run, "train_epoch", "forward", "backward")
+    here = fastinit.train.run("he_normal", "tanh", depth=3, width=16, task="teacher", epochs=2)
+    np.testing.assert_array_equal(np.asarray(run["numbers"]), here[["loss"]].to_numpy())
+
+
+def test_signatures_have_one_type_per_parameter():
     from fastinit.propagate import Plan
 
     plan = Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype="float64")
-    forward, backward = layer_signatures(plan.config(), plan.workspace(*plan.inputs()))
+    forward, backward = layer.signatures(plan.config(), plan.workspace(*plan.inputs()))
     assert len(forward) == layer.forward_layer.py_func.__code__.co_argcount
     assert len(backward) == layer.backward_layer.py_func.__code__.co_argcount
     assert str(forward[5]) == "array(float64, 2d, C)"
+    train_run = importlib.import_module("fastinit.train.run")  # the module: fastinit.train.run is the function
+    train_plan = train_run.Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1)
+    net = train_run.build_network(train_plan)
+    bufs = train_run._buffers(net.config, train_plan.batch, net.W, 1)
+    forward, backward = train_kernels.signatures(net.config, net.W, net.B, bufs)
+    assert len(forward) == train_kernels.forward.py_func.__code__.co_argcount
+    assert len(backward) == train_kernels.backward.py_func.__code__.co_argcount

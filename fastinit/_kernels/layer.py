@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
+from numba.core import types
 
 from fastinit import rng
 from fastinit._jit import jit
@@ -340,3 +342,25 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
             factor, log_rms = rms_factor(grad_in, total(acc_in, np.int64(ACC_SUMSQ), n_in))
             log_g_in += log_rms
     return _share_and_rescale(worker, n_workers, cfg, ws, grad_in, factor, log_g_in)
+
+
+def signatures(cfg, ws):
+    """The numba argument types of :func:`forward_layer` and :func:`backward_layer` as the walk calls them.
+
+    Parameters
+    ----------
+    cfg : fastinit._kernels.records.LayerConfig
+    ws : fastinit._kernels.records.Workspace
+
+    Returns
+    -------
+    tuple of (tuple, tuple)
+        The forward and the backward argument types (for ``dispatcher.compile``).
+    """
+    matrix = types.Array(numba.typeof(ws.h0).dtype, 2, "C")  # a layer's view of a flat row
+    stats_row = types.Array(types.float64, 1, "C")
+    integer, real = types.int64, types.float64
+    boundary = (integer, integer, numba.typeof(cfg), numba.typeof(ws), integer)  # worker, n_workers, cfg, ws, layer
+    forward = (*boundary, matrix, real, matrix, stats_row)  # h_in, log_s_in, h_out, stats_row
+    backward = (*boundary, matrix, real, matrix, matrix, real, matrix, stats_row)  # ..., grad_out, log_g, grad_in
+    return forward, backward

@@ -42,7 +42,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numba
 import numpy as np
+from numba.core import types
 
 from fastinit import rng
 from fastinit._jit import jit
@@ -342,6 +344,25 @@ def backward(net, W, bufs, m):
                     for j in range(n_in):
                         in_row[j] += out_row[j]
             g_h, g_in = g_in, g_h
+
+
+def signatures(net, W, B, bufs):
+    """The numba argument types of :func:`forward` and :func:`backward` as :func:`train_epoch` calls them.
+
+    Parameters
+    ----------
+    net : Net
+    W, B : numpy.ndarray
+        The flat weights and biases.
+    bufs : Buffers
+
+    Returns
+    -------
+    tuple of (tuple, tuple)
+        The forward and the backward argument types (for ``dispatcher.compile``).
+    """
+    net_t, w_t, bufs_t = numba.typeof(net), numba.typeof(W), numba.typeof(bufs)
+    return (net_t, w_t, numba.typeof(B), bufs_t, types.int64), (net_t, w_t, bufs_t, types.int64)
 
 
 @jit

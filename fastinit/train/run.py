@@ -17,6 +17,7 @@ import pandas as pd
 from fastinit import lsuv
 from fastinit._kernels.draw import draw_weights, weight_substream
 from fastinit._kernels.products import one_blas_thread
+from fastinit._compile_ahead import compile_in_two
 from fastinit._jit import announce_compile
 from fastinit._validation import (
     Choice, check_dtype, check_int, check_no_extra, check_norm, check_params, check_real, check_seed, check_stream,
@@ -341,10 +342,21 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     args = (net.config, plan.schedule(), plan.optimizer_state(net), data, test, net.W, net.B,
             _buffers(net.config, plan.batch, net.W, data.targets.shape[1]), epoch_rec, layer_rec)
     order = data.order  # any int64 order: the types are what matter
-    announce_compile(K.train_epoch, (np.int64(0), *args[:8], order, order, *args[8:]),
-                     f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype)
+    if announce_compile(K.train_epoch, (np.int64(0), *args[:8], order, order, *args[8:]),
+                        f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype):
+        forward, _ = K.signatures(net.config, net.W, net.B, args[7])
+        compile_in_two([(K.forward, forward)], "fastinit.train.run:_compile_backward", plan.dtype.name)
     last = K.train(*args)
     return _frame(plan, net, epoch_rec, layer_rec, last)
+
+
+def _compile_backward(dtype_name: str) -> None:
+    """Compile the training kernels' backward pass for ``dtype_name``'s records (a :mod:`fastinit._compile_ahead` job)."""
+    plan = Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1, dtype=dtype_name)
+    net = build_network(plan)
+    bufs = _buffers(net.config, plan.batch, net.W, plan.dataset().targets.shape[1])
+    _, backward = K.signatures(net.config, net.W, net.B, bufs)
+    K.backward.compile(backward)
 
 
 @dataclass(frozen=True, eq=False)
