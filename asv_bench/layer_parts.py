@@ -9,7 +9,7 @@ Every part runs on one thread (BLAS limited to one) and is timed in thread CPU t
 so the table holds on a busy machine too.  A layer of the kernel is three GEMMs (the
 floor ``peers.py`` compares with) plus everything in this table: the weight draw, the
 activation pass with its statistics, the backward pass through phi', the column sums,
-the transpose for the weight gradient and the rescaling passes.  "GEMM" is one
+and the rescaling passes (the weight gradient's GEMM reads dL/dz transposed in place, as the floor's does).  "GEMM" is one
 ``(batch, width) @ (width, width)`` product; the floor is 3.0 of them, so a kernel at
 0.85x the floor may spend 0.53 GEMM on all the rest.
 """
@@ -25,7 +25,7 @@ import numpy as np
 from peers import machine_line  # noqa: E402 -- a sibling module: run these as scripts
 
 from fastinit import activations, rng
-from fastinit._kernels import blocks, draw
+from fastinit._kernels import blocks, draw, products
 
 HE_STD = 2.0**0.5
 
@@ -40,7 +40,7 @@ def _gemm(h, w, z, reps):
 def _draw(w, std, reps):
     for _ in range(reps):
         draw.draw_weights_share(0, 1, w, np.int64(rng.KIND_NORMAL), std, 0.0, False, np.uint64(1), np.uint64(2),
-                                np.int64(4))
+                                np.int64(4), np.int64(0))  # no orthogonal draw: no address
 
 
 @numba.njit(nogil=True)
@@ -64,9 +64,9 @@ def _column_sums(x, acc, reps):
 
 
 @numba.njit(nogil=True)
-def _transpose(x, out, reps):
+def _weight_gradient(grad_z, h, w_grad, reps):
     for _ in range(reps):
-        blocks.transpose_rows(x, 0, x.shape[0], out)
+        products.gemm_columns_t(h, grad_z, w_grad, 0, grad_z.shape[1])
 
 
 @numba.njit(nogil=True)
@@ -93,7 +93,6 @@ def layer_parts(width: int, batch: int) -> list[tuple[str, float]]:
     out, dphi = np.empty_like(z), np.empty_like(z)
     w = (generator.standard_normal((width, width), dtype=np.float32) * np.float32(HE_STD / width**0.5))
     w_grad = generator.standard_normal((width, width), dtype=np.float32)
-    z_t = np.empty((width, batch), dtype=np.float32)
     acc = np.zeros((blocks.N_BLOCKS, blocks.N_ACC, width))
     corr = np.zeros(blocks.N_BLOCKS)
     reps = max(3, int(3e8 / (batch * width * width)))
@@ -107,7 +106,8 @@ def layer_parts(width: int, batch: int) -> list[tuple[str, float]]:
         ("backward through phi' + statistics", _seconds(_backprop, z, dphi, out, acc, relu, reps=fast)),
         ("column sums of (batch, width)", _seconds(_column_sums, z, acc, reps=fast)),
         ("column sums of dL/dW (width, width)", _seconds(_column_sums, w_grad, acc, reps=reps)),
-        ("transpose dL/dz for dL/dW", _seconds(_transpose, z, z_t, reps=fast)),
+        ("dL/dW = dL/dz^T h, BLAS on the transposed operand (one of the three GEMMs)",
+         _seconds(_weight_gradient, z, out, w_grad, reps=reps)),
         ("rescale (batch, width)", _seconds(_scale, z, reps=fast)),
     ]
 

@@ -354,7 +354,7 @@ class Plan:
             corr=np.empty(blocks.N_BLOCKS),
             grad=np.empty(rows, dtype=dtype), grad_in=np.empty(rows, dtype=dtype),
             grad_act=np.empty(rows if self.norm else 0, dtype=dtype),
-            grad_z=np.empty(rows, dtype=dtype), grad_z_t=np.empty(rows, dtype=dtype),
+            grad_z=np.empty(rows, dtype=dtype),
             wgrad=np.empty(square, dtype=dtype),
         )
 

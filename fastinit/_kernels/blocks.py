@@ -240,20 +240,6 @@ def scale_rows(x, start, stop, factor):
             row[j] = row[j] * factor
 
 
-@jit(inner=True)
-def transpose_rows(x, start, stop, out):
-    """``out[:, start:stop] = x[start:stop].T`` in 16 x 16 tiles (both sides stay in cache lines)."""
-    cols = x.shape[1]
-    for i0 in range(start, stop, 16):
-        i1 = min(i0 + 16, stop)
-        for j0 in range(0, cols, 16):
-            j1 = min(j0 + 16, cols)
-            for j in range(j0, j1):
-                out_row = out[j]
-                for i in range(i0, i1):
-                    out_row[i] = x[i, j]
-
-
 # ------------------------------------------------------------------ any rows, no statistics
 #
 # The same passes for callers that keep no statistics (fastinit.train) or cut the batch

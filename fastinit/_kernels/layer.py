@@ -18,7 +18,7 @@ from fastinit._jit import jit
 from fastinit._sync import barrier
 from fastinit._kernels.blocks import (ACC_ACT_SUMSQ, ACC_ALIVE, ACC_SATURATED, ACC_SUMSQ, N_BLOCKS, activate_block,
                                       backprop_block, column_sums_block, column_sums_rows, lane_blocks, lane_rows,
-                                      output_stats_block, part, scale_rows, transpose_rows, view)
+                                      output_stats_block, part, scale_rows, view)
 from fastinit._kernels.draw import draw_weights_share, weight_substream
 from fastinit._kernels.norm import (BATCHNORM_EPS, batchnorm_backward_columns, batchnorm_forward_columns,
                                    layernorm_backward_rows, layernorm_forward_rows)
@@ -26,6 +26,7 @@ from fastinit._kernels.records import (ACT_LOG_SCALE, ACT_NONFINITE, ACT_SUMSQ, 
                                        FWD_NONFINITE, FWD_SUM, FWD_SUMSQ, GRAD_LOG_SCALE, GRAD_NONFINITE, GRAD_SUM,
                                        GRAD_SUMSQ, NORM_BRANCH, NORM_OUTPUT, NORM_PREACT, SATURATED, WGRAD_LOG_SCALE, WGRAD_NONFINITE, WGRAD_SUM,
                                        WGRAD_SUMSQ)
+from fastinit._kernels.products import gemm_columns_t
 from fastinit._kernels.reduce import checked_sums, finite_sums, rms_factor, total, zero_columns
 
 # Scalars worker 0 hands to the others (``shared[...]``).
@@ -248,7 +249,6 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
     dphi = h_out if from_output else view(ws.seg_dphi[_slot(ws, layer)], rows, n_out)
     grad_z = view(ws.grad_z, rows, n_out)
     grad_act = view(ws.grad_act, rows, n_out) if normed else grad_z
-    grad_z_t = view(ws.grad_z_t, n_out, rows)
     wgrad = view(ws.wgrad, n_out, n_in)
     with_grad_in = layer > 1
     branch = cfg.alpha if residual else 1.0
@@ -294,7 +294,6 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
                 column_sums_block(block, grad_z, acc)
             else:
                 backprop_block(block, skip, dphi, branch, grad_z, acc, np.bool_(True), code, param, from_output)
-        transpose_rows(grad_z, start, stop, grad_z_t)
         if with_grad_in:
             if stop > start:
                 np.dot(grad_z[start:stop], w, gemm_out[start:stop])
@@ -321,8 +320,7 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
     wgrad_in = stored if at_branch else h_in  # the GEMM's input: Norm(h_in) at branch, in true units
     for index in range(worker, n_lanes, n_workers):
         first, stop = part(n_out, index, n_lanes)
-        if stop > first:
-            np.dot(grad_z_t[first:stop], wgrad_in, wgrad[first:stop])
+        gemm_columns_t(wgrad_in, grad_z, wgrad, first, stop)  # dL/dW's rows first..stop-1
         column_sums_rows(wgrad, first, stop, acc_w[index])
     barrier(sync, n_workers)
 

@@ -1,4 +1,4 @@
-"""Matrix products: BLAS through numba's ``np.dot``, or position-uniform loops.
+"""Matrix products: BLAS through numba's ``np.dot`` or its BLAS entry point, or position-uniform loops.
 
 The loops exist for one study: exact symmetry.  OpenBLAS's sgemm micro-kernel rounds
 columns 8-15 of each 16-column tile differently from columns 0-7 (1 ulp), so units that
@@ -11,6 +11,10 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+from numba.np.linalg import get_blas_kind
 from threadpoolctl import threadpool_limits
 
 from fastinit._jit import jit
@@ -57,3 +61,54 @@ def gemm(a, b, c, loops):
         matmul_loops(a, b, c)
     else:
         np.dot(a, b, c)
+
+
+@intrinsic
+def _gemm_nt(typingctx, x, y, out, first, stop):
+    """``out[first:stop] = y[:, first:stop].T @ x`` (C-contiguous matrices of one dtype) by one BLAS call.
+
+    The call numba's ``np.dot`` makes (its ``numba_xxgemm`` entry point, a named symbol, so
+    callers stay cacheable), with ``y``'s column range passed by its leading dimension instead
+    of copied: BLAS packs the transposed operand itself, as it does for ``np.dot(y.T, x)``.
+    Column-major, the product is ``out' (n_x, p) = x' (n_x, batch) @ y'[first:stop]^T``.
+    """
+    signature = types.int32(x, y, out, types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        x_value, y_value, out_value, first_value, stop_value = args
+        x_type, y_type, out_type = sig.args[:3]
+        xs = context.make_array(x_type)(context, builder, x_value)
+        ys = context.make_array(y_type)(context, builder, y_value)
+        outs = context.make_array(out_type)(context, builder, out_value)
+        batch, n_x = cgutils.unpack_tuple(builder, xs.shape, 2)
+        _, n_y = cgutils.unpack_tuple(builder, ys.shape, 2)
+        char, intp, void_p = ir.IntType(8), context.get_value_type(types.intp), ir.IntType(8).as_pointer()
+        function_type = ir.FunctionType(ir.IntType(32), [char, char, char, intp, intp, intp, void_p, void_p, intp,
+                                                         void_p, intp, void_p, void_p, intp])
+        function = cgutils.get_or_insert_function(builder.module, function_type, "numba_xxgemm")
+        dtype = x_type.dtype
+        alpha = cgutils.alloca_once_value(builder, context.get_constant(dtype, 1.0))
+        beta = cgutils.alloca_once_value(builder, context.get_constant(dtype, 0.0))
+        y_columns = builder.gep(ys.data, [first_value])
+        out_rows = builder.gep(outs.data, [builder.mul(first_value, n_x)])
+        kind = ir.Constant(char, ord(get_blas_kind(dtype)))
+        return builder.call(function, (
+            kind, ir.Constant(char, ord("n")), ir.Constant(char, ord("t")),
+            n_x, builder.sub(stop_value, first_value), batch,
+            builder.bitcast(alpha, void_p), builder.bitcast(xs.data, void_p), n_x,
+            builder.bitcast(y_columns, void_p), n_y, builder.bitcast(beta, void_p),
+            builder.bitcast(out_rows, void_p), n_x))
+
+    return signature, codegen
+
+
+@jit(inline=True)
+def gemm_columns_t(x, y, out, first, stop):
+    """``out[first:stop] = y[:, first:stop].T @ x`` through BLAS, without a transposed copy of ``y``.
+
+    For a weight gradient cut by units: ``y`` is dL/dz (batch, n_out), ``x`` the layer's
+    input (batch, n_in), ``out`` dL/dW (n_out, n_in); all C-contiguous and of one dtype.
+    Rounds as ``np.dot(y.T[first:stop], x)``: the same BLAS routine on the same operands.
+    """
+    if stop > first:
+        _gemm_nt(x, y, out, np.int64(first), np.int64(stop))

@@ -88,5 +88,4 @@ class Workspace(NamedTuple):
     grad_act: np.ndarray  # (batch * widest with a norm, else 0,): dL/dNorm(z) (preact), dL/dNorm(h_in) (branch),
     # dL/d(h_in + alpha phi(z)) (output)
     grad_z: np.ndarray  # (batch * widest,)
-    grad_z_t: np.ndarray  # (batch * widest,): dL/dz transposed, for the weight gradient by units
     wgrad: np.ndarray  # (widest^2,)
