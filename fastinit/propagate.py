@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fastinit._kernels import blocks, draw, layer, orthogonal, products, records, walk
-from fastinit import lsuv, rng
+from fastinit import _spare, lsuv, rng
 from fastinit._compile_ahead import compile_in_two
 from fastinit._jit import announce_compile
 from fastinit._team import team_size
@@ -43,6 +43,9 @@ _NUMERICS = Choice(("rescaled", "raw"))
 _OPTIONS = ("residual", "batchnorm", "norm", "norm_at", "input_std", "input_corr", "numerics", "init_params", "activation_params",
             "stream", "memory_budget")
 _LOG10_E = 1.0 / math.log(10.0)
+# The Workspace buffers lent from one run to the next (fastinit._spare): all but the small and the zeroed ones.
+LENT_BUFFERS = ("seg_h", "seg_z", "seg_dphi", "seg_w", "checkpoints", "u", "h_last", "grad", "grad_in", "grad_act",
+                "grad_z", "wgrad")
 # A cold compile of the kernels for one dtype on the 2-core project machine (announced).
 COLD_COMPILE_SECONDS = 20
 
@@ -189,7 +192,9 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
         compile_in_two([(layer.forward_layer, forward)], "fastinit.propagate:_compile_backward_layer", plan.dtype.name)
     with products.one_blas_thread():
         walk.run(*args)
-    return _frame(args[2].stats, plan, n_workers)
+    frame = _frame(args[2].stats, plan, n_workers)
+    _spare.give_back({name: getattr(args[2], name) for name in LENT_BUFFERS})
+    return frame
 
 
 def _compile_backward_layer(dtype_name: str) -> None:
@@ -334,28 +339,27 @@ class Plan:
 
         Allocated here rather than in the kernel because NumPy asks Linux for transparent
         huge pages on large arrays: first touches then fault 2 MiB at a time instead of
-        4 KiB (measured: page faults were ~30 % of a (64, 1000) run).
+        4 KiB (measured: page faults were ~30 % of a (64, 1000) run).  The big ones
+        (``LENT_BUFFERS``) are the last run's when their shapes match (:mod:`fastinit._spare`).
         """
         dtype, batch, seg_len = self.dtype, self.batch, self.seg_len
         widest = int(self.widths.max())
         rows, square = batch * widest, widest * widest
         n_segments = (self.depth + seg_len - 1) // seg_len
+        shapes = {
+            "seg_h": (seg_len, rows), "seg_z": (seg_len if self.norm else 1, rows),
+            "seg_dphi": (1 if self.slope_from_output else seg_len, rows),
+            "seg_w": (min(seg_len, self.w_slots + 1), square), "checkpoints": (n_segments, rows),
+            "u": rows, "h_last": rows, "grad": rows, "grad_in": rows, "grad_act": rows if self.norm else 0,
+            "grad_z": rows, "wgrad": square,
+        }
+        lent = {name: _spare.empty(name, shape, dtype) for name, shape in shapes.items()}
         return records.Workspace(
             h0=h0, grad_top=grad_top, stats=np.zeros((self.depth, records.N_STATS)),
-            seg_h=np.empty((seg_len, rows), dtype=dtype),
-            seg_z=np.empty((seg_len if self.norm else 1, rows), dtype=dtype),
-            seg_dphi=np.empty((1 if self.slope_from_output else seg_len, rows), dtype=dtype),
-            seg_w=np.empty((min(seg_len, self.w_slots + 1), square), dtype=dtype),
-            checkpoints=np.empty((n_segments, rows), dtype=dtype),
-            sync=np.zeros(2, dtype=np.int64), shared=np.zeros(layer.N_SHARED),
-            u=np.empty(rows, dtype=dtype), bias=np.empty(widest, dtype=dtype), h_last=np.empty(rows, dtype=dtype),
+            sync=np.zeros(2, dtype=np.int64), shared=np.zeros(layer.N_SHARED), bias=np.empty(widest, dtype=dtype),
             acc=np.empty((blocks.N_BLOCKS, blocks.N_ACC, widest)), acc_z=np.empty((blocks.N_BLOCKS, 2, widest)),
             acc_in=np.empty((blocks.N_BLOCKS, 2, widest)), acc_w=np.empty((self.n_lanes, 2, widest)),
-            corr=np.empty(blocks.N_BLOCKS),
-            grad=np.empty(rows, dtype=dtype), grad_in=np.empty(rows, dtype=dtype),
-            grad_act=np.empty(rows if self.norm else 0, dtype=dtype),
-            grad_z=np.empty(rows, dtype=dtype),
-            wgrad=np.empty(square, dtype=dtype),
+            corr=np.empty(blocks.N_BLOCKS), **lent,
         )
 
     def inputs(self):
