@@ -56,9 +56,12 @@ small shared array.
 
 Boundary.  :func:`~fastinit._kernels.walk.run` takes ``n_workers`` and two records, :class:`LayerConfig` (what
 the kernels read) and :class:`Workspace` (every array they read or write), built by
-``fastinit.propagate.Plan``; the layer functions take the same records.  Compile time
-is dominated by LLVM re-optimising every callee at each caller (numba links a callee's
-code into each caller's module), so the code under :func:`walk` is kept small: no
-slice assignments (numba compiles an error-message formatter into them) and no
-literal constant arguments (each literal compiles a kernel's own copy).
+``fastinit.propagate.Plan``; the layer functions take the same records.  About half of
+a cold compile is LLVM re-optimising every callee at each caller (numba links a callee's
+code into each caller's module), the rest numba typing and lowering each function (measured
+on a 2-core AMD EPYC: numba's ``llvm_lock`` timers), so the code under :func:`walk` is kept
+small: no slice assignments (numba compiles an error-message formatter into them), no literal
+constant arguments (each literal compiles a kernel's own copy), the orthogonal draw behind an
+address (:mod:`~fastinit._kernels.orthogonal`); and a cold compile runs its two layer
+subtrees in two processes (:mod:`fastinit._compile_ahead`).
 """
