@@ -188,8 +188,11 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     args = (n_workers, plan.config(), plan.workspace(*plan.inputs()))
     if announce_compile(walk.walk, (0,) + args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS,
                         plan.dtype):
-        forward, _ = layer.signatures(*args[1:])
-        compile_in_two([(layer.forward_layer, forward)], "fastinit.propagate:_compile_backward_layer", plan.dtype.name)
+        # Here the draw, then the forward layer; meanwhile in a child activate_block, then the backward layer.
+        signatures = layer.signatures(*args[1:])
+        compile_in_two([[(draw.draw_weights_share, signatures["draw_weights_share"])],
+                        [(layer.forward_layer, signatures["forward_layer"])]],
+                       "fastinit.propagate:_child_compile_stages", plan.dtype.name)
     with products.one_blas_thread():
         walk.run(*args)
     frame = _frame(args[2].stats, plan, n_workers)
@@ -197,17 +200,22 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     return frame
 
 
-def _compile_backward_layer(dtype_name: str) -> None:
-    """Compile the backward layer kernel for ``dtype_name``'s records (a :mod:`fastinit._compile_ahead` job).
+def _child_compile_stages(dtype_name: str):
+    """The child's side of a cold compile (:mod:`fastinit._compile_ahead`): ``activate_block``, then the backward layer.
 
     Parameters
     ----------
     dtype_name : str
         ``"float32"`` or ``"float64"``.
+
+    Returns
+    -------
+    list of list of (dispatcher, tuple)
     """
     plan = Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype=dtype_name)
-    _, backward = layer.signatures(plan.config(), plan.workspace(*plan.inputs()))
-    layer.backward_layer.compile(backward)
+    signatures = layer.signatures(plan.config(), plan.workspace(*plan.inputs()))
+    return [[(blocks.activate_block, signatures["activate_block"])],
+            [(layer.backward_layer, signatures["backward_layer"])]]
 
 
 def _lanes(batch):

@@ -12,7 +12,7 @@ import pytest
 
 import fastinit
 import fastinit.train
-from fastinit._kernels import layer
+from fastinit._kernels import blocks, draw, layer
 from fastinit.train import _kernels as train_kernels
 
 # Runs in a fresh interpreter with an empty NUMBA_CACHE_DIR; prints which of fastinit's kernels
@@ -43,9 +43,10 @@ def _cold_run(tmp_path, what):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _check_compiled_once(run, top, forward, backward):
+def _check_compiled_once(run, top, forward, *in_child):
     names = [name for name, _ in run["compiled"]]
-    assert backward not in names, f"{top} compiled {backward} again instead of loading the child's"
+    for name in in_child:
+        assert name not in names, f"{top} compiled {name} again instead of loading the child's"
     assert names.count(forward) == 1
     assert names.count(top) == 1
     # Every fastinit kernel compiled here compiled once per signature (type-stable arguments).
@@ -54,9 +55,10 @@ def _check_compiled_once(run, top, forward, backward):
 
 
 @pytest.mark.slow
-def test_a_cold_propagate_compiles_the_backward_layer_only_in_the_child(tmp_path):
+def test_a_cold_propagate_compiles_the_backward_layer_and_activate_block_only_in_the_child(tmp_path):
     run = _cold_run(tmp_path, "propagate")
-    _check_compiled_once(run, "walk", "forward_layer", "backward_layer")
+    _check_compiled_once(run, "walk", "forward_layer", "backward_layer", "activate_block")
+    assert [name for name, _ in run["compiled"]].count("draw_weights_share") == 1
     # The numbers are the kernels' own: the same as this process computes with its cache.
     here = fastinit.propagate("orthogonal", "tanh", depth=3, width=8, batch=4, dtype="float32")
     np.testing.assert_array_equal(np.asarray(run["numbers"]), here[["log10_fwd_var", "log10_grad_var"]].to_numpy())
@@ -74,10 +76,11 @@ def test_signatures_have_one_type_per_parameter():
     from fastinit.propagate import Plan
 
     plan = Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype="float64")
-    forward, backward = layer.signatures(plan.config(), plan.workspace(*plan.inputs()))
-    assert len(forward) == layer.forward_layer.py_func.__code__.co_argcount
-    assert len(backward) == layer.backward_layer.py_func.__code__.co_argcount
-    assert str(forward[5]) == "array(float64, 2d, C)"
+    signatures = layer.signatures(plan.config(), plan.workspace(*plan.inputs()))
+    for name, dispatcher in [("forward_layer", layer.forward_layer), ("backward_layer", layer.backward_layer),
+                             ("draw_weights_share", draw.draw_weights_share), ("activate_block", blocks.activate_block)]:
+        assert len(signatures[name]) == dispatcher.py_func.__code__.co_argcount, name
+    assert str(signatures["forward_layer"][5]) == "array(float64, 2d, C)"
     train_run = importlib.import_module("fastinit.train.run")  # the module: fastinit.train.run is the function
     train_plan = train_run.Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1)
     net = train_run.build_network(train_plan)

@@ -343,7 +343,7 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
 
 
 def signatures(cfg, ws):
-    """The numba argument types of :func:`forward_layer` and :func:`backward_layer` as the walk calls them.
+    """The numba argument types of the walk's big kernels as the walk calls them (for ``dispatcher.compile``).
 
     Parameters
     ----------
@@ -352,13 +352,22 @@ def signatures(cfg, ws):
 
     Returns
     -------
-    tuple of (tuple, tuple)
-        The forward and the backward argument types (for ``dispatcher.compile``).
+    dict
+        ``forward_layer``, ``backward_layer``, and two kernels under them,
+        ``draw_weights_share`` (under both) and ``activate_block`` (under the forward
+        layer): name -> tuple of argument types.
     """
     matrix = types.Array(numba.typeof(ws.h0).dtype, 2, "C")  # a layer's view of a flat row
-    stats_row = types.Array(types.float64, 1, "C")
-    integer, real = types.int64, types.float64
+    row = types.Array(types.float64, 1, "C")
+    integer, real, flag = types.int64, types.float64, types.boolean
     boundary = (integer, integer, numba.typeof(cfg), numba.typeof(ws), integer)  # worker, n_workers, cfg, ws, layer
-    forward = (*boundary, matrix, real, matrix, stats_row)  # h_in, log_s_in, h_out, stats_row
-    backward = (*boundary, matrix, real, matrix, matrix, real, matrix, stats_row)  # ..., grad_out, log_g, grad_in
-    return forward, backward
+    return {
+        "forward_layer": (*boundary, matrix, real, matrix, row),  # h_in, log_s_in, h_out, stats_row
+        "backward_layer": (*boundary, matrix, real, matrix, matrix, real, matrix, row),  # + grad_out, log_g, grad_in
+        # worker, n_workers, w, kind, a, b, wide, seed, stream, substream, orthogonal
+        "draw_weights_share": (integer, integer, matrix, integer, real, real, flag, types.uint64, types.uint64, integer,
+                               integer),
+        # block, z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, acc, corr
+        "activate_block": (integer, matrix, matrix, matrix, matrix, integer, real, flag, real, flag,
+                           numba.typeof(ws.acc), numba.typeof(ws.corr)),
+    }

@@ -345,18 +345,18 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     if announce_compile(K.train_epoch, (np.int64(0), *args[:8], order, order, *args[8:]),
                         f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype):
         forward, _ = K.signatures(net.config, net.W, net.B, args[7])
-        compile_in_two([(K.forward, forward)], "fastinit.train.run:_compile_backward", plan.dtype.name)
+        compile_in_two([[(K.forward, forward)]], "fastinit.train.run:_child_compile_stages", plan.dtype.name)
     last = K.train(*args)
     return _frame(plan, net, epoch_rec, layer_rec, last)
 
 
-def _compile_backward(dtype_name: str) -> None:
-    """Compile the training kernels' backward pass for ``dtype_name``'s records (a :mod:`fastinit._compile_ahead` job)."""
+def _child_compile_stages(dtype_name: str):
+    """The child's side of a cold compile (:mod:`fastinit._compile_ahead`): the backward pass, for ``dtype_name``."""
     plan = Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1, dtype=dtype_name)
     net = build_network(plan)
     bufs = _buffers(net.config, plan.batch, net.W, plan.dataset().targets.shape[1])
     _, backward = K.signatures(net.config, net.W, net.B, bufs)
-    K.backward.compile(backward)
+    return [[(K.backward, backward)]]
 
 
 @dataclass(frozen=True, eq=False)
