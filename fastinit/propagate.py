@@ -185,14 +185,14 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     plan = Plan.build(init, activation, depth=depth, width=width, batch=batch, seed=seed, dtype=dtype,
                       bias_std=bias_std, **options)
     n_workers = team_size(plan.n_lanes)
-    args = (n_workers, plan.config(), plan.workspace(*plan.inputs()))
-    if announce_compile(walk.walk, (0,) + args, f"the propagate kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS,
-                        plan.dtype):
-        # Here the draw, then the forward layer; meanwhile in a child activate_block, then the backward layer.
-        signatures = layer.signatures(*args[1:])
-        compile_in_two([[(draw.draw_weights_share, signatures["draw_weights_share"])],
-                        [(layer.forward_layer, signatures["forward_layer"])]],
-                       "fastinit.propagate:_child_compile_stages", plan.dtype.name)
+    cfg = plan.config()
+    # The kernels' types do not depend on the inputs' values: check for (and run) a cold compile
+    # before the inputs are drawn, so that the draw's own compile is one of its stages.
+    ws = plan.workspace(*plan.input_buffers())
+    if announce_compile(walk.walk, (0, n_workers, cfg, ws), f"the propagate kernels for {plan.dtype.name}",
+                        COLD_COMPILE_SECONDS, plan.dtype):
+        _compile_cold(cfg, ws)
+    args = (n_workers, cfg, ws._replace(**dict(zip(("h0", "grad_top"), plan.inputs()))))
     with products.one_blas_thread():
         walk.run(*args)
     frame = _frame(args[2].stats, plan, n_workers)
@@ -200,8 +200,22 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     return frame
 
 
+def _compile_cold(cfg, ws):
+    """A cold compile of the kernels for ``cfg`` and ``ws``'s types on two cores (:mod:`fastinit._compile_ahead`).
+
+    Here: the weight draw and the input draws' float64 sampler, then the forward layer; in a child meanwhile
+    :func:`_child_compile_stages`.  The walk's own compile, on the call that follows, then loads them all.
+    """
+    signatures = layer.signatures(cfg, ws)
+    compile_in_two([[(draw.draw_weights_share, signatures["draw_weights_share"]),
+                     (rng.fill_serial, rng.fill_signature(np.float64))],
+                    [(layer.forward_layer, signatures["forward_layer"])]],
+                   "fastinit.propagate:_child_compile_stages", ws.h0.dtype.name)
+
+
 def _child_compile_stages(dtype_name: str):
-    """The child's side of a cold compile (:mod:`fastinit._compile_ahead`): ``activate_block``, then the backward layer.
+    """The child's side of a cold compile: ``activate_block`` and the inputs' sampler in ``dtype_name``, then the
+    backward layer.
 
     Parameters
     ----------
@@ -213,8 +227,8 @@ def _child_compile_stages(dtype_name: str):
     list of list of (dispatcher, tuple)
     """
     plan = Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype=dtype_name)
-    signatures = layer.signatures(plan.config(), plan.workspace(*plan.inputs()))
-    return [[(blocks.activate_block, signatures["activate_block"])],
+    signatures = layer.signatures(plan.config(), plan.workspace(*plan.input_buffers()))
+    return [[(blocks.activate_block, signatures["activate_block"]), (rng.fill_serial, rng.fill_signature(dtype_name))],
             [(layer.backward_layer, signatures["backward_layer"])]]
 
 
@@ -369,6 +383,11 @@ class Plan:
             acc_in=np.empty((blocks.N_BLOCKS, 2, widest)), acc_w=np.empty((self.n_lanes, 2, widest)),
             corr=np.empty(blocks.N_BLOCKS), **lent,
         )
+
+    def input_buffers(self):
+        """``(h0, grad_top)`` uninitialised: the shapes and dtype of :meth:`inputs`, for what needs only their types."""
+        return (np.empty((self.batch, int(self.widths[0])), dtype=self.dtype),
+                np.empty((self.batch, int(self.widths[-1])), dtype=self.dtype))
 
     def inputs(self):
         """``(h0, grad_top)``: the input batch and readout gradient from the cell's stream (substreams 0, 1, 2)."""

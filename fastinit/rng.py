@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import math
 
+import numba
 import numpy as np
 
 from fastinit._jit import jit
@@ -470,6 +471,23 @@ def fill_share(worker, n_workers, out, wide, kind, a, b, seed, stream, substream
 # saves; below it the draw also runs the very function (and signature) the kernels call,
 # so a first propagate compiles the sampler once, not again for an entry point.
 PARALLEL_MIN_SAMPLES = 1 << 20
+
+
+def fill_signature(dtype):
+    """The numba argument types :func:`fill` calls :func:`fill_serial` with for a ``dtype`` array (for ``compile``).
+
+    Parameters
+    ----------
+    dtype : numpy dtype or str
+        float32 or float64.
+
+    Returns
+    -------
+    tuple
+    """
+    array = numba.types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
+    t = numba.types
+    return (array, t.boolean, t.int64, t.float64, t.float64, t.uint64, t.uint64, t.int64)
 
 
 def fill(out: np.ndarray, kind: int, a: float, b: float, seed: int, stream: int, substream: int) -> None:

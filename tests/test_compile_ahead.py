@@ -58,7 +58,9 @@ def _check_compiled_once(run, top, forward, *in_child):
 def test_a_cold_propagate_compiles_the_backward_layer_and_activate_block_only_in_the_child(tmp_path):
     run = _cold_run(tmp_path, "propagate")
     _check_compiled_once(run, "walk", "forward_layer", "backward_layer", "activate_block")
-    assert [name for name, _ in run["compiled"]].count("draw_weights_share") == 1
+    names = [name for name, _ in run["compiled"]]
+    assert names.count("draw_weights_share") == 1
+    assert names.count("fill_serial") == 1  # the inputs: float64 here, float32 in the child
     # The numbers are the kernels' own: the same as this process computes with its cache.
     here = fastinit.propagate("orthogonal", "tanh", depth=3, width=8, batch=4, dtype="float32")
     np.testing.assert_array_equal(np.asarray(run["numbers"]), here[["log10_fwd_var", "log10_grad_var"]].to_numpy())
