@@ -56,6 +56,8 @@ def _start_child(job: str, dtype_name: str):
 
 def _wait_for_line(child) -> bool:
     """Wait for the child's next line; False if it ended or timed out instead."""
+    if os.name == "nt":  # select() takes sockets only there: block (the child writes or ends)
+        return bool(child.stdout.readline())
     deadline = time.monotonic() + _STAGE_TIMEOUT_SECONDS
     while (left := deadline - time.monotonic()) > 0:
         ready, _, _ = select.select([child.stdout], [], [], left)
