@@ -366,24 +366,34 @@ def _fast_path_f64(kind, words, out, reject, a, b):
         reject[i] = x >= min(_T64[idx], limit)
 
 
-@jit
+@jit(inline=True)
 def fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream):
     """Fill chunk ``chunk`` of the 1-D array ``out`` (see :func:`fill_serial`); the unit of parallel work.
 
     Chunk ``c`` covers samples ``[c * n, (c + 1) * n)``, ``n = chunk_samples(wide)``,
     and writes nothing else, so chunks may be filled in any order, by any thread.
     """
+    chunk_size = chunk_samples(wide)
+    start = chunk * chunk_size
+    fill_range(out, start, min(start + chunk_size, out.size), wide, kind, a, b, seed, stream, substream)
+
+
+@jit
+def fill_range(out, start, stop, wide, kind, a, b, seed, stream, substream):
+    """Fill samples ``[start, stop)`` of the 1-D array ``out``; ``start`` a multiple of a Philox block's samples
+    (4 in float32, 2 in float64).
+
+    Every sample is a function of its index alone (its block's counter, its spill chain's),
+    so any cut of ``out`` into such ranges, filled in any order by any thread, gives the
+    numbers :func:`fill_serial` gives.
+    """
     per_block = 2 if wide else 4
     k0, k1 = np.uint64(seed) & _MASK32, np.uint64(seed) >> np.uint64(32)
     s_lo, s_hi = np.uint64(stream) & _MASK32, np.uint64(stream) >> np.uint64(32)
     sub = np.uint64(substream)
-    n = out.size
-    chunk_size = chunk_samples(wide)
-    start = chunk * chunk_size
-    stop = min(start + chunk_size, n)
     words = np.empty(4 * ((stop - start + per_block - 1) // per_block), dtype=np.uint32)
     reject = np.empty(stop - start, dtype=np.bool_)
-    _philox_words(chunk * _CHUNK_BLOCKS, words, sub, s_lo, s_hi, k0, k1)
+    _philox_words(start // per_block, words, sub, s_lo, s_hi, k0, k1)
     if wide:
         _fast_path_f64(kind, words, out[start:stop], reject, a, b)
     else:
@@ -458,13 +468,23 @@ def fill_serial(out, wide, kind, a, b, seed, stream, substream):
 
 @jit(inline=True)  # into the kernels that share a draw: one call level less to compile
 def fill_share(worker, n_workers, out, wide, kind, a, b, seed, stream, substream):
-    """Worker ``worker``'s share of :func:`fill_serial`: chunks ``worker, worker + n_workers, ...``.
+    """Worker ``worker``'s share of :func:`fill_serial`: chunks ``worker, worker + n_workers, ...``, or for an
+    array of fewer chunks than workers (a small layer's weights) a block-aligned ``n_workers``-th of it.
 
-    Each chunk writes only its own slice, so ``n_workers`` workers running at once
+    Each share writes only its own slice, so ``n_workers`` workers running at once
     (:func:`fastinit._team.run_team`) give the numbers one worker gives.
     """
-    for chunk in range(worker, chunk_count(out.size, wide), n_workers):
-        fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream)
+    n_chunks = chunk_count(out.size, wide)
+    if n_chunks >= n_workers:
+        for chunk in range(worker, n_chunks, n_workers):
+            fill_chunk(out, chunk, wide, kind, a, b, seed, stream, substream)
+        return
+    per_block = 2 if wide else 4
+    n_blocks = (out.size + per_block - 1) // per_block
+    start = n_blocks * worker // n_workers * per_block
+    stop = min(n_blocks * (worker + 1) // n_workers * per_block, out.size)
+    if stop > start:
+        fill_range(out, start, stop, wide, kind, a, b, seed, stream, substream)
 
 
 # Below this many samples (~1 ms of drawing) starting a second worker costs more than it

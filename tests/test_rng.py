@@ -83,6 +83,22 @@ def test_fill_matches_twin(kind, a, b, dtype):
     np.testing.assert_array_equal(out, expected)
 
 
+@numba.njit
+def _fill_in_shares(out, n_workers, wide, kind, a, b, seed, stream, substream):
+    for worker in range(n_workers - 1, -1, -1):  # any order: each share writes its own slice
+        rng.fill_share(worker, n_workers, out, wide, kind, a, b, seed, stream, substream)
+
+
+# A small layer's weights (fewer chunks than workers) are cut into block-aligned ranges instead of chunks.
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n, n_workers", [(1, 2), (7, 2), (4099, 2), (4099, 3), (8195, 4), (30001, 2)])
+def test_shares_of_any_size_match_twin(n, n_workers, dtype):
+    kind, a, b, seed, stream, substream = rng.KIND_TRUNCATED, 1.5, 0.4, 2**40 + 17, 2**63 + 5, 12
+    out = np.full(n, np.nan, dtype=dtype)
+    _fill_in_shares(out, n_workers, dtype == "float64", kind, a, b, np.uint64(seed), np.uint64(stream), substream)
+    np.testing.assert_array_equal(out, naive.fill(n, kind, a, b, seed, stream, substream, dtype))
+
+
 # Stream stability is a public contract: these digests pin the numbers themselves, so a
 # kernel change that alters any of them (even in a rarely taken branch the twin tests
 # might not reach) fails loudly.  Obtained by running the body of the test below with
