@@ -67,9 +67,9 @@ def test_a_cold_propagate_compiles_the_backward_layer_and_activate_block_only_in
 
 
 @pytest.mark.slow
-def test_a_cold_train_run_compiles_the_backward_pass_only_in_the_child(tmp_path):
+def test_a_cold_train_run_compiles_the_backward_pass_and_the_update_only_in_the_child(tmp_path):
     run = _cold_run(tmp_path, "train")
-    _check_compiled_once(run, "train_epoch", "forward", "backward")
+    _check_compiled_once(run, "train_epoch", "forward", "backward", "optimizer_step", "distinct_rows")
     here = fastinit.train.run("he_normal", "tanh", depth=3, width=16, task="teacher", epochs=2)
     np.testing.assert_array_equal(np.asarray(run["numbers"]), here[["loss"]].to_numpy())
 
@@ -87,6 +87,6 @@ def test_signatures_have_one_type_per_parameter():
     train_plan = train_run.Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1)
     net = train_run.build_network(train_plan)
     bufs = train_run._buffers(net.config, train_plan.batch, net.W, 1)
-    forward, backward = train_kernels.signatures(net.config, net.W, net.B, bufs)
-    assert len(forward) == train_kernels.forward.py_func.__code__.co_argcount
-    assert len(backward) == train_kernels.backward.py_func.__code__.co_argcount
+    signatures = train_kernels.signatures(net.config, train_plan.optimizer_state(net), net.W, net.B, bufs)
+    for name, arguments in signatures.items():
+        assert len(arguments) == getattr(train_kernels, name).py_func.__code__.co_argcount, name

@@ -346,23 +346,30 @@ def backward(net, W, bufs, m):
             g_h, g_in = g_in, g_h
 
 
-def signatures(net, W, B, bufs):
-    """The numba argument types of :func:`forward` and :func:`backward` as :func:`train_epoch` calls them.
+def signatures(net, opt, W, B, bufs):
+    """The numba argument types of the big kernels under :func:`train_epoch`, as it calls them (for ``compile``).
 
     Parameters
     ----------
     net : Net
+    opt : Optimizer
     W, B : numpy.ndarray
         The flat weights and biases.
     bufs : Buffers
 
     Returns
     -------
-    tuple of (tuple, tuple)
-        The forward and the backward argument types (for ``dispatcher.compile``).
+    dict
+        ``forward``, ``backward``, ``optimizer_step``, ``distinct_rows``: name -> tuple of argument types.
     """
-    net_t, w_t, bufs_t = numba.typeof(net), numba.typeof(W), numba.typeof(bufs)
-    return (net_t, w_t, numba.typeof(B), bufs_t, types.int64), (net_t, w_t, bufs_t, types.int64)
+    net_t, w_t, b_t, bufs_t = numba.typeof(net), numba.typeof(W), numba.typeof(B), numba.typeof(bufs)
+    return {
+        "forward": (net_t, w_t, b_t, bufs_t, types.int64),
+        "backward": (net_t, w_t, bufs_t, types.int64),
+        "optimizer_step": (numba.typeof(opt), w_t, b_t, numba.typeof(bufs.gW), numba.typeof(bufs.gB)),
+        # a layer's weights as a matrix, its biases, the tolerance
+        "distinct_rows": (types.Array(w_t.dtype, 2, "C"), types.Array(b_t.dtype, 1, "C"), types.float64),
+    }
 
 
 @jit
