@@ -23,7 +23,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-__all__ = ["FigureWriter"]
+__all__ = ["FigureWriter", "prepare_for_children"]
 
 # Metadata that would make files differ from run to run (dates), removed per format.
 STABLE_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {"Software": None}}
@@ -61,8 +61,15 @@ def save_figure(figure, directory: Path, name: str, formats) -> list[str]:
 _prepared = False
 
 
-def _prepare_for_children(formats) -> None:
+def prepare_for_children(formats) -> None:
     """Save a small figure with text, mathtext and a log axis in memory, once per process.
+
+    A writer does this before its first child; a caller with idle time earlier (the sweep,
+    while its cells run) may do it then.
+
+    Parameters
+    ----------
+    formats : iterable of {"pdf", "svg", "png"}
 
     Only process-wide state is touched (imports, font and parser caches): the files written
     afterwards are the same bytes as without it (tested by saving inline without it).
@@ -128,7 +135,7 @@ class FigureWriter:
             paths = save_figure(figure, directory, name, formats)
             plt.close(figure)
             return paths
-        _prepare_for_children(formats)
+        prepare_for_children(formats)
         while len(self._running) >= self.processes:
             self._reap(self._running.pop(0))
         child = multiprocessing.get_context("fork").Process(

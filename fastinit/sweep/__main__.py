@@ -121,7 +121,8 @@ def main(argv=None) -> int:
         return 0
     try:
         outcome = run_study(study, out, executor=args.executor, workers=workers, scheduler=args.scheduler,
-                            resume=not args.no_resume, progress=None if not args.quiet else False)
+                            resume=not args.no_resume, progress=None if not args.quiet else False,
+                            meanwhile=None if args.no_report else _preload_analysis)
     except (store.ResultsError, ExecutorError) as error:
         return _bad_input(error)
     except KeyboardInterrupt:
@@ -204,6 +205,25 @@ def _print_summary(out, outcome):
     if not training.empty:
         print("\nTraining: final loss (median over seeds), accuracy (mean) and diverged runs")
         print(training_table(training).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+
+
+def _preload_analysis():
+    """Import the analysis layer and set up matplotlib's writers while the cells run.
+
+    The parent only waits for its workers then; after the last cell it would otherwise spend
+    about a second on this alone, with a core idle.  ``run_study`` runs it in a thread and
+    joins it before returning (the report's writer forks only from a single-threaded process);
+    any error is left to the report's own import to raise, at its time.
+    """
+    try:
+        from analysis import figures
+        from analysis._figure_writer import prepare_for_children
+        from analysis.report import FORMATS
+
+        figures.apply_style()
+        prepare_for_children(FORMATS)
+    except Exception:  # noqa: BLE001 -- see the docstring
+        log.debug("preloading the analysis layer failed", exc_info=True)
 
 
 def _write_report(out, quiet=False):

@@ -6,6 +6,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -53,7 +54,8 @@ class Outcome:
 
 
 def run_study(study: Study, directory, *, executor: str = "local", workers: int | None = None,
-              scheduler: str | None = None, resume: bool = True, progress: bool | None = None) -> Outcome:
+              scheduler: str | None = None, resume: bool = True, progress: bool | None = None,
+              meanwhile=None) -> Outcome:
     """Run every unfinished cell of ``study`` into ``directory``.
 
     Parameters
@@ -71,6 +73,10 @@ def run_study(study: Study, directory, *, executor: str = "local", workers: int 
         Skip cells already on disk; ``False`` recomputes and replaces them.
     progress : bool, optional
         Show a progress bar; ``None`` shows it only on a terminal.
+    meanwhile : callable, optional
+        Called without arguments in a thread of this process once the executor has started
+        (work for the time this process only waits on its workers, such as imports for what
+        follows the run); joined before returning, so the caller is single-threaded again.
 
     Returns
     -------
@@ -100,6 +106,9 @@ def run_study(study: Study, directory, *, executor: str = "local", workers: int 
         log.info("%d cells: %d finished earlier, %d to run on %s (%d workers x %d threads)", len(cells),
                  outcome.skipped, len(todo), pool.kind, pool.workers, pool.threads)
         start = time.perf_counter()
+        side = threading.Thread(target=meanwhile, name="meanwhile", daemon=True) if meanwhile else None
+        if side is not None:
+            side.start()
         with tqdm(total=len(cells), initial=outcome.skipped, unit="cell", disable=None if progress is None else not progress,
                   desc=study.name, dynamic_ncols=True) as bar:
             # Absolute: workers on other machines (Dask) share the storage, not our working directory.
@@ -117,6 +126,8 @@ def run_study(study: Study, directory, *, executor: str = "local", workers: int 
                 bar.set_postfix(done=outcome.done, skipped=outcome.skipped, failed=len(outcome.failed), refresh=False)
         _stop_progress_monitor()
         outcome.seconds = time.perf_counter() - start
+        if side is not None:
+            side.join()
     store.compact(directory)
     return outcome
 
