@@ -15,6 +15,7 @@ child instead of being set up again in each.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import multiprocessing
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-__all__ = ["FigureWriter", "prepare_for_children"]
+__all__ = ["FigureWriter", "Later", "prepare_for_children"]
 
 # Metadata that would make files differ from run to run (dates), removed per format.
 STABLE_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {"Software": None}}
@@ -87,6 +88,29 @@ def prepare_for_children(formats) -> None:
     plt.close(figure)
 
 
+@dataclasses.dataclass
+class Later:
+    """A figure built and saved by :meth:`FigureWriter.build_and_save`.
+
+    Attributes
+    ----------
+    files : list of str
+        The file names (complete once the writer is closed).
+    value : object
+        What the build returned beside the figure (its reading); set once the writer is closed.
+    """
+
+    files: list
+    value: object = None
+
+
+def _build_and_save(build, directory, name, formats, send) -> None:
+    figure, value = build()
+    save_figure(figure, directory, name, formats)
+    send.send(value)
+    send.close()
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -116,7 +140,8 @@ class FigureWriter:
         self.processes = _cores() if processes is None else int(processes)
         if self.processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes!r}")
-        self._running: list[tuple[str, multiprocessing.Process]] = []
+        # (name, child, (pipe, Later) for a build_and_save or None)
+        self._running: list[tuple] = []
         self._failed: list[str] = []
 
     def _forking(self) -> bool:
@@ -141,12 +166,51 @@ class FigureWriter:
         child = multiprocessing.get_context("fork").Process(
             target=save_figure, args=(figure, directory, name, formats), name=f"save {name}")
         child.start()
-        self._running.append((name, child))
+        self._running.append((name, child, None))
         plt.close(figure)
         return [f"{name}.{extension}" for extension in formats]
 
+    def build_and_save(self, name: str, build) -> Later:
+        """Call ``build()``, which returns ``(figure, value)``, and save the figure as ``name``.
+
+        With forking, a child does both while the caller goes on: for a figure that needs
+        nothing the caller computes later (one drawn from constants), so that a core the
+        caller leaves idle draws it.  ``value`` (picklable, e.g. the figure's reading) comes
+        back through a pipe.  The files are the same bytes as building and saving inline.
+
+        Returns
+        -------
+        Later
+            Its ``files`` now; its ``value`` once the writer is closed.
+        """
+        directory, formats = self.directory, self.formats
+        later = Later([f"{name}.{extension}" for extension in formats])
+        if not self._forking():
+            figure, later.value = build()
+            save_figure(figure, directory, name, formats)
+            plt.close(figure)
+            return later
+        prepare_for_children(formats)
+        while len(self._running) >= self.processes:
+            self._reap(self._running.pop(0))
+        context = multiprocessing.get_context("fork")
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_build_and_save, args=(build, directory, name, formats, send),
+                                name=f"build and save {name}")
+        child.start()
+        send.close()  # the child's copy stays open: end of file here means the child ended without sending
+        self._running.append((name, child, (receive, later)))
+        return later
+
     def _reap(self, running) -> None:
-        name, child = running
+        name, child, returned = running
+        if returned is not None:
+            receive, later = returned
+            try:
+                later.value = receive.recv()  # before join: the child may wait for the pipe to drain
+            except EOFError:
+                pass  # failed before sending: its exit code says so below
+            receive.close()
         child.join()
         if child.exitcode != 0:
             self._failed.append(f"{name} (exit code {child.exitcode})")

@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import figures, fit, spectra, theory, verdict  # noqa: E402
-from analysis._figure_writer import FigureWriter  # noqa: E402
+from analysis._figure_writer import FigureWriter, Later  # noqa: E402
 from analysis._tables import NOT_MEASURED, markdown, matching  # noqa: E402
 from analysis._training_report import HELD_OUT_TARGET, training_report  # noqa: E402
 from fastinit.initializers import get_initializer  # noqa: E402
@@ -255,7 +255,9 @@ def build_report(results, out, *, formats=FORMATS) -> Path:
         if not trains.all():
             propagation = rows[~trains]
             propagation.attrs = rows.attrs
-            more_sections, more_tables = _propagation_report(propagation, out, writer)
+            # First: it needs none of the fits and theory below, so it is drawn while they run.
+            spectra_section = _spectra_section(writer) if {"tanh", "relu"} & set(propagation.activation) else None
+            more_sections, more_tables = _propagation_report(propagation, out, writer, spectra_section)
             sections += more_sections
             tables += more_tables
         if trains.any():
@@ -264,13 +266,15 @@ def build_report(results, out, *, formats=FORMATS) -> Path:
             more_sections, more_tables = training_report(training, out, writer)
             sections += more_sections
             tables += more_tables
+    sections = [(name, files, reading.value if isinstance(reading, Later) else reading)
+                for name, files, reading in sections]
     index = _write_index(out, results, rows, sections, tables)
     log.info("report of %s written to %s in %.1f s", results, out, time.perf_counter() - start)
     return index
 
 
-def _propagation_report(rows, out, writer):
-    """Figures 1-6 and the gain table of the propagation cells."""
+def _propagation_report(rows, out, writer, spectra_section=None):
+    """Figures 1-6 and the gain table of the propagation cells (and figure 12, started by the caller)."""
     curves = theory_curves(rows)
     gains = _theory_gains(curves)
     fits = fit.fit_gains(rows)
@@ -295,8 +299,8 @@ def _propagation_report(rows, out, writer):
     sections.append(_spread_section(rows, writer))
     sections.append(_phase_section(rows, writer))
     sections.append(_heatmap_section(rows, shapes[0], writer))
-    if {"tanh", "relu"} & set(rows.activation):
-        sections.append(_spectra_section(writer))
+    if spectra_section is not None:
+        sections.append(spectra_section)
     if "source" in rows.columns and (rows["source"] == "trace").any():  # fastinit.torch.save_trace's directories
         sections.append(_trace_section(rows, curves, writer))
     return sections, _write_tables(compared, out)
@@ -464,8 +468,19 @@ def _heatmap_section(rows, shape, writer):
 
 
 def _spectra_section(writer):
-    """Figure 12: Jacobian spectra at criticality, Gaussian against orthogonal weights (one net each)."""
+    """Figure 12: Jacobian spectra at criticality, Gaussian against orthogonal weights (one net each).
+
+    It is drawn from constants, not from the study's rows, so the writer builds it (in a child
+    when it forks) while the report goes on; its reading is a :class:`~analysis._figure_writer.Later`
+    until the writer closes.
+    """
     name = "fig12_jacobian_spectra"
+    later = writer.build_and_save(name, _spectra_figure)
+    return name, later.files, later
+
+
+def _spectra_figure():
+    """Figure 12 and its reading."""
     depth, width = 32, 256
     measured, predicted = spectra.critical_spectra(depth=depth, width=width)
     figure = figures.spectra_figure(measured, predicted, title=f"Squared singular values of the input-output "
@@ -479,7 +494,7 @@ def _spectra_section(writer):
     reading = ("Dynamical isometry (Pennington et al. 2017), measured by fastinit.jacobian_singular_values, the mean "
                "1 in both: " + "; ".join(parts) + ". Orthogonal tanh near q* = 0 is close to isometry; ReLU is not, "
                "with either ensemble (half its units pass nothing). This figure is the same for every study.")
-    return name, writer.save(figure, name), reading
+    return figure, reading
 
 
 # What each table holds, by file stem (the index names a table only when the study wrote it).

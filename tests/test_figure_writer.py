@@ -40,9 +40,21 @@ _SCRIPT = textwrap.dedent("""
         except RuntimeError as error:
             print("RAISED", error)
         sys.exit(0)
+    if mode == "broken build":
+        def build():
+            raise ValueError("no figure")
+        later = writer.build_and_save("unbuilt", build)
+        try:
+            writer.close()
+        except RuntimeError as error:
+            print("RAISED", error, later.value)
+        sys.exit(0)
     with writer:
+        later = writer.build_and_save("built", lambda: (figure(), {"reading": "a line"}))
         for k in range(4 if processes > 1 else 1):  # more figures than children: waits for a free slot
             assert writer.save(figure(), f"f{k}") == [f"f{k}.pdf", f"f{k}.svg", f"f{k}.png"]
+    assert later.files == ["built.pdf", "built.svg", "built.png"]
+    assert later.value == {"reading": "a line"}, later.value
     assert plt.get_fignums() == []
 """)
 
@@ -64,12 +76,22 @@ def test_forked_files_equal_inline_files(tmp_path, processes):
         expected = (inline / f"f0.{extension}").read_bytes()
         for k in range(4):
             assert (forked / f"f{k}.{extension}").read_bytes() == expected, (k, extension)
+        # built in the child (forked) or in this process (inline): the same figure, the same bytes
+        assert (forked / f"built.{extension}").read_bytes() == expected, extension
+        assert (inline / f"built.{extension}").read_bytes() == expected, extension
 
 
 def test_a_failed_child_is_an_error_naming_the_figure(tmp_path):
     done = _run(tmp_path, 2, "broken")
     assert "RAISED writing figure(s) failed: broken (exit code 1)" in done.stdout
     assert "FileNotFoundError" in done.stderr  # the child's traceback
+
+
+def test_a_failed_build_is_an_error_naming_the_figure(tmp_path):
+    done = _run(tmp_path, 2, "broken build")
+    assert "RAISED writing figure(s) failed: unbuilt (exit code 1)" in done.stdout
+    assert done.stdout.strip().endswith("None")  # nothing came back
+    assert "ValueError: no figure" in done.stderr
 
 
 def test_processes_must_be_positive(tmp_path):
