@@ -15,9 +15,27 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 from numba.np.linalg import get_blas_kind
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from fastinit._jit import jit
+
+
+_controller = []  # threadpoolctl's view of the loaded BLAS libraries, made once (a scan costs ~1.4 ms)
+
+
+def blas_controller() -> ThreadpoolController:
+    """threadpoolctl's controller of this process's BLAS libraries, looked up once, after loading scipy's BLAS
+    (the one numba's ``np.dot`` calls).
+
+    Returns
+    -------
+    threadpoolctl.ThreadpoolController
+    """
+    if not _controller:
+        import scipy.linalg.cython_blas  # noqa: F401 (loads the BLAS np.dot calls)
+
+        _controller.append(ThreadpoolController())
+    return _controller[0]
 
 
 @contextlib.contextmanager
@@ -26,12 +44,9 @@ def one_blas_thread():
 
     Every GEMM of the kernels is one lane's, on one BLAS thread: the lanes are the
     parallelism, and OpenBLAS's last bits depend on its thread count, so a product run
-    under this gives the same bits however many cores the machine has (scipy's BLAS,
-    which numba's np.dot calls, is loaded first so that the limit reaches it).
+    under this gives the same bits however many cores the machine has.
     """
-    import scipy.linalg.cython_blas  # noqa: F401 (loads the BLAS np.dot calls)
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_controller().limit(limits=1, user_api="blas"):
         yield
 
 

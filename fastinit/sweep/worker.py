@@ -15,9 +15,9 @@ import traceback
 
 import numba
 import pandas as pd
-from threadpoolctl import ThreadpoolController
 
 from fastinit import rng, train
+from fastinit._kernels.products import blas_controller
 from fastinit.propagate import propagate
 from fastinit.sweep import store
 from fastinit.sweep.cells import Cell
@@ -32,17 +32,6 @@ __all__ = ["run_cell", "warm_up", "BLAS_THREADS", "BLAS_VARIABLES"]
 BLAS_THREADS = 1
 # Environment variables that size BLAS and OpenMP pools in processes we start.
 BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-_blas = None  # this process's BLAS libraries, found once (each search reads the loaded libraries: ~1.5 ms a cell)
-
-
-def _blas_controller() -> ThreadpoolController:
-    """The BLAS libraries of this process, looked up on first use (after the kernels loaded scipy's BLAS)."""
-    global _blas
-    if _blas is None:
-        import scipy.linalg.cython_blas  # noqa: F401 -- the BLAS numba's np.dot calls, as products.one_blas_thread loads it
-
-        _blas = ThreadpoolController()
-    return _blas
 
 
 def warm_up(dtypes=("float32",), training: bool = False) -> float:
@@ -122,7 +111,7 @@ def run_cell(cell: Cell, root_seed: int, directory: str, threads: int) -> dict:
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     summary = {"key": cell.key, "worker": os.getpid()}
     try:
-        with _blas_controller().limit(limits=BLAS_THREADS, user_api="blas"):
+        with blas_controller().limit(limits=BLAS_THREADS, user_api="blas"):
             frame = _train(cell, root_seed) if cell.trains else _propagate(cell, root_seed)
         frame.attrs.clear()
         store.write_cell(directory, cell.key, _with_parameters(frame, cell.columns()))
