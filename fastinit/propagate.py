@@ -47,7 +47,7 @@ _LOG10_E = 1.0 / math.log(10.0)
 LENT_BUFFERS = ("seg_h", "seg_z", "seg_dphi", "seg_w", "checkpoints", "u", "h_last", "grad", "grad_in", "grad_act",
                 "grad_z", "wgrad")
 # A cold compile of the kernels for one dtype on the 2-core project machine (announced).
-COLD_COMPILE_SECONDS = 20
+COLD_COMPILE_SECONDS = 15
 
 
 def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float32", bias_std=0.0, **options) -> pd.DataFrame:
