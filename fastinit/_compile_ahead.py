@@ -9,68 +9,80 @@ walk calls :func:`~fastinit._kernels.layer.forward_layer` and
 record types and writes them to numba's on-disk cache; when a compile here reaches one of
 those, numba finds it in the cache and loads it instead of compiling it.
 
-The work comes in *stages*: stage ``k`` here starts once the child has finished its stage
-``k - 1`` (it says so on a pipe), so that a kernel both sides call (the weight draw, under
-both layers) is compiled by one side and loaded by the other, never compiled twice.
+The work comes in *stages*, in step on both sides: stage ``k`` starts here once the child has
+finished its stage ``k - 1``, and in the child once this process has finished its stage
+``k - 1`` (each side says so in one line on a pipe).  So a kernel both sides reach (the weight
+draw's sampler, under both layers) is compiled in an earlier stage by one side and loaded by
+the other.
 
-Nothing depends on the child: if it cannot start, fails, is slow or the cache is not
-writable, the compiles here compile whatever they lack, as they would have anyway.
-``tests/test_compile_ahead.py`` checks that a cold first call compiles each kernel once, in
-one of the two processes.
+Nothing depends on the child: if it cannot start, fails, or falls behind by more than
+``_TIMEOUT_SECONDS``, it is stopped, and the compiles here (and the top kernel's) compile
+whatever they lack, as they would have anyway.  ``tests/test_compile_ahead.py`` checks that
+a cold first ``propagate`` compiles each kernel once, in one of the two processes.
 
-Run as ``python -m fastinit._compile_ahead MODULE:FUNCTION DTYPE``: the child's side.
-``FUNCTION(DTYPE)`` returns the child's stages; it compiles them in order and writes one line
-to stdout after each.
+The child runs ``_run_job(JOB, DTYPE)``: ``JOB`` is ``"module:function"``, and
+``function(DTYPE)`` returns the child's stages.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import logging
 import os
-import select
+import queue
 import subprocess
 import sys
+import threading
 import time
 
 import numba
 
 __all__ = ["compile_in_two"]
 
-# How long this process waits for a stage of the child (or for it to end) before going on
-# without it: a cold stage takes seconds; one far slower means a stalled or overloaded child.
-_STAGE_TIMEOUT_SECONDS = 120
+_log = logging.getLogger("fastinit")
+
+# The whole compile-ahead gives up on the child after this long (a cold stage takes seconds;
+# a child this slow is stalled or starved of its core).
+_TIMEOUT_SECONDS = 120
 
 
 def _start_child(job: str, dtype_name: str):
-    """The child running ``job`` for ``dtype_name`` (its stdout a pipe), or None if it cannot start."""
+    """The child running ``job`` for ``dtype_name`` (stdin and stdout pipes), or None if it cannot start."""
+    if getattr(sys, "frozen", False):  # sys.executable is the application, not Python
+        return None
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    # The child must import this very fastinit (a worktree, a test's sys.path), whatever its cwd.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    # This very fastinit first on the path (a worktree, a test's sys.path), whatever the child's cwd holds.
+    code = (f"import sys; sys.path.insert(0, {package_root!r}); "
+            f"from fastinit._compile_ahead import _run_job; _run_job({job!r}, {dtype_name!r})")
     try:
-        return subprocess.Popen([sys.executable, "-m", "fastinit._compile_ahead", job, dtype_name], env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
     except OSError:
         return None
 
 
-def _wait_for_line(child) -> bool:
-    """Wait for the child's next line; False if it ended or timed out instead."""
-    if os.name == "nt":  # select() takes sockets only there: block (the child writes or ends)
-        return bool(child.stdout.readline())
-    deadline = time.monotonic() + _STAGE_TIMEOUT_SECONDS
-    while (left := deadline - time.monotonic()) > 0:
-        ready, _, _ = select.select([child.stdout], [], [], left)
-        if ready:
-            return bool(child.stdout.readline())
-    return False
+def _lines(stream) -> queue.Queue:
+    """A queue that a daemon thread fills with ``stream``'s lines, then None at its end (a timeout on the
+    reading side, for any platform's pipes)."""
+    lines: queue.Queue = queue.Queue()
+
+    def read():
+        with stream:  # closed here, at its end (the child's exit): never under this thread's feet
+            for line in stream:
+                lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True, name="fastinit compile-ahead reader").start()
+    return lines
 
 
 def compile_in_two(stages, job: str, dtype_name: str) -> None:
-    """Compile ``stages`` here while a child process compiles ``job``'s stages; return when both are done.
+    """Compile ``stages`` here while a child process compiles ``job``'s stages in step; return when both are done.
 
     Call it just before a cold compile of the kernel both sides are under (when
-    :func:`fastinit._jit.announce_compile` says it is about to compile).
+    :func:`fastinit._jit.announce_compile` says it is about to compile).  It never raises for a
+    compile-ahead that fails: the call that follows compiles whatever is missing.
 
     Parameters
     ----------
@@ -79,7 +91,7 @@ def compile_in_two(stages, job: str, dtype_name: str) -> None:
         starts once the child has finished its stage ``k - 1``.
     job : str
         ``"module:function"``; the child imports the module and compiles the stages
-        ``function(dtype_name)`` returns.
+        ``function(dtype_name)`` returns, stage ``k`` once this process has finished its stage ``k - 1``.
     dtype_name : str
         ``"float32"`` or ``"float64"``: what the child builds its records for.
     """
@@ -87,29 +99,49 @@ def compile_in_two(stages, job: str, dtype_name: str) -> None:
         return
     child = _start_child(job, dtype_name)
     with_child = child is not None
-    for index, stage in enumerate(stages):
-        if index > 0 and with_child:
-            with_child = _wait_for_line(child)
-        for dispatcher, signature in stage:
-            dispatcher.compile(signature)
-    if child is None:
-        return
+    deadline = time.monotonic() + _TIMEOUT_SECONDS
+    lines = _lines(child.stdout) if with_child else None
     try:
-        child.wait(timeout=_STAGE_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+        for index, stage in enumerate(stages):
+            if index > 0 and with_child:
+                child.stdin.write("go\n")  # the child's stage `index` may start
+                child.stdin.flush()
+                with_child = lines.get(timeout=max(0.0, deadline - time.monotonic())) is not None  # its stage done
+            for dispatcher, signature in stage:
+                dispatcher.compile(signature)
+        if with_child:
+            child.stdin.close()  # no more stages: the child ends after its last
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except Exception as error:  # a compile here, a broken pipe, a timeout: the call that follows compiles
+        _log.debug("fastinit: compile-ahead stopped (%s: %s)", type(error).__name__, error)
     finally:
-        child.stdout.close()
+        if child is not None:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            if not child.stdin.closed:
+                child.stdin.close()
 
 
 def _run_job(job: str, dtype_name: str) -> None:
+    """The child's side: compile ``job``'s stages for ``dtype_name``, each after the parent's go, reporting each.
+
+    With ``FASTINIT_COMPILE_AHEAD_EVENTS`` set to a path, the kernels this process compiled are written
+    there as JSON (``[qualified name, argument types]`` pairs), for the tests.
+    """
+    from numba.core import event
+
+    record_to = os.environ.get("FASTINIT_COMPILE_AHEAD_EVENTS")
     module, function = job.split(":")
-    for stage in getattr(importlib.import_module(module), function)(dtype_name):
-        for dispatcher, signature in stage:
-            dispatcher.compile(signature)
-        print("done", flush=True)
-
-
-if __name__ == "__main__":
-    _run_job(*sys.argv[1:3])
+    with event.install_recorder("numba:compile") as recorder:
+        for index, stage in enumerate(getattr(importlib.import_module(module), function)(dtype_name)):
+            if index > 0 and not sys.stdin.readline():
+                break  # the parent went on without us
+            for dispatcher, signature in stage:
+                dispatcher.compile(signature)
+            print("done", flush=True)
+    if record_to:
+        compiled = [(ev.data["dispatcher"].py_func.__qualname__, str(ev.data["args"])) for _, ev in recorder.buffer
+                    if ev.is_start and ev.data["dispatcher"].py_func.__module__.startswith("fastinit")]
+        with open(record_to, "w") as out:
+            json.dump(compiled, out)

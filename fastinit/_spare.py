@@ -5,12 +5,12 @@ fresh memory over one page fault (and one zeroed page) at a time: measured 2-7 %
 ``propagate`` call (widths 64-1024, 2-core AMD EPYC), and all of it again in the next call of
 the same shapes -- a sweep's cells, a benchmark's repeats.  So ``propagate`` gives its buffers
 back when a run finishes, and the next run takes those of matching name, shape and dtype
-instead of allocating.  At most one run's buffers are kept (the last one given back), so the
-memory held between calls is bounded by ``memory_budget``; :func:`release` drops them.
+instead of allocating; it drops the others before allocating anything, so at most one run's
+buffers are held at any time, in use or spare.  :func:`release` drops them.
 
 The kernels never read a buffer before writing it (they are ``np.empty`` either way), so a
-lent buffer changes no result.  Taking and giving back are locked: concurrent runs each get
-their own buffers.
+lent buffer changes no result (``tests/test_spare.py`` lends NaN-filled ones).  Taking and
+giving back are locked: concurrent runs each get their own buffers.
 """
 
 from __future__ import annotations
@@ -19,31 +19,34 @@ import threading
 
 import numpy as np
 
-__all__ = ["empty", "give_back", "release"]
+__all__ = ["take", "give_back", "release"]
 
 _lock = threading.Lock()
 _spare: dict[tuple, np.ndarray] = {}  # (name, shape, dtype) -> a buffer no run is using
 
 
-def empty(name: str, shape, dtype) -> np.ndarray:
-    """An uninitialised array for buffer ``name``: the spare one of this shape and dtype, else a new one.
+def take(shapes: dict, dtype) -> dict[str, np.ndarray]:
+    """Uninitialised buffers for a run: the spare ones of matching name, shape and dtype, new ones for the rest.
+
+    Spares that do not match are dropped first, so that they are not held while the new ones are made.
 
     Parameters
     ----------
-    name : str
-        The buffer's role (a ``Workspace`` field), so that two buffers of one shape stay distinct.
-    shape : int or tuple of int
+    shapes : dict of str to int or tuple of int
+        Each buffer's role (a ``Workspace`` field) and shape.
     dtype : numpy dtype
 
     Returns
     -------
-    numpy.ndarray
+    dict of str to numpy.ndarray
         C-contiguous, contents undefined.
     """
-    key = (name, tuple(np.atleast_1d(shape).tolist()), np.dtype(dtype))
+    dtype = np.dtype(dtype)
+    wanted = {name: tuple(np.atleast_1d(shape).tolist()) for name, shape in shapes.items()}
     with _lock:
-        spare = _spare.pop(key, None)
-    return spare if spare is not None else np.empty(key[1], dtype=key[2])
+        lent = {name: _spare.pop(key) for name, shape in wanted.items() if (key := (name, shape, dtype)) in _spare}
+        _spare.clear()
+    return {name: lent[name] if name in lent else np.empty(shape, dtype=dtype) for name, shape in wanted.items()}
 
 
 def give_back(buffers: dict[str, np.ndarray]) -> None:

@@ -44,7 +44,7 @@ _OPTIONS = ("residual", "batchnorm", "norm", "norm_at", "input_std", "input_corr
             "stream", "memory_budget")
 _LOG10_E = 1.0 / math.log(10.0)
 # The Workspace buffers lent from one run to the next (fastinit._spare): all but the small and the zeroed ones.
-LENT_BUFFERS = ("seg_h", "seg_z", "seg_dphi", "seg_w", "checkpoints", "u", "h_last", "grad", "grad_in", "grad_act",
+_LENT_BUFFERS = ("seg_h", "seg_z", "seg_dphi", "seg_w", "checkpoints", "u", "h_last", "grad", "grad_in", "grad_act",
                 "grad_z", "wgrad")
 # A cold compile of the kernels for one dtype on the 2-core project machine (announced).
 COLD_COMPILE_SECONDS = 15
@@ -176,6 +176,11 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     Parallelism comes from the lanes: each runs its GEMMs on one BLAS thread, and
     BLAS is limited to one thread for the duration of the call.
 
+    The big buffers of a call (its stored layers, about ``memory_budget``) are kept when it
+    returns and reused by the next call of the same shapes, which then skips page faulting
+    fresh memory; a call of other shapes drops them first (``fastinit._spare.release()``
+    drops them at any time).
+
     Examples
     --------
     >>> df = propagate("he_normal", "relu", depth=50, width=128, batch=64, init_params={"nonlinearity": "relu"})
@@ -192,29 +197,31 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     if announce_compile(walk.walk, (0, n_workers, cfg, ws), f"the propagate kernels for {plan.dtype.name}",
                         COLD_COMPILE_SECONDS, plan.dtype):
         _compile_cold(cfg, ws)
-    args = (n_workers, cfg, ws._replace(**dict(zip(("h0", "grad_top"), plan.inputs()))))
+    h0, grad_top = plan.inputs()
+    ws = ws._replace(h0=h0, grad_top=grad_top)
     with products.one_blas_thread():
-        walk.run(*args)
-    frame = _frame(args[2].stats, plan, n_workers)
-    _spare.give_back({name: getattr(args[2], name) for name in LENT_BUFFERS})
+        walk.run(n_workers, cfg, ws)
+    frame = _frame(ws.stats, plan, n_workers)
+    _spare.give_back({name: getattr(ws, name) for name in _LENT_BUFFERS})
     return frame
 
 
 def _compile_cold(cfg, ws):
     """A cold compile of the kernels for ``cfg`` and ``ws``'s types on two cores (:mod:`fastinit._compile_ahead`).
 
-    Here: the weight draw and the input draws' float64 sampler, then the forward layer; in a child meanwhile
+    Here: the weight draw and the samplers of the inputs and biases, then the forward layer; in a child meanwhile
     :func:`_child_compile_stages`.  The walk's own compile, on the call that follows, then loads them all.
     """
     signatures = layer.signatures(cfg, ws)
     compile_in_two([[(draw.draw_weights_share, signatures["draw_weights_share"]),
-                     (rng.fill_serial, rng.fill_signature(np.float64))],
+                     (rng.fill_serial, rng.fill_signature(np.float64)),
+                     (rng.fill_serial, rng.fill_signature(ws.h0.dtype))],
                     [(layer.forward_layer, signatures["forward_layer"])]],
                    "fastinit.propagate:_child_compile_stages", ws.h0.dtype.name)
 
 
 def _child_compile_stages(dtype_name: str):
-    """The child's side of a cold compile: ``activate_block`` and the inputs' sampler in ``dtype_name``, then the
+    """The child's side of a cold compile: ``activate_block`` and the reductions both layers call, then the
     backward layer.
 
     Parameters
@@ -228,7 +235,9 @@ def _child_compile_stages(dtype_name: str):
     """
     plan = Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype=dtype_name)
     signatures = layer.signatures(plan.config(), plan.workspace(*plan.input_buffers()))
-    return [[(blocks.activate_block, signatures["activate_block"]), (rng.fill_serial, rng.fill_signature(dtype_name))],
+    shared = ("activate_block", "_share_and_rescale", "checked_sums", "finite_sums", "rms_factor", "column_sums_block",
+              "column_sums_rows", "_norm_slot", "weight_substream")
+    return [[(layer.KERNELS[name], signatures[name]) for name in shared],
             [(layer.backward_layer, signatures["backward_layer"])]]
 
 
@@ -362,7 +371,7 @@ class Plan:
         Allocated here rather than in the kernel because NumPy asks Linux for transparent
         huge pages on large arrays: first touches then fault 2 MiB at a time instead of
         4 KiB (measured: page faults were ~30 % of a (64, 1000) run).  The big ones
-        (``LENT_BUFFERS``) are the last run's when their shapes match (:mod:`fastinit._spare`).
+        (``_LENT_BUFFERS``) are the last run's when their shapes match (:mod:`fastinit._spare`).
         """
         dtype, batch, seg_len = self.dtype, self.batch, self.seg_len
         widest = int(self.widths.max())
@@ -375,7 +384,7 @@ class Plan:
             "u": rows, "h_last": rows, "grad": rows, "grad_in": rows, "grad_act": rows if self.norm else 0,
             "grad_z": rows, "wgrad": square,
         }
-        lent = {name: _spare.empty(name, shape, dtype) for name, shape in shapes.items()}
+        lent = _spare.take(shapes, dtype)
         return records.Workspace(
             h0=h0, grad_top=grad_top, stats=np.zeros((self.depth, records.N_STATS)),
             sync=np.zeros(2, dtype=np.int64), shared=np.zeros(layer.N_SHARED), bias=np.empty(widest, dtype=dtype),

@@ -37,16 +37,23 @@ _COLD_CALL = textwrap.dedent("""
 
 
 def _cold_run(tmp_path, what):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    child_events = tmp_path / "child-compiles.json"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"), FASTINIT_COMPILE_AHEAD_EVENTS=str(child_events))
     done = subprocess.run([sys.executable, "-c", _COLD_CALL, what], env=env, capture_output=True, text=True,
                           timeout=900, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    run = json.loads(done.stdout.strip().splitlines()[-1])
+    run["child"] = json.loads(child_events.read_text())
+    return run
 
 
 def _check_compiled_once(run, top, forward, *in_child):
     names = [name for name, _ in run["compiled"]]
+    child = [name for name, _ in run["child"]]
     for name in in_child:
+        assert name in child, f"the child did not compile {name}"
         assert name not in names, f"{top} compiled {name} again instead of loading the child's"
+    both = set(map(tuple, run["compiled"])) & set(map(tuple, run["child"]))
+    assert not both, f"compiled in both processes: {sorted(both)}"
     assert names.count(forward) == 1
     assert names.count(top) == 1
     # Every fastinit kernel compiled here compiled once per signature (type-stable arguments).
@@ -60,7 +67,7 @@ def test_a_cold_propagate_compiles_the_backward_layer_and_activate_block_only_in
     _check_compiled_once(run, "walk", "forward_layer", "backward_layer", "activate_block")
     names = [name for name, _ in run["compiled"]]
     assert names.count("draw_weights_share") == 1
-    assert names.count("fill_serial") == 1  # the inputs: float64 here, float32 in the child
+    assert names.count("fill_serial") == 2  # here, for the inputs and biases: float64 and the net's float32
     # The numbers are the kernels' own: the same as this process computes with its cache.
     here = fastinit.propagate("orthogonal", "tanh", depth=3, width=8, batch=4, dtype="float32")
     np.testing.assert_array_equal(np.asarray(run["numbers"]), here[["log10_fwd_var", "log10_grad_var"]].to_numpy())

@@ -1,32 +1,49 @@
 """Buffers lent from one propagate run to the next change no result."""
 
 import numpy as np
+import pytest
 
 from fastinit import _spare, propagate
+from fastinit.propagate import _LENT_BUFFERS, Plan
 
 SHAPES = dict(depth=12, width=16, batch=8, seed=3)
 
 
-def test_a_given_back_buffer_is_lent_once_to_the_same_name_shape_and_dtype():
+def test_a_given_back_buffer_is_lent_once_and_the_others_are_dropped():
     _spare.release()
-    mine = np.empty((4, 6), dtype=np.float32)
+    mine, other = np.empty((4, 6), dtype=np.float32), np.empty(9, dtype=np.float32)
+    _spare.give_back({"seg_h": mine, "grad": other})
+    taken = _spare.take({"seg_h": (4, 6), "wgrad": 5}, np.float32)
+    assert taken["seg_h"] is mine
+    assert taken["wgrad"].shape == (5,)
+    assert not _spare._spare, "a spare the run did not take is still held"
     _spare.give_back({"seg_h": mine})
-    assert _spare.empty("seg_h", (4, 6), np.float64) is not mine  # another dtype
-    assert _spare.empty("grad", (4, 6), np.float32) is not mine  # another buffer
-    assert _spare.empty("seg_h", (4, 6), np.float32) is mine
-    assert _spare.empty("seg_h", (4, 6), np.float32) is not mine  # lent once: the run owns it now
+    assert _spare.take({"seg_h": (4, 6)}, np.float64)["seg_h"] is not mine  # another dtype
 
 
-def test_a_run_on_lent_buffers_equals_a_run_on_fresh_ones():
+@pytest.mark.parametrize("options", [
+    dict(init="he_normal", activation="tanh", bias_std=0.2),
+    dict(init="orthogonal", activation="relu", residual=0.5),
+    dict(init="he_normal", activation="gelu", norm="layer", norm_at="branch", residual=1.0),
+    dict(init="he_normal", activation="relu", norm="batch"),
+    dict(init="he_normal", activation="silu", norm="layer", norm_at="output", residual=0.5),
+    # Segments recomputed from their checkpoints: a budget that keeps 4 layers at a time.
+    dict(init="he_uniform", activation="tanh", memory_budget=8 * 1024),
+], ids=["tanh-bias", "orthogonal-residual", "prenorm", "batchnorm", "postnorm", "small-budget"])
+def test_a_run_on_nan_filled_lent_buffers_equals_a_run_on_fresh_ones(options):
     _spare.release()
-    fresh = propagate("he_normal", "tanh", bias_std=0.2, **SHAPES)
-    # A run of the same shapes leaves its numbers in the buffers the next run borrows.
-    propagate("normal", "relu", init_params={"std": 3.0}, **SHAPES)
-    lent_before = dict(_spare._spare)
-    assert lent_before, "propagate gave no buffers back"
-    lent = propagate("he_normal", "tanh", bias_std=0.2, **SHAPES)
-    stored_layers = next(array for (name, _, _), array in lent_before.items() if name == "seg_h")
-    assert any(array is stored_layers for array in _spare._spare.values()), "the second run did not borrow seg_h"
+    fresh = propagate(**options, **SHAPES)
+    # Lend NaN-filled buffers of exactly the shapes this run takes: a read before a write shows.
+    init, activation = options["init"], options["activation"]
+    plan = Plan.build(init, activation, **{k: v for k, v in options.items() if k not in ("init", "activation")},
+                      **SHAPES)
+    workspace = plan.workspace(*plan.input_buffers())
+    poisoned = {name: getattr(workspace, name) for name in _LENT_BUFFERS}
+    for array in poisoned.values():
+        array.fill(np.nan)
+    _spare.give_back(poisoned)
+    lent = propagate(**options, **SHAPES)
+    assert any(array is poisoned["seg_h"] for array in _spare._spare.values()), "the run did not borrow seg_h"
     assert lent.equals(fresh)
     _spare.release()
     assert not _spare._spare
