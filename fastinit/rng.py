@@ -386,6 +386,21 @@ def fill_range(out, start, stop, wide, kind, a, b, seed, stream, substream):
     Every sample is a function of its index alone (its block's counter, its spill chain's),
     so any cut of ``out`` into such ranges, filled in any order by any thread, gives the
     numbers :func:`fill_serial` gives.
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        1-D float32 or float64.
+    start, stop : int
+        The samples written.
+    wide : bool
+        ``out`` is float64.
+    kind : int
+        ``KIND_NORMAL``, ``KIND_TRUNCATED`` or ``KIND_UNIFORM`` (see :func:`fill_serial`).
+    a, b : float
+        The distribution's parameters.
+    seed, stream, substream : int
+        The stream.
     """
     per_block = 2 if wide else 4
     k0, k1 = np.uint64(seed) & _MASK32, np.uint64(seed) >> np.uint64(32)

@@ -7,11 +7,10 @@ sampler's chunks (:func:`fastinit.rng.fill_chunk`), so workers share it with the
 
 from __future__ import annotations
 
-
 from fastinit import rng
 from fastinit._jit import jit
-from fastinit.initializers import CONSTANT, ORTHOGONAL
 from fastinit._kernels.orthogonal import call_orthogonal, draw_orthogonal
+from fastinit.initializers import CONSTANT, ORTHOGONAL
 
 # Substreams of a cell's stream: inputs and readout first, then two per layer.
 SUB_INPUT, SUB_READOUT, SUB_INPUT_PAIR = 0, 1, 2
@@ -36,10 +35,26 @@ def draw_weights(w, kind, a, b, wide, seed, stream, substream):
 
 @jit(inner=True)
 def draw_weights_share(worker, n_workers, w, kind, a, b, wide, seed, stream, substream, orthogonal):
-    """Worker ``worker``'s share of :func:`draw_weights`: sampler chunks ``worker, worker +
-    n_workers, ...``; constant and orthogonal matrices are drawn whole by worker 0, the
-    orthogonal one by the draw at address ``orthogonal`` (:func:`fastinit._kernels.orthogonal.address`
-    for ``w``'s dtype; unused for other kinds)."""
+    """Worker ``worker``'s share of :func:`draw_weights`: its share of the sampler's chunks
+    (:func:`fastinit.rng.fill_share`); constant and orthogonal matrices are drawn whole by worker 0.
+
+    Parameters
+    ----------
+    worker, n_workers : int
+    w : numpy.ndarray
+        The (fan_out, fan_in) matrix, C-contiguous.
+    kind : int
+        ``CONSTANT``, ``ORTHOGONAL`` or an ``rng.KIND_*``.
+    a, b : float
+        The draw's parameters.
+    wide : bool
+        ``w`` is float64.
+    seed, stream, substream : int
+        The layer's stream.
+    orthogonal : int
+        For ``ORTHOGONAL``, the draw's address (:func:`fastinit._kernels.orthogonal.address`
+        for ``w``'s dtype); unused for the other kinds.
+    """
     if kind == CONSTANT or kind == ORTHOGONAL:
         if worker == 0:
             if kind == CONSTANT:

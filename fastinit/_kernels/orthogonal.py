@@ -31,7 +31,23 @@ __all__ = ["orthogonal_into", "address", "draw_orthogonal", "call_orthogonal"]
 
 @jit(inner=True)
 def orthogonal_into(w, a, seed, stream, substream):
-    """``w = a`` times a (semi-)orthogonal matrix: QR of a float64 Gaussian, signs fixed by diag(R)."""
+    """``w = a`` times a (semi-)orthogonal matrix: QR of a float64 Gaussian, signs fixed by diag(R).
+
+    Parameters
+    ----------
+    w : numpy.ndarray
+        (fan_out, fan_in), float32 or float64, written in place.
+    a : float
+        The gain.
+    seed, stream, substream : int
+        The Gaussian's stream.
+
+    Notes
+    -----
+    In the cfunc, an error (only a failed allocation could raise here) cannot reach the
+    caller: numba reports it and returns.  The kernels had no clean way either: an error in a
+    worker thread stops it and leaves the others at a barrier.
+    """
     rows, cols = w.shape
     gaussian = np.empty(rows * cols, dtype=np.float64)
     rng.fill_serial(gaussian, np.bool_(True), np.int64(rng.KIND_NORMAL), 1.0, 0.0, seed, stream, substream)
@@ -109,7 +125,20 @@ def draw_orthogonal(w: np.ndarray, a: float, seed, stream, substream) -> None:
 
 @intrinsic
 def call_orthogonal(typingctx, address_value, w, a, seed, stream, substream):
-    """Call the orthogonal draw at ``address_value`` (from :func:`address`, for ``w``'s dtype) on ``w``."""
+    """Call the orthogonal draw at ``address_value`` (from :func:`address`, for ``w``'s dtype) on ``w``.
+
+    Parameters
+    ----------
+    address_value : int64
+    w : C-contiguous float32 or float64 matrix
+    a : float64
+        The gain.
+    seed, stream : uint64
+    substream : int64
+    """
+    if not (isinstance(w, types.Array) and w.ndim == 2 and w.layout == "C"
+            and w.dtype in (types.float32, types.float64)):
+        return None  # a typing error: the cfunc reads a C-contiguous float matrix
     signature = types.void(types.int64, w, types.float64, types.uint64, types.uint64, types.int64)
 
     def codegen(context, builder, sig, args):

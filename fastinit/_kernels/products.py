@@ -9,6 +9,7 @@ the loops round every output position the same way.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 from llvmlite import ir
@@ -20,22 +21,20 @@ from threadpoolctl import ThreadpoolController
 from fastinit._jit import jit
 
 
-_controller = []  # threadpoolctl's view of the loaded BLAS libraries, made once (a scan costs ~1.4 ms)
-
-
+@functools.cache
 def blas_controller() -> ThreadpoolController:
-    """threadpoolctl's controller of this process's BLAS libraries, looked up once, after loading scipy's BLAS
-    (the one numba's ``np.dot`` calls).
+    """threadpoolctl's controller of this process's BLAS libraries, looked up once (a scan costs ~1.4 ms),
+    after loading scipy's BLAS (the one numba's ``np.dot`` calls).
+
+    A BLAS library loaded later in the process (another package's) is not in it, so not limited.
 
     Returns
     -------
     threadpoolctl.ThreadpoolController
     """
-    if not _controller:
-        import scipy.linalg.cython_blas  # noqa: F401 (loads the BLAS np.dot calls)
+    import scipy.linalg.cython_blas  # noqa: F401 (loads the BLAS np.dot calls)
 
-        _controller.append(ThreadpoolController())
-    return _controller[0]
+    return ThreadpoolController()
 
 
 @contextlib.contextmanager
@@ -87,6 +86,10 @@ def _gemm_nt(typingctx, x, y, out, first, stop):
     of copied: BLAS packs the transposed operand itself, as it does for ``np.dot(y.T, x)``.
     Column-major, the product is ``out' (n_x, p) = x' (n_x, batch) @ y'[first:stop]^T``.
     """
+    matrices = (x, y, out)
+    if not all(isinstance(m, types.Array) and m.ndim == 2 and m.layout == "C" and m.dtype == x.dtype
+               for m in matrices) or x.dtype not in (types.float32, types.float64):
+        return None  # a typing error: only C-contiguous float32 or float64 matrices of one dtype
     signature = types.int32(x, y, out, types.int64, types.int64)
 
     def codegen(context, builder, sig, args):
@@ -121,9 +124,23 @@ def _gemm_nt(typingctx, x, y, out, first, stop):
 def gemm_columns_t(x, y, out, first, stop):
     """``out[first:stop] = y[:, first:stop].T @ x`` through BLAS, without a transposed copy of ``y``.
 
-    For a weight gradient cut by units: ``y`` is dL/dz (batch, n_out), ``x`` the layer's
-    input (batch, n_in), ``out`` dL/dW (n_out, n_in); all C-contiguous and of one dtype.
-    Rounds as ``np.dot(y.T[first:stop], x)``: the same BLAS routine on the same operands.
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (batch, n_x), C-contiguous: for a weight gradient, the layer's input.
+    y : numpy.ndarray
+        (batch, n_y), C-contiguous, ``x``'s dtype: dL/dz.
+    out : numpy.ndarray
+        (n_y, n_x), C-contiguous, ``x``'s dtype: dL/dW; rows ``first:stop`` are written.
+    first, stop : int
+        The units (rows of ``out``, columns of ``y``) of this part.
+
+    Notes
+    -----
+    The rows equal those of ``np.dot(y.T, x)`` (the kernels' weight gradient bits did not
+    change when it replaced a transposed copy and ``np.dot``: the pinned tests).  BLAS's
+    status is not checked: it fails only if scipy's BLAS cannot be loaded, and the forward
+    pass's ``np.dot`` in the same kernel would have failed first.
     """
     if stop > first:
         _gemm_nt(x, y, out, np.int64(first), np.int64(stop))

@@ -353,7 +353,17 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
 
 def _child_compile_stages(dtype_name: str):
     """The child's side of a cold compile (:mod:`fastinit._compile_ahead`): the backward pass, the update and the
-    distinct-units count, for ``dtype_name``."""
+    distinct-units count.
+
+    Parameters
+    ----------
+    dtype_name : str
+        ``"float32"`` or ``"float64"``.
+
+    Returns
+    -------
+    list of list of (dispatcher, tuple)
+    """
     plan = Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1, dtype=dtype_name)
     net = build_network(plan)
     bufs = _buffers(net.config, plan.batch, net.W, plan.dataset().targets.shape[1])
