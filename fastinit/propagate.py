@@ -212,11 +212,10 @@ def _compile_cold(cfg, ws):
     Here: the weight draw and the samplers of the inputs and biases, then the forward layer; in a child meanwhile
     :func:`_child_compile_stages`.  The walk's own compile, on the call that follows, then loads them all.
     """
-    signatures = layer.signatures(cfg, ws)
-    compile_in_two([[(draw.draw_weights_share, signatures["draw_weights_share"]),
-                     (rng.fill_serial, rng.fill_signature(np.float64)),
+    kernels = layer.signatures(cfg, ws)
+    compile_in_two([[kernels["draw_weights_share"], (rng.fill_serial, rng.fill_signature(np.float64)),
                      (rng.fill_serial, rng.fill_signature(ws.h0.dtype))],
-                    [(layer.forward_layer, signatures["forward_layer"])]],
+                    [kernels["forward_layer"]]],
                    "fastinit.propagate:_child_compile_stages", ws.h0.dtype.name)
 
 
@@ -234,11 +233,10 @@ def _child_compile_stages(dtype_name: str):
     list of list of (dispatcher, tuple)
     """
     plan = Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype=dtype_name)
-    signatures = layer.signatures(plan.config(), plan.workspace(*plan.input_buffers()))
+    kernels = layer.signatures(plan.config(), plan.workspace(*plan.input_buffers()))
     shared = ("activate_block", "_share_and_rescale", "checked_sums", "finite_sums", "rms_factor", "column_sums_block",
               "column_sums_rows", "_norm_slot", "weight_substream")
-    return [[(layer.KERNELS[name], signatures[name]) for name in shared],
-            [(layer.backward_layer, signatures["backward_layer"])]]
+    return [[kernels[name] for name in shared], [kernels["backward_layer"]]]
 
 
 def _lanes(batch):

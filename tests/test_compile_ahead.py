@@ -88,12 +88,15 @@ def test_signatures_have_one_type_per_parameter():
     signatures = layer.signatures(plan.config(), plan.workspace(*plan.inputs()))
     for name, dispatcher in [("forward_layer", layer.forward_layer), ("backward_layer", layer.backward_layer),
                              ("draw_weights_share", draw.draw_weights_share), ("activate_block", blocks.activate_block)]:
-        assert len(signatures[name]) == dispatcher.py_func.__code__.co_argcount, name
-    assert str(signatures["forward_layer"][5]) == "array(float64, 2d, C)"
+        assert signatures[name][0] is dispatcher, name
+    for name, (dispatcher, arguments) in signatures.items():
+        assert len(arguments) == dispatcher.py_func.__code__.co_argcount, name
+    assert str(signatures["forward_layer"][1][5]) == "array(float64, 2d, C)"
     train_run = importlib.import_module("fastinit.train.run")  # the module: fastinit.train.run is the function
     train_plan = train_run.Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1)
     net = train_run.build_network(train_plan)
     bufs = train_run._buffers(net.config, train_plan.batch, net.W, 1)
     signatures = train_kernels.signatures(net.config, train_plan.optimizer_state(net), net.W, net.B, bufs)
-    for name, arguments in signatures.items():
-        assert len(arguments) == getattr(train_kernels, name).py_func.__code__.co_argcount, name
+    for name, (dispatcher, arguments) in signatures.items():
+        assert dispatcher is getattr(train_kernels, name)
+        assert len(arguments) == dispatcher.py_func.__code__.co_argcount, name

@@ -343,7 +343,7 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
 
 
 def signatures(cfg, ws):
-    """The numba argument types of the walk's big kernels as the walk calls them (for ``dispatcher.compile``).
+    """The walk's big kernels and their numba argument types as the walk calls them (for ``dispatcher.compile``).
 
     Parameters
     ----------
@@ -354,37 +354,33 @@ def signatures(cfg, ws):
     -------
     dict
         ``forward_layer``, ``backward_layer`` and kernels under them (the weight draw,
-        ``activate_block``, the reductions both layers call): name -> tuple of argument
-        types; :data:`KERNELS` holds the kernels by the same names.
+        ``activate_block``, the reductions both layers call): name -> ``(dispatcher,
+        tuple of argument types)``.
     """
     matrix = types.Array(numba.typeof(ws.h0).dtype, 2, "C")  # a layer's view of a flat row
     row = types.Array(types.float64, 1, "C")
     integer, real, flag = types.int64, types.float64, types.boolean
     blocks_acc = numba.typeof(ws.acc)  # float64 (N_BLOCKS, quantities, widest)
-    boundary = (integer, integer, numba.typeof(cfg), numba.typeof(ws), integer)  # worker, n_workers, cfg, ws, layer
+    cfg_t, ws_t = numba.typeof(cfg), numba.typeof(ws)
+    boundary = (integer, integer, cfg_t, ws_t, integer)  # worker, n_workers, cfg, ws, layer
     return {
-        "forward_layer": (*boundary, matrix, real, matrix, row),  # h_in, log_s_in, h_out, stats_row
-        "backward_layer": (*boundary, matrix, real, matrix, matrix, real, matrix, row),  # + grad_out, log_g, grad_in
+        # h_in, log_s_in, h_out, stats_row
+        "forward_layer": (forward_layer, (*boundary, matrix, real, matrix, row)),
+        # h_in, log_s_in, h_out, grad_out, log_g, grad_in, stats_row
+        "backward_layer": (backward_layer, (*boundary, matrix, real, matrix, matrix, real, matrix, row)),
         # worker, n_workers, w, kind, a, b, wide, seed, stream, substream, orthogonal
-        "draw_weights_share": (integer, integer, matrix, integer, real, real, flag, types.uint64, types.uint64, integer,
-                               integer),
+        "draw_weights_share": (draw_weights_share, (integer, integer, matrix, integer, real, real, flag, types.uint64,
+                                                    types.uint64, integer, integer)),
         # block, z, h_in, h_out, dphi, code, param, residual, branch_scale, bounded, acc, corr
-        "activate_block": (integer, matrix, matrix, matrix, matrix, integer, real, flag, real, flag, blocks_acc,
-                           numba.typeof(ws.corr)),
+        "activate_block": (activate_block, (integer, matrix, matrix, matrix, matrix, integer, real, flag, real, flag,
+                                            blocks_acc, numba.typeof(ws.corr))),
         # What both layers call: compiled on one side before either layer (see fastinit._compile_ahead).
-        "_share_and_rescale": (integer, integer, numba.typeof(cfg), numba.typeof(ws), matrix, real, real),
-        "checked_sums": (matrix, blocks_acc),
-        "finite_sums": (matrix,),
-        "rms_factor": (matrix, real),
-        "column_sums_block": (integer, matrix, blocks_acc),
-        "column_sums_rows": (matrix, integer, integer, types.Array(types.float64, 2, "C")),
-        "_norm_slot": (numba.typeof(cfg), numba.typeof(ws), integer, integer),
-        "weight_substream": (integer,),
+        "_share_and_rescale": (_share_and_rescale, (integer, integer, cfg_t, ws_t, matrix, real, real)),
+        "checked_sums": (checked_sums, (matrix, blocks_acc)),
+        "finite_sums": (finite_sums, (matrix,)),
+        "rms_factor": (rms_factor, (matrix, real)),
+        "column_sums_block": (column_sums_block, (integer, matrix, blocks_acc)),
+        "column_sums_rows": (column_sums_rows, (matrix, integer, integer, types.Array(types.float64, 2, "C"))),
+        "_norm_slot": (_norm_slot, (cfg_t, ws_t, integer, integer)),
+        "weight_substream": (weight_substream, (integer,)),
     }
-
-
-# The kernels of ``signatures``, by name.
-KERNELS = {"forward_layer": forward_layer, "backward_layer": backward_layer, "draw_weights_share": draw_weights_share,
-           "activate_block": activate_block, "_share_and_rescale": _share_and_rescale, "checked_sums": checked_sums,
-           "finite_sums": finite_sums, "rms_factor": rms_factor, "column_sums_block": column_sums_block,
-           "column_sums_rows": column_sums_rows, "_norm_slot": _norm_slot, "weight_substream": weight_substream}

@@ -347,7 +347,7 @@ def backward(net, W, bufs, m):
 
 
 def signatures(net, opt, W, B, bufs):
-    """The numba argument types of the big kernels under :func:`train_epoch`, as it calls them (for ``compile``).
+    """The big kernels under :func:`train_epoch` and their numba argument types as it calls them (for ``compile``).
 
     Parameters
     ----------
@@ -360,15 +360,17 @@ def signatures(net, opt, W, B, bufs):
     Returns
     -------
     dict
-        ``forward``, ``backward``, ``optimizer_step``, ``distinct_rows``: name -> tuple of argument types.
+        ``forward``, ``backward``, ``optimizer_step``, ``distinct_rows``: name -> ``(dispatcher, tuple of argument
+        types)``.
     """
     net_t, w_t, b_t, bufs_t = numba.typeof(net), numba.typeof(W), numba.typeof(B), numba.typeof(bufs)
     return {
-        "forward": (net_t, w_t, b_t, bufs_t, types.int64),
-        "backward": (net_t, w_t, bufs_t, types.int64),
-        "optimizer_step": (numba.typeof(opt), w_t, b_t, numba.typeof(bufs.gW), numba.typeof(bufs.gB)),
+        "forward": (forward, (net_t, w_t, b_t, bufs_t, types.int64)),
+        "backward": (backward, (net_t, w_t, bufs_t, types.int64)),
+        "optimizer_step": (optimizer_step, (numba.typeof(opt), w_t, b_t, numba.typeof(bufs.gW), numba.typeof(bufs.gB))),
         # a layer's weights as a matrix, its biases, the tolerance
-        "distinct_rows": (types.Array(w_t.dtype, 2, "C"), types.Array(b_t.dtype, 1, "C"), types.float64),
+        "distinct_rows": (distinct_rows, (types.Array(w_t.dtype, 2, "C"), types.Array(b_t.dtype, 1, "C"),
+                                          types.float64)),
     }
 
 

@@ -344,9 +344,8 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     order = data.order  # any int64 order: the types are what matter
     if announce_compile(K.train_epoch, (np.int64(0), *args[:8], order, order, *args[8:]),
                         f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype):
-        signatures = K.signatures(net.config, args[2], net.W, net.B, args[7])
-        compile_in_two([[(K.forward, signatures["forward"])]], "fastinit.train.run:_child_compile_stages",
-                       plan.dtype.name)
+        kernels = K.signatures(net.config, args[2], net.W, net.B, args[7])
+        compile_in_two([[kernels["forward"]]], "fastinit.train.run:_child_compile_stages", plan.dtype.name)
     last = K.train(*args)
     return _frame(plan, net, epoch_rec, layer_rec, last)
 
@@ -367,8 +366,8 @@ def _child_compile_stages(dtype_name: str):
     plan = Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1, dtype=dtype_name)
     net = build_network(plan)
     bufs = _buffers(net.config, plan.batch, net.W, plan.dataset().targets.shape[1])
-    signatures = K.signatures(net.config, plan.optimizer_state(net), net.W, net.B, bufs)
-    return [[(getattr(K, name), signatures[name]) for name in ("backward", "optimizer_step", "distinct_rows")]]
+    kernels = K.signatures(net.config, plan.optimizer_state(net), net.W, net.B, bufs)
+    return [[kernels[name] for name in ("backward", "optimizer_step", "distinct_rows")]]
 
 
 @dataclass(frozen=True, eq=False)
