@@ -43,9 +43,6 @@ _NUMERICS = Choice(("rescaled", "raw"))
 _OPTIONS = ("residual", "batchnorm", "norm", "norm_at", "input_std", "input_corr", "numerics", "init_params", "activation_params",
             "stream", "memory_budget")
 _LOG10_E = 1.0 / math.log(10.0)
-# The Workspace buffers lent from one run to the next (fastinit._spare): all but the small and the zeroed ones.
-_LENT_BUFFERS = ("seg_h", "seg_z", "seg_dphi", "seg_w", "checkpoints", "u", "h_last", "grad", "grad_in", "grad_act",
-                "grad_z", "wgrad")
 # A cold compile of the kernels for one dtype on the 2-core project machine (announced).
 COLD_COMPILE_SECONDS = 15
 
@@ -202,7 +199,7 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     with products.one_blas_thread():
         walk.run(n_workers, cfg, ws)
     frame = _frame(ws.stats, plan, n_workers)
-    _spare.give_back({name: getattr(ws, name) for name in _LENT_BUFFERS})
+    _spare.give_back({name: getattr(ws, name) for name in plan.lent_shapes()})
     return frame
 
 
@@ -369,20 +366,10 @@ class Plan:
         Allocated here rather than in the kernel because NumPy asks Linux for transparent
         huge pages on large arrays: first touches then fault 2 MiB at a time instead of
         4 KiB (measured: page faults were ~30 % of a (64, 1000) run).  The big ones
-        (``_LENT_BUFFERS``) are the last run's when their shapes match (:mod:`fastinit._spare`).
+        (:meth:`lent_shapes`) are the last run's when their shapes match (:mod:`fastinit._spare`).
         """
-        dtype, batch, seg_len = self.dtype, self.batch, self.seg_len
-        widest = int(self.widths.max())
-        rows, square = batch * widest, widest * widest
-        n_segments = (self.depth + seg_len - 1) // seg_len
-        shapes = {
-            "seg_h": (seg_len, rows), "seg_z": (seg_len if self.norm else 1, rows),
-            "seg_dphi": (1 if self.slope_from_output else seg_len, rows),
-            "seg_w": (min(seg_len, self.w_slots + 1), square), "checkpoints": (n_segments, rows),
-            "u": rows, "h_last": rows, "grad": rows, "grad_in": rows, "grad_act": rows if self.norm else 0,
-            "grad_z": rows, "wgrad": square,
-        }
-        lent = _spare.take(shapes, dtype)
+        dtype, widest = self.dtype, int(self.widths.max())
+        lent = _spare.take(self.lent_shapes(), dtype)
         return records.Workspace(
             h0=h0, grad_top=grad_top, stats=np.zeros((self.depth, records.N_STATS)),
             sync=np.zeros(2, dtype=np.int64), shared=np.zeros(layer.N_SHARED), bias=np.empty(widest, dtype=dtype),
@@ -390,6 +377,27 @@ class Plan:
             acc_in=np.empty((blocks.N_BLOCKS, 2, widest)), acc_w=np.empty((self.n_lanes, 2, widest)),
             corr=np.empty(blocks.N_BLOCKS), **lent,
         )
+
+    def lent_shapes(self) -> dict:
+        """The shapes of the ``Workspace`` buffers one run lends the next (:mod:`fastinit._spare`): all but the
+        small ones and those that must start as zeros.
+
+        Returns
+        -------
+        dict of str to int or tuple of int
+            Buffer name -> shape (``self.dtype``).
+        """
+        batch, seg_len = self.batch, self.seg_len
+        widest = int(self.widths.max())
+        rows, square = batch * widest, widest * widest
+        n_segments = (self.depth + seg_len - 1) // seg_len
+        return {
+            "seg_h": (seg_len, rows), "seg_z": (seg_len if self.norm else 1, rows),
+            "seg_dphi": (1 if self.slope_from_output else seg_len, rows),
+            "seg_w": (min(seg_len, self.w_slots + 1), square), "checkpoints": (n_segments, rows),
+            "u": rows, "h_last": rows, "grad": rows, "grad_in": rows, "grad_act": rows if self.norm else 0,
+            "grad_z": rows, "wgrad": square,
+        }
 
     def input_buffers(self):
         """``(h0, grad_top)`` uninitialised: the shapes and dtype of :meth:`inputs`, for what needs only their types."""

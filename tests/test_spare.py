@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastinit import _spare, propagate
-from fastinit.propagate import _LENT_BUFFERS, Plan
+from fastinit.propagate import Plan
 
 SHAPES = dict(depth=12, width=16, batch=8, seed=3)
 
@@ -38,7 +38,7 @@ def test_a_run_on_nan_filled_lent_buffers_equals_a_run_on_fresh_ones(options):
     plan = Plan.build(init, activation, **{k: v for k, v in options.items() if k not in ("init", "activation")},
                       **SHAPES)
     workspace = plan.workspace(*plan.input_buffers())
-    poisoned = {name: getattr(workspace, name) for name in _LENT_BUFFERS}
+    poisoned = {name: getattr(workspace, name) for name in plan.lent_shapes()}
     for array in poisoned.values():
         array.fill(np.nan)
     _spare.give_back(poisoned)
