@@ -79,7 +79,7 @@ def _calibrated(plan):
     for layer in range(1, plan.depth + 1):
         n_in, n_out = int(plan.widths[layer - 1]), int(plan.widths[layer])
         base = np.empty((n_out, n_in))
-        draw_weights(base, ORTHOGONAL, 1.0, 0.0, True, seed, stream, np.int64(weight_substream(layer)))
+        draw_weights(base, ORTHOGONAL, 1.0, 0.0, seed, stream, np.int64(weight_substream(layer)))
         product = gemm_input(h, norm=plan.norm, norm_at=plan.norm_at) @ base.T
         bias = np.zeros(n_out)
         if plan.bias_std > 0.0:  # the kernels' bias stream (weight_substream + 1)

@@ -22,7 +22,7 @@ def weight_substream(layer):
     return 2 * layer + 2
 
 
-def draw_weights(w, kind, a, b, wide, seed, stream, substream):
+def draw_weights(w, kind, a, b, seed, stream, substream):
     """Draw one weight matrix ``w`` (fan_out, fan_in) in place from Python, with the numbers
     :func:`draw_weights_share` gives the kernels."""
     if kind == CONSTANT:

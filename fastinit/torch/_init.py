@@ -118,7 +118,7 @@ def init_(module, init, *, seed=0, stream=0, bias=None, include=(), **params) ->
         # propagate's own draw, on the weight as a (shape[0], rest) matrix: the samplers fill it
         # in C order whatever its shape, and orthogonal flattens a kernel this way (as PyTorch).
         values = np.empty((shape[0], math.prod(shape[1:])), dtype=dtype)
-        draw_weights(values, draw.kind, float(draw.a), float(draw.b), dtype == np.float64, np.uint64(seed),
+        draw_weights(values, draw.kind, float(draw.a), float(draw.b), np.uint64(seed),
                      np.uint64(stream), np.int64(weight_substream(layer.index)))
         bias_values, bias_text = _bias(layer, bias, seed, stream)
         drawn.append((layer, values.reshape(shape), bias_values))

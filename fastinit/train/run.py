@@ -577,7 +577,7 @@ def build_network(plan: Plan) -> Network:
         draws = tuple(Draw(ORTHOGONAL, g) for g in calibration.scales)
     for k, draw in enumerate(draws):
         view = W[w_off[k]: w_off[k + 1]].reshape(int(widths[k + 1]), int(widths[k]))
-        draw_weights(view, draw.kind, float(draw.a), float(draw.b), dtype == np.float64, np.uint64(plan.seed),
+        draw_weights(view, draw.kind, float(draw.a), float(draw.b), np.uint64(plan.seed),
                      np.uint64(plan.stream), np.int64(weight_substream(k + 1)))
     return Network(config, W, B, calibration)
 
@@ -598,7 +598,7 @@ def _lsuv_gains(plan: Plan, config: K.Net) -> lsuv.Calibration:
     scales, iterations, variances = [], [], []
     for k in range(n_layers):
         base = np.empty((int(widths[k + 1]), int(widths[k])))
-        draw_weights(base, ORTHOGONAL, 1.0, 0.0, True, np.uint64(plan.seed), np.uint64(plan.stream),
+        draw_weights(base, ORTHOGONAL, 1.0, 0.0, np.uint64(plan.seed), np.uint64(plan.stream),
                      np.int64(weight_substream(k + 1)))
         hidden, alpha = k < n_layers - 1, float(config.alpha[k]) or None
         norm = plan.norm if hidden and (plan.norm_at == "preact" or alpha) else None
