@@ -160,15 +160,18 @@ class FigureWriter:
             paths = save_figure(figure, directory, name, formats)
             plt.close(figure)
             return paths
-        prepare_for_children(formats)
-        while len(self._running) >= self.processes:
-            self._reap(self._running.pop(0))
-        child = multiprocessing.get_context("fork").Process(
-            target=save_figure, args=(figure, directory, name, formats), name=f"save {name}")
-        child.start()
-        self._running.append((name, child, None))
+        self._start(name, save_figure, (figure, directory, name, formats), f"save {name}", None)
         plt.close(figure)
         return [f"{name}.{extension}" for extension in formats]
+
+    def _start(self, name, target, args, label, returned) -> None:
+        """Fork a child running ``target(*args)`` once a slot is free; ``returned`` is its (pipe, Later) or None."""
+        prepare_for_children(self.formats)
+        while len(self._running) >= self.processes:
+            self._reap(self._running.pop(0))
+        child = multiprocessing.get_context("fork").Process(target=target, args=args, name=label)
+        child.start()
+        self._running.append((name, child, returned))
 
     def build_and_save(self, name: str, build) -> Later:
         """Call ``build()``, which returns ``(figure, value)``, and save the figure as ``name``.
@@ -190,16 +193,10 @@ class FigureWriter:
             save_figure(figure, directory, name, formats)
             plt.close(figure)
             return later
-        prepare_for_children(formats)
-        while len(self._running) >= self.processes:
-            self._reap(self._running.pop(0))
-        context = multiprocessing.get_context("fork")
-        receive, send = context.Pipe(duplex=False)
-        child = context.Process(target=_build_and_save, args=(build, directory, name, formats, send),
-                                name=f"build and save {name}")
-        child.start()
+        receive, send = multiprocessing.get_context("fork").Pipe(duplex=False)
+        self._start(name, _build_and_save, (build, directory, name, formats, send), f"build and save {name}",
+                    (receive, later))
         send.close()  # the child's copy stays open: end of file here means the child ended without sending
-        self._running.append((name, child, (receive, later)))
         return later
 
     def _reap(self, running) -> None:
