@@ -327,7 +327,13 @@ class Plan:
         # h, phi', and what the norm's backward needs (z, Norm(h_in) or the residual sum).
         per_layer = 1 + (not slope_from_output) + (norm is not None)
         seg_len, w_slots = _memory_plan(depth, batch, widest, dtype.itemsize, per_layer, budget)
-        draws = tuple(entry.draw(int(widths[l - 1]), int(widths[l]), **init_params) for l in range(1, depth + 1))
+        # One draw per distinct (fan_in, fan_out): a draw is a function of the fans, and a
+        # deep net of one width would otherwise spend ~20 us a layer in Python on the same gain.
+        draw_of_fans = {}
+        for fans in zip(widths[:-1].tolist(), widths[1:].tolist()):
+            if fans not in draw_of_fans:
+                draw_of_fans[fans] = entry.draw(*fans, **init_params)
+        draws = tuple(draw_of_fans[fans] for fans in zip(widths[:-1].tolist(), widths[1:].tolist()))
         plan = cls(
             init=entry.name, activation=act.name, depth=depth, widths=widths, batch=batch, seed=seed, stream=stream,
             dtype=dtype, init_params=init_params, draws=draws,

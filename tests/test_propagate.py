@@ -171,3 +171,13 @@ def test_one_example_float32_matches_the_twin():
 def test_batch_norm_needs_two_examples():
     with pytest.raises(ValueError, match=r"batchnorm needs batch >= 2 .* got batch=1; use batch >= 2 or batchnorm=False"):
         propagate("he_normal", "relu", depth=3, width=8, batch=1, batchnorm=True)
+
+
+def test_each_layer_draws_from_its_own_fans():
+    """Plan.build computes one draw per distinct (fan_in, fan_out) pair and gives it to every layer with
+    those fans: each layer's std must still be Glorot's sqrt(2 / (fan_in + fan_out)) for its own fans."""
+    widths = [24, 48, 16, 48, 16, 16]
+    plan = Plan.build("xavier_normal", "tanh", depth=len(widths), width=widths, batch=4)
+    fans = list(zip([widths[0], *widths[:-1]], widths))
+    assert [d.a for d in plan.draws] == pytest.approx([math.sqrt(2.0 / (i + o)) for i, o in fans], rel=1e-15)
+    np.testing.assert_array_equal(plan.draw_ab[:, 0], [d.a for d in plan.draws])
