@@ -232,7 +232,8 @@ def _child_compile_stages(dtype_name: str):
     plan = Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype=dtype_name)
     kernels = layer.signatures(plan.config(), plan.workspace(*plan.input_buffers()))
     shared = ("activate_block", "_share_and_rescale", "checked_sums", "finite_sums", "rms_factor", "column_sums_block",
-              "column_sums_rows", "_norm_slot", "weight_substream")
+              "column_sums_rows", "_norm_slot", "weight_substream", "part", "_row_standardizer",
+              "_row_standardizer_columns")
     return [[kernels[name] for name in shared], [kernels["backward_layer"]]]
 
 

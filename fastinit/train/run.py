@@ -345,14 +345,15 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     if announce_compile(K.train_epoch, (np.int64(0), *args[:8], order, order, *args[8:]),
                         f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype):
         kernels = K.signatures(net.config, args[2], net.W, net.B, args[7])
-        compile_in_two([[kernels["forward"]]], "fastinit.train.run:_child_compile_stages", plan.dtype.name)
+        shared = [kernels[name] for name in ("view", "_row_standardizer", "_row_standardizer_columns")]
+        compile_in_two([shared, [kernels["forward"]]], "fastinit.train.run:_child_compile_stages", plan.dtype.name)
     last = K.train(*args)
     return _frame(plan, net, epoch_rec, layer_rec, last)
 
 
 def _child_compile_stages(dtype_name: str):
-    """The child's side of a cold compile (:mod:`fastinit._compile_ahead`): the backward pass, the update and the
-    distinct-units count.
+    """The child's side of a cold compile (:mod:`fastinit._compile_ahead`): the distinct-units count while this
+    process compiles the small kernels both passes call, then the backward pass and the update.
 
     Parameters
     ----------
@@ -367,7 +368,7 @@ def _child_compile_stages(dtype_name: str):
     net = build_network(plan)
     bufs = _buffers(net.config, plan.batch, net.W, plan.dataset().targets.shape[1])
     kernels = K.signatures(net.config, plan.optimizer_state(net), net.W, net.B, bufs)
-    return [[kernels[name] for name in ("backward", "optimizer_step", "distinct_rows")]]
+    return [[kernels["distinct_rows"]], [kernels["backward"], kernels["optimizer_step"]]]
 
 
 @dataclass(frozen=True, eq=False)
