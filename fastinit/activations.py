@@ -98,7 +98,9 @@ def _leaky_relu(x, param):
 
 
 # Branch-free variants of the piecewise-linear kernels for apply's loops: selects that LLVM
-# vectorises, NaN handled inside them (linear passes x's own NaN through).
+# vectorises, NaN handled inside them (linear passes x's own NaN through).  One select per
+# statement: a conditional nested in another stays a branch (measured: relu on random signs,
+# 1.10 against 0.14 ns per float32 element on a Zen 3 EPYC, the same bits).
 @jit
 def _linear_vector(x, param):
     return x, (1.0 if x == x else math.nan)
@@ -106,15 +108,19 @@ def _linear_vector(x, param):
 
 @jit
 def _relu_vector(x, param):
-    return (x if x > 0.0 else (0.0 if x <= 0.0 else math.nan),
-            1.0 if x > 0.0 else (0.0 if x <= 0.0 else math.nan))
+    positive = x > 0.0
+    zero = 0.0 if x == x else math.nan
+    return (x if positive else zero), (1.0 if positive else zero)
 
 
 @jit
 def _leaky_relu_vector(x, param):
-    negative = (param * x) if param != 0.0 else 0.0
-    return (x if x > 0.0 else (negative if x <= 0.0 else math.nan),
-            1.0 if x > 0.0 else (param if x <= 0.0 else math.nan))
+    positive = x > 0.0
+    known = x == x
+    scaled = (param * x) if param != 0.0 else 0.0  # param is the loop's constant: LLVM hoists this test
+    negative = scaled if known else math.nan
+    slope = param if known else math.nan
+    return (x if positive else negative), (1.0 if positive else slope)
 
 
 @jit
@@ -250,7 +256,8 @@ def _tanh_float32(x, param):
     # One return, so the dispatch copies this body into apply's loop instead of inlining a
     # call (each inlined call costs ~60 ms of compile time).
     known = x == x
-    return ((-t if x < 0.0 else t) if known else math.nan), (slope if known else math.nan)
+    signed = -t if x < 0.0 else t  # one select per statement, as the branch-free variants above
+    return (signed if known else math.nan), (slope if known else math.nan)
 
 
 # sigmoid and silu on float32 arrays, the same way: exp(-|x|) by _exp_nonpositive with |x|
@@ -284,7 +291,9 @@ def _silu_float32(x, param):
     # Clamped, x s and x (1 - s) are finite at +-inf and give the limits (x, 1) and (0, 0).
     clamped = a if positive else -a
     known = x == x
-    value = (x * s if a < _LOGISTIC_CLAMP else (x if positive else 0.0)) if known else math.nan
+    limit = x if positive else 0.0  # one select per statement, as the branch-free variants above
+    finite = x * s if a < _LOGISTIC_CLAMP else limit
+    value = finite if known else math.nan
     return value, (s * (1.0 + clamped * one_minus_s) if known else math.nan)
 
 
@@ -344,8 +353,12 @@ def _gelu_float32(x, param):
     # x Phi(x) from x itself where it is finite and from the clamp below -15 (-0.0, as libm's
     # formula rounds there); -inf gives the limits (0, 0), as the float64 kernel does.
     known = x == x
-    value = (x * cdf if positive else (signed * cdf if x > -math.inf else 0.0)) if known else math.nan
-    slope = (cdf + signed * _INV_SQRT_2PI * gauss if x > -math.inf else 0.0) if known else math.nan
+    above_minus_inf = x > -math.inf
+    negative = signed * cdf if above_minus_inf else 0.0  # one select per statement, as the branch-free variants
+    finite = x * cdf if positive else negative
+    value = finite if known else math.nan
+    finite_slope = cdf + signed * _INV_SQRT_2PI * gauss if above_minus_inf else 0.0
+    slope = finite_slope if known else math.nan
     return value, slope
 
 
@@ -915,7 +928,8 @@ def apply(code, x, param, out_phi, out_dphi):
             t = (1.0 - e) * inv if a >= _TANH_SERIES_BELOW else a - a * a * a * (1.0 / 3.0)
             slope = 4.0 * e * inv * inv
             known = v == v
-            out_phi[i] = (-t if v < 0.0 else t) if known else math.nan
+            signed = -t if v < 0.0 else t
+            out_phi[i] = signed if known else math.nan
             out_dphi[i] = slope if known else math.nan
     elif code == SIGMOID and x.itemsize == 4:
         for i in range(x.shape[0]):
@@ -939,8 +953,12 @@ def apply(code, x, param, out_phi, out_dphi):
             cdf = 1.0 - tail if positive else tail
             signed = a if positive else -a
             known = v == v
-            value = (v * cdf if positive else signed * cdf if v > -math.inf else 0.0) if known else math.nan
-            slope = (cdf + signed * _INV_SQRT_2PI * gauss if v > -math.inf else 0.0) if known else math.nan
+            above_minus_inf = v > -math.inf
+            negative = signed * cdf if above_minus_inf else 0.0
+            finite = v * cdf if positive else negative
+            value = finite if known else math.nan
+            finite_slope = cdf + signed * _INV_SQRT_2PI * gauss if above_minus_inf else 0.0
+            slope = finite_slope if known else math.nan
             out_phi[i] = value
             out_dphi[i] = slope
     elif code == SILU and x.itemsize == 4:
@@ -955,7 +973,9 @@ def apply(code, x, param, out_phi, out_dphi):
             one_minus_s = e * inv if positive else inv
             clamped = a if positive else -a
             known = v == v
-            value = (v * s if a < _LOGISTIC_CLAMP else v if positive else 0.0) if known else math.nan
+            limit = v if positive else 0.0
+            finite = v * s if a < _LOGISTIC_CLAMP else limit
+            value = finite if known else math.nan
             out_phi[i] = value
             out_dphi[i] = s * (1.0 + clamped * one_minus_s) if known else math.nan
     elif code == LINEAR:
@@ -966,14 +986,20 @@ def apply(code, x, param, out_phi, out_dphi):
     elif code == RELU:
         for i in range(x.shape[0]):
             v = np.float64(x[i])
-            out_phi[i] = v if v > 0.0 else 0.0 if v <= 0.0 else math.nan
-            out_dphi[i] = 1.0 if v > 0.0 else 0.0 if v <= 0.0 else math.nan
+            positive = v > 0.0
+            zero = 0.0 if v == v else math.nan
+            out_phi[i] = v if positive else zero
+            out_dphi[i] = 1.0 if positive else zero
     elif code == LEAKY_RELU:
         for i in range(x.shape[0]):
             v = np.float64(x[i])
-            negative = param * v if param != 0.0 else 0.0
-            out_phi[i] = v if v > 0.0 else negative if v <= 0.0 else math.nan
-            out_dphi[i] = 1.0 if v > 0.0 else param if v <= 0.0 else math.nan
+            positive = v > 0.0
+            known = v == v
+            scaled = param * v if param != 0.0 else 0.0
+            negative = scaled if known else math.nan
+            slope = param if known else math.nan
+            out_phi[i] = v if positive else negative
+            out_dphi[i] = 1.0 if positive else slope
     else:
         for i in range(x.shape[0]):
             out_phi[i], out_dphi[i] = phi_and_dphi(code, np.float64(x[i]), param)
