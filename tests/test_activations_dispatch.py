@@ -96,6 +96,10 @@ def test_slope_from_output_is_the_records_output_slope(name):
             assert np.all(np.isnan(got))
             continue
         _assert_same_bits(got, np.array([record.output_slope(v, param) for v in X]), f"{name} param={param}")
+        # backprop_block reads the slope at 1.0 and at 0.0 once and selects by the output's sign: the slope
+        # must depend on the sign alone (and be NaN at NaN).
+        by_sign = np.where(X > 0.0, record.output_slope(1.0, param), record.output_slope(0.0, param))
+        _assert_same_bits(got, np.where(np.isnan(X), np.nan, by_sign), f"{name} by sign, param={param}")
         if record.slope_from_output(param):
             # The contract the kernels rely on: phi' read off c phi(z) is apply's phi'(z).
             for c in (1.0, 4.0):  # c < 1 would underflow the subnormal outputs to 0
