@@ -206,14 +206,28 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
 def _compile_cold(cfg, ws):
     """A cold compile of the kernels for ``cfg`` and ``ws``'s types on two cores (:mod:`fastinit._compile_ahead`).
 
-    Here: the weight draw and the samplers of the inputs and biases, then the forward layer; in a child meanwhile
-    :func:`_child_compile_stages`.  The walk's own compile, on the call that follows, then loads them all.
+    Here :func:`_parent_compile_stages`, in a child meanwhile :func:`_child_compile_stages`.  The walk's own compile, on the call that follows, then loads them all.
+    """
+    compile_in_two(_parent_compile_stages(cfg, ws), "fastinit.propagate:_child_compile_stages", ws.h0.dtype.name)
+
+
+def _parent_compile_stages(cfg, ws):
+    """This process's side of a cold compile: the weight draw and the samplers of the inputs and biases, then
+    the forward layer.
+
+    Parameters
+    ----------
+    cfg : fastinit._kernels.records.LayerConfig
+    ws : fastinit._kernels.records.Workspace
+
+    Returns
+    -------
+    list of list of (dispatcher, tuple)
     """
     kernels = layer.signatures(cfg, ws)
-    compile_in_two([[kernels["draw_weights_share"], (rng.fill_serial, rng.fill_signature(np.float64)),
-                     (rng.fill_serial, rng.fill_signature(ws.h0.dtype))],
-                    [kernels["forward_layer"]]],
-                   "fastinit.propagate:_child_compile_stages", ws.h0.dtype.name)
+    return [[kernels["draw_weights_share"], (rng.fill_serial, rng.fill_signature(np.float64)),
+             (rng.fill_serial, rng.fill_signature(ws.h0.dtype))],
+            [kernels["forward_layer"]]]
 
 
 def _child_compile_stages(dtype_name: str):

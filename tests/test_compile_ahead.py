@@ -36,6 +36,60 @@ _COLD_CALL = textwrap.dedent("""
 """)
 
 
+# Runs in a fresh interpreter with an empty NUMBA_CACHE_DIR: compiles one side's stages of a cold compile in
+# order and prints, per stage, the fastinit kernels that stage compiled (beyond this side's earlier stages).
+_STAGE_COMPILES = textwrap.dedent("""
+    import importlib, json, sys
+    from numba.core import event
+    job, side = sys.argv[1], sys.argv[2]
+    module = importlib.import_module(job)
+    if side == "child":
+        stages = module._child_compile_stages("float32")
+    elif job == "fastinit.propagate":
+        plan = module.Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype="float32")
+        stages = module._parent_compile_stages(plan.config(), plan.workspace(*plan.input_buffers()))
+    else:
+        from fastinit.train import _kernels
+        plan = module.Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1, dtype="float32")
+        net = module.build_network(plan)
+        bufs = module._buffers(net.config, plan.batch, net.W, plan.dataset().targets.shape[1])
+        stages = module._parent_compile_stages(_kernels.signatures(net.config, plan.optimizer_state(net), net.W,
+                                                                   net.B, bufs))
+    compiled = []
+    for stage in stages:
+        with event.install_recorder("numba:compile") as recorder:
+            for dispatcher, signature in stage:
+                dispatcher.compile(signature)
+        compiled.append(sorted({(ev.data["dispatcher"].py_func.__qualname__, str(ev.data["args"]))
+                                for _, ev in recorder.buffer
+                                if ev.is_start and ev.data["dispatcher"].py_func.__module__.startswith("fastinit")}))
+    print(json.dumps(compiled))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("job", ["fastinit.propagate", "fastinit.train.run"])
+def test_no_stage_has_a_kernel_both_sides_would_compile(tmp_path, job):
+    # Timing-free: in a real cold compile, the side that reaches a kernel second loads it only if the first has
+    # written it already, so two sides reaching one kernel in the same stage is a race (CI once lost it).  Stage
+    # k of a side compiles what it reaches beyond its own earlier stages and, loaded from the cache, everything
+    # both sides compiled in earlier stages.
+    def start(side):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / side))
+        return subprocess.Popen([sys.executable, "-c", _STAGE_COMPILES, job, side], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    runs = [start("parent"), start("child")]
+    parent, child = [json.loads(run.communicate(timeout=900)[0].strip().splitlines()[-1]) for run in runs]
+    assert len(parent) == len(child)
+    loaded = set()
+    for stage, (here, there) in enumerate(zip(parent, child)):
+        here, there = set(map(tuple, here)) - loaded, set(map(tuple, there)) - loaded
+        assert here and there, f"stage {stage} of {job} leaves one side idle"
+        assert not here & there, f"stage {stage} of {job}: both sides compile {sorted(here & there)}"
+        loaded |= here | there
+
+
 def _cold_run(tmp_path, what):
     child_events = tmp_path / "child-compiles.json"
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"), FASTINIT_COMPILE_AHEAD_EVENTS=str(child_events))

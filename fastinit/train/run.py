@@ -345,10 +345,26 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     if announce_compile(K.train_epoch, (np.int64(0), *args[:8], order, order, *args[8:]),
                         f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype):
         kernels = K.signatures(net.config, args[2], net.W, net.B, args[7])
-        shared = [kernels[name] for name in ("view", "_row_standardizer", "_row_standardizer_columns")]
-        compile_in_two([shared, [kernels["forward"]]], "fastinit.train.run:_child_compile_stages", plan.dtype.name)
+        compile_in_two(_parent_compile_stages(kernels), "fastinit.train.run:_child_compile_stages", plan.dtype.name)
     last = K.train(*args)
     return _frame(plan, net, epoch_rec, layer_rec, last)
+
+
+def _parent_compile_stages(kernels):
+    """This process's side of a cold compile (:mod:`fastinit._compile_ahead`): the small kernels both passes
+    call, then the forward pass.
+
+    Parameters
+    ----------
+    kernels : dict
+        :func:`fastinit.train._kernels.signatures` of the run.
+
+    Returns
+    -------
+    list of list of (dispatcher, tuple)
+    """
+    return [[kernels[name] for name in ("view", "_row_standardizer", "_row_standardizer_columns")],
+            [kernels["forward"]]]
 
 
 def _child_compile_stages(dtype_name: str):
