@@ -228,19 +228,29 @@ _TANH_SERIES_BELOW = 1e-4
 @jit(inline=True)
 def _exp_nonpositive(y):
     """``exp(y)`` for ``-120 <= y <= 0`` to ~1e-15 relative, branch-free."""
-    k = math.floor(y * _INV_LN2 + 0.5)
+    # np.floor stays a float (math.floor is an int64, and int64 <-> float64 has no AVX2 instruction).
+    k = np.floor(y * _INV_LN2 + 0.5)
     r = (y - k * _LN2_HI) - k * _LN2_LO
-    p = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (
-        1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (
-            1.0 / 479001600))))))))))))
-    # 2^-n for 0 <= n <= 174, exactly and without a bit cast: 2^-(n % 32) from an integer
-    # shift (exact in float64), then 2^-32, 2^-64, 2^-128 as the bits of n // 32 select.
-    n = np.int64(-k)
-    high = n >> 5
-    scale = np.float64(np.int64(1) << (31 - (n & 31))) * 2.0**-31
-    scale *= 2.0**-32 if high & 1 else 1.0
-    scale *= 2.0**-64 if high & 2 else 1.0
-    scale *= 2.0**-128 if high & 4 else 1.0
+    # The Taylor polynomial by Estrin's scheme: a dependency chain of 4 multiply-adds where Horner's has 12
+    # (measured in apply on float32, Zen 3 EPYC: tanh 6.5 -> 4.6, sigmoid 4.7 -> 3.5, silu 5.1 -> 3.8 ns per
+    # element).  Against Horner's, checked on every float32 input up to each clamp: sigmoid, silu and gelu
+    # give the same bits; tanh differs on 20 of 2.2e9 inputs (all |x| < 0.0017, sech^2 by one ulp, each
+    # scheme the correctly rounded one on half of them).
+    r2 = r * r
+    r4 = r2 * r2
+    q0 = (1.0 + r) + (1.0 / 2 + r * (1.0 / 6)) * r2
+    q1 = (1.0 / 24 + r * (1.0 / 120)) + (1.0 / 720 + r * (1.0 / 5040)) * r2
+    q2 = (1.0 / 40320 + r * (1.0 / 362880)) + (1.0 / 3628800 + r * (1.0 / 39916800)) * r2
+    p = (q0 + q1 * r4) + (q2 + (1.0 / 479001600) * r4) * (r4 * r4)
+    # 2^-n for 0 <= n <= 174, exactly and without a bit cast: 2^-(n % 16) from an int32 shift
+    # (exact in float64; int32 converts in one vector instruction), then 2^-16, 2^-32, 2^-64,
+    # 2^-128 as the higher bits of n select.
+    n = np.int32(-k)
+    scale = np.float64(np.int32(np.int32(1) << (np.int32(15) - (n & np.int32(15))))) * 2.0**-15
+    scale *= 2.0**-16 if n & np.int32(16) else 1.0
+    scale *= 2.0**-32 if n & np.int32(32) else 1.0
+    scale *= 2.0**-64 if n & np.int32(64) else 1.0
+    scale *= 2.0**-128 if n & np.int32(128) else 1.0
     return p * scale
 
 
