@@ -51,10 +51,10 @@ def _activate(z, h_out, dphi, code, bounded, acc, corr, reps):
 
 
 @numba.njit(nogil=True)
-def _backprop(grad_out, dphi, grad, acc, code, reps):
+def _backprop(grad_out, dphi, grad, acc, code, from_output, reps):
     for _ in range(reps):
         for block in range(blocks.N_BLOCKS):
-            blocks.backprop_block(block, grad_out, dphi, 1.0, grad, acc, True, code, 0.0, False)
+            blocks.backprop_block(block, grad_out, dphi, 1.0, grad, acc, True, code, 0.0, from_output)
 
 
 @numba.njit(nogil=True)
@@ -103,7 +103,10 @@ def layer_parts(width: int, batch: int) -> list[tuple[str, float]]:
         ("draw W (normal, He scale)", _seconds(_draw, w.copy(), HE_STD / width**0.5, reps=reps)),
         ("activation + statistics, relu", _seconds(_activate, z, out, dphi, relu, False, acc, corr, reps=fast)),
         ("activation + statistics, tanh", _seconds(_activate, z, out, dphi, tanh, True, acc, corr, reps=fast)),
-        ("backward through phi' + statistics", _seconds(_backprop, z, dphi, out, acc, relu, reps=fast)),
+        ("backward through phi' + statistics", _seconds(_backprop, z, dphi, out, acc, relu, False, reps=fast)),
+        # relu's phi' read off its output (propagate's path for relu and leaky_relu without a residual)
+        ("backward through phi' read off the output, relu", _seconds(_backprop, z, out, out.copy(), acc, relu, True,
+                                                                   reps=fast)),
         ("column sums of (batch, width)", _seconds(_column_sums, z, acc, reps=fast)),
         ("column sums of dL/dW (width, width)", _seconds(_column_sums, w_grad, acc, reps=reps)),
         ("dL/dW = dL/dz^T h, BLAS on the transposed operand (one of the three GEMMs)",
