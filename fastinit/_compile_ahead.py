@@ -38,7 +38,7 @@ import time
 
 import numba
 
-__all__ = ["compile_in_two"]
+__all__ = ["compile_in_two", "fastinit_compiles"]
 
 _log = logging.getLogger("fastinit")
 
@@ -123,6 +123,22 @@ def compile_in_two(stages, job: str, dtype_name: str) -> None:
                 child.stdin.close()
 
 
+def fastinit_compiles(recorder) -> list:
+    """The fastinit kernels a ``numba.core.event.install_recorder("numba:compile")`` recorder saw compile.
+
+    Parameters
+    ----------
+    recorder : numba.core.event.RecordingListener
+
+    Returns
+    -------
+    list of (str, str)
+        ``(qualified name, argument types)`` per compile, in order.
+    """
+    return [(ev.data["dispatcher"].py_func.__qualname__, str(ev.data["args"])) for _, ev in recorder.buffer
+            if ev.is_start and ev.data["dispatcher"].py_func.__module__.startswith("fastinit")]
+
+
 def _run_job(job: str, dtype_name: str) -> None:
     """The child's side: compile ``job``'s stages for ``dtype_name``, each after the parent's go, reporting each.
 
@@ -141,7 +157,5 @@ def _run_job(job: str, dtype_name: str) -> None:
                 dispatcher.compile(signature)
             print("done", flush=True)
     if record_to:
-        compiled = [(ev.data["dispatcher"].py_func.__qualname__, str(ev.data["args"])) for _, ev in recorder.buffer
-                    if ev.is_start and ev.data["dispatcher"].py_func.__module__.startswith("fastinit")]
         with open(record_to, "w") as out:
-            json.dump(compiled, out)
+            json.dump(fastinit_compiles(recorder), out)

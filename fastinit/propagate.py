@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fastinit._kernels import blocks, draw, layer, orthogonal, products, records, walk
+from fastinit._kernels import blocks, draw, layer, norm, orthogonal, products, records, walk
 from fastinit import _spare, lsuv, rng
 from fastinit._compile_ahead import compile_in_two
 from fastinit._jit import announce_compile
@@ -206,7 +206,8 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
 def _compile_cold(cfg, ws):
     """A cold compile of the kernels for ``cfg`` and ``ws``'s types on two cores (:mod:`fastinit._compile_ahead`).
 
-    Here :func:`_parent_compile_stages`, in a child meanwhile :func:`_child_compile_stages`.  The walk's own compile, on the call that follows, then loads them all.
+    Here :func:`_parent_compile_stages`, in a child meanwhile :func:`_child_compile_stages`.  The walk's own
+    compile, on the call that follows, then loads them all.
     """
     compile_in_two(_parent_compile_stages(cfg, ws), "fastinit.propagate:_child_compile_stages", ws.h0.dtype.name)
 
@@ -243,12 +244,28 @@ def _child_compile_stages(dtype_name: str):
     -------
     list of list of (dispatcher, tuple)
     """
-    plan = Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype=dtype_name)
-    kernels = layer.signatures(plan.config(), plan.workspace(*plan.input_buffers()))
+    cfg, ws = _sample_records(dtype_name)
+    kernels = layer.signatures(cfg, ws)
     shared = ("activate_block", "_share_and_rescale", "checked_sums", "finite_sums", "rms_factor", "column_sums_block",
-              "column_sums_rows", "_norm_slot", "weight_substream", "part", "_row_standardizer",
-              "_row_standardizer_columns")
-    return [[kernels[name] for name in shared], [kernels["backward_layer"]]]
+              "column_sums_rows", "_norm_slot", "weight_substream", "part")
+    return [[*(kernels[name] for name in shared), *norm.standardizer_signatures(ws.h0.dtype)],
+            [kernels["backward_layer"]]]
+
+
+def _sample_records(dtype_name: str):
+    """The kernel records of a small net in ``dtype_name``: the types of every net's records in that dtype.
+
+    Parameters
+    ----------
+    dtype_name : str
+        ``"float32"`` or ``"float64"``.
+
+    Returns
+    -------
+    tuple of (fastinit._kernels.records.LayerConfig, fastinit._kernels.records.Workspace)
+    """
+    plan = Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype=dtype_name)
+    return plan.config(), plan.workspace(*plan.input_buffers())
 
 
 def _lanes(batch):

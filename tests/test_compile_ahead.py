@@ -30,8 +30,8 @@ _COLD_CALL = textwrap.dedent("""
             first = fastinit.train.run("he_normal", "tanh", depth=3, width=16, task="teacher", epochs=2)
             again = fastinit.train.run("he_normal", "tanh", depth=3, width=16, task="teacher", epochs=2)
             numbers = first[["loss"]]
-    compiled = [(ev.data["dispatcher"].py_func.__qualname__, str(ev.data["args"])) for _, ev in recorder.buffer
-                if ev.is_start and ev.data["dispatcher"].py_func.__module__.startswith("fastinit")]
+    from fastinit._compile_ahead import fastinit_compiles
+    compiled = fastinit_compiles(recorder)
     print(json.dumps({"compiled": compiled, "same": bool(first.equals(again)), "numbers": numbers.to_numpy().tolist()}))
 """)
 
@@ -40,29 +40,23 @@ _COLD_CALL = textwrap.dedent("""
 # order and prints, per stage, the fastinit kernels that stage compiled (beyond this side's earlier stages).
 _STAGE_COMPILES = textwrap.dedent("""
     import importlib, json, sys
+    import numpy as np
     from numba.core import event
+    from fastinit._compile_ahead import fastinit_compiles
     job, side = sys.argv[1], sys.argv[2]
     module = importlib.import_module(job)
     if side == "child":
         stages = module._child_compile_stages("float32")
     elif job == "fastinit.propagate":
-        plan = module.Plan.build("he_normal", "relu", depth=2, width=8, batch=4, dtype="float32")
-        stages = module._parent_compile_stages(plan.config(), plan.workspace(*plan.input_buffers()))
+        stages = module._parent_compile_stages(*module._sample_records("float32"))
     else:
-        from fastinit.train import _kernels
-        plan = module.Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1, dtype="float32")
-        net = module.build_network(plan)
-        bufs = module._buffers(net.config, plan.batch, net.W, plan.dataset().targets.shape[1])
-        stages = module._parent_compile_stages(_kernels.signatures(net.config, plan.optimizer_state(net), net.W,
-                                                                   net.B, bufs))
+        stages = module._parent_compile_stages(module._sample_signatures("float32"), np.dtype("float32"))
     compiled = []
     for stage in stages:
         with event.install_recorder("numba:compile") as recorder:
             for dispatcher, signature in stage:
                 dispatcher.compile(signature)
-        compiled.append(sorted({(ev.data["dispatcher"].py_func.__qualname__, str(ev.data["args"]))
-                                for _, ev in recorder.buffer
-                                if ev.is_start and ev.data["dispatcher"].py_func.__module__.startswith("fastinit")}))
+        compiled.append(sorted(set(fastinit_compiles(recorder))))
     print(json.dumps(compiled))
 """)
 
@@ -152,6 +146,5 @@ def test_signatures_have_one_type_per_parameter():
     bufs = train_run._buffers(net.config, train_plan.batch, net.W, 1)
     signatures = train_kernels.signatures(net.config, train_plan.optimizer_state(net), net.W, net.B, bufs)
     for name, (dispatcher, arguments) in signatures.items():
-        # a kernel under its own name, or its name and the layout it is compiled for (``_columns``: a transpose)
-        assert dispatcher.py_func.__name__ == name.removesuffix("_columns"), name
+        assert dispatcher is getattr(train_kernels, name)
         assert len(arguments) == dispatcher.py_func.__code__.co_argcount, name

@@ -20,8 +20,8 @@ from fastinit._kernels.blocks import (ACC_ACT_SUMSQ, ACC_ALIVE, ACC_SATURATED, A
                                       backprop_block, column_sums_block, column_sums_rows, lane_blocks, lane_rows,
                                       output_stats_block, part, scale_rows, view)
 from fastinit._kernels.draw import draw_weights_share, weight_substream
-from fastinit._kernels.norm import (BATCHNORM_EPS, _row_standardizer, batchnorm_backward_columns,
-                                   batchnorm_forward_columns, layernorm_backward_rows, layernorm_forward_rows)
+from fastinit._kernels.norm import (BATCHNORM_EPS, batchnorm_backward_columns, batchnorm_forward_columns,
+                                   layernorm_backward_rows, layernorm_forward_rows)
 from fastinit._kernels.records import (ACT_LOG_SCALE, ACT_NONFINITE, ACT_SUMSQ, CORR_SUM, DEAD_UNITS, FWD_LOG_SCALE,
                                        FWD_NONFINITE, FWD_SUM, FWD_SUMSQ, GRAD_LOG_SCALE, GRAD_NONFINITE, GRAD_SUM,
                                        GRAD_SUMSQ, NORM_BRANCH, NORM_OUTPUT, NORM_PREACT, SATURATED, WGRAD_LOG_SCALE, WGRAD_NONFINITE, WGRAD_SUM,
@@ -384,7 +384,4 @@ def signatures(cfg, ws):
         "_norm_slot": (_norm_slot, (cfg_t, ws_t, integer, integer)),
         "weight_substream": (weight_substream, (integer,)),
         "part": (part, (integer, integer, integer)),
-        # x, row, eps: layer norm's rows (C) and batch norm's columns as the rows of a transpose (F)
-        "_row_standardizer": (_row_standardizer, (matrix, integer, real)),
-        "_row_standardizer_columns": (_row_standardizer, (types.Array(matrix.dtype, 2, "F"), integer, real)),
     }

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import math
 
+import numba
+from numba.core import types
+
 from fastinit._jit import jit
 
 BATCHNORM_EPS = 1e-5  # PyTorch's default (BatchNorm1d and LayerNorm alike)
@@ -23,6 +26,26 @@ def _row_standardizer(x, i, eps):
         d = x[i, j] - mean
         var += d * d
     return mean, 1.0 / math.sqrt(var / cols + eps)
+
+
+def standardizer_signatures(dtype):
+    """:func:`_row_standardizer` with the argument types both norms compile it for: layer norm's rows (a
+    C-contiguous matrix) and batch norm's columns, the rows of a transpose (Fortran order).
+
+    Both the forward and the backward pass of either norm call it, so a cold compile in two processes
+    (:mod:`fastinit._compile_ahead`) compiles it on one side before either pass.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+        The matrices' element type (float32 or float64).
+
+    Returns
+    -------
+    list of (dispatcher, tuple)
+    """
+    element = numba.from_dtype(dtype)
+    return [(_row_standardizer, (types.Array(element, 2, layout), types.int64, types.float64)) for layout in "CF"]
 
 
 @jit(inner=True)

@@ -50,8 +50,8 @@ from fastinit import rng
 from fastinit._jit import jit
 from fastinit._kernels.blocks import (ACC_SUM, N_BLOCKS, activate_rows, add_bias_rows, backprop_block,
                                       column_sums_rows, view)
-from fastinit._kernels.norm import (BATCHNORM_EPS, _row_standardizer, batchnorm_backward, batchnorm_forward,
-                                   layernorm_backward, layernorm_forward)
+from fastinit._kernels.norm import (BATCHNORM_EPS, batchnorm_backward, batchnorm_forward, layernorm_backward,
+                                   layernorm_forward)
 from fastinit._kernels.records import NORM_BRANCH, NORM_OUTPUT, NORM_PREACT
 from fastinit._kernels.products import gemm
 from fastinit._kernels.reduce import sum_of_squares
@@ -360,23 +360,19 @@ def signatures(net, opt, W, B, bufs):
     Returns
     -------
     dict
-        ``forward``, ``backward``, ``optimizer_step``, ``distinct_rows`` and the small kernels both passes call
-        (``view``, ``_row_standardizer`` and ``_row_standardizer_columns``): name -> ``(dispatcher, tuple of
-        argument types)``.
+        ``forward``, ``backward``, ``optimizer_step``, ``distinct_rows`` and ``view``, which both passes call:
+        name -> ``(dispatcher, tuple of argument types)``.
     """
     net_t, w_t, b_t, bufs_t = numba.typeof(net), numba.typeof(W), numba.typeof(B), numba.typeof(bufs)
-    matrix = types.Array(w_t.dtype, 2, "C")
     return {
         "forward": (forward, (net_t, w_t, b_t, bufs_t, types.int64)),
         "backward": (backward, (net_t, w_t, bufs_t, types.int64)),
         "optimizer_step": (optimizer_step, (numba.typeof(opt), w_t, b_t, numba.typeof(bufs.gW), numba.typeof(bufs.gB))),
         # a layer's weights as a matrix, its biases, the tolerance
-        "distinct_rows": (distinct_rows, (matrix, types.Array(b_t.dtype, 1, "C"), types.float64)),
+        "distinct_rows": (distinct_rows, (types.Array(w_t.dtype, 2, "C"), types.Array(b_t.dtype, 1, "C"),
+                                          types.float64)),
         # What both passes call: compiled on one side before either (see fastinit._compile_ahead).
         "view": (view, (types.Array(w_t.dtype, 1, "C"), types.int64, types.int64)),
-        # x, row, eps: layer norm's rows (C) and batch norm's columns as the rows of a transpose (F)
-        "_row_standardizer": (_row_standardizer, (matrix, types.int64, types.float64)),
-        "_row_standardizer_columns": (_row_standardizer, (types.Array(w_t.dtype, 2, "F"), types.int64, types.float64)),
     }
 
 

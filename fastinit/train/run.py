@@ -16,6 +16,7 @@ import pandas as pd
 
 from fastinit import lsuv
 from fastinit._kernels.draw import draw_weights, weight_substream
+from fastinit._kernels.norm import standardizer_signatures
 from fastinit._kernels.products import one_blas_thread
 from fastinit._compile_ahead import compile_in_two
 from fastinit._jit import announce_compile
@@ -345,12 +346,13 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     if announce_compile(K.train_epoch, (np.int64(0), *args[:8], order, order, *args[8:]),
                         f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype):
         kernels = K.signatures(net.config, args[2], net.W, net.B, args[7])
-        compile_in_two(_parent_compile_stages(kernels), "fastinit.train.run:_child_compile_stages", plan.dtype.name)
+        compile_in_two(_parent_compile_stages(kernels, plan.dtype), "fastinit.train.run:_child_compile_stages",
+                       plan.dtype.name)
     last = K.train(*args)
     return _frame(plan, net, epoch_rec, layer_rec, last)
 
 
-def _parent_compile_stages(kernels):
+def _parent_compile_stages(kernels, dtype):
     """This process's side of a cold compile (:mod:`fastinit._compile_ahead`): the small kernels both passes
     call, then the forward pass.
 
@@ -358,13 +360,14 @@ def _parent_compile_stages(kernels):
     ----------
     kernels : dict
         :func:`fastinit.train._kernels.signatures` of the run.
+    dtype : numpy.dtype
+        The run's dtype.
 
     Returns
     -------
     list of list of (dispatcher, tuple)
     """
-    return [[kernels[name] for name in ("view", "_row_standardizer", "_row_standardizer_columns")],
-            [kernels["forward"]]]
+    return [[kernels["view"], *standardizer_signatures(dtype)], [kernels["forward"]]]
 
 
 def _child_compile_stages(dtype_name: str):
@@ -380,11 +383,27 @@ def _child_compile_stages(dtype_name: str):
     -------
     list of list of (dispatcher, tuple)
     """
+    kernels = _sample_signatures(dtype_name)
+    return [[kernels["distinct_rows"]], [kernels["backward"], kernels["optimizer_step"]]]
+
+
+def _sample_signatures(dtype_name: str):
+    """:func:`fastinit.train._kernels.signatures` of a small run in ``dtype_name``: the types of every run's in
+    that dtype.
+
+    Parameters
+    ----------
+    dtype_name : str
+        ``"float32"`` or ``"float64"``.
+
+    Returns
+    -------
+    dict
+    """
     plan = Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1, dtype=dtype_name)
     net = build_network(plan)
     bufs = _buffers(net.config, plan.batch, net.W, plan.dataset().targets.shape[1])
-    kernels = K.signatures(net.config, plan.optimizer_state(net), net.W, net.B, bufs)
-    return [[kernels["distinct_rows"]], [kernels["backward"], kernels["optimizer_step"]]]
+    return K.signatures(net.config, plan.optimizer_state(net), net.W, net.B, bufs)
 
 
 @dataclass(frozen=True, eq=False)
