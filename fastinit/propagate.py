@@ -191,7 +191,7 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
     # The kernels' types do not depend on the inputs' values: check for (and run) a cold compile
     # before the inputs are drawn, so that the draw's own compile is one of its stages.
     ws = plan.workspace(*plan.input_buffers())
-    if announce_compile(walk.walk, (0, n_workers, cfg, ws), f"the propagate kernels for {plan.dtype.name}",
+    if announce_compile(walk.forward_pass, (0, n_workers, cfg, ws, -1), f"the propagate kernels for {plan.dtype.name}",
                         COLD_COMPILE_SECONDS, plan.dtype):
         _compile_cold(cfg, ws)
     h0, grad_top = plan.inputs()
@@ -206,15 +206,15 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
 def _compile_cold(cfg, ws):
     """A cold compile of the kernels for ``cfg`` and ``ws``'s types on two cores (:mod:`fastinit._compile_ahead`).
 
-    Here :func:`_parent_compile_stages`, in a child meanwhile :func:`_child_compile_stages`.  The walk's own
-    compile, on the call that follows, then loads them all.
+    Here :func:`_parent_compile_stages`, in a child meanwhile :func:`_child_compile_stages`: the walk's
+    forward pass here, its backward pass there; the call that follows loads them.
     """
     compile_in_two(_parent_compile_stages(cfg, ws), "fastinit.propagate:_child_compile_stages", ws.h0.dtype.name)
 
 
 def _parent_compile_stages(cfg, ws):
     """This process's side of a cold compile: the weight draw and the samplers of the inputs and biases, then
-    the forward layer.
+    the walk's forward pass (:func:`fastinit._kernels.walk.forward_pass`, the forward layer under it).
 
     Parameters
     ----------
@@ -228,12 +228,13 @@ def _parent_compile_stages(cfg, ws):
     kernels = layer.signatures(cfg, ws)
     return [[kernels["draw_weights_share"], (rng.fill_serial, rng.fill_signature(np.float64)),
              (rng.fill_serial, rng.fill_signature(ws.h0.dtype))],
-            [kernels["forward_layer"]]]
+            [walk.signatures(cfg, ws)["forward_pass"]]]
 
 
 def _child_compile_stages(dtype_name: str):
-    """The child's side of a cold compile: ``activate_block`` and the reductions both layers call, then the
-    backward layer.
+    """The child's side of a cold compile: ``activate_block``, the reductions both layers call and the lane copy
+    both passes call, then the walk's backward pass (:func:`fastinit._kernels.walk.backward_pass`, the backward
+    layer under it).
 
     Parameters
     ----------
@@ -248,8 +249,9 @@ def _child_compile_stages(dtype_name: str):
     kernels = layer.signatures(cfg, ws)
     shared = ("activate_block", "_share_and_rescale", "checked_sums", "finite_sums", "rms_factor", "column_sums_block",
               "column_sums_rows", "_norm_slot", "weight_substream", "part")
-    return [[*(kernels[name] for name in shared), *norm.standardizer_signatures(ws.h0.dtype)],
-            [kernels["backward_layer"]]]
+    passes = walk.signatures(cfg, ws)
+    return [[*(kernels[name] for name in shared), *norm.standardizer_signatures(ws.h0.dtype), passes["_copy_lanes"]],
+            [passes["backward_pass"]]]
 
 
 def _sample_records(dtype_name: str):
@@ -410,6 +412,7 @@ class Plan:
         lent = _spare.take(self.lent_shapes(), dtype)
         return records.Workspace(
             h0=h0, grad_top=grad_top, stats=np.zeros((self.depth, records.N_STATS)),
+            log_scales=np.zeros((self.n_lanes, self.depth + 1)), log_grad=np.zeros(self.n_lanes),
             sync=np.zeros(2, dtype=np.int64), shared=np.zeros(layer.N_SHARED), bias=np.empty(widest, dtype=dtype),
             acc=np.empty((blocks.N_BLOCKS, blocks.N_ACC, widest)), acc_z=np.empty((blocks.N_BLOCKS, 2, widest)),
             acc_in=np.empty((blocks.N_BLOCKS, 2, widest)), acc_w=np.empty((self.n_lanes, 2, widest)),

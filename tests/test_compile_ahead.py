@@ -112,7 +112,7 @@ def _check_compiled_once(run, top, forward, *in_child):
 @pytest.mark.slow
 def test_a_cold_propagate_compiles_the_backward_layer_and_activate_block_only_in_the_child(tmp_path):
     run = _cold_run(tmp_path, "propagate")
-    _check_compiled_once(run, "walk", "forward_layer", "backward_layer", "activate_block")
+    _check_compiled_once(run, "forward_pass", "forward_layer", "backward_pass", "backward_layer", "activate_block")
     names = [name for name, _ in run["compiled"]]
     assert names.count("draw_weights_share") == 1
     assert names.count("fill_serial") == 2  # here, for the inputs and biases: float64 and the net's float32

@@ -67,6 +67,8 @@ class Workspace(NamedTuple):
     h0: np.ndarray  # (batch, widths[0]) input batch
     grad_top: np.ndarray  # (batch, widths[-1]) dL/dh at the top
     stats: np.ndarray  # float64 (depth, N_STATS), written by worker 0
+    log_scales: np.ndarray  # float64 (n_lanes, depth + 1): each worker's log scale of each layer's input
+    log_grad: np.ndarray  # float64 (n_lanes,): each worker's log scale of the gradient between backward segments
     seg_h: np.ndarray  # (seg_len, batch * widest): each stored layer's input
     seg_z: np.ndarray  # (seg_len with a norm, else 1, batch * widest): what the norm's backward needs --
     # z_l (preact), Norm(h_{l-1}) (branch) or h_{l-1} + alpha phi(z_l) (output); without a norm, one row for z

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
+from numba import types
 
 from fastinit._jit import jit
 from fastinit._sync import barrier
@@ -48,21 +50,38 @@ def _copy_lanes(source, target, worker, n_workers, n_lanes):
 
 
 @jit
-def walk(worker, n_workers, cfg, ws):
-    """Worker ``worker``'s walk through every layer, forward then backward (see :func:`run`)."""
+def forward_pass(worker, n_workers, cfg, ws, segment):
+    """Worker ``worker``'s forward pass: every layer, with statistics (``segment < 0``), or segment
+    ``segment`` again from its checkpoint for the backward pass (see :func:`run`).
+
+    One kernel for both, so that the forward layer's code is linked into one kernel only (each
+    kernel that calls it optimises and compiles all of it again).
+    """
     widths, batch, n_lanes, seg_h = cfg.widths, cfg.batch, cfg.n_lanes, ws.seg_h
     depth = widths.size - 1
     seg_len = seg_h.shape[0]
-    n_segments = (depth + seg_len - 1) // seg_len
-    log_scales = np.zeros(depth + 1)  # log scale of each layer's input (every worker keeps a copy)
+    log_scales = ws.log_scales[worker]  # log scale of each layer's input (every worker keeps its own copy)
+    if segment >= 0:
+        # Recompute this segment from its checkpoint: the same calls as the first pass, so the same bits.
+        first = segment * seg_len + 1
+        last = min(depth, first + seg_len - 1)
+        _copy_lanes(view(ws.checkpoints[segment], batch, widths[first - 1]), view(seg_h[0], batch, widths[first - 1]),
+                    worker, n_workers, n_lanes)
+        scratch = np.empty(N_STATS)
+        for layer in range(first, last + 1):
+            slot = layer - first
+            h_out = view(seg_h[slot + 1] if layer < last else ws.h_last, batch, widths[layer])
+            forward_layer(worker, n_workers, cfg, ws, layer, view(seg_h[slot], batch, widths[layer - 1]),
+                          log_scales[layer - 1], h_out, scratch)
+        return
     scratch = np.empty(N_STATS)
     if n_workers > 1:
         for buffer in (ws.seg_h, ws.seg_z, ws.seg_dphi, ws.seg_w):
             prefault(buffer, worker, n_workers)
         barrier(ws.sync, n_workers)
-
-    # Forward with statistics; segment slots are overwritten, the last segment's survive.
-    # Each layer writes its output straight into the next layer's input slot.
+    # Segment slots are overwritten, the last segment's survive.  Each layer writes its output
+    # straight into the next layer's input slot.
+    log_scales[0] = 0.0
     _copy_lanes(ws.h0, view(seg_h[0], batch, widths[0]), worker, n_workers, n_lanes)
     for layer in range(1, depth + 1):
         slot = (layer - 1) % seg_len
@@ -77,29 +96,33 @@ def walk(worker, n_workers, cfg, ws):
         if layer < depth and not into_slot:
             _copy_lanes(h_out, view(seg_h[0], batch, widths[layer]), worker, n_workers, n_lanes)
 
-    grad, grad_in = ws.grad, ws.grad_in
-    _copy_lanes(ws.grad_top, view(grad, batch, widths[depth]), worker, n_workers, n_lanes)
-    log_g = 0.0
-    for segment in range(n_segments - 1, -1, -1):
-        first = segment * seg_len + 1
-        last = min(depth, first + seg_len - 1)
-        if segment != n_segments - 1:
-            # Recompute this segment from its checkpoint: the same calls, so the same bits.
-            _copy_lanes(view(ws.checkpoints[segment], batch, widths[first - 1]),
-                        view(seg_h[0], batch, widths[first - 1]), worker, n_workers, n_lanes)
-            for layer in range(first, last + 1):
-                slot = layer - first
-                h_out = view(seg_h[slot + 1] if layer < last else ws.h_last, batch, widths[layer])
-                forward_layer(worker, n_workers, cfg, ws, layer, view(seg_h[slot], batch, widths[layer - 1]),
-                              log_scales[layer - 1], h_out, scratch)
-        for layer in range(last, first - 1, -1):
-            slot = layer - first
-            h_out = view(seg_h[slot + 1] if layer < last else ws.h_last, batch, widths[layer])
-            log_g = backward_layer(worker, n_workers, cfg, ws, layer, view(seg_h[slot], batch, widths[layer - 1]),
-                                   log_scales[layer - 1], h_out, view(grad, batch, widths[layer]), log_g,
-                                   view(grad_in, batch, widths[layer - 1]),
-                                   ws.stats[layer - 1] if worker == 0 else scratch)
-            grad, grad_in = grad_in, grad  # this layer's input gradient is the next one's output gradient
+
+@jit
+def backward_pass(worker, n_workers, cfg, ws, segment):
+    """Worker ``worker``'s backward pass through segment ``segment``, whose layers' inputs are stored
+    (see :func:`run`); the gradient at the segment's top is in ``ws.grad`` or ``ws.grad_in``, its log
+    scale in ``ws.log_grad[worker]``."""
+    widths, batch, n_lanes, seg_h = cfg.widths, cfg.batch, cfg.n_lanes, ws.seg_h
+    depth = widths.size - 1
+    seg_len = seg_h.shape[0]
+    first = segment * seg_len + 1
+    last = min(depth, first + seg_len - 1)
+    log_scales = ws.log_scales[worker]
+    scratch = np.empty(N_STATS)
+    if last == depth:
+        _copy_lanes(ws.grad_top, view(ws.grad, batch, widths[depth]), worker, n_workers, n_lanes)
+        ws.log_grad[worker] = 0.0
+    log_g = ws.log_grad[worker]
+    for layer in range(last, first - 1, -1):
+        # Layer by layer the output and input gradients swap buffers, from ws.grad at the top.
+        grad, grad_in = (ws.grad, ws.grad_in) if (depth - layer) % 2 == 0 else (ws.grad_in, ws.grad)
+        slot = layer - first
+        h_out = view(seg_h[slot + 1] if layer < last else ws.h_last, batch, widths[layer])
+        log_g = backward_layer(worker, n_workers, cfg, ws, layer, view(seg_h[slot], batch, widths[layer - 1]),
+                               log_scales[layer - 1], h_out, view(grad, batch, widths[layer]), log_g,
+                               view(grad_in, batch, widths[layer - 1]),
+                               ws.stats[layer - 1] if worker == 0 else scratch)
+    ws.log_grad[worker] = log_g
 
 
 def run(n_workers, cfg, ws):
@@ -115,7 +138,39 @@ def run(n_workers, cfg, ws):
     a draw, no GEMM).  The buffers (:class:`Workspace`) come preallocated from
     ``fastinit.propagate.Plan.workspace``.
 
-    ``n_workers`` (at most ``cfg.n_lanes``) concurrent walks on a thread team
-    (:mod:`fastinit._team`), with the same result for any ``n_workers``.
+    ``n_workers`` (at most ``cfg.n_lanes``) concurrent workers on a thread team
+    (:mod:`fastinit._team`), with the same result for any ``n_workers``: the team runs
+    :func:`forward_pass` once, then, from the last segment down, :func:`forward_pass` again for each
+    segment but the last and :func:`backward_pass`.  The forward and backward layers' code is
+    then in two kernels that do not call each other, which a cold compile builds at once in
+    two processes (:mod:`fastinit._compile_ahead`); between the team's calls the workers'
+    log scales wait in ``ws.log_scales`` and ``ws.log_grad``.
     """
-    run_team(walk, n_workers, cfg, ws)
+    depth, seg_len = len(cfg.widths) - 1, ws.seg_h.shape[0]
+    n_segments = (depth + seg_len - 1) // seg_len
+    run_team(forward_pass, n_workers, cfg, ws, -1)
+    for segment in range(n_segments - 1, -1, -1):
+        if segment != n_segments - 1:
+            run_team(forward_pass, n_workers, cfg, ws, segment)
+        run_team(backward_pass, n_workers, cfg, ws, segment)
+
+
+def signatures(cfg, ws):
+    """The walk's two kernels and ``_copy_lanes``, which both call, with their numba argument types (for
+    ``dispatcher.compile``).
+
+    Parameters
+    ----------
+    cfg : fastinit._kernels.records.LayerConfig
+    ws : fastinit._kernels.records.Workspace
+
+    Returns
+    -------
+    dict
+        ``forward_pass``, ``backward_pass``, ``_copy_lanes``: name -> ``(dispatcher, tuple of argument types)``.
+    """
+    integer = types.int64
+    matrix = types.Array(numba.typeof(ws.h0).dtype, 2, "C")
+    team = (integer, integer, numba.typeof(cfg), numba.typeof(ws), integer)  # worker, n_workers, cfg, ws, segment
+    return {"forward_pass": (forward_pass, team), "backward_pass": (backward_pass, team),
+            "_copy_lanes": (_copy_lanes, (matrix, matrix, integer, integer, integer))}
