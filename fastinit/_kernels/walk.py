@@ -54,47 +54,43 @@ def forward_pass(worker, n_workers, cfg, ws, segment):
     """Worker ``worker``'s forward pass: every layer, with statistics (``segment < 0``), or segment
     ``segment`` again from its checkpoint for the backward pass (see :func:`run`).
 
-    One kernel for both, so that the forward layer's code is linked into one kernel only (each
-    kernel that calls it optimises and compiles all of it again).
+    One call of the forward layer for both: its code is inlined here, once.
     """
     widths, batch, n_lanes, seg_h = cfg.widths, cfg.batch, cfg.n_lanes, ws.seg_h
     depth = widths.size - 1
     seg_len = seg_h.shape[0]
     log_scales = ws.log_scales[worker]  # log scale of each layer's input (every worker keeps its own copy)
-    if segment >= 0:
-        # Recompute this segment from its checkpoint: the same calls as the first pass, so the same bits.
+    scratch = np.empty(N_STATS)
+    again = segment >= 0
+    if again:
         first = segment * seg_len + 1
         last = min(depth, first + seg_len - 1)
         _copy_lanes(view(ws.checkpoints[segment], batch, widths[first - 1]), view(seg_h[0], batch, widths[first - 1]),
                     worker, n_workers, n_lanes)
-        scratch = np.empty(N_STATS)
-        for layer in range(first, last + 1):
-            slot = layer - first
-            h_out = view(seg_h[slot + 1] if layer < last else ws.h_last, batch, widths[layer])
-            forward_layer(worker, n_workers, cfg, ws, layer, view(seg_h[slot], batch, widths[layer - 1]),
-                          log_scales[layer - 1], h_out, scratch)
-        return
-    scratch = np.empty(N_STATS)
-    if n_workers > 1:
-        for buffer in (ws.seg_h, ws.seg_z, ws.seg_dphi, ws.seg_w):
-            prefault(buffer, worker, n_workers)
-        barrier(ws.sync, n_workers)
-    # Segment slots are overwritten, the last segment's survive.  Each layer writes its output
-    # straight into the next layer's input slot.
-    log_scales[0] = 0.0
-    _copy_lanes(ws.h0, view(seg_h[0], batch, widths[0]), worker, n_workers, n_lanes)
-    for layer in range(1, depth + 1):
+    else:
+        first, last = 1, depth
+        if n_workers > 1:
+            for buffer in (ws.seg_h, ws.seg_z, ws.seg_dphi, ws.seg_w):
+                prefault(buffer, worker, n_workers)
+            barrier(ws.sync, n_workers)
+        log_scales[0] = 0.0
+        _copy_lanes(ws.h0, view(seg_h[0], batch, widths[0]), worker, n_workers, n_lanes)
+    for layer in range(first, last + 1):
+        # Each layer writes its output straight into the next layer's input slot; the first pass overwrites
+        # the slots segment by segment (the last segment's survive) and checkpoints each segment's input.
         slot = (layer - 1) % seg_len
         h_in = view(seg_h[slot], batch, widths[layer - 1])
-        if slot == 0:
+        if slot == 0 and not again:
             _copy_lanes(h_in, view(ws.checkpoints[(layer - 1) // seg_len], batch, widths[layer - 1]), worker,
                         n_workers, n_lanes)
-        into_slot = layer < depth and seg_len > 1
-        h_out = view(seg_h[layer % seg_len] if into_slot else ws.h_last, batch, widths[layer])
-        log_scales[layer] = forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_scales[layer - 1], h_out,
-                                          ws.stats[layer - 1] if worker == 0 else scratch)
-        if layer < depth and not into_slot:
-            _copy_lanes(h_out, view(seg_h[0], batch, widths[layer]), worker, n_workers, n_lanes)
+        into_slot = layer < last and seg_len > 1 if again else layer < depth and seg_len > 1
+        h_out = view(seg_h[slot + 1 if again else layer % seg_len] if into_slot else ws.h_last, batch, widths[layer])
+        log_s_out = forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_scales[layer - 1], h_out,
+                                  ws.stats[layer - 1] if worker == 0 and not again else scratch)
+        if not again:
+            log_scales[layer] = log_s_out
+            if layer < depth and not into_slot:
+                _copy_lanes(h_out, view(seg_h[0], batch, widths[layer]), worker, n_workers, n_lanes)
 
 
 @jit
