@@ -2,10 +2,9 @@
 
 numba compiles on one thread (its compiler lock), and most of a cold compile is its Python
 front end typing and lowering each kernel, so more cores alone do not make a first call
-faster.  The top kernels call subtrees that do not depend on each other, though: propagate's
-walk calls :func:`~fastinit._kernels.layer.forward_layer` and
-:func:`~fastinit._kernels.layer.backward_layer`, train's epoch kernel its ``forward`` and
-``backward``.  While this process compiles some, a child process compiles others for the same
+faster.  The top kernels are, or call, subtrees that do not depend on each other, though:
+propagate's :func:`~fastinit._kernels.walk.forward_pass` and :func:`~fastinit._kernels.walk.backward_pass`
+(over the forward and the backward layer), train's epoch kernel its ``forward`` and ``backward``.  While this process compiles some, a child process compiles others for the same
 record types and writes them to numba's on-disk cache; when a compile here reaches one of
 those, numba finds it in the cache and loads it instead of compiling it.
 

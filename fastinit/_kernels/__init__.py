@@ -16,8 +16,8 @@ Modules, one concern each, bottom up:
 * :mod:`~fastinit._kernels.products` -- matrix products through BLAS, or by loops that
   round every output position the same way (exact symmetry in float32);
 * :mod:`~fastinit._kernels.layer` -- one layer forward / backward for every worker;
-* :mod:`~fastinit._kernels.walk` -- the checkpointed walk and :func:`run`, the team
-  (:mod:`fastinit._team`) that walks it.
+* :mod:`~fastinit._kernels.walk` -- the checkpointed walk: its forward and backward passes and
+  :func:`run`, which runs them on the team (:mod:`fastinit._team`).
 
 Scales.  Arrays hold *scaled* values; the true value is ``exp(log_scale) * stored``
 with the log scale kept in float64 beside them.  Forward (for positively homogeneous
@@ -36,7 +36,7 @@ fixed order.  Non-finite entries make a total non-finite; only then (or when a s
 squares is 0) a scalar pass counts them (the sums are then NaN: not known) or, if every
 entry is finite and only float64's range was left, sums again in a power-of-two unit.
 
-Threads.  :func:`~fastinit._kernels.walk.run` starts ``n_workers`` workers once per call (:mod:`fastinit._team`);
+Threads.  :func:`~fastinit._kernels.walk.run` starts ``n_workers`` workers once per pass (:mod:`fastinit._team`);
 they walk the layers together and meet at a spin barrier (:mod:`fastinit._sync`) between
 phases, because waking sleeping threads per phase costs ~45 us each on the project
 machine, more than a width-256 layer.  Work is cut by the shapes only,
@@ -59,7 +59,7 @@ the kernels read) and :class:`Workspace` (every array they read or write), built
 ``fastinit.propagate.Plan``; the layer functions take the same records.  About half of
 a cold compile is LLVM re-optimising every callee at each caller (numba links a callee's
 code into each caller's module), the rest numba typing and lowering each function (measured
-on a 2-core AMD EPYC: numba's ``llvm_lock`` timers), so the code under :func:`walk` is kept
+on a 2-core AMD EPYC: numba's ``llvm_lock`` timers), so the code under the walk's passes is kept
 small: no slice assignments (numba compiles an error-message formatter into them), no literal
 constant arguments (each literal compiles a kernel's own copy), the orthogonal draw behind an
 address (:mod:`~fastinit._kernels.orthogonal`); and a cold compile runs its two layer

@@ -343,7 +343,7 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
 
 
 def signatures(cfg, ws):
-    """The walk's big kernels and their numba argument types as the walk calls them (for ``dispatcher.compile``).
+    """The layers and the kernels under them, with their numba argument types as the walk's passes call them (for ``dispatcher.compile``).
 
     Parameters
     ----------

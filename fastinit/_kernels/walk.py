@@ -1,4 +1,5 @@
-"""The checkpointed walk through every layer, forward then backward, and the team that walks it."""
+"""The checkpointed walk through every layer: its forward and backward passes, and :func:`run`, which runs
+them on the thread team."""
 
 from __future__ import annotations
 
