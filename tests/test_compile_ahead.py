@@ -12,7 +12,7 @@ import pytest
 
 import fastinit
 import fastinit.train
-from fastinit._kernels import blocks, draw, layer
+from fastinit._kernels import blocks, draw, layer, walk
 from fastinit.train import _kernels as train_kernels
 
 # Runs in a fresh interpreter with an empty NUMBA_CACHE_DIR; prints which of fastinit's kernels
@@ -137,14 +137,17 @@ def test_signatures_have_one_type_per_parameter():
     for name, dispatcher in [("forward_layer", layer.forward_layer), ("backward_layer", layer.backward_layer),
                              ("draw_weights_share", draw.draw_weights_share), ("activate_block", blocks.activate_block)]:
         assert signatures[name][0] is dispatcher, name
-    for name, (dispatcher, arguments) in signatures.items():
+    passes = walk.signatures(plan.config(), plan.workspace(*plan.inputs()))
+    assert passes["forward_pass"][0] is walk.forward_pass and passes["backward_pass"][0] is walk.backward_pass
+    for name, (dispatcher, arguments) in {**signatures, **passes}.items():
         assert len(arguments) == dispatcher.py_func.__code__.co_argcount, name
     assert str(signatures["forward_layer"][1][5]) == "array(float64, 2d, C)"
     train_run = importlib.import_module("fastinit.train.run")  # the module: fastinit.train.run is the function
     train_plan = train_run.Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1)
     net = train_run.build_network(train_plan)
     bufs = train_run._buffers(net.config, train_plan.batch, net.W, 1)
-    signatures = train_kernels.signatures(net.config, train_plan.optimizer_state(net), net.W, net.B, bufs)
+    signatures = train_kernels.signatures(net.config, train_plan.optimizer_state(net), net.W, net.B, bufs,
+                                          train_plan.dataset())
     for name, (dispatcher, arguments) in signatures.items():
         assert dispatcher is getattr(train_kernels, name)
         assert len(arguments) == dispatcher.py_func.__code__.co_argcount, name

@@ -346,7 +346,7 @@ def backward(net, W, bufs, m):
             g_h, g_in = g_in, g_h
 
 
-def signatures(net, opt, W, B, bufs):
+def signatures(net, opt, W, B, bufs, data):
     """The big kernels under :func:`train_epoch` and their numba argument types as it calls them (for ``compile``).
 
     Parameters
@@ -356,14 +356,17 @@ def signatures(net, opt, W, B, bufs):
     W, B : numpy.ndarray
         The flat weights and biases.
     bufs : Buffers
+    data : Dataset
+        The training set (the held-out one has its type).
 
     Returns
     -------
     dict
-        ``forward``, ``backward``, ``optimizer_step``, ``distinct_rows`` and ``view``, which both passes call:
-        name -> ``(dispatcher, tuple of argument types)``.
+        ``forward``, ``backward``, ``optimizer_step``, ``distinct_rows``, ``view``, which both passes call, and
+        ``gather`` and ``loss_and_grad``, which the epoch calls: name -> ``(dispatcher, tuple of argument types)``.
     """
     net_t, w_t, b_t, bufs_t = numba.typeof(net), numba.typeof(W), numba.typeof(B), numba.typeof(bufs)
+    matrix = types.Array(w_t.dtype, 2, "C")  # a view of a flat buffer (view)
     return {
         "forward": (forward, (net_t, w_t, b_t, bufs_t, types.int64)),
         "backward": (backward, (net_t, w_t, bufs_t, types.int64)),
@@ -373,6 +376,11 @@ def signatures(net, opt, W, B, bufs):
                                           types.float64)),
         # What both passes call: compiled on one side before either (see fastinit._compile_ahead).
         "view": (view, (types.Array(w_t.dtype, 1, "C"), types.int64, types.int64)),
+        # data, order, start, m, bufs
+        "gather": (gather, (numba.typeof(data), numba.typeof(data.order), types.int64, types.int64, bufs_t)),
+        # logits, labels, targets, loss kind, dL/dlogits, want_grad
+        "loss_and_grad": (loss_and_grad, (matrix, numba.typeof(bufs.labels), numba.typeof(bufs.targets),
+                                          numba.typeof(net.loss), matrix, types.boolean)),
     }
 
 

@@ -345,7 +345,7 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     order = data.order  # any int64 order: the types are what matter
     if announce_compile(K.train_epoch, (np.int64(0), *args[:8], order, order, *args[8:]),
                         f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype):
-        kernels = K.signatures(net.config, args[2], net.W, net.B, args[7])
+        kernels = K.signatures(net.config, args[2], net.W, net.B, args[7], data)
         compile_in_two(_parent_compile_stages(kernels, plan.dtype), "fastinit.train.run:_child_compile_stages",
                        plan.dtype.name)
     last = K.train(*args)
@@ -354,7 +354,7 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
 
 def _parent_compile_stages(kernels, dtype):
     """This process's side of a cold compile (:mod:`fastinit._compile_ahead`): the small kernels both passes
-    call, then the forward pass.
+    call and the batch copy and the loss the epoch calls, then the forward pass.
 
     Parameters
     ----------
@@ -367,7 +367,8 @@ def _parent_compile_stages(kernels, dtype):
     -------
     list of list of (dispatcher, tuple)
     """
-    return [[kernels["view"], *standardizer_signatures(dtype)], [kernels["forward"]]]
+    small = (kernels["view"], kernels["gather"], kernels["loss_and_grad"])
+    return [[*small, *standardizer_signatures(dtype)], [kernels["forward"]]]
 
 
 def _child_compile_stages(dtype_name: str):
@@ -402,8 +403,9 @@ def _sample_signatures(dtype_name: str):
     """
     plan = Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1, dtype=dtype_name)
     net = build_network(plan)
-    bufs = _buffers(net.config, plan.batch, net.W, plan.dataset().targets.shape[1])
-    return K.signatures(net.config, plan.optimizer_state(net), net.W, net.B, bufs)
+    data = plan.dataset()
+    bufs = _buffers(net.config, plan.batch, net.W, data.targets.shape[1])
+    return K.signatures(net.config, plan.optimizer_state(net), net.W, net.B, bufs, data)
 
 
 @dataclass(frozen=True, eq=False)
