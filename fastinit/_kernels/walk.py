@@ -60,7 +60,9 @@ def forward_pass(worker, n_workers, cfg, ws, segment):
     widths, batch, n_lanes, seg_h = cfg.widths, cfg.batch, cfg.n_lanes, ws.seg_h
     depth = widths.size - 1
     seg_len = seg_h.shape[0]
-    log_scales = ws.log_scales[worker]  # log scale of each layer's input (every worker keeps its own copy)
+    # Log scale of each layer's input: every worker keeps its own copy, written here (a private array, copied
+    # out at the end: the workers' rows of ws.log_scales may share cache lines) and read by the later passes.
+    log_scales = ws.log_scales[worker] if segment >= 0 else np.empty(depth + 1)
     scratch = np.empty(N_STATS)
     again = segment >= 0
     if again:
@@ -92,6 +94,10 @@ def forward_pass(worker, n_workers, cfg, ws, segment):
             log_scales[layer] = log_s_out
             if layer < depth and not into_slot:
                 _copy_lanes(h_out, view(seg_h[0], batch, widths[layer]), worker, n_workers, n_lanes)
+    if not again:
+        kept = ws.log_scales[worker]
+        for layer in range(depth + 1):
+            kept[layer] = log_scales[layer]
 
 
 @jit
