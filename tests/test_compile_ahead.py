@@ -124,7 +124,7 @@ def test_a_cold_propagate_compiles_the_backward_layer_and_activate_block_only_in
 @pytest.mark.slow
 def test_a_cold_train_run_compiles_the_backward_pass_and_the_update_only_in_the_child(tmp_path):
     run = _cold_run(tmp_path, "train")
-    _check_compiled_once(run, "train_epoch", "forward", "backward", "optimizer_step", "distinct_rows")
+    _check_compiled_once(run, "train_epoch", "forward", "backward", "optimizer_step", "distinct_rows", "record_state")
     here = fastinit.train.run("he_normal", "tanh", depth=3, width=16, task="teacher", epochs=2)
     np.testing.assert_array_equal(np.asarray(run["numbers"]), here[["loss"]].to_numpy())
 
@@ -144,10 +144,7 @@ def test_signatures_have_one_type_per_parameter():
     assert str(signatures["forward_layer"][1][5]) == "array(float64, 2d, C)"
     train_run = importlib.import_module("fastinit.train.run")  # the module: fastinit.train.run is the function
     train_plan = train_run.Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1)
-    net = train_run.build_network(train_plan)
-    bufs = train_run._buffers(net.config, train_plan.batch, net.W, 1)
-    signatures = train_kernels.signatures(net.config, train_plan.optimizer_state(net), net.W, net.B, bufs,
-                                          train_plan.dataset())
+    signatures = train_kernels.signatures(*train_run._train_args(train_plan, train_run.build_network(train_plan)))
     for name, (dispatcher, arguments) in signatures.items():
         assert dispatcher is getattr(train_kernels, name)
         assert len(arguments) == dispatcher.py_func.__code__.co_argcount, name

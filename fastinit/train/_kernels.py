@@ -346,28 +346,33 @@ def backward(net, W, bufs, m):
             g_h, g_in = g_in, g_h
 
 
-def signatures(net, opt, W, B, bufs, data):
-    """The big kernels under :func:`train_epoch` and their numba argument types as it calls them (for ``compile``).
+def signatures(net, sched, opt, data, test, W, B, bufs, epoch_rec, layer_rec):
+    """:func:`train`'s kernels and the kernels under them, with their numba argument types as they are called
+    (for ``compile``).
 
     Parameters
     ----------
-    net : Net
-    opt : Optimizer
-    W, B : numpy.ndarray
-        The flat weights and biases.
-    bufs : Buffers
-    data : Dataset
-        The training set (the held-out one has its type).
+    net, sched, opt, data, test, W, B, bufs, epoch_rec, layer_rec
+        :func:`train`'s arguments.
 
     Returns
     -------
     dict
-        ``forward``, ``backward``, ``optimizer_step``, ``distinct_rows``, ``view``, which both passes call, and
-        ``gather`` and ``loss_and_grad``, which the epoch calls: name -> ``(dispatcher, tuple of argument types)``.
+        ``train_epoch`` and ``record_state``, which :func:`train` calls; ``forward``, ``backward``,
+        ``optimizer_step``, ``distinct_rows``; ``view``, which both passes call; ``gather`` and ``loss_and_grad``,
+        which both epoch kernels call: name -> ``(dispatcher, tuple of argument types)``.
     """
     net_t, w_t, b_t, bufs_t = numba.typeof(net), numba.typeof(W), numba.typeof(B), numba.typeof(bufs)
+    sched_t, data_t, test_t = numba.typeof(sched), numba.typeof(data), numba.typeof(test)
+    records = (numba.typeof(epoch_rec), numba.typeof(layer_rec))
+    order_t = numba.typeof(data.order)
     matrix = types.Array(w_t.dtype, 2, "C")  # a view of a flat buffer (view)
     return {
+        # epoch, net, sched, opt, data, W, B, bufs, order, next_order, epoch_rec, layer_rec
+        "train_epoch": (train_epoch, (types.int64, net_t, sched_t, numba.typeof(opt), data_t, w_t, b_t, bufs_t,
+                                      order_t, order_t, *records)),
+        # epoch, net, sched, data, test, W, B, bufs, epoch_rec, layer_rec
+        "record_state": (record_state, (types.int64, net_t, sched_t, data_t, test_t, w_t, b_t, bufs_t, *records)),
         "forward": (forward, (net_t, w_t, b_t, bufs_t, types.int64)),
         "backward": (backward, (net_t, w_t, bufs_t, types.int64)),
         "optimizer_step": (optimizer_step, (numba.typeof(opt), w_t, b_t, numba.typeof(bufs.gW), numba.typeof(bufs.gB))),
@@ -622,12 +627,16 @@ def evaluate(net, data, W, B, bufs, batch):
     return total / n, math.nan, 1.0 - sse / data.sst
 
 
-@jit(inline=True)
+@jit
 def record_state(epoch, net, sched, data, test, W, B, bufs, epoch_rec, layer_rec):
     """Fill epoch ``epoch``'s rows: loss/accuracy on the training set and on the held-out set
     ``test``, the gradient already in ``bufs.gW, bufs.gB`` (the next epoch's first mini-batch),
     norms and distinct units per layer; returns whether the training loss and the weights are
-    finite.  The held-out pass only overwrites activations: the pending gradient stays."""
+    finite.  The held-out pass only overwrites activations: the pending gradient stays.
+
+    A kernel of its own beside :func:`train_epoch`, which Python calls after it: it runs the
+    forward pass only, so a cold compile builds it in the child while this process builds
+    the epoch (:mod:`fastinit._compile_ahead`), and neither links the other's code."""
     loss, acc, r2 = evaluate(net, data, W, B, bufs, sched.batch)
     gW, gB = bufs.gW, bufs.gB
     epoch_rec[epoch, LOSS] = loss
@@ -651,10 +660,10 @@ def record_state(epoch, net, sched, data, test, W, B, bufs, epoch_rec, layer_rec
 
 
 @jit
-def train_epoch(epoch, net, sched, opt, data, test, W, B, bufs, order, next_order, epoch_rec, layer_rec):
+def train_epoch(epoch, net, sched, opt, data, W, B, bufs, order, next_order, epoch_rec, layer_rec):
     """Epoch ``epoch`` of mini-batch training with ``opt`` in the example order ``order`` (epoch 0: none, the state
     at initialisation), then the gradient on ``next_order``'s first mini-batch and the epoch's
-    records; returns whether the training loss and the weights are finite.
+    training records (:func:`record_state` fills the others).
 
     The first step of each epoch uses the gradient the previous call left in ``bufs`` (the one
     the records report), with its loss in ``bufs.pending[0]``.
@@ -699,7 +708,6 @@ def train_epoch(epoch, net, sched, opt, data, test, W, B, bufs, order, next_orde
                 r = np.float64(W[i]) - np.float64(w_start[i])
                 diff += r * r
             layer_rec[epoch, k, UPDATE_NORM] = math.sqrt(diff)
-    return record_state(epoch, net, sched, data, test, W, B, bufs, epoch_rec, layer_rec)
 
 
 def train(net, sched, opt, data, test, W, B, bufs, epoch_rec, layer_rec):
@@ -707,14 +715,14 @@ def train(net, sched, opt, data, test, W, B, bufs, epoch_rec, layer_rec):
 
     Returns the last epoch recorded: ``sched.epochs``, or the first epoch whose training
     loss or weights are not finite (the run stops there; later rows stay NaN).  Python
-    calls :func:`train_epoch` once per epoch (never per step) and draws the orders.
+    calls :func:`train_epoch` and :func:`record_state` once per epoch (never per step) and draws the orders.
     """
     n = data.x.shape[0]
     order = permutation(n, sched.seed, sched.order_stream, 1)
     for epoch in range(sched.epochs + 1):
         next_order = order if epoch == 0 else permutation(n, sched.seed, sched.order_stream, epoch + 1)
-        if not train_epoch(np.int64(epoch), net, sched, opt, data, test, W, B, bufs, order, next_order, epoch_rec,
-                           layer_rec):
+        train_epoch(np.int64(epoch), net, sched, opt, data, W, B, bufs, order, next_order, epoch_rec, layer_rec)
+        if not record_state(np.int64(epoch), net, sched, data, test, W, B, bufs, epoch_rec, layer_rec):
             return epoch
         order = next_order
     return sched.epochs

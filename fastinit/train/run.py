@@ -337,15 +337,13 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
     plan = Plan.build(init, activation, depth=depth, width=width, task=task, epochs=epochs, lr=lr, batch=batch,
                       seed=seed, **options)
     net = build_network(plan)
-    epoch_rec = np.full((plan.epochs + 1, K.N_EPOCH_COLS), np.nan)
-    layer_rec = np.full((plan.epochs + 1, net.n_layers, K.N_LAYER_COLS), np.nan)
-    data, test = plan.dataset(), plan.dataset(held_out=True)
-    args = (net.config, plan.schedule(), plan.optimizer_state(net), data, test, net.W, net.B,
-            _buffers(net.config, plan.batch, net.W, data.targets.shape[1]), epoch_rec, layer_rec)
+    args = _train_args(plan, net)
+    net_config, sched, opt, data, _, W, B, bufs, epoch_rec, layer_rec = args
     order = data.order  # any int64 order: the types are what matter
-    if announce_compile(K.train_epoch, (np.int64(0), *args[:8], order, order, *args[8:]),
-                        f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS, plan.dtype):
-        kernels = K.signatures(net.config, args[2], net.W, net.B, args[7], data)
+    epoch_args = (np.int64(0), net_config, sched, opt, data, W, B, bufs, order, order, epoch_rec, layer_rec)
+    if announce_compile(K.train_epoch, epoch_args, f"the training kernels for {plan.dtype.name}", COLD_COMPILE_SECONDS,
+                        plan.dtype):
+        kernels = K.signatures(*args)
         compile_in_two(_parent_compile_stages(kernels, plan.dtype), "fastinit.train.run:_child_compile_stages",
                        plan.dtype.name)
     last = K.train(*args)
@@ -354,7 +352,7 @@ def run(init, activation, *, depth, width, task="spirals", epochs=10, lr=0.01, b
 
 def _parent_compile_stages(kernels, dtype):
     """This process's side of a cold compile (:mod:`fastinit._compile_ahead`): the small kernels both passes
-    call and the batch copy and the loss the epoch calls, then the forward pass.
+    call and the batch copy and the loss the epoch calls, then the forward pass, then the epoch.
 
     Parameters
     ----------
@@ -368,12 +366,13 @@ def _parent_compile_stages(kernels, dtype):
     list of list of (dispatcher, tuple)
     """
     small = (kernels["view"], kernels["gather"], kernels["loss_and_grad"])
-    return [[*small, *standardizer_signatures(dtype)], [kernels["forward"]]]
+    return [[*small, *standardizer_signatures(dtype)], [kernels["forward"]], [kernels["train_epoch"]]]
 
 
 def _child_compile_stages(dtype_name: str):
     """The child's side of a cold compile (:mod:`fastinit._compile_ahead`): the distinct-units count while this
-    process compiles the small kernels both passes call, then the backward pass and the update.
+    process compiles the small kernels both passes call, then the backward pass and the update, then the epoch's
+    records (forward only: it links none of the backward pass).
 
     Parameters
     ----------
@@ -385,7 +384,7 @@ def _child_compile_stages(dtype_name: str):
     list of list of (dispatcher, tuple)
     """
     kernels = _sample_signatures(dtype_name)
-    return [[kernels["distinct_rows"]], [kernels["backward"], kernels["optimizer_step"]]]
+    return [[kernels["distinct_rows"]], [kernels["backward"], kernels["optimizer_step"]], [kernels["record_state"]]]
 
 
 def _sample_signatures(dtype_name: str):
@@ -402,10 +401,28 @@ def _sample_signatures(dtype_name: str):
     dict
     """
     plan = Plan.build("he_normal", "relu", depth=2, width=8, task="teacher", epochs=1, dtype=dtype_name)
-    net = build_network(plan)
+    return K.signatures(*_train_args(plan, build_network(plan)))
+
+
+def _train_args(plan, net):
+    """The arguments of :func:`fastinit.train._kernels.train` for ``plan`` and its network ``net``: the records,
+    the data, the parameters, the buffers and the (NaN) epoch and layer records it fills.
+
+    Parameters
+    ----------
+    plan : Plan
+    net : Network
+
+    Returns
+    -------
+    tuple
+        ``(net config, schedule, optimizer, data, test, W, B, buffers, epoch records, layer records)``.
+    """
     data = plan.dataset()
-    bufs = _buffers(net.config, plan.batch, net.W, data.targets.shape[1])
-    return K.signatures(net.config, plan.optimizer_state(net), net.W, net.B, bufs, data)
+    epoch_rec = np.full((plan.epochs + 1, K.N_EPOCH_COLS), np.nan)
+    layer_rec = np.full((plan.epochs + 1, net.n_layers, K.N_LAYER_COLS), np.nan)
+    return (net.config, plan.schedule(), plan.optimizer_state(net), data, plan.dataset(held_out=True), net.W, net.B,
+            _buffers(net.config, plan.batch, net.W, data.targets.shape[1]), epoch_rec, layer_rec)
 
 
 @dataclass(frozen=True, eq=False)
