@@ -55,7 +55,7 @@ def forward_pass(worker, n_workers, cfg, ws, segment):
     """Worker ``worker``'s forward pass: every layer, with statistics (``segment < 0``), or segment
     ``segment`` again from its checkpoint for the backward pass (see :func:`run`).
 
-    One call of the forward layer for both: its code is inlined here, once.
+    One call of the forward layer serves both, so its code is linked into this kernel once.
     """
     widths, batch, n_lanes, seg_h = cfg.widths, cfg.batch, cfg.n_lanes, ws.seg_h
     depth = widths.size - 1
@@ -86,8 +86,10 @@ def forward_pass(worker, n_workers, cfg, ws, segment):
         if slot == 0 and not again:
             _copy_lanes(h_in, view(ws.checkpoints[(layer - 1) // seg_len], batch, widths[layer - 1]), worker,
                         n_workers, n_lanes)
-        into_slot = layer < last and seg_len > 1 if again else layer < depth and seg_len > 1
-        h_out = view(seg_h[slot + 1 if again else layer % seg_len] if into_slot else ws.h_last, batch, widths[layer])
+        # Into the next slot (in the first pass the last slot's output is the next segment's input, slot 0); the
+        # pass's last layer, and every layer when one is stored at a time, into h_last, which no later layer reads.
+        into_slot = layer < last and seg_len > 1
+        h_out = view(seg_h[(slot + 1) % seg_len] if into_slot else ws.h_last, batch, widths[layer])
         log_s_out = forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_scales[layer - 1], h_out,
                                   ws.stats[layer - 1] if worker == 0 and not again else scratch)
         if not again:
