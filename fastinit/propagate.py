@@ -225,10 +225,10 @@ def _parent_compile_stages(cfg, ws):
     -------
     list of list of (dispatcher, tuple)
     """
-    kernels = layer.signatures(cfg, ws)
+    kernels = walk.signatures(cfg, ws)
     return [[kernels["draw_weights_share"], (rng.fill_serial, rng.fill_signature(np.float64)),
              (rng.fill_serial, rng.fill_signature(ws.h0.dtype))],
-            [walk.signatures(cfg, ws)["forward_pass"]]]
+            [kernels["forward_pass"]]]
 
 
 def _child_compile_stages(dtype_name: str):
@@ -246,12 +246,11 @@ def _child_compile_stages(dtype_name: str):
     list of list of (dispatcher, tuple)
     """
     cfg, ws = _sample_records(dtype_name)
-    kernels = layer.signatures(cfg, ws)
+    kernels = walk.signatures(cfg, ws)
     shared = ("activate_block", "_share_and_rescale", "checked_sums", "finite_sums", "rms_factor", "column_sums_block",
-              "column_sums_rows", "_norm_slot", "weight_substream", "part")
-    passes = walk.signatures(cfg, ws)
-    return [[*(kernels[name] for name in shared), *norm.standardizer_signatures(ws.h0.dtype), passes["_copy_lanes"]],
-            [passes["backward_pass"]]]
+              "column_sums_rows", "_norm_slot", "weight_substream", "part", "_copy_lanes")
+    return [[*(kernels[name] for name in shared), *norm.standardizer_signatures(ws.h0.dtype)],
+            [kernels["backward_pass"]]]
 
 
 def _sample_records(dtype_name: str):

@@ -12,6 +12,7 @@ from fastinit._sync import barrier
 from fastinit._team import run_team
 from fastinit._kernels.blocks import lane_rows, view
 from fastinit._kernels.layer import backward_layer, forward_layer
+from fastinit._kernels.layer import signatures as layer_signatures
 from fastinit._kernels.records import N_STATS
 
 # Pages are first touched in 2 MiB regions (transparent huge pages), one 4 KiB page at a time.
@@ -60,9 +61,7 @@ def forward_pass(worker, n_workers, cfg, ws, segment):
     widths, batch, n_lanes, seg_h = cfg.widths, cfg.batch, cfg.n_lanes, ws.seg_h
     depth = widths.size - 1
     seg_len = seg_h.shape[0]
-    # Log scale of each layer's input: every worker keeps its own copy, written here (a private array, copied
-    # out at the end: the workers' rows of ws.log_scales may share cache lines) and read by the later passes.
-    log_scales = ws.log_scales[worker] if segment >= 0 else np.empty(depth + 1)
+    log_scales = ws.log_scales[worker]  # log scale of each layer's input: written here, read by the later passes
     scratch = np.empty(N_STATS)
     again = segment >= 0
     if again:
@@ -96,10 +95,6 @@ def forward_pass(worker, n_workers, cfg, ws, segment):
             log_scales[layer] = log_s_out
             if layer < depth and not into_slot:
                 _copy_lanes(h_out, view(seg_h[0], batch, widths[layer]), worker, n_workers, n_lanes)
-    if not again:
-        kept = ws.log_scales[worker]
-        for layer in range(depth + 1):
-            kept[layer] = log_scales[layer]
 
 
 @jit
@@ -161,8 +156,8 @@ def run(n_workers, cfg, ws):
 
 
 def signatures(cfg, ws):
-    """The walk's two kernels and ``_copy_lanes``, which both call, with their numba argument types (for
-    ``dispatcher.compile``).
+    """The walk's two kernels, ``_copy_lanes``, which both call, and the layers' kernels under them
+    (:func:`fastinit._kernels.layer.signatures`), with their numba argument types (for ``dispatcher.compile``).
 
     Parameters
     ----------
@@ -172,10 +167,11 @@ def signatures(cfg, ws):
     Returns
     -------
     dict
-        ``forward_pass``, ``backward_pass``, ``_copy_lanes``: name -> ``(dispatcher, tuple of argument types)``.
+        ``forward_pass``, ``backward_pass``, ``_copy_lanes`` and :func:`fastinit._kernels.layer.signatures`'s
+        entries: name -> ``(dispatcher, tuple of argument types)``.
     """
     integer = types.int64
     matrix = types.Array(numba.typeof(ws.h0).dtype, 2, "C")
     team = (integer, integer, numba.typeof(cfg), numba.typeof(ws), integer)  # worker, n_workers, cfg, ws, segment
-    return {"forward_pass": (forward_pass, team), "backward_pass": (backward_pass, team),
+    return {**layer_signatures(cfg, ws), "forward_pass": (forward_pass, team), "backward_pass": (backward_pass, team),
             "_copy_lanes": (_copy_lanes, (matrix, matrix, integer, integer, integer))}
