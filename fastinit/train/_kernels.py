@@ -366,7 +366,7 @@ def signatures(net, sched, opt, data, test, W, B, bufs, epoch_rec, layer_rec):
     sched_t, data_t, test_t = numba.typeof(sched), numba.typeof(data), numba.typeof(test)
     records = (numba.typeof(epoch_rec), numba.typeof(layer_rec))
     order_t = numba.typeof(data.order)
-    matrix = types.Array(w_t.dtype, 2, "C")  # a view of a flat buffer (view)
+    matrix = types.Array(w_t.dtype, 2, "C")  # a layer's weights, or a view of a flat buffer (view)
     return {
         # epoch, net, sched, opt, data, W, B, bufs, order, next_order, epoch_rec, layer_rec
         "train_epoch": (train_epoch, (types.int64, net_t, sched_t, numba.typeof(opt), data_t, w_t, b_t, bufs_t,
@@ -377,12 +377,11 @@ def signatures(net, sched, opt, data, test, W, B, bufs, epoch_rec, layer_rec):
         "backward": (backward, (net_t, w_t, bufs_t, types.int64)),
         "optimizer_step": (optimizer_step, (numba.typeof(opt), w_t, b_t, numba.typeof(bufs.gW), numba.typeof(bufs.gB))),
         # a layer's weights as a matrix, its biases, the tolerance
-        "distinct_rows": (distinct_rows, (types.Array(w_t.dtype, 2, "C"), types.Array(b_t.dtype, 1, "C"),
-                                          types.float64)),
+        "distinct_rows": (distinct_rows, (matrix, types.Array(b_t.dtype, 1, "C"), types.float64)),
         # What both passes call: compiled on one side before either (see fastinit._compile_ahead).
         "view": (view, (types.Array(w_t.dtype, 1, "C"), types.int64, types.int64)),
         # data, order, start, m, bufs
-        "gather": (gather, (numba.typeof(data), numba.typeof(data.order), types.int64, types.int64, bufs_t)),
+        "gather": (gather, (data_t, order_t, types.int64, types.int64, bufs_t)),
         # logits, labels, targets, loss kind, dL/dlogits, want_grad
         "loss_and_grad": (loss_and_grad, (matrix, numba.typeof(bufs.labels), numba.typeof(bufs.targets),
                                           numba.typeof(net.loss), matrix, types.boolean)),
