@@ -101,8 +101,11 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
             activation is positively homogeneous (linear, relu, leaky_relu) or the
             branch is computed from a norm (``norm_at="branch"``: any activation); other activations run forward as the hardware would (their
             overflow is recorded in ``nonfinite``), and ``attrs["forward_rescaled"]``
-            says which.  ``"raw"`` runs both passes as the hardware would (the
-            gradient, too, is never rescaled).
+            says which.  The rescaled backward multiplies those stored values exactly:
+            a layer input stored far below RMS 1 (2^-64) enters its weight gradient
+            scaled up by a power of two, so that no product of it is subnormal.
+            ``"raw"`` runs both passes as the hardware would (the gradient, too, is
+            never rescaled).
         init_params, activation_params : dict, optional
             Parameters of the initializer (e.g. ``{"std": 0.01}``) and activation
             (e.g. ``{"slope": 0.2}``).
@@ -412,6 +415,7 @@ class Plan:
         return records.Workspace(
             h0=h0, grad_top=grad_top, stats=np.zeros((self.depth, records.N_STATS)),
             log_scales=np.zeros((self.n_lanes, self.depth + 1)), log_grad=np.zeros(self.n_lanes),
+            h_scale=np.ones(self.depth + 1),
             sync=np.zeros(2, dtype=np.int64), shared=np.zeros(layer.N_SHARED), bias=np.empty(widest, dtype=dtype),
             acc=np.empty((blocks.N_BLOCKS, blocks.N_ACC, widest)), acc_z=np.empty((blocks.N_BLOCKS, 2, widest)),
             acc_in=np.empty((blocks.N_BLOCKS, 2, widest)), acc_w=np.empty((self.n_lanes, 2, widest)),

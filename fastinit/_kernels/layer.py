@@ -27,7 +27,7 @@ from fastinit._kernels.records import (ACT_LOG_SCALE, ACT_NONFINITE, ACT_SUMSQ, 
                                        GRAD_SUMSQ, NORM_BRANCH, NORM_OUTPUT, NORM_PREACT, SATURATED, WGRAD_LOG_SCALE, WGRAD_NONFINITE, WGRAD_SUM,
                                        WGRAD_SUMSQ)
 from fastinit._kernels.products import gemm_columns_t
-from fastinit._kernels.reduce import checked_sums, finite_sums, rms_factor, total, zero_columns
+from fastinit._kernels.reduce import checked_sums, finite_sums, rms_factor, total, unit_power_of_two, zero_columns
 
 # Scalars worker 0 hands to the others (``shared[...]``).
 SHARED_FACTOR, SHARED_LOG_SCALE = 0, 1
@@ -85,6 +85,16 @@ def _add_skip_rows(grad_in, skip, factor, start, stop):
         in_row, skip_row = grad_in[i], skip[i]
         for j in range(cols):
             in_row[j] = in_row[j] * factor + skip_row[j]
+
+
+@jit(inner=True)
+def _scaled_rows(source, target, factor, start, stop):
+    """Rows ``[start, stop)``: ``target = factor * source``, in float64 and rounded once (exact for a power of two)."""
+    cols = source.shape[1]
+    for i in range(start, stop):
+        source_row, target_row = source[i], target[i]
+        for j in range(cols):
+            target_row[j] = np.float64(source_row[j]) * factor
 
 
 @jit(inline=True)
@@ -206,8 +216,10 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
         stats_row[ACT_SUMSQ] = act_sumsq
         stats_row[ACT_LOG_SCALE] = log_s_out
         stats_row[ACT_NONFINITE] = 0
+        h_sumsq, h_unit = act_sumsq, 0.0
         if not math.isfinite(act_sumsq) or act_sumsq == 0.0:  # as in checked_sums
             _, act_sq, act_unit, act_bad = finite_sums(h_out)
+            h_sumsq, h_unit = (math.nan if act_bad > 0 else act_sq), act_unit
             stats_row[ACT_SUMSQ] = math.nan if act_bad > 0 else act_sq
             stats_row[ACT_LOG_SCALE] = log_s_out + act_unit
             stats_row[ACT_NONFINITE] = act_bad
@@ -218,6 +230,9 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
         if cfg.rescale_forward:
             factor, log_rms = rms_factor(h_out, act_sumsq)
             log_s_out += log_rms
+        elif cfg.rescale_backward:
+            # h_out is stored as the net has it; the backward's weight gradient takes it scaled up if tiny.
+            ws.h_scale[layer] = unit_power_of_two(h_sumsq, h_unit, h_out.size)
     return _share_and_rescale(worker, n_workers, cfg, ws, h_out, factor, log_s_out)
 
 
@@ -280,9 +295,16 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
     skip_factor = math.exp(log_gz - (log_s_in if at_branch else 0.0) - log_g_in)
     skip = grad_act if at_output else grad_out  # dL/dh_out, or at output dL/dr
     gemm_out = grad_act if at_branch else grad_in  # at branch dL/dNorm(h_in), before the norm's backward
+    # The weight gradient's GEMM input: Norm(h_in) at branch, in true units; else h_in, times a power of
+    # two if the forward stored it far below RMS 1 (its products would be subnormal: inexact and ~100x
+    # slower), into ws.u, which the backward pass does not otherwise use.
+    h_scale = 1.0 if at_branch else ws.h_scale[layer - 1]
+    wgrad_in = stored if at_branch else (h_in if h_scale == 1.0 else view(ws.u, rows, n_in))
     for lane in range(worker, n_lanes, n_workers):
         first, last = lane_blocks(lane, n_lanes)
         start, stop = lane_rows(rows, lane, n_lanes)
+        if h_scale != 1.0:
+            _scaled_rows(h_in, wgrad_in, h_scale, start, stop)
         if at_preact and layernorm:
             for block in range(first, last):
                 backprop_block(block, grad_out, dphi, branch, grad_act, acc, np.bool_(False), code, param, from_output)
@@ -317,7 +339,6 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
             for block in range(first, last):
                 column_sums_block(block, grad_in, acc_in)
         barrier(sync, n_workers)
-    wgrad_in = stored if at_branch else h_in  # the GEMM's input: Norm(h_in) at branch, in true units
     for index in range(worker, n_lanes, n_workers):
         first, stop = part(n_out, index, n_lanes)
         gemm_columns_t(wgrad_in, grad_z, wgrad, first, stop)  # dL/dW's rows first..stop-1
@@ -332,6 +353,11 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
         stats_row[GRAD_LOG_SCALE] = log_gz + unit
         stats_row[GRAD_NONFINITE] = bad
         s, s2, unit, bad = checked_sums(wgrad, acc_w)
+        if h_scale != 1.0:
+            # Back to h_in's units, exactly (a power of two): the same bits as the unscaled product's sums
+            # wherever its products were not subnormal.
+            inverse = 1.0 / h_scale
+            s, s2 = s * inverse, s2 * (inverse * inverse)
         stats_row[WGRAD_SUM] = s
         stats_row[WGRAD_SUMSQ] = s2
         stats_row[WGRAD_LOG_SCALE] = log_gz + (0.0 if at_branch else log_s_in) + unit

@@ -102,6 +102,34 @@ def checked_sums(x, acc):
     return s, s2, log_unit, 0
 
 
+# A stored matrix whose RMS is below 2^SMALL_RMS_LOG2 is brought up by a power of two before the rescaled
+# backward pass multiplies it into a weight gradient (see unit_power_of_two); above it, the product is
+# already exact to float rounding, so its bits stay those of the unscaled product.
+SMALL_RMS_LOG2 = -64
+# The largest such power, 2^500: its inverse square is still a normal float64, so sums of products with the
+# scaled matrix come back to true units exactly (and float64's subnormals, 2^-1074 on, come up to 2^-574,
+# whose products are normal numbers again).
+_MAX_UNIT_EXPONENT = 500
+
+
+@jit(inner=True)
+def unit_power_of_two(sumsq, log_unit, size):
+    """``2^k`` that brings a matrix of ``size`` entries to an RMS near 1, when its RMS is below
+    ``2^SMALL_RMS_LOG2``; 1 otherwise, and when that RMS is 0 or not known.
+
+    The matrix's sum of squares is ``sumsq`` in units of ``exp(log_unit)`` (as :func:`finite_sums` returns it).
+    Multiplying by ``2^k`` is exact, subnormal entries included, and lifts every product with the matrix
+    out of the subnormal range, where float arithmetic rounds to a fixed absolute grid and costs about
+    100x more (x86 handles subnormal operands in microcode).
+    """
+    if not (sumsq > 0.0 and math.isfinite(sumsq)):
+        return 1.0
+    log2_rms = 0.5 * math.log2(sumsq / size) + log_unit / math.log(2.0)
+    if log2_rms >= SMALL_RMS_LOG2:
+        return 1.0
+    return math.ldexp(1.0, min(int(-log2_rms), _MAX_UNIT_EXPONENT))
+
+
 @jit(inner=True)
 def rms_factor(x, sumsq):
     """``(1 / RMS, log RMS)`` of ``x`` given its sum of squares (of its finite entries, found
