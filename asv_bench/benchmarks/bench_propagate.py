@@ -79,6 +79,27 @@ class Throughput:
     track_gflops.unit = "GFLOP/s"
 
 
+class Underflow:
+    """A net whose unrescaled forward runs into float32's subnormals: uniform init, silu, width 256, depth 100
+    (the default study's slowest cells: their mean square goes subnormal at layer 71, every value is 0 from 84).
+
+    Subnormal operands cost x86 about 180x in a GEMM; the forward keeps them, as the hardware would, and the
+    rescaled backward's weight gradient does not multiply by them (its input lifted by a power of two).
+    """
+
+    number = 1
+    repeat = (2, 5, 10.0)
+    rounds = 1
+    warmup_time = 0.0
+    timeout = 180
+
+    def setup(self):
+        _warm("silu", "float32")
+
+    def time_propagate_underflow(self):
+        fastinit.propagate("uniform", "silu", depth=100, width=256, batch=BATCH, seed=SEED)
+
+
 class DeepNet:
     """Peak memory of a 10,000-layer He/ReLU net (width 128, batch 128, float32).
 
