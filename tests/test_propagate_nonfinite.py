@@ -231,13 +231,14 @@ def test_values_flushed_to_exact_zero_at_once_are_underflow():
     assert (frame.fwd_var[1:] == 0).all() and (frame.log10_fwd_var[1:] == -np.inf).all()
 
 
-# Weight stds that make h_1 deep in each dtype's subnormal range: ~6 and ~8 significant bits.
-SUBNORMAL_STD = {"float32": 1e-43, "float64": 1e-321}
+# Weight stds that put h_1 deep in each dtype's subnormals (~6 and ~8 significant bits), and a float64 one whose
+# values are normal but whose squares, and dL/dW_2's, are below float64's range (its sums need a unit of their own).
+TINY_OUTPUT_CASES = [("float32", 1e-43), ("float64", 1e-321), ("float64", 1e-250)]
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_rescaled_weight_gradient_of_a_subnormal_layer_output_is_the_float64_product(lanes, dtype):
-    """The rescaled backward's dL/dW_2 = dL/dz_2^T h_1 with h_1 stored subnormal by an unrescaled (tanh) forward.
+@pytest.mark.parametrize("dtype, std", TINY_OUTPUT_CASES)
+def test_rescaled_weight_gradient_of_a_tiny_layer_output_is_the_float64_product(lanes, dtype, std):
+    """The rescaled backward's dL/dW_2 = dL/dz_2^T h_1 with h_1 stored tiny (subnormal) by an unrescaled (tanh) forward.
 
     Widths 1 -> 1 -> 8 make the forward exact in any arithmetic: each z is one product, correctly rounded,
     subnormal ones included, and tanh(x) = x that far below 1, so h_1 = float32(h_0 w_1) bit for bit here and
@@ -247,15 +248,17 @@ def test_rescaled_weight_gradient_of_a_subnormal_layer_output_is_the_float64_pro
     is float64 from the same stored values (dL/dz_2 = the readout gradient: tanh'(z_2) = 1 exactly).
     """
     widths, batch = [1, 8], 64  # the input has widths[0] units
-    options = {"init_params": {"std": SUBNORMAL_STD[dtype]}, "dtype": dtype}
+    options = {"init_params": {"std": std}, "dtype": dtype}
     frame = propagate("normal", "tanh", depth=2, width=widths, batch=batch, seed=SEED, **options)
     plan = Plan.build("normal", "tanh", depth=2, width=widths, batch=batch, seed=SEED, **options)
     h0, grad_top = plan.inputs()
     w1 = np.empty((1, 1), dtype=dtype)
     fill(w1, plan.draws[0], seed=plan.seed, stream=plan.stream, substream=K.weight_substream(1))
     h1 = h0 * w1[0, 0]  # products in the net's dtype, correctly rounded
-    assert 0 < np.abs(h1).max() < np.finfo(dtype).tiny / 2**10, "h_1 must be deep in the subnormals for this test"
-    lift = -math.frexp(float(np.abs(h1).max()))[1]  # the reference in units of 2^-lift (exact): squares in range
+    largest = np.abs(h1).max()
+    assert 0 < largest < 2.0**-100, "h_1 must be far below RMS 2^-64 for this test"
+    assert largest < np.finfo(dtype).tiny / 2**10 or largest**2 < np.finfo(np.float64).tiny, "subnormal, or squares"
+    lift = -math.frexp(float(largest))[1]  # the reference in units of 2^-lift (exact): squares in range
     wgrad = grad_top.astype(np.float64).T @ np.ldexp(h1.astype(np.float64), lift)
     log10_var = np.log10(wgrad.var()) - 2 * lift * np.log10(2.0)
     assert frame.attrs["forward_rescaled"] is False and frame.attrs["first_underflow_layer"] == 1

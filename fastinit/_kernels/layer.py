@@ -29,6 +29,8 @@ from fastinit._kernels.records import (ACT_LOG_SCALE, ACT_NONFINITE, ACT_SUMSQ, 
 from fastinit._kernels.products import gemm_columns_t
 from fastinit._kernels.reduce import checked_sums, finite_sums, rms_factor, total, unit_power_of_two, zero_columns
 
+_FLOAT64_TINY = np.finfo(np.float64).tiny  # the smallest normal float64
+
 # Scalars worker 0 hands to the others (``shared[...]``).
 SHARED_FACTOR, SHARED_LOG_SCALE = 0, 1
 N_SHARED = 2
@@ -354,10 +356,13 @@ def backward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, gra
         stats_row[GRAD_NONFINITE] = bad
         s, s2, unit, bad = checked_sums(wgrad, acc_w)
         if h_scale != 1.0:
-            # Back to h_in's units, exactly (a power of two): the same bits as the unscaled product's sums
-            # wherever its products were not subnormal.
             inverse = 1.0 / h_scale
-            s, s2 = s * inverse, s2 * (inverse * inverse)
+            if s2 * (inverse * inverse) >= _FLOAT64_TINY:
+                # Back to h_in's units, exactly (a power of two): the unscaled product's bits wherever its
+                # products were normal numbers.
+                s, s2 = s * inverse, s2 * (inverse * inverse)
+            else:  # there the squares' sum is below float64's normal range: keep it in a smaller unit
+                unit -= math.log(h_scale)
         stats_row[WGRAD_SUM] = s
         stats_row[WGRAD_SUMSQ] = s2
         stats_row[WGRAD_LOG_SCALE] = log_gz + (0.0 if at_branch else log_s_in) + unit

@@ -103,12 +103,12 @@ def checked_sums(x, acc):
 
 
 # A stored matrix whose RMS is below 2^SMALL_RMS_LOG2 is brought up by a power of two before the rescaled
-# backward pass multiplies it into a weight gradient (see unit_power_of_two); above it, the product is
-# already exact to float rounding, so its bits stay those of the unscaled product.
+# backward pass multiplies it into a weight gradient (see unit_power_of_two); above it, its products are
+# normal numbers anyway, so the weight gradient's bits stay those of the unscaled product.
 SMALL_RMS_LOG2 = -64
-# The largest such power, 2^500: its inverse square is still a normal float64, so sums of products with the
-# scaled matrix come back to true units exactly (and float64's subnormals, 2^-1074 on, come up to 2^-574,
-# whose products are normal numbers again).
+# The largest such power, 2^500: its inverse square, 2^-1000, is still a normal float64 (the layer divides
+# sums back by it where the quotient stays normal), and float64's subnormals, 2^-1074 on, come up to 2^-574,
+# whose products are normal numbers again.
 _MAX_UNIT_EXPONENT = 500
 
 
