@@ -102,9 +102,9 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
             branch is computed from a norm (``norm_at="branch"``: any activation); other activations run forward as the hardware would (their
             overflow is recorded in ``nonfinite``), and ``attrs["forward_rescaled"]``
             says which.  The rescaled backward multiplies those stored values exactly:
-            a layer's output stored far below RMS 1 (2^-64) enters the next layer's
-            weight gradient scaled up by a power of two, so that no product of it is
-            subnormal (the input batch is taken as it is).
+            a layer input (the input batch, or a layer's output) stored far below RMS 1
+            (2^-64) enters its weight gradient scaled up by a power of two, so that no
+            product of it is subnormal.
             ``"raw"`` runs both passes as the hardware would (the gradient, too, is
             never rescaled).
         init_params, activation_params : dict, optional

@@ -255,15 +255,31 @@ def test_rescaled_weight_gradient_of_a_tiny_layer_output_is_the_float64_product(
     w1 = np.empty((1, 1), dtype=dtype)
     fill(w1, plan.draws[0], seed=plan.seed, stream=plan.stream, substream=K.weight_substream(1))
     h1 = h0 * w1[0, 0]  # products in the net's dtype, correctly rounded
-    largest = np.abs(h1).max()
-    assert 0 < largest < 2.0**-100, "h_1 must be far below RMS 2^-64 for this test"
+    assert frame.attrs["forward_rescaled"] is False and frame.attrs["first_underflow_layer"] == 1
+    _assert_weight_gradient_is_the_float64_product(frame.log10_wgrad_var[1], grad_top, h1, dtype)
+
+
+@pytest.mark.parametrize("dtype, std", TINY_OUTPUT_CASES)
+def test_rescaled_weight_gradient_of_a_tiny_input_batch_is_the_float64_product(lanes, dtype, std):
+    """As above for layer 1, whose input is the batch itself (``input_std``): dL/dW_1 = dL/dz_1^T h_0, and
+    dL/dz_1 = the readout gradient (z_1 is a sum of 8 tiny products, far below 1, where tanh' = 1 exactly)."""
+    options = {"input_std": std, "dtype": dtype}
+    frame = propagate("he_normal", "tanh", depth=1, width=8, batch=64, seed=SEED, **options)
+    plan = Plan.build("he_normal", "tanh", depth=1, width=8, batch=64, seed=SEED, **options)
+    h0, grad_top = plan.inputs()
+    _assert_weight_gradient_is_the_float64_product(frame.log10_wgrad_var[0], grad_top, h0, dtype)
+
+
+def _assert_weight_gradient_is_the_float64_product(log10_wgrad_var, grad_z, h, dtype):
+    """``log10_wgrad_var`` is log10 Var(grad_z^T h) in float64, for ``h`` stored far below RMS 1 in ``dtype``."""
+    largest = np.abs(h).max()
+    assert 0 < largest < 2.0**-100, "h must be far below RMS 2^-64 for this test"
     assert largest < np.finfo(dtype).tiny / 2**10 or largest**2 < np.finfo(np.float64).tiny, "subnormal, or squares"
     lift = -math.frexp(float(largest))[1]  # the reference in units of 2^-lift (exact): squares in range
-    wgrad = grad_top.astype(np.float64).T @ np.ldexp(h1.astype(np.float64), lift)
+    wgrad = grad_z.astype(np.float64).T @ np.ldexp(h.astype(np.float64), lift)
     log10_var = np.log10(wgrad.var()) - 2 * lift * np.log10(2.0)
-    assert frame.attrs["forward_rescaled"] is False and frame.attrs["first_underflow_layer"] == 1
     # A GEMM of normal products: its rounding moves the variance by ~1e-7; 1e-5 relative is 4.3e-6 in log10.
-    np.testing.assert_allclose(frame.log10_wgrad_var[1], log10_var, rtol=0, atol=4.3e-6)
+    np.testing.assert_allclose(log10_wgrad_var, log10_var, rtol=0, atol=4.3e-6)
 
 
 # ------------------------------------------------------------------ exact zeros

@@ -69,9 +69,9 @@ class Workspace(NamedTuple):
     stats: np.ndarray  # float64 (depth, N_STATS), written by worker 0
     log_scales: np.ndarray  # float64 (n_lanes, depth + 1): each worker's log scale of each layer's input
     log_grad: np.ndarray  # float64 (n_lanes,): each worker's log scale of the gradient between backward segments
-    h_scale: np.ndarray  # float64 (depth + 1,): per layer output, the power of two the next layer's weight-gradient
-    # GEMM multiplies it by (reduce.unit_power_of_two: an unrescaled forward left it far below RMS 1), else 1;
-    # index 0, the input batch, always 1
+    h_scale: np.ndarray  # float64 (depth + 1,): per layer input (0: the input batch, l: layer l's output), the power
+    # of two the weight-gradient GEMM multiplies it by (reduce.unit_power_of_two: an unrescaled forward keeps it far
+    # below RMS 1), else 1
     seg_h: np.ndarray  # (seg_len, batch * widest): each stored layer's input
     seg_z: np.ndarray  # (seg_len with a norm, else 1, batch * widest): what the norm's backward needs --
     # z_l (preact), Norm(h_{l-1}) (branch) or h_{l-1} + alpha phi(z_l) (output); without a norm, one row for z
