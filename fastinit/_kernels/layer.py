@@ -218,10 +218,9 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
         stats_row[ACT_SUMSQ] = act_sumsq
         stats_row[ACT_LOG_SCALE] = log_s_out
         stats_row[ACT_NONFINITE] = 0
-        h_sumsq, h_unit = act_sumsq, 0.0
+        act_unit = 0.0  # stats_row[ACT_SUMSQ] is in units of exp(act_unit)
         if not math.isfinite(act_sumsq) or act_sumsq == 0.0:  # as in checked_sums
             _, act_sq, act_unit, act_bad = finite_sums(h_out)
-            h_sumsq, h_unit = (math.nan if act_bad > 0 else act_sq), act_unit
             stats_row[ACT_SUMSQ] = math.nan if act_bad > 0 else act_sq
             stats_row[ACT_LOG_SCALE] = log_s_out + act_unit
             stats_row[ACT_NONFINITE] = act_bad
@@ -234,7 +233,7 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
             log_s_out += log_rms
         elif cfg.rescale_backward:
             # h_out is stored as the net has it; the backward's weight gradient takes it scaled up if tiny.
-            ws.h_scale[layer] = unit_power_of_two(h_sumsq, h_unit, h_out.size)
+            ws.h_scale[layer] = unit_power_of_two(stats_row[ACT_SUMSQ], act_unit, h_out.size)
     return _share_and_rescale(worker, n_workers, cfg, ws, h_out, factor, log_s_out)
 
 

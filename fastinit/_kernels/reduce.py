@@ -131,17 +131,6 @@ def unit_power_of_two(sumsq, log_unit, size):
 
 
 @jit(inner=True)
-def unit_power_of_two_of(x):
-    """:func:`unit_power_of_two` for the matrix ``x``, its sum of squares found here (1 if it has a non-finite entry)."""
-    sumsq, log_unit = sum_of_squares(x.reshape(-1)), 0.0
-    if not math.isfinite(sumsq) or sumsq == 0.0:  # as in checked_sums
-        _, sumsq, log_unit, bad = finite_sums(x)
-        if bad > 0:
-            return 1.0
-    return unit_power_of_two(sumsq, log_unit, x.size)
-
-
-@jit(inner=True)
 def rms_factor(x, sumsq):
     """``(1 / RMS, log RMS)`` of ``x`` given its sum of squares (of its finite entries, found
     again if ``sumsq`` is not finite); ``(1, 0)`` -- leave ``x`` alone -- if that RMS is 0

@@ -3,6 +3,8 @@ them on the thread team."""
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import types
@@ -14,7 +16,7 @@ from fastinit._kernels.blocks import lane_rows, view
 from fastinit._kernels.layer import backward_layer, forward_layer
 from fastinit._kernels.layer import signatures as layer_signatures
 from fastinit._kernels.records import N_STATS
-from fastinit._kernels.reduce import unit_power_of_two_of
+from fastinit._kernels.reduce import finite_sums, unit_power_of_two
 
 # Pages are first touched in 2 MiB regions (transparent huge pages), one 4 KiB page at a time.
 _REGION_BYTES = 2 * 2**20
@@ -78,7 +80,9 @@ def forward_pass(worker, n_workers, cfg, ws, segment):
             barrier(ws.sync, n_workers)
         log_scales[0] = 0.0
         if worker == 0 and cfg.rescale_backward and not cfg.rescale_forward:
-            ws.h_scale[0] = unit_power_of_two_of(ws.h0)  # layer 1's weight gradient lifts a tiny input, as the others
+            # Layer 1's weight gradient lifts a tiny input batch, as forward_layer has the others lifted.
+            _, sumsq, log_unit, bad = finite_sums(ws.h0)
+            ws.h_scale[0] = unit_power_of_two(sumsq if bad == 0 else math.nan, log_unit, ws.h0.size)
         _copy_lanes(ws.h0, view(seg_h[0], batch, widths[0]), worker, n_workers, n_lanes)
     for layer in range(first, last + 1):
         # Each layer writes its output straight into the next layer's input slot; the first pass overwrites
