@@ -27,18 +27,22 @@ def _warm(activation, dtype):
     fastinit.propagate("he_normal", activation, depth=2, width=8, batch=4, seed=SEED, dtype=dtype)
 
 
-class Propagate:
-    """Forward and backward through He-initialised nets, batch 256, with every per-layer statistic."""
+class _SlowCalls:
+    """asv's sampling for calls of 0.5-5 s on one thread: a few samples, one round, no warm-up calls (the JIT
+    is warmed in ``setup``)."""
 
-    params = [HEADLINE_SHAPES, ["relu", "tanh"], ["float32", "float64"]]
-    param_names = ["(width, depth)", "activation", "dtype"]
-    # Each call takes 0.5-5 s on one thread: a few samples, one round, no warm-up calls
-    # (the JIT is warmed in setup).
     number = 1
     repeat = (2, 5, 10.0)
     rounds = 1
     warmup_time = 0.0
     timeout = 180
+
+
+class Propagate(_SlowCalls):
+    """Forward and backward through He-initialised nets, batch 256, with every per-layer statistic."""
+
+    params = [HEADLINE_SHAPES, ["relu", "tanh"], ["float32", "float64"]]
+    param_names = ["(width, depth)", "activation", "dtype"]
 
     def setup(self, shape, activation, dtype):
         if dtype == "float64" and (shape, activation) != FLOAT64_CASE:
@@ -79,19 +83,13 @@ class Throughput:
     track_gflops.unit = "GFLOP/s"
 
 
-class Underflow:
+class Underflow(_SlowCalls):
     """A net whose unrescaled forward runs into float32's subnormals: uniform init, silu, width 256, depth 100
     (the default study's slowest cells: their mean square goes subnormal at layer 71, every value is 0 from 84).
 
     Subnormal operands cost x86 about 180x in a GEMM; the forward keeps them, as the hardware would, and the
     rescaled backward's weight gradient does not multiply by them (its input lifted by a power of two).
     """
-
-    number = 1
-    repeat = (2, 5, 10.0)
-    rounds = 1
-    warmup_time = 0.0
-    timeout = 180
 
     def setup(self):
         _warm("silu", "float32")
