@@ -101,10 +101,14 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
             activation is positively homogeneous (linear, relu, leaky_relu) or the
             branch is computed from a norm (``norm_at="branch"``: any activation); other activations run forward as the hardware would (their
             overflow is recorded in ``nonfinite``), and ``attrs["forward_rescaled"]``
-            says which.  The rescaled backward multiplies those stored values exactly:
-            a layer input (the input batch, or a layer's output) stored far below RMS 1
-            (2^-64) enters its weight gradient scaled up by a power of two, so that no
-            product of it is subnormal.
+            says which.  Rescaled, no GEMM multiplies subnormals: a layer input (the
+            input batch, or a layer's output) stored far below RMS 1 (2^-64) enters
+            the forward's GEMM and its weight gradient scaled up by a power of two;
+            the forward's z is scaled back and rounded once to the dtype.  The stored
+            values are the dtype's, so the net underflows where it would anyway
+            (``first_underflow_layer``), but each z is its product rounded once,
+            not after every subnormal product as a BLAS rounds it: such a net
+            reaches exact zeros a layer or two later than ``"raw"`` does.
             ``"raw"`` runs both passes as the hardware would (the gradient, too, is
             never rescaled).
         init_params, activation_params : dict, optional
@@ -251,8 +255,8 @@ def _child_compile_stages(dtype_name: str):
     """
     cfg, ws = _sample_records(dtype_name)
     kernels = walk.signatures(cfg, ws)
-    shared = ("activate_block", "_share_and_rescale", "checked_sums", "finite_sums", "rms_factor", "column_sums_block",
-              "column_sums_rows", "_norm_slot", "weight_substream", "part", "_copy_lanes")
+    shared = ("activate_block", "_share_and_rescale", "checked_sums", "finite_sums", "rms_factor", "_scaled_rows",
+              "column_sums_block", "column_sums_rows", "_norm_slot", "weight_substream", "part", "_copy_lanes")
     return [[*(kernels[name] for name in shared), *norm.standardizer_signatures(ws.h0.dtype)],
             [kernels["backward_pass"]]]
 

@@ -270,6 +270,48 @@ def test_rescaled_weight_gradient_of_a_tiny_input_batch_is_the_float64_product(l
     _assert_weight_gradient_is_the_float64_product(frame.log10_wgrad_var[0], grad_top, h0, dtype)
 
 
+# Input stds that put the batch deep in each dtype's subnormals (~6 and ~7 significant bits).
+TINY_INPUT_CASES = [("float32", 1e-43), ("float64", 1e-322)]
+
+
+@pytest.mark.parametrize("numerics", ["rescaled", "raw"])
+@pytest.mark.parametrize("dtype, input_std", TINY_INPUT_CASES)
+def test_forward_of_a_subnormal_input_rounds_each_z_once_when_rescaled(lanes, dtype, input_std, numerics):
+    """z_1 = h_0 W_1^T for a batch stored in the subnormals, 64 products per entry.
+
+    Rescaled, the forward's GEMM takes the input lifted by a power of two and rounds z back once: z is the float64
+    product of the stored values, rounded to the dtype (the reference), up to a rare double rounding.  Raw, the
+    GEMM runs as the hardware computes, every product rounded to the subnormal grid first: with ~6 bits per
+    product that is a few grid steps per entry, so the raw net must miss the reference by far more (which makes
+    this test able to fail).
+    """
+    width, batch = 64, 64
+    options = {"input_std": input_std, "dtype": dtype, "numerics": numerics}
+    frame = propagate("he_normal", "tanh", depth=1, width=width, batch=batch, seed=SEED, **options)
+    plan = Plan.build("he_normal", "tanh", depth=1, width=width, batch=batch, seed=SEED, **options)
+    h0, _ = plan.inputs()
+    assert 0 < np.abs(h0).max() < np.finfo(dtype).tiny / 2**10, "the batch must be deep in the subnormals"
+    w1 = np.empty((width, width), dtype=dtype)
+    fill(w1, plan.draws[0], seed=plan.seed, stream=plan.stream, substream=K.weight_substream(1))
+    # The products and their sum of 64, in float64 from the stored values, err by < 2^-46 relative: far inside
+    # one grid step of a z of a few dozen steps, so rounding the sum to the dtype is z rounded once.
+    lift = 1100 if dtype == "float64" else 160
+    exact = np.ldexp(h0.astype(np.float64), lift) @ w1.astype(np.float64).T  # in units of 2^-lift
+    z_ref = np.ldexp(exact, -lift).astype(dtype) if dtype == "float32" else np.ldexp(exact, -lift)
+    z_ref = np.ldexp(z_ref.astype(np.float64), lift)  # back in units of 2^-lift for float64 statistics
+    log10_var = np.log10(z_ref.var()) - 2 * lift * np.log10(2.0)
+    # One entry of n off by one grid step (a double rounding) moves Var by ~2 / (n |z|) relative, |z| in grid
+    # steps (~100 and ~30 here); allow ten such entries.  The hardware's GEMM is off by steps in most entries.
+    grid_log2 = np.finfo(dtype).minexp - np.finfo(dtype).nmant  # -149, -1074
+    rms_steps = np.sqrt(np.mean(z_ref**2)) * 2.0 ** (-lift - grid_log2)
+    tolerance = 10 * 2 / (z_ref.size * rms_steps) / math.log(10)
+    error = abs(frame.log10_fwd_var[0] - log10_var)
+    if numerics == "rescaled":
+        assert error < tolerance
+    else:
+        assert error > 10 * tolerance
+
+
 def _assert_weight_gradient_is_the_float64_product(log10_wgrad_var, grad_z, h, dtype):
     """``log10_wgrad_var`` is log10 Var(grad_z^T h) in float64, for ``h`` stored far below RMS 1 in ``dtype``."""
     largest = np.abs(h).max()

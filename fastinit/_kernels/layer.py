@@ -155,12 +155,22 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
         if batchnorm:
             _batchnorm_by_parts(worker, n_workers, n_lanes, h_in, stored, eps, sync)
     r = stored  # the residual sum, at output
+    # As for the backward's weight gradient: an input the forward stored far below RMS 1 enters the GEMM
+    # times a power of two (its products would be subnormal: rounded to float's fixed grid and ~100x
+    # slower), and z is scaled back, rounded once.  A norm's output never needs it (it is scale-free).
+    h_scale = 1.0 if normed else ws.h_scale[layer - 1]
+    if h_scale != 1.0:
+        gemm_in = view(ws.u, rows, cfg.widths[layer - 1])  # not otherwise used by a layer without a norm
     for lane in range(worker, n_lanes, n_workers):
         start, stop = lane_rows(rows, lane, n_lanes)
         if at_branch and layernorm:
             layernorm_forward_rows(h_in, stored, eps, start, stop)
+        if h_scale != 1.0:
+            _scaled_rows(h_in, gemm_in, h_scale, start, stop)
         if stop > start:
             np.dot(gemm_in[start:stop], w.T, z[start:stop])
+        if h_scale != 1.0:
+            scale_rows(z, start, stop, 1.0 / h_scale)
         if bias_std > 0.0:
             for i in range(start, stop):  # a loop: a slice += compiles an error formatter (see _copy_lanes)
                 z_row = z[i]
@@ -409,6 +419,7 @@ def signatures(cfg, ws):
         "checked_sums": (checked_sums, (matrix, blocks_acc)),
         "finite_sums": (finite_sums, (matrix,)),
         "rms_factor": (rms_factor, (matrix, real)),
+        "_scaled_rows": (_scaled_rows, (matrix, matrix, real, integer, integer)),
         "column_sums_block": (column_sums_block, (integer, matrix, blocks_acc)),
         "column_sums_rows": (column_sums_rows, (matrix, integer, integer, types.Array(types.float64, 2, "C"))),
         "_norm_slot": (_norm_slot, (cfg_t, ws_t, integer, integer)),

@@ -70,7 +70,7 @@ class Workspace(NamedTuple):
     log_scales: np.ndarray  # float64 (n_lanes, depth + 1): each worker's log scale of each layer's input
     log_grad: np.ndarray  # float64 (n_lanes,): each worker's log scale of the gradient between backward segments
     h_scale: np.ndarray  # float64 (depth + 1,): per layer input (0: the input batch, l: layer l's output), the power
-    # of two the weight-gradient GEMM multiplies it by (reduce.unit_power_of_two: an unrescaled forward keeps it far
+    # of two the GEMMs that read it multiply it by (reduce.unit_power_of_two: an unrescaled forward keeps it far
     # below RMS 1), else 1
     seg_h: np.ndarray  # (seg_len, batch * widest): each stored layer's input
     seg_z: np.ndarray  # (seg_len with a norm, else 1, batch * widest): what the norm's backward needs --

@@ -80,7 +80,7 @@ def forward_pass(worker, n_workers, cfg, ws, segment):
             barrier(ws.sync, n_workers)
         log_scales[0] = 0.0
         if worker == 0 and cfg.rescale_backward and not cfg.rescale_forward:
-            # Layer 1's weight gradient lifts a tiny input batch, as forward_layer has the others lifted.
+            # Layer 1's GEMMs lift a tiny input batch, as forward_layer has the other layers' inputs lifted.
             _, sumsq, log_unit, bad = finite_sums(ws.h0)
             ws.h_scale[0] = unit_power_of_two(sumsq if bad == 0 else math.nan, log_unit, ws.h0.size)
         _copy_lanes(ws.h0, view(seg_h[0], batch, widths[0]), worker, n_workers, n_lanes)
