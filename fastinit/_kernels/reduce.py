@@ -1,7 +1,7 @@
 """Reductions of the per-block accumulators, and the slow path that says why a total is not finite.
 
 Blocks are reduced serially in a fixed order.  Non-finite entries make a total non-finite;
-only then (or when a sum of squares is 0) a scalar pass counts them (the sums are then
+only then (or when a float64 sum of squares is 0) a scalar pass counts them (the sums are then
 NaN: not known) or, if every entry is finite and only float64's range was left, sums again
 in a power-of-two unit.
 """
@@ -80,6 +80,14 @@ def finite_sums(x):
 
 
 @jit(inner=True)
+def squares_can_vanish(x):
+    """Whether a non-zero entry of ``x`` can have a float64 square of 0: for float64 entries below 2^-537,
+    never for float32 ones (their smallest square, 2^-298, is a normal float64), whose zero sum of squares is
+    therefore every entry 0 without a second look."""
+    return x.itemsize >= 8
+
+
+@jit(inner=True)
 def checked_sums(x, acc):
     """Totals of ``acc``'s ACC_SUM / ACC_SUMSQ for the matrix ``x`` they were summed from:
     ``(sum, sum of squares, log_unit, non-finite count)``, the sums in units of ``exp(log_unit)``.
@@ -88,13 +96,13 @@ def checked_sums(x, acc):
     tells why: non-finite entries (then both sums are NaN, not known) or finite entries
     whose squares overflow float64 (then the sums are exact in a larger unit).  A zero sum
     of squares is checked the same way: every entry 0 (an exact zero, ``log_unit`` 0), or
-    squares that underflow float64 (then the sums are exact in a smaller unit).
+    squares that underflow float64 (then the sums are exact in a smaller unit); float32 entries cannot
+    (:func:`squares_can_vanish`), so there it is the fast path.
     """
     cols = x.shape[1]
     s = total(acc, np.int64(ACC_SUM), cols)
     s2 = total(acc, np.int64(ACC_SUMSQ), cols)
-    # s2 == 0 with a non-zero entry: squares below float64's range (a subnormal net).
-    if math.isfinite(s) and math.isfinite(s2) and s2 != 0.0:
+    if math.isfinite(s) and math.isfinite(s2) and (s2 != 0.0 or not squares_can_vanish(x)):
         return s, s2, 0.0, 0
     s, s2, log_unit, bad = finite_sums(x)
     if bad > 0:
