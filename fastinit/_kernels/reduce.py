@@ -15,6 +15,9 @@ import numpy as np
 from fastinit._jit import jit
 from fastinit._kernels.blocks import ACC_SUM, ACC_SUMSQ, N_BLOCKS
 
+_FLOAT64_MAX = np.finfo(np.float64).max
+
+
 @jit(inner=True)
 def total(acc, quantity, cols):
     """Sum of ``acc[:, quantity, :cols]`` over blocks (or parts), then columns, in a fixed order.
@@ -57,25 +60,29 @@ def finite_sums(x):
     largest terms cannot underflow; dividing by a power of two is exact (but for
     quotients below float64's normal range, whose share of the sums is below 1e-300).
     """
+    # Branch-free loops (selects, no division): this pass runs for every layer of a net that overflowed.
     flat = x.reshape(-1)
     largest = 0.0
     bad = 0
     for k in range(flat.size):
         v = abs(np.float64(flat[k]))
-        if math.isfinite(v):
-            largest = max(largest, v)
-        else:
-            bad += 1
+        finite = v <= _FLOAT64_MAX  # False for inf and NaN
+        largest = max(largest, v if finite else 0.0)
+        bad += 0 if finite else 1
     exponent = math.frexp(largest)[1] if largest > 0.0 else 0
-    unit = math.ldexp(1.0, exponent)
+    # Times 2^-exponent: the same bits as dividing by the unit (one rounding of the same quotient).  Below
+    # exponent -1022 that power is not a float64, but it scales up, so two exact steps give it.
+    first = math.ldexp(1.0, -exponent) if exponent > -1023 else math.ldexp(1.0, 1022)
+    second = 1.0 if exponent > -1023 else math.ldexp(1.0, -exponent - 1022)
     s = 0.0
     s2 = 0.0
     for k in range(flat.size):
         v = np.float64(flat[k])
-        if math.isfinite(v):
-            v /= unit
-            s += v
-            s2 += v * v
+        # A non-finite entry adds -0.0 to the sum and +0.0 to the squares: x + (-0.0) is x for every x, and
+        # the squares' sum is never -0.0, so both sums are those of the finite entries alone.
+        v = (v * first) * second if abs(v) <= _FLOAT64_MAX else -0.0
+        s += v
+        s2 += v * v
     return s, s2, exponent * math.log(2.0), bad
 
 
