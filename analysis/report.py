@@ -122,8 +122,9 @@ def _in_study_order(rows: pd.DataFrame) -> pd.DataFrame:
     axes = rows.attrs.get("manifest", {}).get("study", {}).get("axes", {})
     ordered = rows.copy()
     for column in ("init", "activation"):
-        listed = [v for v in axes.get(column, []) if v in set(rows[column])]
-        categories = listed + sorted(set(rows[column]) - set(listed))
+        present = set(rows[column].unique())
+        listed = [v for v in axes.get(column, []) if v in present]
+        categories = listed + sorted(present - set(listed))
         ordered[f"_{column}_rank"] = ordered[column].map({v: i for i, v in enumerate(categories)})
     order = ["_activation_rank", "_init_rank", "seed", *(["epoch"] if "epoch" in ordered.columns else []), "layer"]
     ordered = ordered.sort_values(order, kind="stable")
