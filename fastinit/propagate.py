@@ -255,8 +255,9 @@ def _child_compile_stages(dtype_name: str):
     """
     cfg, ws = _sample_records(dtype_name)
     kernels = walk.signatures(cfg, ws)
-    shared = ("activate_block", "_share_and_rescale", "checked_sums", "finite_sums", "rms_factor", "_scaled_rows",
-              "column_sums_block", "column_sums_rows", "_norm_slot", "weight_substream", "part", "_copy_lanes")
+    shared = ("activate_block", "_share_and_rescale", "checked_sums", "finite_sums", "known_sums", "rms_factor",
+              "_scaled_rows", "column_sums_block", "column_sums_rows", "_norm_slot", "weight_substream", "part",
+              "_copy_lanes")
     return [[*(kernels[name] for name in shared), *norm.standardizer_signatures(ws.h0.dtype)],
             [kernels["backward_pass"]]]
 

@@ -27,8 +27,8 @@ from fastinit._kernels.records import (ACT_LOG_SCALE, ACT_NONFINITE, ACT_SUMSQ, 
                                        GRAD_SUMSQ, NORM_BRANCH, NORM_OUTPUT, NORM_PREACT, SATURATED, WGRAD_LOG_SCALE, WGRAD_NONFINITE, WGRAD_SUM,
                                        WGRAD_SUMSQ)
 from fastinit._kernels.products import gemm_columns_t
-from fastinit._kernels.reduce import (checked_sums, finite_sums, rms_factor, squares_can_vanish, total, unit_power_of_two,
-                                     zero_columns)
+from fastinit._kernels.reduce import (checked_sums, finite_sums, known_sums, rms_factor, squares_can_vanish, total,
+                                     unit_power_of_two, zero_columns)
 
 _FLOAT64_TINY = np.finfo(np.float64).tiny  # the smallest normal float64
 
@@ -231,8 +231,8 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
         stats_row[ACT_NONFINITE] = 0
         act_unit = 0.0  # stats_row[ACT_SUMSQ] is in units of exp(act_unit)
         if not math.isfinite(act_sumsq) or (act_sumsq == 0.0 and squares_can_vanish(h_out)):  # as in checked_sums
-            _, act_sq, act_unit, act_bad = finite_sums(h_out)
-            stats_row[ACT_SUMSQ] = math.nan if act_bad > 0 else act_sq
+            _, act_sq, act_unit, act_bad = known_sums(h_out)
+            stats_row[ACT_SUMSQ] = act_sq  # NaN with a non-finite entry
             stats_row[ACT_LOG_SCALE] = log_s_out + act_unit
             stats_row[ACT_NONFINITE] = act_bad
             if act_bad > 0 or act_sq != 0.0:
@@ -419,6 +419,7 @@ def signatures(cfg, ws):
         "_share_and_rescale": (_share_and_rescale, (integer, integer, cfg_t, ws_t, matrix, real, real)),
         "checked_sums": (checked_sums, (matrix, blocks_acc)),
         "finite_sums": (finite_sums, (matrix,)),
+        "known_sums": (known_sums, (matrix,)),
         "rms_factor": (rms_factor, (matrix, real)),
         "_scaled_rows": (_scaled_rows, (matrix, matrix, real, integer, integer)),
         "column_sums_block": (column_sums_block, (integer, matrix, blocks_acc)),

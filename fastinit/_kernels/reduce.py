@@ -50,18 +50,10 @@ def zero_columns(acc, quantity, cols):
 
 
 @jit(inner=True)
-def finite_sums(x):
-    """Slow path, taken only when a fast total came out non-finite or a sum of squares 0:
-    ``(sum, sum of squares, log_unit, non-finite count)`` of the finite entries of ``x``,
-    the sums in units of ``exp(log_unit)``, the power of two just above the largest finite
-    ``|entry|`` (1 if there is none).
-
-    In those units neither sum can overflow float64 (each term is at most 1) and the
-    largest terms cannot underflow; dividing by a power of two is exact (but for
-    quotients below float64's normal range, whose share of the sums is below 1e-300).
-    """
-    # Branch-free loops (selects, no division): this pass runs for every layer of a net that overflowed.
-    flat = x.reshape(-1)
+def _finite_extent(flat):
+    """``(exponent, non-finite count)`` of the 1-D ``flat``: the power of two ``2^exponent`` just above its
+    largest finite ``|entry|`` (exponent 0 if there is none), and how many entries are inf or NaN."""
+    # Branch-free (selects): this pass runs for every layer of a net that overflowed.
     largest = 0.0
     bad = 0
     for k in range(flat.size):
@@ -69,7 +61,12 @@ def finite_sums(x):
         finite = v <= _FLOAT64_MAX  # False for inf and NaN
         largest = max(largest, v if finite else 0.0)
         bad += 0 if finite else 1
-    exponent = math.frexp(largest)[1] if largest > 0.0 else 0
+    return (math.frexp(largest)[1] if largest > 0.0 else 0), bad
+
+
+@jit(inner=True)
+def _sums_in_unit(flat, exponent):
+    """Sum and sum of squares of the finite entries of the 1-D ``flat``, in units of ``2^exponent``."""
     # Times 2^-exponent: the same bits as dividing by the unit (one rounding of the same quotient).  Below
     # exponent -1022 that power is not a float64, but it scales up, so two exact steps give it.
     first = math.ldexp(1.0, -exponent) if exponent > -1023 else math.ldexp(1.0, 1022)
@@ -83,7 +80,36 @@ def finite_sums(x):
         v = (v * first) * second if abs(v) <= _FLOAT64_MAX else -0.0
         s += v
         s2 += v * v
+    return s, s2
+
+
+@jit(inner=True)
+def finite_sums(x):
+    """Slow path, taken only when a fast total came out non-finite or a sum of squares 0:
+    ``(sum, sum of squares, log_unit, non-finite count)`` of the finite entries of ``x``,
+    the sums in units of ``exp(log_unit)``, the power of two just above the largest finite
+    ``|entry|`` (1 if there is none).
+
+    In those units neither sum can overflow float64 (each term is at most 1) and the
+    largest terms cannot underflow; dividing by a power of two is exact (but for
+    quotients below float64's normal range, whose share of the sums is below 1e-300).
+    """
+    flat = x.reshape(-1)
+    exponent, bad = _finite_extent(flat)
+    s, s2 = _sums_in_unit(flat, exponent)
     return s, s2, exponent * math.log(2.0), bad
+
+
+@jit(inner=True)
+def known_sums(x):
+    """As :func:`finite_sums`, but where ``x`` has an inf or NaN entry its sums are not known: both NaN, and
+    not summed (a net that overflowed takes this path for every matrix of every layer after)."""
+    flat = x.reshape(-1)
+    exponent, bad = _finite_extent(flat)
+    if bad > 0:
+        return math.nan, math.nan, exponent * math.log(2.0), bad
+    s, s2 = _sums_in_unit(flat, exponent)
+    return s, s2, exponent * math.log(2.0), 0
 
 
 @jit(inner=True)
@@ -99,7 +125,7 @@ def checked_sums(x, acc):
     """Totals of ``acc``'s ACC_SUM / ACC_SUMSQ for the matrix ``x`` they were summed from:
     ``(sum, sum of squares, log_unit, non-finite count)``, the sums in units of ``exp(log_unit)``.
 
-    Fast path: the totals, ``log_unit`` 0.  If a total is not finite, :func:`finite_sums`
+    Fast path: the totals, ``log_unit`` 0.  If a total is not finite, :func:`known_sums`
     tells why: non-finite entries (then both sums are NaN, not known) or finite entries
     whose squares overflow float64 (then the sums are exact in a larger unit).  A zero sum
     of squares is checked the same way: every entry 0 (an exact zero, ``log_unit`` 0), or
@@ -111,10 +137,8 @@ def checked_sums(x, acc):
     s2 = total(acc, np.int64(ACC_SUMSQ), cols)
     if math.isfinite(s) and math.isfinite(s2) and (s2 != 0.0 or not squares_can_vanish(x)):
         return s, s2, 0.0, 0
-    s, s2, log_unit, bad = finite_sums(x)
-    if bad > 0:
-        return math.nan, math.nan, 0.0, bad
-    return s, s2, log_unit, 0
+    s, s2, log_unit, bad = known_sums(x)
+    return s, s2, (0.0 if bad > 0 else log_unit), bad
 
 
 # A stored matrix whose RMS is below 2^SMALL_RMS_LOG2 is brought up by a power of two before the rescaled

@@ -3,8 +3,6 @@ them on the thread team."""
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 from numba import types
@@ -16,7 +14,7 @@ from fastinit._kernels.blocks import lane_rows, view
 from fastinit._kernels.layer import backward_layer, forward_layer
 from fastinit._kernels.layer import signatures as layer_signatures
 from fastinit._kernels.records import N_STATS
-from fastinit._kernels.reduce import finite_sums, unit_power_of_two
+from fastinit._kernels.reduce import known_sums, unit_power_of_two
 
 # Pages are first touched in 2 MiB regions (transparent huge pages), one 4 KiB page at a time.
 _REGION_BYTES = 2 * 2**20
@@ -81,8 +79,8 @@ def forward_pass(worker, n_workers, cfg, ws, segment):
         log_scales[0] = 0.0
         if worker == 0 and cfg.rescale_backward and not cfg.rescale_forward:
             # Layer 1's GEMMs lift a tiny input batch, as forward_layer has the other layers' inputs lifted.
-            _, sumsq, log_unit, bad = finite_sums(ws.h0)
-            ws.h_scale[0] = unit_power_of_two(sumsq if bad == 0 else math.nan, log_unit, ws.h0.size)
+            _, sumsq, log_unit, _ = known_sums(ws.h0)  # NaN (then no lift) with an inf or NaN entry
+            ws.h_scale[0] = unit_power_of_two(sumsq, log_unit, ws.h0.size)
         _copy_lanes(ws.h0, view(seg_h[0], batch, widths[0]), worker, n_workers, n_lanes)
     for layer in range(first, last + 1):
         # Each layer writes its output straight into the next layer's input slot; the first pass overwrites
