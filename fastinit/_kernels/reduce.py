@@ -96,6 +96,8 @@ def finite_sums(x):
     """
     flat = x.reshape(-1)
     exponent, bad = _finite_extent(flat)
+    if bad == flat.size:  # nothing finite to sum (a gradient that is NaN throughout)
+        return 0.0, 0.0, 0.0, bad
     s, s2 = _sums_in_unit(flat, exponent)
     return s, s2, exponent * math.log(2.0), bad
 
