@@ -101,10 +101,11 @@ def propagate(init, activation, *, depth, width, batch=256, seed=0, dtype="float
             activation is positively homogeneous (linear, relu, leaky_relu) or the
             branch is computed from a norm (``norm_at="branch"``: any activation); other activations run forward as the hardware would (their
             overflow is recorded in ``nonfinite``), and ``attrs["forward_rescaled"]``
-            says which.  Rescaled, no GEMM multiplies subnormals: a layer input (the
-            input batch, or a layer's output) stored far below RMS 1 (2^-64) enters
-            the forward's GEMM and its weight gradient scaled up by a power of two;
-            the forward's z is scaled back and rounded once to the dtype.  The stored
+            says which.  Rescaled, a layer input stored far below RMS 1 (2^-64: the
+            input batch, or an unrescaled forward's output) enters its weight
+            gradient, and the forward's GEMM in a layer without a norm, scaled up by
+            a power of two, so that no product of it is subnormal; the forward's z
+            is scaled back and rounded once to the dtype.  The stored
             values are the dtype's, so the net underflows where it would anyway
             (``first_underflow_layer``), but each z is its product rounded once,
             not after every subnormal product as a BLAS rounds it: such a net

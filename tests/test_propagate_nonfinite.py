@@ -270,46 +270,69 @@ def test_rescaled_weight_gradient_of_a_tiny_input_batch_is_the_float64_product(l
     _assert_weight_gradient_is_the_float64_product(frame.log10_wgrad_var[0], grad_top, h0, dtype)
 
 
-# Input stds that put the batch deep in each dtype's subnormals (~6 and ~7 significant bits).
-TINY_INPUT_CASES = [("float32", 1e-43), ("float64", 1e-322)]
+# Input stds that put the batch deep in each dtype's subnormals (~7 and ~20 grid steps RMS, 3-5 bits).
+TINY_INPUT_CASES = [("float32", 1e-44), ("float64", 1e-322)]
 
 
 @pytest.mark.parametrize("numerics", ["rescaled", "raw"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("dtype, input_std", TINY_INPUT_CASES)
-def test_forward_of_a_subnormal_input_rounds_each_z_once_when_rescaled(lanes, dtype, input_std, numerics):
-    """z_1 = h_0 W_1^T for a batch stored in the subnormals, 64 products per entry.
+def test_forward_of_subnormal_inputs_rounds_each_z_once_when_rescaled(lanes, dtype, input_std, activation, numerics):
+    """z_1 = h_0 W_1^T from a batch stored in the subnormals, and z_2 = h_1 W_2^T from the layer output it gives
+    (tanh(x) = x exactly that far below 1, so h_1 = z_1), 64 products per entry.
 
-    Rescaled, the forward's GEMM takes the input lifted by a power of two and rounds z back once: z is the float64
-    product of the stored values, rounded to the dtype (the reference), up to a rare double rounding.  Raw, the
-    GEMM runs as the hardware computes, every product rounded to the subnormal grid first: with ~6 bits per
-    product that is a few grid steps per entry, so the raw net must miss the reference by far more (which makes
-    this test able to fail).
+    Rescaled, each GEMM takes its input lifted by a power of two (the batch's, then the one the forward records
+    for h_1) and rounds z back once: z is the float64 product of the stored values, rounded to the dtype (the
+    reference), up to a rare double rounding.  Raw, the GEMMs run as the hardware computes them, every product
+    rounded to the subnormal grid first: with a few bits per product that is steps off in most entries, so the
+    raw net must miss the reference by far more (which makes this test able to fail).  relu's forward is
+    rescaled (h_1 comes out at RMS 1), so there only z_1 is checked: the batch is lifted all the same.
     """
     width, batch = 64, 64
     options = {"input_std": input_std, "dtype": dtype, "numerics": numerics}
-    frame = propagate("he_normal", "tanh", depth=1, width=width, batch=batch, seed=SEED, **options)
-    plan = Plan.build("he_normal", "tanh", depth=1, width=width, batch=batch, seed=SEED, **options)
-    h0, _ = plan.inputs()
-    assert 0 < np.abs(h0).max() < np.finfo(dtype).tiny / 2**10, "the batch must be deep in the subnormals"
-    w1 = np.empty((width, width), dtype=dtype)
-    fill(w1, plan.draws[0], seed=plan.seed, stream=plan.stream, substream=K.weight_substream(1))
-    # The products and their sum of 64, in float64 from the stored values, err by < 2^-46 relative: far inside
-    # one grid step of a z of a few dozen steps, so rounding the sum to the dtype is z rounded once.
-    lift = 1100 if dtype == "float64" else 160
-    exact = np.ldexp(h0.astype(np.float64), lift) @ w1.astype(np.float64).T  # in units of 2^-lift
-    z_ref = np.ldexp(exact, -lift).astype(dtype) if dtype == "float32" else np.ldexp(exact, -lift)
-    z_ref = np.ldexp(z_ref.astype(np.float64), lift)  # back in units of 2^-lift for float64 statistics
-    log10_var = np.log10(z_ref.var()) - 2 * lift * np.log10(2.0)
-    # One entry of n off by one grid step (a double rounding) moves Var by ~2 / (n |z|) relative, |z| in grid
-    # steps (~100 and ~30 here); allow ten such entries.  The hardware's GEMM is off by steps in most entries.
+    frame = propagate("he_normal", activation, depth=2, width=width, batch=batch, seed=SEED, **options)
+    plan = Plan.build("he_normal", activation, depth=2, width=width, batch=batch, seed=SEED, **options)
+    h, _ = plan.inputs()
+    assert 0 < np.abs(h).max() < np.finfo(dtype).tiny / 2**10, "the batch must be deep in the subnormals"
+    lift = 1100 if dtype == "float64" else 160  # the reference in units of 2^-lift: exact, and squares in range
     grid_log2 = np.finfo(dtype).minexp - np.finfo(dtype).nmant  # -149, -1074
-    rms_steps = np.sqrt(np.mean(z_ref**2)) * 2.0 ** (-lift - grid_log2)
-    tolerance = 10 * 2 / (z_ref.size * rms_steps) / math.log(10)
-    error = abs(frame.log10_fwd_var[0] - log10_var)
-    if numerics == "rescaled":
-        assert error < tolerance
-    else:
-        assert error > 10 * tolerance
+    for layer in (1, 2) if activation == "tanh" else (1,):
+        w = np.empty((width, width), dtype=dtype)
+        fill(w, plan.draws[layer - 1], seed=plan.seed, stream=plan.stream, substream=K.weight_substream(layer))
+        # The products and their sum of 64, in float64 from the stored values, err by < 2^-46 relative: far
+        # inside one grid step of a z of a few dozen steps, so rounding the sum to the dtype is z rounded once.
+        exact = np.ldexp(h.astype(np.float64), lift) @ w.astype(np.float64).T  # in units of 2^-lift
+        z = np.ldexp(exact, -lift).astype(dtype) if dtype == "float32" else np.ldexp(exact, -lift)
+        z_units = np.ldexp(z.astype(np.float64), lift)
+        log10_var = np.log10(z_units.var()) - 2 * lift * np.log10(2.0)
+        # One entry of n off by one grid step (a double rounding) moves Var by ~2 / (n |z|) relative, |z| in
+        # grid steps; allow ten such entries.  The hardware's GEMM is steps off in most entries.
+        rms_steps = np.sqrt(np.mean(z_units**2)) * 2.0 ** (-lift - grid_log2)
+        tolerance = 10 * 2 / (z.size * rms_steps) / math.log(10)
+        error = abs(frame.log10_fwd_var[layer - 1] - log10_var)
+        if numerics == "rescaled":
+            assert error < tolerance, f"layer {layer}"
+        else:
+            assert error > 10 * tolerance, f"layer {layer}"
+        h = z  # tanh(z) = z exactly this far below 1
+
+
+def test_slow_sums_of_entries_at_the_top_of_float64s_range_are_in_range():
+    """A raw float64 net whose z reaches 2^1023 and up, all finite: its squares overflow, so the sums are taken
+    again in the unit 2^1024 (the slow path).  That unit is not a float64; its inverse is, exactly.  The
+    variance must be the entries' own (a reference in numpy, in units of 2^1000), not 0."""
+    # Batch 256 of std 3.5e307: the largest |entry| near 2.9 std = 1.0e308 (>= 2^1023 = 9.0e307), none past
+    # 5 std (float64's largest, 1.8e308).
+    options = {"depth": 1, "width": 1, "batch": 256, "seed": SEED, "dtype": "float64", "numerics": "raw",
+               "input_std": 3.5e307, "init_params": {"value": 1.0}}
+    frame = propagate("constant", "linear", **options)
+    plan = Plan.build("constant", "linear", **options)
+    h0, _ = plan.inputs()  # z_1 = h_0 * 1 exactly
+    assert np.isfinite(h0).all() and np.abs(h0).max() >= 2.0**1023, "needs an entry at the top of the range"
+    reference = np.log10(np.ldexp(h0, -1000).var()) + 2000 * np.log10(2.0)
+    assert frame.fwd_nonfinite[0] == 0
+    # Scaling by powers of two is exact; the two variances differ only in float64 rounding of 256 terms.
+    np.testing.assert_allclose(frame.log10_fwd_var[0], reference, rtol=0, atol=1e-12)
 
 
 def _assert_weight_gradient_is_the_float64_product(log10_wgrad_var, grad_z, h, dtype):

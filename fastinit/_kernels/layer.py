@@ -158,7 +158,8 @@ def forward_layer(worker, n_workers, cfg, ws, layer, h_in, log_s_in, h_out, stat
     r = stored  # the residual sum, at output
     # As for the backward's weight gradient: an input the forward stored far below RMS 1 enters the GEMM
     # times a power of two (its products would be subnormal: rounded to float's fixed grid and ~100x
-    # slower), and z is scaled back, rounded once.  A norm's output never needs it (it is scale-free).
+    # slower), and z is scaled back, rounded once.  Not in a layer with a norm, where ws.u holds Norm(z) or
+    # z itself; there only the input batch can be tiny (every later input is a norm's output or built on one).
     h_scale = 1.0 if normed else ws.h_scale[layer - 1]
     if h_scale != 1.0:
         gemm_in = view(ws.u, rows, cfg.widths[layer - 1])  # not otherwise used by a layer without a norm

@@ -70,8 +70,8 @@ class Workspace(NamedTuple):
     log_scales: np.ndarray  # float64 (n_lanes, depth + 1): each worker's log scale of each layer's input
     log_grad: np.ndarray  # float64 (n_lanes,): each worker's log scale of the gradient between backward segments
     h_scale: np.ndarray  # float64 (depth + 1,): per layer input (0: the input batch, l: layer l's output), the power
-    # of two the GEMMs that read it multiply it by (reduce.unit_power_of_two: an unrescaled forward keeps it far
-    # below RMS 1), else 1
+    # of two the GEMMs that read it multiply it by (reduce.unit_power_of_two: the input batch, or an unrescaled
+    # forward's output, far below RMS 1): the weight gradient's always, z's in a layer without a norm; else 1
     seg_h: np.ndarray  # (seg_len, batch * widest): each stored layer's input
     seg_z: np.ndarray  # (seg_len with a norm, else 1, batch * widest): what the norm's backward needs --
     # z_l (preact), Norm(h_{l-1}) (branch) or h_{l-1} + alpha phi(z_l) (output); without a norm, one row for z

@@ -143,9 +143,9 @@ def checked_sums(x, acc):
     return s, s2, (0.0 if bad > 0 else log_unit), bad
 
 
-# A stored matrix whose RMS is below 2^SMALL_RMS_LOG2 is brought up by a power of two before the rescaled
-# backward pass multiplies it into a weight gradient (see unit_power_of_two); above it, its products are
-# normal numbers anyway, so the weight gradient's bits stay those of the unscaled product.
+# A stored matrix whose RMS is below 2^SMALL_RMS_LOG2 is brought up by a power of two before a rescaled net's
+# GEMMs multiply it (the next layer's z, and the weight gradient; see unit_power_of_two); above it, its products
+# are normal numbers anyway, so the GEMMs' bits stay those of the unscaled product.
 SMALL_RMS_LOG2 = -64
 # The largest such power, 2^500: its inverse square, 2^-1000, is still a normal float64 (the layer divides
 # sums back by it where the quotient stays normal), and float64's subnormals, 2^-1074 on, come up to 2^-574,

@@ -77,8 +77,9 @@ def forward_pass(worker, n_workers, cfg, ws, segment):
                 prefault(buffer, worker, n_workers)
             barrier(ws.sync, n_workers)
         log_scales[0] = 0.0
-        if worker == 0 and cfg.rescale_backward and not cfg.rescale_forward:
-            # Layer 1's GEMMs lift a tiny input batch, as forward_layer has the other layers' inputs lifted.
+        if worker == 0 and cfg.rescale_backward:
+            # Layer 1's GEMMs lift a tiny input batch (whether or not the forward is rescaled: it rescales
+            # layer outputs, not the batch), as forward_layer has an unrescaled forward's outputs lifted.
             _, sumsq, log_unit, _ = known_sums(ws.h0)  # NaN (then no lift) with an inf or NaN entry
             ws.h_scale[0] = unit_power_of_two(sumsq, log_unit, ws.h0.size)
         _copy_lanes(ws.h0, view(seg_h[0], batch, widths[0]), worker, n_workers, n_lanes)
