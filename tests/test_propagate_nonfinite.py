@@ -270,8 +270,9 @@ def test_rescaled_weight_gradient_of_a_tiny_input_batch_is_the_float64_product(l
     _assert_weight_gradient_is_the_float64_product(frame.log10_wgrad_var[0], grad_top, h0, dtype)
 
 
-# Input stds that put the batch deep in each dtype's subnormals (~7 and ~20 grid steps RMS, 3-5 bits).
-TINY_INPUT_CASES = [("float32", 1e-44), ("float64", 1e-322)]
+# Input stds that put the batch deep in each dtype's subnormals (~7 and ~6 grid steps RMS, ~3 bits): there the
+# raw GEMM misses the reference by 58-242x the tolerance below (12 seeds, either layer, either dtype).
+TINY_INPUT_CASES = [("float32", 1e-44), ("float64", 3e-323)]
 
 
 @pytest.mark.parametrize("numerics", ["rescaled", "raw"])
