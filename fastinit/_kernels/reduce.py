@@ -104,12 +104,12 @@ def finite_sums(x):
 
 @jit(inner=True)
 def known_sums(x):
-    """As :func:`finite_sums`, but where ``x`` has an inf or NaN entry its sums are not known: both NaN, and
-    not summed (a net that overflowed takes this path for every matrix of every layer after)."""
+    """As :func:`finite_sums`, but where ``x`` has an inf or NaN entry its sums are not known: both NaN (unit
+    0), and not summed (a net that overflowed takes this path for every matrix of every layer after)."""
     flat = x.reshape(-1)
     exponent, bad = _finite_extent(flat)
     if bad > 0:
-        return math.nan, math.nan, exponent * math.log(2.0), bad
+        return math.nan, math.nan, 0.0, bad
     s, s2 = _sums_in_unit(flat, exponent)
     return s, s2, exponent * math.log(2.0), 0
 
@@ -139,8 +139,7 @@ def checked_sums(x, acc):
     s2 = total(acc, np.int64(ACC_SUMSQ), cols)
     if math.isfinite(s) and math.isfinite(s2) and (s2 != 0.0 or not squares_can_vanish(x)):
         return s, s2, 0.0, 0
-    s, s2, log_unit, bad = known_sums(x)
-    return s, s2, (0.0 if bad > 0 else log_unit), bad
+    return known_sums(x)
 
 
 # A stored matrix whose RMS is below 2^SMALL_RMS_LOG2 is brought up by a power of two before a rescaled net's
