@@ -85,10 +85,11 @@ class Throughput:
 
 class Underflow(_SlowCalls):
     """A net whose unrescaled forward runs into float32's subnormals: uniform init, silu, width 256, depth 100
-    (the default study's slowest cells: their mean square goes subnormal at layer 71, every value is 0 from 84).
+    (once the default study's slowest cells: their mean square goes subnormal at layer 71, every value is 0
+    from 86).
 
-    Subnormal operands cost x86 about 180x in a GEMM; the forward keeps them, as the hardware would, and the
-    rescaled backward's weight gradient does not multiply by them (its input lifted by a power of two).
+    Subnormal operands cost x86 about 180x in a GEMM; the rescaled net's GEMMs take such inputs lifted by a
+    power of two (the forward's z and the backward's weight gradient), so this runs near a normal net's time.
     """
 
     def setup(self):
