@@ -118,94 +118,6 @@ def _pair_cosines(h, start, stop):
     return cosines
 
 
-# ------------------------------------------------------------------ column sums, four rows at a time
-#
-# Each helper adds rows to per-column float64 accumulators in row order, exactly as a loop over
-# one row at a time would (``a[j] + x0 + x1 + x2 + x3`` is ``(((a[j] + x0) + x1) + x2) + x3``):
-# the same roundings, so the same bits.  Taking four rows per pass over the columns loads and
-# stores each accumulator once per four rows instead of once per row, which is what bounded
-# these passes (measured on Zen 4, 32-row blocks: 0.44 -> 0.26 ns per element at width 64,
-# 0.83 -> 0.34 at width 1024, where one row's accumulators no longer fit in L1).
-
-
-@jit(inline=True)
-def _add_sums(s, s2, r0, r1, r2, r3):
-    """``s += r0 + r1 + r2 + r3`` and ``s2 +=`` their squares, column by column."""
-    for j in range(r0.shape[0]):
-        x0, x1, x2, x3 = np.float64(r0[j]), np.float64(r1[j]), np.float64(r2[j]), np.float64(r3[j])
-        s[j] = s[j] + x0 + x1 + x2 + x3
-        s2[j] = s2[j] + x0 * x0 + x1 * x1 + x2 * x2 + x3 * x3
-
-
-@jit(inline=True)
-def _add_sum(s, s2, row):
-    """``s += row`` and ``s2 += row^2``, column by column."""
-    for j in range(row.shape[0]):
-        x = np.float64(row[j])
-        s[j] += x
-        s2[j] += x * x
-
-
-@jit(inline=True)
-def _add_squares(s2, r0, r1, r2, r3):
-    """``s2 += r0^2 + r1^2 + r2^2 + r3^2``, column by column."""
-    for j in range(r0.shape[0]):
-        x0, x1, x2, x3 = np.float64(r0[j]), np.float64(r1[j]), np.float64(r2[j]), np.float64(r3[j])
-        s2[j] = s2[j] + x0 * x0 + x1 * x1 + x2 * x2 + x3 * x3
-
-
-@jit(inline=True)
-def _add_square(s2, row):
-    """``s2 += row^2``, column by column."""
-    for j in range(row.shape[0]):
-        x = np.float64(row[j])
-        s2[j] += x * x
-
-
-@jit(inline=True)
-def _add_slope_counts(alive, saturated, bounded, d0, d1, d2, d3):
-    """``alive += [phi' != 0]`` and, if ``bounded``, ``saturated += [|phi'| < SATURATION]`` over four rows of phi'."""
-    for j in range(d0.shape[0]):
-        alive[j] = (alive[j] + (1.0 if d0[j] != 0.0 else 0.0) + (1.0 if d1[j] != 0.0 else 0.0)
-                    + (1.0 if d2[j] != 0.0 else 0.0) + (1.0 if d3[j] != 0.0 else 0.0))
-    if bounded:
-        for j in range(d0.shape[0]):
-            saturated[j] = (saturated[j] + (1.0 if abs(np.float64(d0[j])) < SATURATION else 0.0)
-                            + (1.0 if abs(np.float64(d1[j])) < SATURATION else 0.0)
-                            + (1.0 if abs(np.float64(d2[j])) < SATURATION else 0.0)
-                            + (1.0 if abs(np.float64(d3[j])) < SATURATION else 0.0))
-
-
-@jit(inline=True)
-def _add_slope_count(alive, saturated, bounded, row):
-    """:func:`_add_slope_counts` of one row."""
-    for j in range(row.shape[0]):
-        alive[j] += 1.0 if row[j] != 0.0 else 0.0
-    if bounded:
-        for j in range(row.shape[0]):
-            saturated[j] += 1.0 if abs(np.float64(row[j])) < SATURATION else 0.0
-
-
-@jit(inline=True)
-def _sums_of_rows(x, start, stop, s, s2):
-    """``s`` and ``s2`` += the column sums of rows ``[start, stop)`` of ``x`` and of their squares."""
-    whole = start + 4 * ((stop - start) // 4)
-    for i in range(start, whole, 4):
-        _add_sums(s, s2, x[i], x[i + 1], x[i + 2], x[i + 3])
-    for i in range(whole, stop):
-        _add_sum(s, s2, x[i])
-
-
-@jit(inline=True)
-def _squares_of_rows(x, start, stop, s2):
-    """``s2`` += the column sums of the squares of rows ``[start, stop)`` of ``x``."""
-    whole = start + 4 * ((stop - start) // 4)
-    for i in range(start, whole, 4):
-        _add_squares(s2, x[i], x[i + 1], x[i + 2], x[i + 3])
-    for i in range(whole, stop):
-        _add_square(s2, x[i])
-
-
 # ------------------------------------------------------------------ one row block
 #
 # The elementwise passes work on one row block at a time: a lane runs its own blocks,
@@ -228,17 +140,21 @@ def activate_block(block, z, h_in, h_out, dphi, code, param, residual, branch_sc
     a = acc[block]
     _clear(a, np.int64(N_ACC), cols)
     s, s2, h2, alive, saturated = a[ACC_SUM], a[ACC_SUMSQ], a[ACC_ACT_SUMSQ], a[ACC_ALIVE], a[ACC_SATURATED]
-    # Four rows at a time, each matrix in a loop of its own: few arrays per loop, so LLVM's
-    # alias checks stay cheap and every loop vectorises, on rows still in L1.
-    whole = start + 4 * ((stop - start) // 4)
-    for i in range(start, whole, 4):
-        _add_sums(s, s2, z[i], z[i + 1], z[i + 2], z[i + 3])
-        _add_squares(h2, h_out[i], h_out[i + 1], h_out[i + 2], h_out[i + 3])
-        _add_slope_counts(alive, saturated, bounded, dphi[i], dphi[i + 1], dphi[i + 2], dphi[i + 3])
-    for i in range(whole, stop):
-        _add_sum(s, s2, z[i])
-        _add_square(h2, h_out[i])
-        _add_slope_count(alive, saturated, bounded, dphi[i])
+    for i in range(start, stop):
+        z_row, h_row, d_row = z[i], h_out[i], dphi[i]
+        # Separate loops: each touches few arrays, so LLVM's alias checks stay cheap
+        # and every loop vectorises.
+        for j in range(cols):
+            x = np.float64(z_row[j])
+            s[j] += x
+            s2[j] += x * x
+        for j in range(cols):
+            v = np.float64(h_row[j])
+            h2[j] += v * v
+            alive[j] += 1.0 if d_row[j] != 0.0 else 0.0
+        if bounded:
+            for j in range(cols):
+                saturated[j] += 1.0 if abs(np.float64(d_row[j])) < SATURATION else 0.0
     corr[block] = _pair_cosines(h_out, start, stop)
 
 
@@ -252,7 +168,11 @@ def output_stats_block(block, h_out, acc, corr):
     h2 = acc[block, ACC_ACT_SUMSQ]
     for j in range(cols):
         h2[j] = 0.0
-    _squares_of_rows(h_out, start, stop, h2)
+    for i in range(start, stop):
+        h_row = h_out[i]
+        for j in range(cols):
+            v = np.float64(h_row[j])
+            h2[j] += v * v
     corr[block] = _pair_cosines(h_out, start, stop)
 
 
@@ -286,20 +206,38 @@ def backprop_block(block, grad_out, slope, branch_scale, grad, acc, with_stats, 
         else:
             for j in range(cols):
                 out_row[j] = g_row[j] * (branch_scale * d_row[j])
-        # The statistics of each four rows once they are written (still in L1).
-        if with_stats and (i - start) % 4 == 3:
-            _add_sums(s, s2, grad[i - 3], grad[i - 2], grad[i - 1], out_row)
-    if with_stats:
-        for i in range(start + 4 * ((stop - start) // 4), stop):
-            _add_sum(s, s2, grad[i])
+        if with_stats:
+            for j in range(cols):
+                v = np.float64(out_row[j])
+                s[j] += v
+                s2[j] += v * v
 
 
 @jit(inner=True)
 def column_sums_rows(x, start, stop, acc_block):
     """Column sums of rows ``[start, stop)`` of ``x`` and of their squares into
     ``acc_block[ACC_SUM]`` and ``acc_block[ACC_SUMSQ]``."""
-    _clear(acc_block, np.int64(2), x.shape[1])
-    _sums_of_rows(x, start, stop, acc_block[ACC_SUM], acc_block[ACC_SUMSQ])
+    cols = x.shape[1]
+    _clear(acc_block, np.int64(2), cols)
+    s, s2 = acc_block[ACC_SUM], acc_block[ACC_SUMSQ]
+    # Four rows per pass over the columns, added in row order (``s[j] + x0 + x1`` is ``(s[j] + x0) + x1``):
+    # the bits of one row at a time, with a quarter of the accumulators' loads and stores, which bound
+    # this loop (Zen 4, one thread: dL/dW's column sums at width 1024, 418 -> 151 us).  Only here: the
+    # same in the activation's and the backprop's passes saved little there and cost a cold start
+    # about 2 s more compilation.
+    whole = start + 4 * ((stop - start) // 4)
+    for i in range(start, whole, 4):
+        r0, r1, r2, r3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+        for j in range(cols):
+            x0, x1, x2, x3 = np.float64(r0[j]), np.float64(r1[j]), np.float64(r2[j]), np.float64(r3[j])
+            s[j] = s[j] + x0 + x1 + x2 + x3
+            s2[j] = s2[j] + x0 * x0 + x1 * x1 + x2 * x2 + x3 * x3
+    for i in range(whole, stop):
+        row = x[i]
+        for j in range(cols):
+            v = np.float64(row[j])
+            s[j] += v
+            s2[j] += v * v
 
 
 @jit(inner=True)
