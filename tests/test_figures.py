@@ -238,7 +238,22 @@ def _spread_tables():
     return measured, predicted, pooled
 
 
-@pytest.mark.parametrize("build", ["variance", "gain", "spread", "phase", "heatmap"])
+def _gains_with_a_long_note():
+    """Gains of 7 activations, of which 7 initializers' forward gains are exact zeros but for relu's (listed under the key)."""
+    records = []
+    for activation in ("relu", "tanh", "gelu", "silu", "sigmoid", "elu", "selu"):
+        for k in range(8):
+            zero = k > 0 and activation != "relu"
+            gain = 0.0 if zero else 1.0
+            records.append({"init": f"normal:std={k + 1}", "activation": activation,
+                            "direction": "forward", "gain": gain, "gain_low": 0.9 * gain, "gain_high": 1.1 * gain,
+                            "theory": 1.0, "log10_gain": math.log10(gain) if gain else -np.inf,
+                            "log10_gain_low": math.log10(0.9 * gain) if gain else -np.inf,
+                            "log10_gain_high": math.log10(1.1 * gain) if gain else -np.inf})
+    return pd.DataFrame.from_records(records)
+
+
+@pytest.mark.parametrize("build", ["variance", "gain", "gain_with_note", "spread", "phase", "heatmap"])
 def test_figures_are_column_wide_and_nothing_falls_outside(rows, build):
     if build == "variance":
         # Seven activations in four columns, as the default study: the one spare slot holds the notes.
@@ -251,6 +266,10 @@ def test_figures_are_column_wide_and_nothing_falls_outside(rows, build):
         figure = figures.gain_figure(pd.DataFrame({
             "init": ["a", "b"], "activation": "relu", "direction": "forward", "gain": 1.0, "gain_low": 0.9,
             "gain_high": 1.1, "theory": 1.0, "log10_gain": 0.0, "log10_gain_low": -0.05, "log10_gain_high": 0.04}))
+    elif build == "gain_with_note":
+        figure = figures.gain_figure(_gains_with_a_long_note())
+        note = " ".join(t.get_text() for ax in figure.axes for t in ax.texts)
+        assert note.startswith("Not drawn") and len(note) > 3 * figures._chars_across(figures.DOUBLE_COLUMN)
     elif build == "spread":
         measured, predicted, pooled = _spread_tables()
         figure = figures.spread_figure(measured, predicted, pooled=pooled)
