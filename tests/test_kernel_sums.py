@@ -129,3 +129,40 @@ def test_power_of_two_is_ldexp_over_float64s_normal_exponents():
 def test_power_of_two_takes_only_an_int32():
     with pytest.raises(numba.TypingError):
         _powers(np.arange(3, dtype=np.int64))
+
+
+def _interleaved_cosine(a, b):
+    """The kernel's cosine order: float64 products summed in 4 chains by index mod 4 (the last n % 4 elements
+    added to chain 0), in increasing index; cumsum adds strictly left to right."""
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    whole = 4 * (x.size // 4)
+
+    def chains(u, v):
+        sums = [np.cumsum(u[k:whole:4] * v[k:whole:4])[-1] if whole else 0.0 for k in range(4)]
+        for j in range(whole, x.size):
+            sums[0] = sums[0] + u[j] * v[j]
+        return (sums[0] + sums[1]) + (sums[2] + sums[3])
+
+    with np.errstate(invalid="ignore", over="ignore"):  # an inf entry: inf / inf, NaN as in the kernel
+        dot, n1, n2 = chains(x, y), chains(x, x), chains(y, y)
+        return dot / np.sqrt(n1 * n2) if n1 > 0.0 and n2 > 0.0 else np.nan
+
+
+@numba.njit
+def _pair_cosines(h):
+    return blocks._pair_cosines(h, 0, h.shape[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cols", [1, 3, 4, 7, 64, 65, 258])
+def test_pair_cosines_are_the_interleaved_float64_sums(dtype, cols):
+    """Row pairs with entries over 12 decades (sums that depend on their order), an all-zero row (0/0: NaN) and
+    an infinite entry."""
+    h = _awkward(12, cols, dtype, seed=cols)
+    h[2] = 0.0
+    h[9, 0] = np.inf
+    expected = sum(_interleaved_cosine(h[i - 1], h[i]) for i in range(1, 12, 2))
+    assert np.isnan(expected)  # the zero row's cosine is NaN, and so is the block's sum
+    finite = sum(_interleaved_cosine(h[i - 1], h[i]) for i in (1, 5))
+    np.testing.assert_array_equal(_pair_cosines(h[[0, 1, 4, 5]]), finite)
+    np.testing.assert_array_equal(_pair_cosines(h), expected)
