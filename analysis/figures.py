@@ -94,13 +94,13 @@ def _order(values) -> list:
     return list(dict.fromkeys(values))
 
 
-# DejaVu Sans averages about 0.55 em per character of English text; wrapping at 0.6 em errs inside.
-_NOTE_CHAR_WIDTH_EM = 0.6
+# DejaVu Sans averages about 0.55 em per character of English text; counting 0.6 em errs inside.
+_CHAR_WIDTH_EM = 0.6
 
 
-def _chars_across(inches: float) -> int:
-    """How many characters of a note fit on a line ``inches`` wide."""
-    return int(inches * 72.0 / (_NOTE_CHAR_WIDTH_EM * _NOTE_SIZE))
+def _chars_across(figure_inches: float) -> int:
+    """How many characters of a note fit on a line across a figure ``figure_inches`` wide (less its margins)."""
+    return int(0.94 * figure_inches * 72.0 / (_CHAR_WIDTH_EM * _NOTE_SIZE))
 
 
 def _legend_columns(labels, inches: float, most: int = 8) -> int:
@@ -110,7 +110,7 @@ def _legend_columns(labels, inches: float, most: int = 8) -> int:
     gaps around it (matplotlib's defaults: 2 + 0.8 + 2 em) and its label at the legend's font size.
     """
     size = PAPER_STYLE["legend.fontsize"]
-    widths = [(4.8 + _NOTE_CHAR_WIDTH_EM * len(label)) * size for label in labels]
+    widths = [(4.8 + _CHAR_WIDTH_EM * len(label)) * size for label in labels]
     for columns in range(min(most, len(widths)), 1, -1):
         rows = -(-len(widths) // columns)
         if sum(max(widths[c * rows:(c + 1) * rows], default=0.0) for c in range(columns)) <= inches * 72.0:
@@ -122,7 +122,7 @@ def _note(ax, lines, *, y=0.02, va="bottom", width: int = 40) -> None:
     """Small text inside ``ax`` (a panel's footnote), wrapped to ``width`` characters: what is not drawn and why.
 
     It stays out of the layout so a long note never shrinks the panels; the wrap keeps it inside
-    (a note under a whole figure: ``width=_chars_across`` of the figure's width less its margins).
+    (a note under a whole figure: ``width=_chars_across(figure width)``).
     """
     if lines:
         text = "\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in lines)
@@ -461,7 +461,7 @@ def variance_figure(rows: pd.DataFrame, *, direction: str = "forward", theory: p
     if spare is not None:
         _note(spare, notes, y=0.98, va="top", width=30)
     else:
-        _note(key, notes, y=0.0, va="bottom", width=_chars_across(0.94 * figure.get_figwidth()))
+        _note(key, notes, y=0.0, va="bottom", width=_chars_across(figure.get_figwidth()))
     return figure
 
 
@@ -556,11 +556,12 @@ def gain_figure(compared: pd.DataFrame, *, inits=None, activations=None):
             notes.append(f"{init}: " + ", ".join(f"{r.activation} {r.direction} ({r.why})"
                                                  for r in frame.itertuples(index=False)))
     note = ["Not drawn: " + "; ".join(notes) + "."] if notes else []
-    note_width = _chars_across(0.94 * DOUBLE_COLUMN)
+    note_width = _chars_across(DOUBLE_COLUMN)
     # The key's row: the legend's lines (6 pt entries, ~0.15 inch each) and, below them, the note's (5.5 pt,
     # ~0.1 inch each).
-    legend_rows = -(-len(inits) // _legend_columns(inits, DOUBLE_COLUMN))
-    key_height = 0.15 + 0.15 * legend_rows + 0.1 * sum(len(textwrap.wrap(line, note_width)) for line in note)
+    columns = _legend_columns(inits, DOUBLE_COLUMN)
+    key_height = 0.15 + 0.15 * -(-len(inits) // columns) + 0.1 * sum(len(textwrap.wrap(line, note_width))
+                                                                      for line in note)
     figure = plt.figure(figsize=(DOUBLE_COLUMN, 0.36 * len(activations) + 0.6 + key_height), constrained_layout=True)
     grid = figure.add_gridspec(2, 2, height_ratios=[0.36 * len(activations) + 0.6, key_height])
     axes = [figure.add_subplot(grid[0, 0])]
@@ -572,7 +573,7 @@ def gain_figure(compared: pd.DataFrame, *, inits=None, activations=None):
     key.axis("off")
     entries = _legend_entries(axes, inits)
     key.legend(list(entries.values()), list(entries.keys()), loc="upper center",
-               ncols=_legend_columns(list(entries), DOUBLE_COLUMN), frameon=False, borderaxespad=0.0)
+               ncols=columns, frameon=False, borderaxespad=0.0)
     _note(key, note, y=0.0, width=note_width)
     return figure
 

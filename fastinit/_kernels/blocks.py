@@ -205,7 +205,7 @@ def column_sums_rows(x, start, stop, acc_block):
     s, s2 = acc_block[ACC_SUM], acc_block[ACC_SUMSQ]
     # Four rows per pass over the columns, added in row order (``s[j] + x0 + x1`` is ``(s[j] + x0) + x1``):
     # the bits of one row at a time, with a quarter of the accumulators' loads and stores, which bound
-    # this loop (Zen 4, one thread: dL/dW's column sums at width 1024, 418 -> 151 us).  Only here: the
+    # this loop (Zen 4, one thread: dL/dW's column sums at width 1024, 253 -> 126 us).  Only here: the
     # same in the activation's and the backprop's passes saved little there and cost a cold start
     # about 2 s more compilation.
     whole = start + 4 * ((stop - start) // 4)
