@@ -7,7 +7,8 @@ Run as a plain script (PyTorch optional; its rows are skipped without it)::
     python asv_bench/peers.py prenorm       # layer-norm pre-norm residual stream vs PyTorch autograd
 
 Timings on a shared 2-core machine are noisy, so every number is the median of
-``--repeat`` runs, and comparisons are ratios measured in the same process.
+``--repeat`` runs, and comparisons are ratios measured in the same process: in the propagate
+tables, the median of per-round ratios, every implementation timed once per round in turn.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 
 import numpy as np
-from _timing import median_seconds  # noqa: E402 -- a sibling module: run these as scripts
+from _timing import interleaved_seconds, median_seconds, paired_ratio  # noqa: E402 -- a sibling module: run these as scripts
 
 
 def bench_sampling(repeat: int) -> list[tuple[str, float]]:
@@ -117,8 +119,21 @@ def peak_sgemm_gflops(repeat: int, n: int = 2048) -> float:
     return 2 * n**3 / median_seconds(lambda: np.dot(a, a, out=out), repeat) / 1e9
 
 
+def _compared_rows(shape: str, flops: float, times: dict, activations) -> list:
+    """Table rows ``(shape, activation, label, median seconds, GFLOP/s, paired ratio to fastinit)`` of one
+    shape's :func:`~_timing.interleaved_seconds` (keys ``(label, activation)``; the floor's activation ``None``)."""
+    rows = []
+    for activation in activations:
+        base = ("fastinit", activation)
+        for key in [key for key in times if key[1] == activation] + [key for key in times if key[1] is None]:
+            seconds = statistics.median(times[key])
+            rows.append((shape, activation, key[0], seconds, flops / seconds / 1e9, paired_ratio(times, key, base)))
+    return rows
+
+
 def bench_propagate(repeat: int):
-    """Rows of (shape, activation, implementation, seconds, GFLOP/s) for the headline shapes."""
+    """Rows of :func:`_compared_rows` for the headline shapes, each shape's implementations timed in
+    interleaved rounds (NumPy, much slower, in the first third of them)."""
     import fastinit
 
     try:
@@ -129,17 +144,19 @@ def bench_propagate(repeat: int):
     rows = []
     for width, depth in HEADLINE_SHAPES:
         batch = 256
-        flops = 6.0 * batch * width**2 * depth
-        floor = median_seconds(gemm_floor(width, depth, batch, generator), repeat)
+        functions, counts = {}, {}
         for activation in ("relu", "tanh"):
-            entries = [("fastinit", median_seconds(lambda: fastinit.propagate(
-                "he_normal", activation, depth=depth, width=width, batch=batch, init_params={"nonlinearity": "relu"}), repeat))]
+            functions["fastinit", activation] = lambda activation=activation: fastinit.propagate(
+                "he_normal", activation, depth=depth, width=width, batch=batch, init_params={"nonlinearity": "relu"})
             if torch is not None:
-                entries.append(("pytorch autograd", median_seconds(lambda: torch_sweep(torch, activation, width, depth, batch), repeat)))
-            entries.append(("numpy", median_seconds(lambda: numpy_sweep(activation, width, depth, batch, generator), max(3, repeat // 3))))
-            entries.append(("3 GEMMs/layer floor", floor))
-            for label, seconds in entries:
-                rows.append((f"({width}, {depth})", activation, label, seconds, flops / seconds / 1e9))
+                functions["pytorch autograd", activation] = lambda activation=activation: torch_sweep(
+                    torch, activation, width, depth, batch)
+            functions["numpy", activation] = lambda activation=activation: numpy_sweep(
+                activation, width, depth, batch, generator)
+            counts["numpy", activation] = max(3, repeat // 3)
+        functions["3 GEMMs/layer floor", None] = gemm_floor(width, depth, batch, generator)
+        times = interleaved_seconds(functions, repeat, counts)
+        rows += _compared_rows(f"({width}, {depth})", 6.0 * batch * width**2 * depth, times, ("relu", "tanh"))
     return rows
 
 
@@ -147,37 +164,35 @@ PRENORM_SHAPES = [(256, 200), (1024, 50)]  # (width, depth), batch 256, alpha 0.
 
 
 def bench_prenorm(repeat: int):
-    """Rows of (shape, activation, implementation, seconds, GFLOP/s): the layer-norm pre-norm residual stream."""
+    """Rows of :func:`_compared_rows`: the layer-norm pre-norm residual stream, fastinit and PyTorch interleaved."""
     import fastinit
     import torch
 
     rows = []
     for width, depth in PRENORM_SHAPES:
         batch = 256
-        flops = 6.0 * batch * width**2 * depth
+        functions = {}
         for activation in ("relu", "tanh"):
-            entries = [("fastinit", median_seconds(lambda: fastinit.propagate(
+            functions["fastinit", activation] = lambda activation=activation: fastinit.propagate(
                 "he_normal", activation, depth=depth, width=width, batch=batch, init_params={"nonlinearity": "relu"},
-                norm="layer", norm_at="branch", residual=0.5), repeat)),
-                ("pytorch autograd", median_seconds(lambda: torch_sweep(torch, activation, width, depth, batch, 0.5),
-                                                    repeat))]
-            for label, seconds in entries:
-                rows.append((f"({width}, {depth})", activation, label, seconds, flops / seconds / 1e9))
+                norm="layer", norm_at="branch", residual=0.5)
+            functions["pytorch autograd", activation] = lambda activation=activation: torch_sweep(
+                torch, activation, width, depth, batch, 0.5)
+        times = interleaved_seconds(functions, repeat)
+        rows += _compared_rows(f"({width}, {depth})", 6.0 * batch * width**2 * depth, times, ("relu", "tanh"))
     return rows
 
 
 def print_propagate(rows, peak: float, title="batch 256, He normal, float32, forward + backward with statistics") -> None:
-    """Markdown table of the propagate comparison."""
+    """Markdown table of the propagate comparison (rows of :func:`_compared_rows`)."""
     print(f"\n### Propagation: {title}\n")
     print(machine_line() + "\n")
     print(f"peak sgemm (2048^3, numpy/OpenBLAS, all cores): {peak:.0f} GFLOP/s; "
-          "effective GFLOP/s = 6 batch width^2 depth / seconds\n")
+          "effective GFLOP/s = 6 batch width^2 depth / seconds; fastinit speed-up = median over interleaved "
+          "rounds of (that row's time / fastinit's in the same round)\n")
     print("| (width, depth) | activation | implementation | median s | fastinit speed-up | GFLOP/s | % of peak |")
     print("|---|---|---|---:|---:|---:|---:|")
-    base = {}
-    for shape, activation, label, seconds, gflops in rows:
-        base.setdefault((shape, activation), seconds)
-        ratio = seconds / base[(shape, activation)]
+    for shape, activation, label, seconds, gflops, ratio in rows:
         print(f"| {shape} | {activation} | {label} | {seconds:.3f} | {ratio:.2f}x | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
 
 
