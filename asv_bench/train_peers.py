@@ -25,9 +25,10 @@ norm_at="branch", residual=1``: ``h_l = h_{l-1} + relu(W_l LayerNorm(h_{l-1}) + 
 layer whose fan-in equals its fan-out, the first hidden layer plain), the same Adam loop; torch
 builds it from ``nn.Linear`` and ``nn.LayerNorm(elementwise_affine=False, eps=1e-5)``.
 
-Every number is the median of ``--repeat`` timed runs after a warm-up run, all in this
-process; BLAS, numba and torch are limited to ``--threads`` threads.  The machine is
-shared: compare the ratios, which are measured side by side.
+Every number is the median of ``--repeat`` timed runs, all in this process, the
+implementations timed in interleaved rounds (each timed run after an untimed one); the
+speed-up is the median of per-round ratios.  BLAS, numba and torch are limited to
+``--threads`` threads.  The machine is shared: compare the ratios, which are measured side by side.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 
 import numpy as np
-from _timing import median_seconds  # noqa: E402 -- a sibling module: run these as scripts
+from _timing import interleaved_seconds, paired_ratio  # noqa: E402 -- a sibling module: run these as scripts
 from peers import machine_line  # noqa: E402
 
 DEPTH, WIDTH, BATCH, N_TRAIN, LR, MOMENTUM = 20, 256, 256, 4096, 0.01, 0.9
@@ -231,24 +233,31 @@ def main(argv=None):
 
 def _gaussians_table(args, torch, threadpool_info):
     flop_epoch = 2.0 * BATCH * WIDTH * WIDTH * (DEPTH - 1) * (N_TRAIN // BATCH) * 4  # 3 per step + 1 eval
-    rows = [("fastinit.train.run (jitted epoch loop)", median_seconds(fastinit_epoch(args.epochs), args.repeat)),
-            ("GEMM floor, numba np.dot (scipy OpenBLAS)", median_seconds(gemm_floor_numba(args.epochs), args.repeat))]
+    functions = {"fastinit.train.run (jitted epoch loop)": fastinit_epoch(args.epochs),
+                 "GEMM floor, numba np.dot (scipy OpenBLAS)": gemm_floor_numba(args.epochs)}
     if torch is not None:
-        rows.append((f"torch {torch.__version__} loop (same measures)", median_seconds(torch_loop(torch, args.epochs), args.repeat)))
-        rows.append(("torch loop (steps only, no evaluation)",
-                     median_seconds(torch_loop(torch, args.epochs, evaluate=False), args.repeat)))
-        rows.append(("GEMM floor, torch.mm", median_seconds(gemm_floor_torch(torch, args.epochs), args.repeat)))
+        functions[f"torch {torch.__version__} loop (same measures)"] = torch_loop(torch, args.epochs)
+        functions["torch loop (steps only, no evaluation)"] = torch_loop(torch, args.epochs, evaluate=False)
+        functions["GEMM floor, torch.mm"] = gemm_floor_torch(torch, args.epochs)
+    rows = _compared(functions, args.repeat)
     blas = sorted({(i["internal_api"], i.get("architecture"), i["num_threads"]) for i in threadpool_info()
                    if i["user_api"] == "blas"})
-    ours = rows[0][1]
     print(f"\n{DEPTH} x {WIDTH} ReLU MLP, batch {BATCH}, {N_TRAIN} examples ({N_TRAIN // BATCH} steps/epoch), SGD, "
           f"{args.threads} thread(s), median of {args.repeat}; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; BLAS libraries (api, arch, threads) {blas}\n")
     print("| implementation | s / epoch | epochs / s | GFLOP/s (GEMM work) | fastinit speed-up |")
     print("|---|---:|---:|---:|---:|")
-    for label, seconds in rows:
+    for label, seconds, ratio in rows:
         per_epoch = seconds / args.epochs
-        print(f"| {label} | {per_epoch:.3f} | {1 / per_epoch:.2f} | {flop_epoch / per_epoch / 1e9:.1f} | {seconds / ours:.2f}x |")
+        print(f"| {label} | {per_epoch:.3f} | {1 / per_epoch:.2f} | {flop_epoch / per_epoch / 1e9:.1f} | {ratio:.2f}x |")
+
+
+def _compared(functions: dict, repeat: int) -> list:
+    """``(label, median seconds, median per-round ratio to the first function)`` for each of ``functions``,
+    timed in interleaved rounds (:func:`~_timing.interleaved_seconds`)."""
+    times = interleaved_seconds(functions, repeat)
+    first = next(iter(functions))
+    return [(label, statistics.median(times[label]), paired_ratio(times, label, first)) for label in functions]
 
 
 def fastinit_digits(epochs, setting=DIGITS):
@@ -260,13 +269,11 @@ def fastinit_digits(epochs, setting=DIGITS):
 def _digits_table(args, torch, prenorm=False):
     epochs = args.digits_epochs
     setting, torch_case = (PRENORM, torch_prenorm) if prenorm else (DIGITS, torch_digits)
-    rows = [("fastinit.train.run (jitted epoch loop, Adam)", median_seconds(fastinit_digits(epochs, setting), args.repeat))]
+    functions = {"fastinit.train.run (jitted epoch loop, Adam)": fastinit_digits(epochs, setting)}
     if torch is not None:
-        rows.append((f"torch {torch.__version__} loop, optim.Adam (same measures)",
-                     median_seconds(torch_case(torch, epochs), args.repeat)))
-        rows.append(("torch loop (steps only, no evaluation)",
-                     median_seconds(torch_case(torch, epochs, evaluate=False), args.repeat)))
-    ours = rows[0][1]
+        functions[f"torch {torch.__version__} loop, optim.Adam (same measures)"] = torch_case(torch, epochs)
+        functions["torch loop (steps only, no evaluation)"] = torch_case(torch, epochs, evaluate=False)
+    rows = _compared(functions, args.repeat)
     net = (f"{setting['depth']} x {setting['width']} pre-norm residual ReLU stream (layer norm on the branch)"
            if prenorm else f"{setting['depth']} x {setting['width']} ReLU MLP")
     print(f"\ndigits: {net}, batch {setting['batch']}, 1347 training + 450 "
@@ -274,9 +281,9 @@ def _digits_table(args, torch, prenorm=False):
           f"{epochs} epochs per run, median of {args.repeat}\n")
     print("| implementation | s / epoch | epochs / s | fastinit speed-up |")
     print("|---|---:|---:|---:|")
-    for label, seconds in rows:
+    for label, seconds, ratio in rows:
         per_epoch = seconds / epochs
-        print(f"| {label} | {per_epoch:.4f} | {1 / per_epoch:.1f} | {seconds / ours:.2f}x |")
+        print(f"| {label} | {per_epoch:.4f} | {1 / per_epoch:.1f} | {ratio:.2f}x |")
 
 
 if __name__ == "__main__":
