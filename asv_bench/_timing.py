@@ -64,7 +64,7 @@ def paired_ratio(times: dict, label: str, base: str) -> float:
     ----------
     times : dict
         :func:`interleaved_seconds`'s result.
-    label, base : str
+    label, base : hashable
         Two of its labels; the rounds they share are the first ``min(len)`` (a slow function's
         rounds are the first ones).
 
@@ -75,3 +75,22 @@ def paired_ratio(times: dict, label: str, base: str) -> float:
     """
     pairs = zip(times[label], times[base])
     return statistics.median(seconds / base_seconds for seconds, base_seconds in pairs)
+
+
+def compared(times: dict, labels, base) -> list:
+    """``(label, median seconds, paired ratio to base)`` for each of ``labels`` (see :func:`paired_ratio`).
+
+    Parameters
+    ----------
+    times : dict
+        :func:`interleaved_seconds`'s result.
+    labels : iterable
+        Labels of ``times``, in the order wanted.
+    base : hashable
+        The label the ratios are to (its own ratio is 1).
+
+    Returns
+    -------
+    list of tuple
+    """
+    return [(label, statistics.median(times[label]), paired_ratio(times, label, base)) for label in labels]

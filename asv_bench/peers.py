@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 
 import numpy as np
-from _timing import interleaved_seconds, median_seconds, paired_ratio  # noqa: E402 -- a sibling module: run these as scripts
+from _timing import compared, interleaved_seconds, median_seconds  # noqa: E402 -- a sibling module: run these as scripts
 
 
 def bench_sampling(repeat: int) -> list[tuple[str, float]]:
@@ -124,10 +123,9 @@ def _compared_rows(shape: str, flops: float, times: dict, activations) -> list:
     shape's :func:`~_timing.interleaved_seconds` (keys ``(label, activation)``; the floor's activation ``None``)."""
     rows = []
     for activation in activations:
-        base = ("fastinit", activation)
-        for key in [key for key in times if key[1] == activation] + [key for key in times if key[1] is None]:
-            seconds = statistics.median(times[key])
-            rows.append((shape, activation, key[0], seconds, flops / seconds / 1e9, paired_ratio(times, key, base)))
+        keys = [key for key in times if key[1] == activation] + [key for key in times if key[1] is None]
+        rows += [(shape, activation, key[0], seconds, flops / seconds / 1e9, ratio)
+                 for key, seconds, ratio in compared(times, keys, ("fastinit", activation))]
     return rows
 
 

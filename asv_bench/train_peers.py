@@ -36,10 +36,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 
 import numpy as np
-from _timing import interleaved_seconds, paired_ratio  # noqa: E402 -- a sibling module: run these as scripts
+from _timing import compared, interleaved_seconds  # noqa: E402 -- a sibling module: run these as scripts
 from peers import machine_line  # noqa: E402
 
 DEPTH, WIDTH, BATCH, N_TRAIN, LR, MOMENTUM = 20, 256, 256, 4096, 0.01, 0.9
@@ -239,7 +238,7 @@ def _gaussians_table(args, torch, threadpool_info):
         functions[f"torch {torch.__version__} loop (same measures)"] = torch_loop(torch, args.epochs)
         functions["torch loop (steps only, no evaluation)"] = torch_loop(torch, args.epochs, evaluate=False)
         functions["GEMM floor, torch.mm"] = gemm_floor_torch(torch, args.epochs)
-    rows = _compared(functions, args.repeat)
+    rows = compared(interleaved_seconds(functions, args.repeat), functions, next(iter(functions)))
     blas = sorted({(i["internal_api"], i.get("architecture"), i["num_threads"]) for i in threadpool_info()
                    if i["user_api"] == "blas"})
     print(f"\n{DEPTH} x {WIDTH} ReLU MLP, batch {BATCH}, {N_TRAIN} examples ({N_TRAIN // BATCH} steps/epoch), SGD, "
@@ -250,14 +249,6 @@ def _gaussians_table(args, torch, threadpool_info):
     for label, seconds, ratio in rows:
         per_epoch = seconds / args.epochs
         print(f"| {label} | {per_epoch:.3f} | {1 / per_epoch:.2f} | {flop_epoch / per_epoch / 1e9:.1f} | {ratio:.2f}x |")
-
-
-def _compared(functions: dict, repeat: int) -> list:
-    """``(label, median seconds, median per-round ratio to the first function)`` for each of ``functions``,
-    timed in interleaved rounds (:func:`~_timing.interleaved_seconds`)."""
-    times = interleaved_seconds(functions, repeat)
-    first = next(iter(functions))
-    return [(label, statistics.median(times[label]), paired_ratio(times, label, first)) for label in functions]
 
 
 def fastinit_digits(epochs, setting=DIGITS):
@@ -273,7 +264,7 @@ def _digits_table(args, torch, prenorm=False):
     if torch is not None:
         functions[f"torch {torch.__version__} loop, optim.Adam (same measures)"] = torch_case(torch, epochs)
         functions["torch loop (steps only, no evaluation)"] = torch_case(torch, epochs, evaluate=False)
-    rows = _compared(functions, args.repeat)
+    rows = compared(interleaved_seconds(functions, args.repeat), functions, next(iter(functions)))
     net = (f"{setting['depth']} x {setting['width']} pre-norm residual ReLU stream (layer norm on the branch)"
            if prenorm else f"{setting['depth']} x {setting['width']} ReLU MLP")
     print(f"\ndigits: {net}, batch {setting['batch']}, 1347 training + 450 "

@@ -33,6 +33,8 @@ def test_paired_ratio_survives_a_change_of_machine_speed(monkeypatch):
     monkeypatch.setattr(_timing.time, "perf_counter", machine.perf_counter)
     times = _timing.interleaved_seconds({"a": machine.work("a", 1.0), "b": machine.work("b", 3.0)}, repeat=10)
     assert _timing.paired_ratio(times, "b", "a") == pytest.approx(3.0)
+    (a, _, to_itself), (b, _, to_a) = _timing.compared(times, ["a", "b"], "a")
+    assert (a, b, to_itself) == ("a", "b", 1.0) and to_a == pytest.approx(3.0)
     # Timed one after the other (a's rounds all fast, b's all slow) the ratio would read 6.
     machine = _Machine(switch=1 + 5)
     monkeypatch.setattr(_timing.time, "perf_counter", machine.perf_counter)
